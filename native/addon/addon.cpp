@@ -1,0 +1,524 @@
+// Node-API bindings: argument conversion and validation only. Every entry catches C++ exceptions
+// and rethrows them as JavaScript TypeError / RangeError / Error, so no input can abort the process.
+// The maths lives in native/kernels, the storage in native/core.
+#include <napi.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <optional>
+
+#include "../core/bf16.h"
+#include "../core/cuda_runtime.h"
+#include "../core/errors.h"
+#include "../core/parallel.h"
+#include "../core/tensor.h"
+#include "../kernels/elementwise/elementwise.h"
+#include "../kernels/log_softmax/log_softmax.h"
+#include "../kernels/preference_loss/preference_loss.h"
+#include "../kernels/sequence_logprobs/sequence_logprobs.h"
+#include "../kernels/token_logprobs/token_logprobs.h"
+
+using namespace osp;
+
+namespace {
+
+// ---- errors -----------------------------------------------------------------------------------
+
+[[noreturn]] void throwJs(Napi::Env env, const OspError& e) {
+  switch (e.kind) {
+    case OspError::Kind::Type: throw Napi::TypeError::New(env, e.what());
+    case OspError::Kind::Range: throw Napi::RangeError::New(env, e.what());
+    default: throw Napi::Error::New(env, e.what());
+  }
+}
+
+// Wraps a binding so that every C++ exception becomes a JavaScript exception.
+template <typename F>
+Napi::Value guarded(const Napi::CallbackInfo& info, F&& body) {
+  Napi::Env env = info.Env();
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const OspError& e) {
+    throwJs(env, e);
+  } catch (const std::bad_alloc&) {
+    throw Napi::RangeError::New(env, "out of host memory");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("osp native error: ") + e.what());
+  }
+}
+
+// ---- the tensor handle -------------------------------------------------------------------------
+
+class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "NativeTensor",
+                       {InstanceAccessor<&NativeTensor::shape>("shape"),
+                        InstanceAccessor<&NativeTensor::strides>("strides"),
+                        InstanceAccessor<&NativeTensor::dtype>("dtype"),
+                        InstanceAccessor<&NativeTensor::device>("device"),
+                        InstanceAccessor<&NativeTensor::disposed>("disposed"),
+                        InstanceAccessor<&NativeTensor::isContiguous>("isContiguous"),
+                        InstanceAccessor<&NativeTensor::nbytes>("nbytes"),
+                        InstanceMethod<&NativeTensor::toArray>("toArray"),
+                        InstanceMethod<&NativeTensor::dispose>("dispose"),
+                        InstanceMethod<&NativeTensor::transpose>("transpose"),
+                        InstanceMethod<&NativeTensor::contiguous>("contiguous"),
+                        InstanceMethod<&NativeTensor::to>("to")});
+  }
+
+  explicit NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTensor>(info) {}
+  ~NativeTensor() override { release(); }
+
+  static Napi::Object wrap(Napi::Env env, Tensor t);
+  static NativeTensor* unwrapChecked(Napi::Env env, const Napi::Value& v, const std::string& what);
+
+  const Tensor& tensor(Napi::Env env, const std::string& what) const {
+    if (!t_) throw Napi::TypeError::New(env, what + " has been disposed; expected a live tensor");
+    return *t_;
+  }
+
+  void adopt(Napi::Env env, Tensor t) {
+    env_ = env;
+    // Report memory once per buffer (views share their base's buffer).
+    if (t.storage.use_count() == 1) {
+      reported_ = static_cast<int64_t>(t.storage->bytes);
+      Napi::MemoryManagement::AdjustExternalMemory(env, reported_);
+    }
+    t_ = std::move(t);
+  }
+
+ private:
+  void release() {
+    if (reported_ && env_) Napi::MemoryManagement::AdjustExternalMemory(env_, -reported_);
+    reported_ = 0;
+    t_.reset();
+  }
+
+  Napi::Value shape(const Napi::CallbackInfo& info) { return dims(info, tensor(info.Env(), "tensor").shape); }
+  Napi::Value strides(const Napi::CallbackInfo& info) { return dims(info, tensor(info.Env(), "tensor").strides); }
+  static Napi::Value dims(const Napi::CallbackInfo& info, const std::vector<int64_t>& d) {
+    Napi::Array a = Napi::Array::New(info.Env(), d.size());
+    for (size_t i = 0; i < d.size(); i++) a.Set(static_cast<uint32_t>(i), Napi::Number::New(info.Env(), double(d[i])));
+    return a;
+  }
+  Napi::Value dtype(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), dtypeName(tensor(info.Env(), "tensor").dtype));
+  }
+  Napi::Value device(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), deviceName(tensor(info.Env(), "tensor").device));
+  }
+  Napi::Value disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !t_); }
+  Napi::Value isContiguous(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), tensor(info.Env(), "tensor").isContiguous());
+  }
+  Napi::Value nbytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(tensor(info.Env(), "tensor").nbytes()));
+  }
+
+  Napi::Value toArray(const Napi::CallbackInfo& info);
+  Napi::Value dispose(const Napi::CallbackInfo& info) {
+    release();
+    return info.Env().Undefined();
+  }
+  Napi::Value transpose(const Napi::CallbackInfo& info);
+  Napi::Value contiguous(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value { return wrap(info.Env(), osp::contiguous(tensor(info.Env(), "tensor"))); });
+  }
+  Napi::Value to(const Napi::CallbackInfo& info);
+
+  std::optional<Tensor> t_;
+  int64_t reported_ = 0;
+  napi_env env_ = nullptr;
+};
+
+struct AddonData {
+  Napi::FunctionReference tensorClass;
+};
+
+Napi::Object NativeTensor::wrap(Napi::Env env, Tensor t) {
+  Napi::Object o = env.GetInstanceData<AddonData>()->tensorClass.New({});
+  NativeTensor::Unwrap(o)->adopt(env, std::move(t));
+  return o;
+}
+
+NativeTensor* NativeTensor::unwrapChecked(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(env.GetInstanceData<AddonData>()->tensorClass.Value()))
+    throw Napi::TypeError::New(env, what + " is not a tensor; expected a Tensor made by osp.tensor()");
+  return NativeTensor::Unwrap(v.As<Napi::Object>());
+}
+
+// ---- argument helpers ---------------------------------------------------------------------------
+
+const Tensor& tensorArg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  std::string what = std::string(op) + ": " + name;
+  return NativeTensor::unwrapChecked(info.Env(), info[i], what)->tensor(info.Env(), what);
+}
+
+double numberArg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  if (!info[i].IsNumber())
+    throw Napi::TypeError::New(info.Env(), std::string(op) + ": " + name + " must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+int32_t int32Arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  double v = numberArg(info, i, op, name);
+  if (!std::isfinite(v) || v != std::floor(v) || v < -2147483648.0 || v > 2147483647.0)
+    throw Napi::RangeError::New(info.Env(), std::string(op) + ": " + name + " is " + std::to_string(v) +
+                                                "; expected an integer in the 32-bit range");
+  return static_cast<int32_t>(v);
+}
+
+int64_t sizeArg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  double v = numberArg(info, i, op, name);
+  if (!std::isfinite(v) || v != std::floor(v) || v < 0 || v > 9007199254740991.0)
+    throw Napi::RangeError::New(info.Env(), std::string(op) + ": " + name + " is " + std::to_string(v) +
+                                                "; expected a non-negative integer");
+  return static_cast<int64_t>(v);
+}
+
+bool boolArg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  if (!info[i].IsBoolean()) throw Napi::TypeError::New(info.Env(), std::string(op) + ": " + name + " must be a boolean");
+  return info[i].As<Napi::Boolean>().Value();
+}
+
+std::string stringArg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  if (!info[i].IsString()) throw Napi::TypeError::New(info.Env(), std::string(op) + ": " + name + " must be a string");
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+DType dtypeArg(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  std::string s = stringArg(info, i, op, "dtype");
+  if (s == "f32") return DType::F32;
+  if (s == "f64") return DType::F64;
+  if (s == "bf16") return DType::BF16;
+  if (s == "i32") return DType::I32;
+  throw Napi::TypeError::New(info.Env(), std::string(op) + ": dtype '" + s + "' is unknown; expected f32, f64, bf16 or i32");
+}
+
+Device deviceArg(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  std::string s = stringArg(info, i, op, "device");
+  if (s == "cpu") return Device::CPU;
+  if (s == "cuda") return Device::CUDA;
+  throw Napi::TypeError::New(info.Env(), std::string(op) + ": device '" + s + "' is unknown; expected cpu or cuda");
+}
+
+void checkDeviceDtype(Napi::Env env, const char* op, DType d, Device dev) {
+  if (dev == Device::CUDA && d == DType::F64)
+    throw Napi::TypeError::New(env, std::string(op) + ": dtype f64 is not supported on cuda; expected f32, bf16 or i32 (f64 is for CPU reference checks)");
+  if (dev == Device::CUDA && !cuda::available())
+    throw Napi::Error::New(env, std::string(op) + ": device cuda requested but " +
+                                    (cuda::compiled() ? "no CUDA device is available (" + cuda::probeError() + ")"
+                                                      : std::string("osp was built without CUDA")));
+}
+
+// ---- tensor methods -----------------------------------------------------------------------------
+
+Napi::Value NativeTensor::toArray(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const Tensor& t = tensor(env, "tensor");
+    Tensor dense = t.isContiguous() ? t : osp::contiguous(t);
+    const size_t n = static_cast<size_t>(dense.numel());
+    switch (dense.dtype) {
+      case DType::F32: {
+        auto a = Napi::Float32Array::New(env, n);
+        toHost(dense, a.Data());
+        return a;
+      }
+      case DType::F64: {
+        auto a = Napi::Float64Array::New(env, n);
+        toHost(dense, a.Data());
+        return a;
+      }
+      case DType::I32: {
+        auto a = Napi::Int32Array::New(env, n);
+        toHost(dense, a.Data());
+        return a;
+      }
+      case DType::BF16: {
+        std::vector<uint16_t> raw(n);
+        toHost(dense, raw.data());
+        auto a = Napi::Float32Array::New(env, n);
+        for (size_t i = 0; i < n; i++) a[i] = bf16ToFloat(raw[i]);
+        return a;
+      }
+    }
+    return env.Undefined();
+  });
+}
+
+Napi::Value NativeTensor::transpose(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const Tensor& t = tensor(info.Env(), "tensor");
+    int32_t a = int32Arg(info, 0, "transpose", "dim0"), b = int32Arg(info, 1, "transpose", "dim1");
+    if (a < 0 || b < 0 || a >= t.dim() || b >= t.dim())
+      rangeError("transpose: dimensions " + std::to_string(a) + ", " + std::to_string(b) + " are outside [0, " +
+                 std::to_string(t.dim()) + ") for " + t.describe());
+    Tensor v = t;
+    std::swap(v.shape[a], v.shape[b]);
+    std::swap(v.strides[a], v.strides[b]);
+    return wrap(info.Env(), v);
+  });
+}
+
+Napi::Value NativeTensor::to(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const Tensor& t = tensor(info.Env(), "tensor");
+    DType d = dtypeArg(info, 0, "to");
+    Device dev = deviceArg(info, 1, "to");
+    checkDeviceDtype(info.Env(), "to", d, dev);
+    return wrap(info.Env(), convert(t, d, dev));
+  });
+}
+
+// ---- module functions ---------------------------------------------------------------------------
+
+// fromArray(data: TypedArray, shape: number[], dtype, device)
+Napi::Value fromArray(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const char* op = "tensor";
+    if (!info[0].IsTypedArray())
+      throw Napi::TypeError::New(env, "tensor: data must be a Float32Array, Float64Array, Int32Array or Uint16Array (bf16 bits)");
+    auto ta = info[0].As<Napi::TypedArray>();
+    if (!info[1].IsArray()) throw Napi::TypeError::New(env, "tensor: shape must be an array of non-negative integers");
+    auto sa = info[1].As<Napi::Array>();
+    std::vector<int64_t> shape;
+    int64_t numel = 1;
+    for (uint32_t i = 0; i < sa.Length(); i++) {
+      Napi::Value v = sa.Get(i);
+      double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 0) || d != std::floor(d) || d > 2147483647.0)
+        throw Napi::RangeError::New(env, "tensor: shape[" + std::to_string(i) + "] must be a non-negative integer");
+      shape.push_back(static_cast<int64_t>(d));
+      numel *= shape.back();
+    }
+    DType dt = dtypeArg(info, 2, op);
+    Device dev = deviceArg(info, 3, op);
+    checkDeviceDtype(env, op, dt, dev);
+    if (static_cast<int64_t>(ta.ElementLength()) != numel)
+      throw Napi::RangeError::New(env, "tensor: data has " + std::to_string(ta.ElementLength()) + " elements but shape " +
+                                           shapeString(shape) + " needs " + std::to_string(numel));
+    const napi_typedarray_type at = ta.TypedArrayType();
+    const uint8_t* base = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    const size_t n = static_cast<size_t>(numel);
+    if (dt == DType::I32) {
+      if (at != napi_int32_array)
+        throw Napi::TypeError::New(env, "tensor: dtype i32 needs an Int32Array; got another typed array");
+      return NativeTensor::wrap(env, fromHost(base, shape, dt, dev));
+    }
+    if (dt == DType::BF16 && at == napi_uint16_array) return NativeTensor::wrap(env, fromHost(base, shape, dt, dev));
+    if (at != napi_float32_array && at != napi_float64_array)
+      throw Napi::TypeError::New(env, std::string("tensor: dtype ") + dtypeName(dt) +
+                                          " needs a Float32Array or Float64Array (or Uint16Array of bf16 bits for bf16)");
+    const bool src64 = at == napi_float64_array;
+    if ((dt == DType::F32 && !src64) || (dt == DType::F64 && src64)) return NativeTensor::wrap(env, fromHost(base, shape, dt, dev));
+    std::vector<char> conv(n * dtypeSize(dt));
+    for (size_t i = 0; i < n; i++) {
+      double v = src64 ? reinterpret_cast<const double*>(base)[i] : reinterpret_cast<const float*>(base)[i];
+      if (dt == DType::F32) reinterpret_cast<float*>(conv.data())[i] = static_cast<float>(v);
+      else if (dt == DType::F64) reinterpret_cast<double*>(conv.data())[i] = v;
+      else reinterpret_cast<uint16_t*>(conv.data())[i] = floatToBf16(static_cast<float>(v));
+    }
+    return NativeTensor::wrap(env, fromHost(conv.data(), shape, dt, dev));
+  });
+}
+
+Napi::Value backends(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Napi::Object cpu = Napi::Object::New(env);
+    cpu.Set("threads", cpuThreads());
+    Napi::Object c = Napi::Object::New(env);
+    c.Set("compiled", cuda::compiled());
+    auto devs = cuda::devices();
+    c.Set("available", !devs.empty());
+    Napi::Array arr = Napi::Array::New(env, devs.size());
+    for (size_t i = 0; i < devs.size(); i++) {
+      Napi::Object d = Napi::Object::New(env);
+      d.Set("name", devs[i].name);
+      d.Set("memoryBytes", double(devs[i].memoryBytes));
+      d.Set("computeCapability", std::to_string(devs[i].major) + "." + std::to_string(devs[i].minor));
+      // Theoretical DRAM bandwidth (bytes/s) where the runtime reports the memory clock: 2 x clock x bus.
+      double bw = devs[i].memoryClockKHz > 0 ? 2.0 * devs[i].memoryClockKHz * 1e3 * devs[i].memoryBusWidthBits / 8 : 0;
+      d.Set("peakBandwidthBytesPerSecond", bw);
+      arr.Set(static_cast<uint32_t>(i), d);
+    }
+    c.Set("devices", arr);
+    if (devs.empty()) c.Set("reason", cuda::probeError());
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("cpu", cpu);
+    o.Set("cuda", c);
+    return o;
+  });
+}
+
+Napi::Value synchronize(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (cuda::available()) cuda::synchronize();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value wrapT(const Napi::CallbackInfo& info, Tensor t) { return NativeTensor::wrap(info.Env(), std::move(t)); }
+
+// tokenLogprobs(logits, targets, ignoreIndex)
+Napi::Value tokenLogprobsJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "tokenLogprobs";
+    return wrapT(info, tokenLogprobs(tensorArg(info, 0, op, "logits"), tensorArg(info, 1, op, "targets"),
+                                     int32Arg(info, 2, op, "ignoreIndex")));
+  });
+}
+
+// tokenLogprobsBackward(logits, targets, gradLogprobs, ignoreIndex, inPlace)
+Napi::Value tokenLogprobsBackwardJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "tokenLogprobsBackward";
+    return wrapT(info, tokenLogprobsBackward(tensorArg(info, 0, op, "logits"), tensorArg(info, 1, op, "targets"),
+                                             tensorArg(info, 2, op, "gradLogprobs"), int32Arg(info, 3, op, "ignoreIndex"),
+                                             boolArg(info, 4, op, "inPlace")));
+  });
+}
+
+Napi::Value logSoftmaxJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return wrapT(info, logSoftmax(tensorArg(info, 0, "logSoftmax", "logits"))); });
+}
+
+Napi::Value logSoftmaxBackwardJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "logSoftmaxBackward";
+    return wrapT(info, logSoftmaxBackward(tensorArg(info, 0, op, "gradOut"), tensorArg(info, 1, op, "logSoftmaxOut")));
+  });
+}
+
+Napi::Value gatherJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "gather";
+    return wrapT(info, gather(tensorArg(info, 0, op, "values"), tensorArg(info, 1, op, "targets"),
+                              int32Arg(info, 2, op, "ignoreIndex")));
+  });
+}
+
+Napi::Value gatherBackwardJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "gatherBackward";
+    const Tensor& grad = tensorArg(info, 0, op, "grad");
+    DType out = info[4].IsUndefined() ? grad.dtype : dtypeArg(info, 4, op);
+    return wrapT(info, gatherBackward(grad, tensorArg(info, 1, op, "targets"), sizeArg(info, 2, op, "vocab"),
+                                      int32Arg(info, 3, op, "ignoreIndex"), out));
+  });
+}
+
+Napi::Value sequenceLogprobsJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "sequenceLogprobs";
+    return wrapT(info, sequenceLogprobs(tensorArg(info, 0, op, "tokenLogprobs"), tensorArg(info, 1, op, "sequenceIds"),
+                                        sizeArg(info, 2, op, "count"), int32Arg(info, 3, op, "ignoreIndex")));
+  });
+}
+
+Napi::Value sequenceLogprobsBackwardJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "sequenceLogprobsBackward";
+    return wrapT(info, sequenceLogprobsBackward(tensorArg(info, 0, op, "gradSequences"),
+                                                tensorArg(info, 1, op, "sequenceIds"), int32Arg(info, 2, op, "ignoreIndex")));
+  });
+}
+
+// preferenceLoss(kind, policyChosen, policyRejected, refChosen, refRejected, target|null, beta)
+Napi::Value preferenceLossJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const char* op = "preferenceLoss";
+    std::string k = stringArg(info, 0, op, "kind");
+    PreferenceKind kind;
+    if (k == "spce") kind = PreferenceKind::SPCE;
+    else if (k == "dpo") kind = PreferenceKind::DPO;
+    else if (k == "ipo") kind = PreferenceKind::IPO;
+    else throw Napi::TypeError::New(env, "preferenceLoss: kind '" + k + "' is unknown; expected spce, dpo or ipo");
+    const Tensor* target = nullptr;
+    if (!info[5].IsNull() && !info[5].IsUndefined()) target = &tensorArg(info, 5, op, "target");
+    PreferenceResult r = preferenceLoss(kind, tensorArg(info, 1, op, "policyChosen"), tensorArg(info, 2, op, "policyRejected"),
+                                        tensorArg(info, 3, op, "refChosen"), tensorArg(info, 4, op, "refRejected"), target,
+                                        numberArg(info, 6, op, "beta"));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("loss", r.loss);
+    o.Set("losses", NativeTensor::wrap(env, r.losses));
+    o.Set("pHat", NativeTensor::wrap(env, r.pHat));
+    o.Set("margins", NativeTensor::wrap(env, r.margins));
+    o.Set("gradPolicyChosen", NativeTensor::wrap(env, r.gradPolicyChosen));
+    o.Set("gradPolicyRejected", NativeTensor::wrap(env, r.gradPolicyRejected));
+    return o;
+  });
+}
+
+Napi::Value binaryJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "binary";
+    std::string k = stringArg(info, 0, op, "op");
+    BinaryOp b;
+    if (k == "add") b = BinaryOp::Add;
+    else if (k == "sub") b = BinaryOp::Sub;
+    else if (k == "mul") b = BinaryOp::Mul;
+    else throw Napi::TypeError::New(info.Env(), "binary: op '" + k + "' is unknown; expected add, sub or mul");
+    return wrapT(info, binary(b, tensorArg(info, 1, op, "a"), tensorArg(info, 2, op, "b")));
+  });
+}
+
+Napi::Value unaryJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "unary";
+    std::string k = stringArg(info, 0, op, "op");
+    static const std::pair<const char*, UnaryOp> names[] = {
+        {"neg", UnaryOp::Neg},         {"sigmoid", UnaryOp::Sigmoid}, {"softplus", UnaryOp::Softplus},
+        {"logSigmoid", UnaryOp::LogSigmoid}, {"square", UnaryOp::Square}, {"exp", UnaryOp::Exp}, {"log", UnaryOp::Log}};
+    for (auto& [name, u] : names)
+      if (k == name) return wrapT(info, unary(u, tensorArg(info, 1, op, "x")));
+    throw Napi::TypeError::New(info.Env(), "unary: op '" + k + "' is unknown; expected neg, sigmoid, softplus, logSigmoid, square, exp or log");
+  });
+}
+
+Napi::Value affineJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "affine";
+    return wrapT(info, affine(tensorArg(info, 0, op, "x"), numberArg(info, 1, op, "scale"), numberArg(info, 2, op, "shift")));
+  });
+}
+
+Napi::Value sumJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return wrapT(info, sum(tensorArg(info, 0, "sum", "x"))); });
+}
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  Napi::Function cls = NativeTensor::define(env);
+  data->tensorClass = Napi::Persistent(cls);
+  env.SetInstanceData<AddonData>(data);
+  exports.Set("NativeTensor", cls);
+  exports.Set("fromArray", Napi::Function::New<fromArray>(env, "fromArray"));
+  exports.Set("backends", Napi::Function::New<backends>(env, "backends"));
+  exports.Set("synchronize", Napi::Function::New<synchronize>(env, "synchronize"));
+  exports.Set("tokenLogprobs", Napi::Function::New<tokenLogprobsJs>(env, "tokenLogprobs"));
+  exports.Set("tokenLogprobsBackward", Napi::Function::New<tokenLogprobsBackwardJs>(env, "tokenLogprobsBackward"));
+  exports.Set("logSoftmax", Napi::Function::New<logSoftmaxJs>(env, "logSoftmax"));
+  exports.Set("logSoftmaxBackward", Napi::Function::New<logSoftmaxBackwardJs>(env, "logSoftmaxBackward"));
+  exports.Set("gather", Napi::Function::New<gatherJs>(env, "gather"));
+  exports.Set("gatherBackward", Napi::Function::New<gatherBackwardJs>(env, "gatherBackward"));
+  exports.Set("sequenceLogprobs", Napi::Function::New<sequenceLogprobsJs>(env, "sequenceLogprobs"));
+  exports.Set("sequenceLogprobsBackward", Napi::Function::New<sequenceLogprobsBackwardJs>(env, "sequenceLogprobsBackward"));
+  exports.Set("preferenceLoss", Napi::Function::New<preferenceLossJs>(env, "preferenceLoss"));
+  exports.Set("binary", Napi::Function::New<binaryJs>(env, "binary"));
+  exports.Set("unary", Napi::Function::New<unaryJs>(env, "unary"));
+  exports.Set("affine", Napi::Function::New<affineJs>(env, "affine"));
+  exports.Set("sum", Napi::Function::New<sumJs>(env, "sum"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(osp, init)

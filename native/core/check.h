@@ -1,0 +1,31 @@
+// Argument checks shared by every op. Each throws an OspError whose message starts with the op and
+// the argument, says what was received and what was expected.
+#pragma once
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "tensor.h"
+
+namespace osp {
+
+struct ArgCheck {
+  const char* op;
+  void dtype(const Tensor& t, const char* arg, std::initializer_list<DType> allowed) const;
+  void dims(const Tensor& t, const char* arg, int64_t rank) const;
+  void contiguous(const Tensor& t, const char* arg) const;
+  void sameDevice(const Tensor& a, const char* argA, const Tensor& b, const char* argB) const;
+  void sameDtype(const Tensor& a, const char* argA, const Tensor& b, const char* argB) const;
+  void size(const Tensor& t, const char* arg, int64_t dim, int64_t expected, const std::string& why) const;
+  void finite(double v, const char* arg) const;
+  // Kernels' value problems: turns a KernelStatus into a RangeError; `detail` describes status.index.
+  void status(const KernelStatus& st, const std::string& detail) const;
+  std::string prefix(const char* arg) const { return std::string(op) + ": " + arg; }
+};
+
+// Read one element of an i32 tensor (host or device) for an error message.
+int32_t readInt(const Tensor& t, int64_t index);
+double readFloat(const Tensor& t, int64_t index);
+
+}  // namespace osp

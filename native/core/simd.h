@@ -1,0 +1,68 @@
+// Portable 8-wide float vectors (GCC/Clang vector extensions) and a vectorised exp for the CPU
+// kernels. The compiler emits AVX2/FMA code inside functions marked OSP_SIMD_CLONES (chosen at
+// load time by the CPU's features) and SSE2 pairs elsewhere, so one binary is fast on new CPUs and
+// still runs on old ones.
+//
+// fastExp: exp(x) for x <= 0 (the only range softmax needs once the row max is subtracted):
+// x = k ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial (relative error < 2e-7, about
+// one float ulp), times 2^k built in the exponent bits. Below -87 the result is flushed to 0;
+// NaN stays NaN (comparisons with NaN are false), so non-finite rows are still detected.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+#define OSP_SIMD_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define OSP_SIMD_CLONES
+#endif
+
+namespace osp::simd {
+
+typedef float f8 __attribute__((vector_size(32)));
+typedef int32_t i8 __attribute__((vector_size(32)));
+typedef uint32_t u8 __attribute__((vector_size(32)));
+constexpr int W = 8;
+
+static inline f8 splat(float v) { return f8{v, v, v, v, v, v, v, v}; }
+static inline f8 load(const float* p) {
+  f8 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+static inline void store(float* p, f8 v) { std::memcpy(p, &v, sizeof(v)); }
+static inline f8 vmax(f8 a, f8 b) { return a > b ? a : b; }
+static inline float hmax(f8 v) {
+  float m = v[0];
+  for (int i = 1; i < W; i++) m = v[i] > m ? v[i] : m;
+  return m;
+}
+static inline float hsum(f8 v) {  // fixed pairwise order: deterministic
+  return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
+static inline f8 fastExp(f8 x) {
+  const f8 lo = splat(-87.0f);
+  f8 xc = x < lo ? lo : x;
+  const f8 magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  f8 kf = (xc * splat(1.44269504088896341f) + magic) - magic;
+  f8 r = xc - kf * splat(0.693359375f) - kf * splat(-2.12194440e-4f);
+  f8 p = splat(1.0f / 720);
+  p = p * r + splat(1.0f / 120);
+  p = p * r + splat(1.0f / 24);
+  p = p * r + splat(1.0f / 6);
+  p = p * r + splat(0.5f);
+  p = p * r + splat(1.0f);
+  p = p * r + splat(1.0f);
+  i8 k = __builtin_convertvector(kf, i8);
+  u8 bits = (u8)(k + 127) << 23;
+  f8 y = p * (f8)bits;
+  return x < lo ? splat(0.0f) : y;
+}
+
+static inline float fastExp1(float x) {  // the same function for one value (row tails)
+  f8 v = fastExp(splat(x));
+  return v[0];
+}
+
+}  // namespace osp::simd

@@ -1,0 +1,114 @@
+// CUDA log-softmax and gather: the unfused baseline (maths in log_softmax.h). One block per row,
+// coalesced element loads: max, then sum of exp, then write y = x - lse, as frameworks do. The
+// [N, V] output is what the fused token_logprobs kernel avoids.
+#include "../../core/cuda_common.cuh"
+#include "log_softmax.h"
+
+namespace osp::log_softmax {
+
+namespace {
+
+using osp::cuda::fromFloat;
+using osp::cuda::toFloat;
+constexpr int kBlock = 256;
+
+__device__ __forceinline__ float blockMax(float v) {
+  __shared__ float sh[32];
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  __syncthreads();
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  v = lane < warps ? sh[lane] : -INFINITY;
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ x, T* __restrict__ y, int64_t V, KernelStatus* st) {
+  const int64_t n = blockIdx.x;
+  const T* xr = x + n * V;
+  T* yr = y + n * V;
+  float m = -INFINITY;
+  bool bad = false;
+  for (int64_t v = threadIdx.x; v < V; v += kBlock) {
+    float f = toFloat(xr[v]);
+    m = fmaxf(m, f);
+    bad |= !(f < INFINITY);
+  }
+  bad = __syncthreads_or(bad);
+  m = blockMax(m);
+  float s = 0.f;
+  for (int64_t v = threadIdx.x; v < V; v += kBlock) s += __expf(toFloat(xr[v]) - m);
+  s = osp::cuda::blockReduceSum(s);
+  const float lse = m + logf(s);
+  if (threadIdx.x == 0 && (bad || !isfinite(m) || !(s > 0.f))) osp::cuda::reportStatus(st, StatusNonFiniteRow, n);
+  for (int64_t v = threadIdx.x; v < V; v += kBlock) yr[v] = fromFloat<T>(toFloat(xr[v]) - lse);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) backwardKernel(const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ dx, int64_t V) {
+  const int64_t n = blockIdx.x;
+  float s = 0.f;
+  for (int64_t v = threadIdx.x; v < V; v += kBlock) s += toFloat(dy[n * V + v]);
+  s = osp::cuda::blockReduceSum(s);
+  for (int64_t v = threadIdx.x; v < V; v += kBlock)
+    dx[n * V + v] = fromFloat<T>(toFloat(dy[n * V + v]) - __expf(toFloat(y[n * V + v])) * s);
+}
+
+template <typename T>
+__global__ void gatherKernel(const T* __restrict__ y, const int32_t* __restrict__ t, float* __restrict__ out, int64_t N,
+                             int64_t V, int32_t ignoreIndex, KernelStatus* st) {
+  const int64_t n = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (n >= N) return;
+  const int32_t tn = t[n];
+  if (tn == ignoreIndex) out[n] = 0.f;
+  else if (tn < 0 || tn >= V) {
+    out[n] = NAN;
+    osp::cuda::reportStatus(st, StatusTargetOutOfRange, n);
+  } else out[n] = toFloat(y[n * V + tn]);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) gatherBackwardKernel(const float* __restrict__ g, const int32_t* __restrict__ t,
+                                                              T* __restrict__ dy, int64_t V, int32_t ignoreIndex, KernelStatus* st) {
+  const int64_t n = blockIdx.x;
+  const int32_t tn = t[n];
+  const bool valid = tn != ignoreIndex && tn >= 0 && tn < V;
+  if (threadIdx.x == 0 && tn != ignoreIndex && !valid) osp::cuda::reportStatus(st, StatusTargetOutOfRange, n);
+  const float gn = g[n];
+  for (int64_t v = threadIdx.x; v < V; v += kBlock) dy[n * V + v] = fromFloat<T>(valid && v == tn ? gn : 0.f);
+}
+
+}  // namespace
+
+void forwardCuda(const void* x, void* y, bool isBf16, int64_t N, int64_t V, KernelStatus* st) {
+  auto s = osp::cuda::stream();
+  if (isBf16) forwardKernel<<<N, kBlock, 0, s>>>(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(y), V, st);
+  else forwardKernel<<<N, kBlock, 0, s>>>(static_cast<const float*>(x), static_cast<float*>(y), V, st);
+}
+
+void backwardCuda(const void* dy, const void* y, void* dx, bool isBf16, int64_t N, int64_t V) {
+  auto s = osp::cuda::stream();
+  if (isBf16)
+    backwardKernel<<<N, kBlock, 0, s>>>(static_cast<const __nv_bfloat16*>(dy), static_cast<const __nv_bfloat16*>(y),
+                                        static_cast<__nv_bfloat16*>(dx), V);
+  else backwardKernel<<<N, kBlock, 0, s>>>(static_cast<const float*>(dy), static_cast<const float*>(y), static_cast<float*>(dx), V);
+}
+
+void gatherCuda(const void* y, bool isBf16, const int32_t* t, float* out, int64_t N, int64_t V, int32_t ignoreIndex,
+                KernelStatus* st) {
+  auto s = osp::cuda::stream();
+  const int64_t blocks = (N + kBlock - 1) / kBlock;
+  if (isBf16) gatherKernel<<<blocks, kBlock, 0, s>>>(static_cast<const __nv_bfloat16*>(y), t, out, N, V, ignoreIndex, st);
+  else gatherKernel<<<blocks, kBlock, 0, s>>>(static_cast<const float*>(y), t, out, N, V, ignoreIndex, st);
+}
+
+void gatherBackwardCuda(const float* g, const int32_t* t, void* dy, bool isBf16, int64_t N, int64_t V, int32_t ignoreIndex,
+                        KernelStatus* st) {
+  auto s = osp::cuda::stream();
+  if (isBf16) gatherBackwardKernel<<<N, kBlock, 0, s>>>(g, t, static_cast<__nv_bfloat16*>(dy), V, ignoreIndex, st);
+  else gatherBackwardKernel<<<N, kBlock, 0, s>>>(g, t, static_cast<float*>(dy), V, ignoreIndex, st);
+}
+
+}  // namespace osp::log_softmax

@@ -1,0 +1,95 @@
+// token log-probs: argument checks and dispatch to the CPU or CUDA kernels (maths in the header).
+#include "token_logprobs.h"
+
+#include "../../core/check.h"
+#include "../../core/cuda_runtime.h"
+
+namespace osp {
+
+namespace {
+
+// Shared checks for logits [N, V] and targets [N]; returns {N, V}.
+std::pair<int64_t, int64_t> checkRows(const ArgCheck& c, const Tensor& logits, const Tensor& targets) {
+  c.dims(logits, "logits", 2);
+  c.contiguous(logits, "logits");
+  if (logits.device == Device::CPU) c.dtype(logits, "logits", {DType::F32, DType::F64});
+  else c.dtype(logits, "logits", {DType::F32, DType::BF16});
+  c.dims(targets, "targets", 1);
+  c.contiguous(targets, "targets");
+  c.dtype(targets, "targets", {DType::I32});
+  c.sameDevice(logits, "logits", targets, "targets");
+  c.size(targets, "targets", 0, logits.shape[0], "one target per row of logits");
+  if (logits.shape[1] < 1) typeError(c.prefix("logits") + " has shape " + shapeString(logits.shape) + "; expected at least one column");
+  return {logits.shape[0], logits.shape[1]};
+}
+
+void raise(const ArgCheck& c, const KernelStatus& st, const Tensor& targets, int64_t V, int32_t ignoreIndex) {
+  if (st.code == StatusTargetOutOfRange)
+    c.status(st, "targets[" + std::to_string(st.index) + "] = " + std::to_string(readInt(targets, st.index)) +
+                     " is outside [0, " + std::to_string(V) + ") and is not ignoreIndex (" + std::to_string(ignoreIndex) + ")");
+  if (st.code == StatusNonFiniteRow)
+    c.status(st, "logits row " + std::to_string(st.index) +
+                     " contains NaN or +Inf (or no finite value); expected finite logits (-Inf is allowed for masked entries)");
+  c.status(st, "kernel reported status " + std::to_string(st.code));
+}
+
+}  // namespace
+
+Tensor tokenLogprobs(const Tensor& logits, const Tensor& targets, int32_t ignoreIndex) {
+  ArgCheck c{"tokenLogprobs"};
+  auto [N, V] = checkRows(c, logits, targets);
+  const DType outType = logits.dtype == DType::F64 ? DType::F64 : DType::F32;
+  Tensor out = Tensor::empty({N}, outType, logits.device);
+  if (N == 0) return out;
+  KernelStatus st{};
+  if (logits.device == Device::CPU) {
+    if (logits.dtype == DType::F64)
+      token_logprobs::forwardReference(logits.data<double>(), targets.data<int32_t>(), out.data<double>(), N, V,
+                                       ignoreIndex, &st);
+    else
+      token_logprobs::forwardCpuF32(logits.data<float>(), targets.data<int32_t>(), out.data<float>(), N, V,
+                                    ignoreIndex, &st);
+  } else {
+#ifdef OSP_WITH_CUDA
+    token_logprobs::forwardCuda(logits.raw(), logits.dtype == DType::BF16, targets.data<int32_t>(), out.data<float>(),
+                                N, V, ignoreIndex, cuda::statusReset());
+    cuda::checkLaunch("tokenLogprobs");
+    st = cuda::statusRead();
+#endif
+  }
+  raise(c, st, targets, V, ignoreIndex);
+  return out;
+}
+
+Tensor tokenLogprobsBackward(const Tensor& logits, const Tensor& targets, const Tensor& gradLogprobs,
+                             int32_t ignoreIndex, bool inPlace) {
+  ArgCheck c{"tokenLogprobsBackward"};
+  auto [N, V] = checkRows(c, logits, targets);
+  c.dims(gradLogprobs, "gradLogprobs", 1);
+  c.contiguous(gradLogprobs, "gradLogprobs");
+  c.sameDevice(logits, "logits", gradLogprobs, "gradLogprobs");
+  c.size(gradLogprobs, "gradLogprobs", 0, N, "one gradient per row of logits");
+  c.dtype(gradLogprobs, "gradLogprobs", {logits.dtype == DType::F64 ? DType::F64 : DType::F32});
+  Tensor d = inPlace ? logits : Tensor::empty(logits.shape, logits.dtype, logits.device);
+  if (N == 0) return d;
+  KernelStatus st{};
+  if (logits.device == Device::CPU) {
+    if (logits.dtype == DType::F64)
+      token_logprobs::backwardReference(logits.data<double>(), targets.data<int32_t>(), gradLogprobs.data<double>(),
+                                        d.data<double>(), N, V, ignoreIndex, &st);
+    else
+      token_logprobs::backwardCpuF32(logits.data<float>(), targets.data<int32_t>(), gradLogprobs.data<float>(),
+                                     d.data<float>(), N, V, ignoreIndex, &st);
+  } else {
+#ifdef OSP_WITH_CUDA
+    token_logprobs::backwardCuda(logits.raw(), logits.dtype == DType::BF16, targets.data<int32_t>(),
+                                 gradLogprobs.data<float>(), d.raw(), N, V, ignoreIndex, cuda::statusReset());
+    cuda::checkLaunch("tokenLogprobsBackward");
+    st = cuda::statusRead();
+#endif
+  }
+  raise(c, st, targets, V, ignoreIndex);
+  return d;
+}
+
+}  // namespace osp

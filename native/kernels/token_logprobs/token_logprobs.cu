@@ -1,0 +1,208 @@
+// CUDA token log-probs (maths in token_logprobs.h). One block per row; each thread walks the row
+// with 16-byte loads (4 f32 or 8 bf16 values) keeping an online (max, sum-of-exp) pair, merged
+// across the block at the end. Forward: one read of the row, no [N, V] intermediate. Backward: a
+// second read (mostly from L2) and one write; in place it overwrites the logits row.
+// Rows are independent, so the result does not depend on how many rows are launched together.
+#include "../../core/cuda_common.cuh"
+#include "token_logprobs.h"
+
+namespace osp::token_logprobs {
+
+namespace {
+
+using osp::cuda::toFloat;
+
+constexpr int kBlock = 256;
+
+template <typename T> struct Pack;  // 16 bytes of T unpacked to floats
+template <> struct Pack<float> {
+  static constexpr int E = 4;
+  __device__ static void unpack(const uint4& r, float* f) {
+    f[0] = __uint_as_float(r.x); f[1] = __uint_as_float(r.y); f[2] = __uint_as_float(r.z); f[3] = __uint_as_float(r.w);
+  }
+  __device__ static uint4 pack(const float* f) {
+    return make_uint4(__float_as_uint(f[0]), __float_as_uint(f[1]), __float_as_uint(f[2]), __float_as_uint(f[3]));
+  }
+};
+template <> struct Pack<__nv_bfloat16> {
+  static constexpr int E = 8;
+  __device__ static void unpack(const uint4& r, float* f) {
+    const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      f[2 * i] = __uint_as_float(w[i] << 16);
+      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  }
+  __device__ static uint4 pack(const float* f) {
+    uint32_t w[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      __nv_bfloat162 h = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+      w[i] = *reinterpret_cast<uint32_t*>(&h);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+  }
+};
+
+// Fold E values into the thread's online state. `bad` records NaN or +Inf.
+template <int E>
+__device__ __forceinline__ void foldValues(const float* f, float& m, float& s, bool& bad) {
+  float lm = f[0];
+#pragma unroll
+  for (int j = 0; j < E; j++) {
+    lm = fmaxf(lm, f[j]);
+    bad |= !(f[j] < INFINITY);
+  }
+  if (lm > m) {
+    s = (m == -INFINITY) ? 0.f : s * __expf(m - lm);
+    m = lm;
+  }
+  if (m != -INFINITY) {
+#pragma unroll
+    for (int j = 0; j < E; j++) s += __expf(f[j] - m);
+  }
+}
+
+// Row statistics: after the call every thread holds the row's logsumexp; returns false for a bad row.
+template <typename T, bool VEC>
+__device__ bool rowLogSumExp(const T* x, int64_t V, float& lse) {
+  float m = -INFINITY, s = 0.f;
+  bool bad = false;
+  if constexpr (VEC) {
+    constexpr int E = Pack<T>::E;
+    const uint4* xv = reinterpret_cast<const uint4*>(x);
+    const int64_t nv = V / E;
+    int64_t i = threadIdx.x;
+    for (; i + kBlock < nv; i += 2 * kBlock) {  // two loads in flight per thread
+      uint4 r0 = xv[i], r1 = xv[i + kBlock];
+      float f[E];
+      Pack<T>::unpack(r0, f);
+      foldValues<E>(f, m, s, bad);
+      Pack<T>::unpack(r1, f);
+      foldValues<E>(f, m, s, bad);
+    }
+    if (i < nv) {
+      float f[E];
+      Pack<T>::unpack(xv[i], f);
+      foldValues<E>(f, m, s, bad);
+    }
+  } else {
+    for (int64_t v = threadIdx.x; v < V; v += kBlock) {
+      float f = toFloat(x[v]);
+      foldValues<1>(&f, m, s, bad);
+    }
+  }
+  bad = __syncthreads_or(bad);
+  osp::cuda::blockReduceMaxSum(m, s);
+  lse = m + __logf(s);
+  return !bad && isfinite(m) && s > 0.f;
+}
+
+template <typename T, bool VEC>
+__global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ logits, const int32_t* __restrict__ targets,
+                                                        float* __restrict__ out, int64_t V, int32_t ignoreIndex,
+                                                        KernelStatus* st) {
+  const int64_t n = blockIdx.x;
+  const int32_t t = targets[n];
+  if (t == ignoreIndex) {
+    if (threadIdx.x == 0) out[n] = 0.f;
+    return;
+  }
+  if (t < 0 || t >= V) {
+    if (threadIdx.x == 0) {
+      out[n] = NAN;
+      osp::cuda::reportStatus(st, StatusTargetOutOfRange, n);
+    }
+    return;
+  }
+  const T* x = logits + n * V;
+  float lse;
+  const bool ok = rowLogSumExp<T, VEC>(x, V, lse);
+  if (threadIdx.x == 0) {
+    if (!ok) osp::cuda::reportStatus(st, StatusNonFiniteRow, n);
+    out[n] = toFloat(x[t]) - lse;
+  }
+}
+
+template <typename T, bool VEC>
+__global__ void __launch_bounds__(kBlock) backwardKernel(const T* logits, const int32_t* __restrict__ targets,
+                                                         const float* __restrict__ g, T* dlogits, int64_t V,
+                                                         int32_t ignoreIndex, KernelStatus* st) {
+  // logits and dlogits may alias (in place): no __restrict__ on them.
+  const int64_t n = blockIdx.x;
+  const int32_t t = targets[n];
+  const T* x = logits + n * V;
+  T* d = dlogits + n * V;
+  const bool ignored = t == ignoreIndex;
+  const bool outOfRange = !ignored && (t < 0 || t >= V);
+  if (ignored || outOfRange) {
+    const T fill = osp::cuda::fromFloat<T>(ignored ? 0.f : NAN);
+    for (int64_t v = threadIdx.x; v < V; v += kBlock) d[v] = fill;
+    if (outOfRange && threadIdx.x == 0) osp::cuda::reportStatus(st, StatusTargetOutOfRange, n);
+    return;
+  }
+  const float xt = toFloat(x[t]);  // read before any thread of this block overwrites the row
+  float lse;
+  const bool ok = rowLogSumExp<T, VEC>(x, V, lse);  // ends with barriers: xt is read by then
+  if (!ok && threadIdx.x == 0) osp::cuda::reportStatus(st, StatusNonFiniteRow, n);
+  const float gn = g[n];
+  if constexpr (VEC) {
+    constexpr int E = Pack<T>::E;
+    const uint4* xv = reinterpret_cast<const uint4*>(x);
+    uint4* dv = reinterpret_cast<uint4*>(d);
+    const int64_t nv = V / E;
+    for (int64_t i = threadIdx.x; i < nv; i += kBlock) {
+      float f[E];
+      Pack<T>::unpack(xv[i], f);
+#pragma unroll
+      for (int j = 0; j < E; j++) f[j] = -gn * __expf(f[j] - lse);
+      dv[i] = Pack<T>::pack(f);
+    }
+  } else {
+    for (int64_t v = threadIdx.x; v < V; v += kBlock) d[v] = osp::cuda::fromFloat<T>(-gn * __expf(toFloat(x[v]) - lse));
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) d[t] = osp::cuda::fromFloat<T>(gn * (1.f - __expf(xt - lse)));
+}
+
+// 16-byte loads need every row to start on a 16-byte boundary: V a multiple of the pack width
+// (buffers from the allocator are 256-byte aligned).
+template <typename T>
+bool vectorisable(const void* p, int64_t V) {
+  return V % Pack<T>::E == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+template <typename T>
+void launchForward(const T* logits, const int32_t* targets, float* out, int64_t N, int64_t V, int32_t ii, KernelStatus* st) {
+  auto s = osp::cuda::stream();
+  if (vectorisable<T>(logits, V)) forwardKernel<T, true><<<N, kBlock, 0, s>>>(logits, targets, out, V, ii, st);
+  else forwardKernel<T, false><<<N, kBlock, 0, s>>>(logits, targets, out, V, ii, st);
+}
+
+template <typename T>
+void launchBackward(const T* logits, const int32_t* targets, const float* g, T* d, int64_t N, int64_t V, int32_t ii,
+                    KernelStatus* st) {
+  auto s = osp::cuda::stream();
+  if (vectorisable<T>(logits, V) && vectorisable<T>(d, V))
+    backwardKernel<T, true><<<N, kBlock, 0, s>>>(logits, targets, g, d, V, ii, st);
+  else backwardKernel<T, false><<<N, kBlock, 0, s>>>(logits, targets, g, d, V, ii, st);
+}
+
+}  // namespace
+
+void forwardCuda(const void* logits, bool isBf16, const int32_t* targets, float* out, int64_t N, int64_t V,
+                 int32_t ignoreIndex, KernelStatus* status) {
+  if (isBf16) launchForward(static_cast<const __nv_bfloat16*>(logits), targets, out, N, V, ignoreIndex, status);
+  else launchForward(static_cast<const float*>(logits), targets, out, N, V, ignoreIndex, status);
+}
+
+void backwardCuda(const void* logits, bool isBf16, const int32_t* targets, const float* g, void* dlogits, int64_t N,
+                  int64_t V, int32_t ignoreIndex, KernelStatus* status) {
+  if (isBf16)
+    launchBackward(static_cast<const __nv_bfloat16*>(logits), targets, g, static_cast<__nv_bfloat16*>(dlogits), N, V,
+                   ignoreIndex, status);
+  else launchBackward(static_cast<const float*>(logits), targets, g, static_cast<float*>(dlogits), N, V, ignoreIndex, status);
+}
+
+}  // namespace osp::token_logprobs

@@ -1,0 +1,195 @@
+// CPU token log-probs: the scalar reference (any float type) and the vectorised f32 path.
+// See token_logprobs.h for the maths. Rows are independent, so both parallelise over rows.
+#include <cmath>
+#include <algorithm>
+#include <limits>
+
+#include "../../core/parallel.h"
+#include "../../core/simd.h"
+#include "token_logprobs.h"
+
+namespace osp::token_logprobs {
+
+namespace {
+
+// Online max/sum over one row; returns false if the row has NaN/+Inf or no finite value.
+template <typename T>
+bool rowLogSumExpRef(const T* x, int64_t V, T& lse) {
+  T m = -std::numeric_limits<T>::infinity(), s = 0;
+  for (int64_t v = 0; v < V; v++) {
+    T xv = x[v];
+    if (xv == -std::numeric_limits<T>::infinity()) continue;
+    if (xv > m) {
+      s = s * std::exp(m - xv) + 1;
+      m = xv;
+    } else {
+      s += std::exp(xv - m);  // NaN propagates into s
+    }
+  }
+  lse = m + std::log(s);
+  return std::isfinite(m) && std::isfinite(s) && s > 0;
+}
+
+}  // namespace
+
+template <typename T>
+void forwardReference(const T* logits, const int32_t* targets, T* out, int64_t N, int64_t V, int32_t ignoreIndex,
+                      KernelStatus* status) {
+  for (int64_t n = 0; n < N; n++) {
+    const int32_t t = targets[n];
+    if (t == ignoreIndex) {
+      out[n] = 0;
+      continue;
+    }
+    if (t < 0 || t >= V) {
+      reportStatus(status, StatusTargetOutOfRange, n);
+      out[n] = std::numeric_limits<T>::quiet_NaN();
+      continue;
+    }
+    T lse;
+    if (!rowLogSumExpRef(logits + n * V, V, lse)) reportStatus(status, StatusNonFiniteRow, n);
+    out[n] = logits[n * V + t] - lse;
+  }
+}
+
+template <typename T>
+void backwardReference(const T* logits, const int32_t* targets, const T* g, T* dlogits, int64_t N, int64_t V,
+                       int32_t ignoreIndex, KernelStatus* status) {
+  for (int64_t n = 0; n < N; n++) {
+    const T* x = logits + n * V;
+    T* d = dlogits + n * V;  // may alias x (in place): each element is read before it is written
+    const int32_t t = targets[n];
+    if (t == ignoreIndex) {
+      for (int64_t v = 0; v < V; v++) d[v] = 0;
+      continue;
+    }
+    if (t < 0 || t >= V) {
+      reportStatus(status, StatusTargetOutOfRange, n);
+      for (int64_t v = 0; v < V; v++) d[v] = std::numeric_limits<T>::quiet_NaN();
+      continue;
+    }
+    T lse;
+    if (!rowLogSumExpRef(x, V, lse)) reportStatus(status, StatusNonFiniteRow, n);
+    const T gn = g[n];
+    for (int64_t v = 0; v < V; v++) d[v] = -gn * std::exp(x[v] - lse);
+    d[t] += gn;
+  }
+}
+
+template void forwardReference<float>(const float*, const int32_t*, float*, int64_t, int64_t, int32_t, KernelStatus*);
+template void forwardReference<double>(const double*, const int32_t*, double*, int64_t, int64_t, int32_t, KernelStatus*);
+template void backwardReference<float>(const float*, const int32_t*, const float*, float*, int64_t, int64_t, int32_t,
+                                       KernelStatus*);
+template void backwardReference<double>(const double*, const int32_t*, const double*, double*, int64_t, int64_t,
+                                        int32_t, KernelStatus*);
+
+// ---- vectorised f32 ----------------------------------------------------------------------------
+
+namespace {
+
+constexpr int64_t kChunk = 2048;  // 8 KiB of a row: stays in L1 between its max and its exp-sum
+
+// One pass over the row in L1-sized chunks: chunk max, rescale the running sum if the max grew,
+// then add the chunk's exps. Memory traffic is one read of the row.
+OSP_SIMD_CLONES
+bool rowLogSumExpF32(const float* x, int64_t V, float& lse) {
+  using namespace simd;
+  float m = -INFINITY, s = 0.f;
+  for (int64_t c0 = 0; c0 < V; c0 += kChunk) {
+    const int64_t c1 = c0 + kChunk < V ? c0 + kChunk : V;
+    const int64_t cv = c0 + (c1 - c0) / W * W;
+    f8 vm = splat(-INFINITY);
+    i8 ok = i8{} - 1;  // lanes stay all-ones while every value is < +Inf (false for NaN and +Inf)
+    for (int64_t v = c0; v < cv; v += W) {
+      f8 xv = load(x + v);
+      vm = vmax(vm, xv);
+      ok &= (xv < splat(INFINITY));
+    }
+    float cm = hmax(vm);
+    bool good = true;
+    for (int i = 0; i < W; i++) good = good && ok[i] != 0;
+    for (int64_t v = cv; v < c1; v++) {
+      cm = x[v] > cm ? x[v] : cm;
+      good = good && x[v] < INFINITY;
+    }
+    if (!good) return false;
+    if (cm == -INFINITY) continue;  // every entry of the chunk is masked
+    if (cm > m) {
+      s = m == -INFINITY ? 0.f : s * std::exp(m - cm);
+      m = cm;
+    }
+    const f8 mv = splat(m);
+    f8 acc0 = splat(0.f), acc1 = splat(0.f);
+    int64_t v = c0;
+    for (; v + 2 * W <= cv; v += 2 * W) {
+      acc0 += fastExp(load(x + v) - mv);
+      acc1 += fastExp(load(x + v + W) - mv);
+    }
+    for (; v < cv; v += W) acc0 += fastExp(load(x + v) - mv);
+    float cs = hsum(acc0 + acc1);
+    for (; v < c1; v++) cs += fastExp1(x[v] - m);
+    s += cs;
+  }
+  lse = m + std::log(s);
+  return std::isfinite(m) && std::isfinite(s) && s > 0;
+}
+
+OSP_SIMD_CLONES
+void rowBackwardF32(const float* x, float* d, int64_t V, float lse, float gn) {
+  using namespace simd;
+  const f8 lv = splat(lse), ng = splat(-gn);
+  int64_t v = 0;
+  for (; v + W <= V; v += W) store(d + v, ng * fastExp(load(x + v) - lv));
+  for (; v < V; v++) d[v] = -gn * fastExp1(x[v] - lse);
+}
+
+}  // namespace
+
+void forwardCpuF32(const float* logits, const int32_t* targets, float* out, int64_t N, int64_t V, int32_t ignoreIndex,
+                   KernelStatus* status) {
+  const int64_t grain = V >= 4096 ? 1 : (4096 + V - 1) / V;
+  parallelFor(N, grain, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+      const int32_t t = targets[n];
+      if (t == ignoreIndex) {
+        out[n] = 0.f;
+        continue;
+      }
+      if (t < 0 || t >= V) {
+        reportStatus(status, StatusTargetOutOfRange, n);
+        out[n] = NAN;
+        continue;
+      }
+      float lse;
+      if (!rowLogSumExpF32(logits + n * V, V, lse)) reportStatus(status, StatusNonFiniteRow, n);
+      out[n] = logits[n * V + t] - lse;
+    }
+  });
+}
+
+void backwardCpuF32(const float* logits, const int32_t* targets, const float* g, float* dlogits, int64_t N, int64_t V,
+                    int32_t ignoreIndex, KernelStatus* status) {
+  const int64_t grain = V >= 4096 ? 1 : (4096 + V - 1) / V;
+  parallelFor(N, grain, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++) {
+      const float* x = logits + n * V;
+      float* d = dlogits + n * V;
+      const int32_t t = targets[n];
+      if (t == ignoreIndex) {
+        std::fill(d, d + V, 0.f);
+        continue;
+      }
+      if (t < 0 || t >= V) {
+        reportStatus(status, StatusTargetOutOfRange, n);
+        std::fill(d, d + V, NAN);
+        continue;
+      }
+      float lse;
+      if (!rowLogSumExpF32(x, V, lse)) reportStatus(status, StatusNonFiniteRow, n);
+      rowBackwardF32(x, d, V, lse, g[n]);
+      d[t] += g[n];
+    }
+  });
+}
+
+}  // namespace osp::token_logprobs

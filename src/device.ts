@@ -1,0 +1,47 @@
+// Backend discovery and the default device: cuda when the addon was built with CUDA and a device
+// answers, else cpu. OSP_DEVICE=cpu|cuda forces one; forcing cuda without a GPU is an error.
+import { native, NativeBackends } from './native';
+
+export type Device = 'cpu' | 'cuda';
+
+export interface Backends {
+  cpu: { threads: number };
+  cuda: {
+    compiled: boolean;
+    available: boolean;
+    devices: { name: string; memoryBytes: number; computeCapability: string; peakBandwidthBytesPerSecond: number }[];
+    /** Why no device is available, when none is. */
+    reason?: string;
+  };
+}
+
+let cached: NativeBackends | undefined;
+
+/** What this build and this machine offer. Probed once per process. */
+export function backends(): Backends {
+  cached ??= native.backends();
+  return JSON.parse(JSON.stringify(cached)) as Backends;
+}
+
+/** The device tensors and ops use when none is named. */
+export function defaultDevice(): Device {
+  const forced = process.env.OSP_DEVICE;
+  const b = backends();
+  if (forced !== undefined && forced !== '') {
+    if (forced !== 'cpu' && forced !== 'cuda') {
+      throw new RangeError(`OSP_DEVICE is '${forced}'; expected cpu or cuda`);
+    }
+    if (forced === 'cuda' && !b.cuda.available) {
+      throw new Error(
+        `OSP_DEVICE=cuda but no CUDA device is available: ${b.cuda.compiled ? b.cuda.reason : 'osp was built without CUDA'}`,
+      );
+    }
+    return forced;
+  }
+  return b.cuda.available ? 'cuda' : 'cpu';
+}
+
+/** Waits for queued GPU work (a no-op on the CPU). For timing. */
+export function synchronize(): void {
+  native.synchronize();
+}

@@ -1,0 +1,35 @@
+// osp: Online Self-Preferring alignment of Llama-family models over native CUDA/C++ kernels.
+export { backends, defaultDevice, synchronize } from './device';
+export type { Backends, Device } from './device';
+export { tensor, scope, keep, Tensor } from './tensor';
+export type { DType, TensorData, TensorOptions } from './tensor';
+export {
+  DEFAULT_IGNORE_INDEX,
+  tokenLogprobs,
+  tokenLogprobsBackward,
+  tokenLogprobsUnfused,
+  tokenLogprobsBackwardUnfused,
+  logSoftmax,
+  logSoftmaxBackward,
+  gather,
+  gatherBackward,
+  sequenceLogprobs,
+  sequenceLogprobsBackward,
+  preferenceLoss,
+  preferenceLossUnfused,
+  add,
+  sub,
+  mul,
+  unary,
+  affine,
+  sum,
+} from './ops';
+export type {
+  IgnoreOptions,
+  BackwardOptions,
+  PreferenceKind,
+  PreferenceInputs,
+  PreferenceOptions,
+  PreferenceLossResult,
+  UnaryOp,
+} from './ops';

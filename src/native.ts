@@ -1,0 +1,83 @@
+// Loads the native addon (node-gyp-build finds build/Release or a matching prebuild) and declares
+// its shape. Nothing here holds logic: src/tensor.ts and src/ops.ts are the typed public surface.
+import path from 'path';
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly strides: number[];
+  readonly dtype: 'f32' | 'f64' | 'bf16' | 'i32';
+  readonly device: 'cpu' | 'cuda';
+  readonly disposed: boolean;
+  readonly isContiguous: boolean;
+  readonly nbytes: number;
+  toArray(): Float32Array | Float64Array | Int32Array;
+  dispose(): void;
+  transpose(dim0: number, dim1: number): NativeTensor;
+  contiguous(): NativeTensor;
+  to(dtype: string, device: string): NativeTensor;
+}
+
+export interface NativeDeviceInfo {
+  name: string;
+  memoryBytes: number;
+  computeCapability: string;
+  peakBandwidthBytesPerSecond: number;
+}
+
+export interface NativeBackends {
+  cpu: { threads: number };
+  cuda: { compiled: boolean; available: boolean; devices: NativeDeviceInfo[]; reason?: string };
+}
+
+export interface NativePreferenceResult {
+  loss: number;
+  losses: NativeTensor;
+  pHat: NativeTensor;
+  margins: NativeTensor;
+  gradPolicyChosen: NativeTensor;
+  gradPolicyRejected: NativeTensor;
+}
+
+export interface NativeAddon {
+  NativeTensor: abstract new () => NativeTensor;
+  fromArray(data: ArrayBufferView, shape: number[], dtype: string, device: string): NativeTensor;
+  backends(): NativeBackends;
+  synchronize(): void;
+  tokenLogprobs(logits: NativeTensor, targets: NativeTensor, ignoreIndex: number): NativeTensor;
+  tokenLogprobsBackward(logits: NativeTensor, targets: NativeTensor, grad: NativeTensor, ignoreIndex: number, inPlace: boolean): NativeTensor;
+  logSoftmax(logits: NativeTensor): NativeTensor;
+  logSoftmaxBackward(gradOut: NativeTensor, logSoftmaxOut: NativeTensor): NativeTensor;
+  gather(values: NativeTensor, targets: NativeTensor, ignoreIndex: number): NativeTensor;
+  gatherBackward(grad: NativeTensor, targets: NativeTensor, vocab: number, ignoreIndex: number, dtype?: string): NativeTensor;
+  sequenceLogprobs(tokenLogprobs: NativeTensor, sequenceIds: NativeTensor, count: number, ignoreIndex: number): NativeTensor;
+  sequenceLogprobsBackward(grad: NativeTensor, sequenceIds: NativeTensor, ignoreIndex: number): NativeTensor;
+  preferenceLoss(
+    kind: string,
+    policyChosen: NativeTensor,
+    policyRejected: NativeTensor,
+    refChosen: NativeTensor,
+    refRejected: NativeTensor,
+    target: NativeTensor | null,
+    beta: number,
+  ): NativePreferenceResult;
+  binary(op: string, a: NativeTensor, b: NativeTensor): NativeTensor;
+  unary(op: string, x: NativeTensor): NativeTensor;
+  affine(x: NativeTensor, scale: number, shift: number): NativeTensor;
+  sum(x: NativeTensor): NativeTensor;
+}
+
+function load(): NativeAddon {
+  const root = path.join(__dirname, '..');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('node-gyp-build')(root) as NativeAddon;
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new Error(
+      `osp: the native addon is not built or does not load (${why}).\n` +
+        `Build it with \`npm run build:native\` (CMake) or \`npm run build:gyp\` (node-gyp, CPU only).`,
+    );
+  }
+}
+
+export const native: NativeAddon = load();

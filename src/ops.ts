@@ -1,0 +1,230 @@
+// The kernels as typed functions. Each one checks that its tensor arguments are Tensors and passes
+// them to the native op, which validates dtypes, shapes, devices and values (see native/kernels).
+import { native, NativeTensor } from './native';
+import { DType, Tensor } from './tensor';
+
+export const DEFAULT_IGNORE_INDEX = -100;
+
+function h(t: unknown, what: string): NativeTensor {
+  if (!(t instanceof Tensor)) throw new TypeError(`${what} is not a Tensor; expected a Tensor made by osp.tensor()`);
+  return t.handle;
+}
+
+function wrap(n: NativeTensor): Tensor {
+  return new Tensor(n);
+}
+
+export interface IgnoreOptions {
+  /** Rows whose target equals this give 0 and get no gradient. Default -100. */
+  ignoreIndex?: number;
+}
+
+/**
+ * Fused token log-probs: out[n] = logits[n, t_n] - logsumexp(logits[n, :]), one pass per row,
+ * never storing the [N, V] log-softmax. logits [N, V] (cpu: f32, f64; cuda: f32, bf16),
+ * targets [N] i32. Returns [N] (f64 for f64 logits, else f32).
+ */
+export function tokenLogprobs(logits: Tensor, targets: Tensor, opts: IgnoreOptions = {}): Tensor {
+  return wrap(
+    native.tokenLogprobs(h(logits, 'tokenLogprobs: logits'), h(targets, 'tokenLogprobs: targets'), opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX),
+  );
+}
+
+export interface BackwardOptions extends IgnoreOptions {
+  /** Overwrite the logits buffer with the gradient (saves an [N, V] allocation). Default false. */
+  inPlace?: boolean;
+}
+
+/** dlogits[n, v] = g[n] * (onehot(t_n) - softmax(logits[n]))[v]; zero on ignored rows. */
+export function tokenLogprobsBackward(logits: Tensor, targets: Tensor, gradLogprobs: Tensor, opts: BackwardOptions = {}): Tensor {
+  const op = 'tokenLogprobsBackward';
+  const out = native.tokenLogprobsBackward(
+    h(logits, `${op}: logits`),
+    h(targets, `${op}: targets`),
+    h(gradLogprobs, `${op}: gradLogprobs`),
+    opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX,
+    opts.inPlace ?? false,
+  );
+  return opts.inPlace ? logits : wrap(out);
+}
+
+/** Unfused reference: log_softmax of each row, written out as [N, V]. */
+export function logSoftmax(logits: Tensor): Tensor {
+  return wrap(native.logSoftmax(h(logits, 'logSoftmax: logits')));
+}
+
+/** Backward of logSoftmax: dx = dy - exp(y) * rowsum(dy). */
+export function logSoftmaxBackward(gradOut: Tensor, logSoftmaxOut: Tensor): Tensor {
+  return wrap(native.logSoftmaxBackward(h(gradOut, 'logSoftmaxBackward: gradOut'), h(logSoftmaxOut, 'logSoftmaxBackward: logSoftmaxOut')));
+}
+
+/** out[n] = values[n, t_n] (0 on ignored rows). */
+export function gather(values: Tensor, targets: Tensor, opts: IgnoreOptions = {}): Tensor {
+  return wrap(native.gather(h(values, 'gather: values'), h(targets, 'gather: targets'), opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX));
+}
+
+/** Backward of gather: a [N, vocab] tensor with g[n] at (n, t_n). dtype: cuda may write bf16. */
+export function gatherBackward(grad: Tensor, targets: Tensor, vocab: number, opts: IgnoreOptions & { dtype?: DType } = {}): Tensor {
+  return wrap(
+    native.gatherBackward(h(grad, 'gatherBackward: grad'), h(targets, 'gatherBackward: targets'), vocab, opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX, opts.dtype),
+  );
+}
+
+/** The unfused composition gather(logSoftmax(logits)), freeing the [N, V] intermediate. */
+export function tokenLogprobsUnfused(logits: Tensor, targets: Tensor, opts: IgnoreOptions = {}): Tensor {
+  const y = logSoftmax(logits);
+  try {
+    return gather(y, targets, opts);
+  } finally {
+    y.dispose();
+  }
+}
+
+/** The unfused backward: gatherBackward then logSoftmaxBackward (recomputes log_softmax). */
+export function tokenLogprobsBackwardUnfused(logits: Tensor, targets: Tensor, gradLogprobs: Tensor, opts: IgnoreOptions = {}): Tensor {
+  const y = logSoftmax(logits);
+  const dy = gatherBackward(gradLogprobs, targets, logits.shape[1] ?? 0, { ...opts, dtype: logits.dtype });
+  try {
+    return logSoftmaxBackward(dy, y);
+  } finally {
+    y.dispose();
+    dy.dispose();
+  }
+}
+
+/**
+ * Per-sequence sums of token log-probs: out[s] = sum of tokenLogprobs[n] with sequenceIds[n] == s.
+ * Ids -1 and ignoreIndex (prompt tokens, padding) count nowhere. Returns [count].
+ */
+export function sequenceLogprobs(tokenLogprobs: Tensor, sequenceIds: Tensor, count: number, opts: IgnoreOptions = {}): Tensor {
+  const op = 'sequenceLogprobs';
+  return wrap(
+    native.sequenceLogprobs(h(tokenLogprobs, `${op}: tokenLogprobs`), h(sequenceIds, `${op}: sequenceIds`), count, opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX),
+  );
+}
+
+/** Backward of sequenceLogprobs: dTokens[n] = g[sequenceIds[n]] (0 for uncounted tokens). */
+export function sequenceLogprobsBackward(gradSequences: Tensor, sequenceIds: Tensor, opts: IgnoreOptions = {}): Tensor {
+  const op = 'sequenceLogprobsBackward';
+  return wrap(
+    native.sequenceLogprobsBackward(h(gradSequences, `${op}: gradSequences`), h(sequenceIds, `${op}: sequenceIds`), opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX),
+  );
+}
+
+export type PreferenceKind = 'spce' | 'dpo' | 'ipo';
+
+export interface PreferenceInputs {
+  /** Sequence log-probs of the higher-ranked response under the policy, [B]. */
+  policyChosen: Tensor;
+  policyRejected: Tensor;
+  /** The same under the frozen reference model (constants). */
+  refChosen: Tensor;
+  refRejected: Tensor;
+  /** spce only: the judged preference strength p(chosen > rejected) in [0, 1], [B]. */
+  target?: Tensor;
+}
+
+export interface PreferenceOptions {
+  /** Scale of the difference of log-ratios (METHOD.md section 3). Finite, > 0. */
+  beta: number;
+}
+
+export interface PreferenceLossResult {
+  /** Mean loss over the B pairs. */
+  loss: number;
+  losses: Tensor;
+  /** sigmoid(margins): the policy's implicit preference strength. */
+  pHat: Tensor;
+  /** z = beta * ((policyChosen - refChosen) - (policyRejected - refRejected)). */
+  margins: Tensor;
+  /** d loss / d policyChosen (of the mean). */
+  gradPolicyChosen: Tensor;
+  gradPolicyRejected: Tensor;
+}
+
+function preferenceArgs(kind: PreferenceKind, inputs: PreferenceInputs, opts: PreferenceOptions) {
+  const op = 'preferenceLoss';
+  if (inputs === null || typeof inputs !== 'object') throw new TypeError(`${op}: inputs must be an object of tensors`);
+  if (opts === null || typeof opts !== 'object' || typeof opts.beta !== 'number') {
+    throw new TypeError(`${op}: opts.beta must be a number (e.g. { beta: 0.1 })`);
+  }
+  return [
+    h(inputs.policyChosen, `${op}: inputs.policyChosen`),
+    h(inputs.policyRejected, `${op}: inputs.policyRejected`),
+    h(inputs.refChosen, `${op}: inputs.refChosen`),
+    h(inputs.refRejected, `${op}: inputs.refRejected`),
+    inputs.target === undefined ? null : h(inputs.target, `${op}: inputs.target`),
+  ] as const;
+}
+
+/**
+ * SPCE, DPO or IPO loss over B pairs with the gradients of the mean, in one fused pass
+ * (METHOD.md section 3): SPCE softplus(z) - p z, DPO -log sigmoid(z), IPO (h - 1/(2 beta))^2.
+ */
+export function preferenceLoss(kind: PreferenceKind, inputs: PreferenceInputs, opts: PreferenceOptions): PreferenceLossResult {
+  const [pc, pr, rc, rr, target] = preferenceArgs(kind, inputs, opts);
+  const r = native.preferenceLoss(kind, pc, pr, rc, rr, target, opts.beta);
+  return {
+    loss: r.loss,
+    losses: wrap(r.losses),
+    pHat: wrap(r.pHat),
+    margins: wrap(r.margins),
+    gradPolicyChosen: wrap(r.gradPolicyChosen),
+    gradPolicyRejected: wrap(r.gradPolicyRejected),
+  };
+}
+
+// ---- elementwise ops (for the unfused compositions) -------------------------------------------
+
+export const add = (a: Tensor, b: Tensor): Tensor => wrap(native.binary('add', h(a, 'add: a'), h(b, 'add: b')));
+export const sub = (a: Tensor, b: Tensor): Tensor => wrap(native.binary('sub', h(a, 'sub: a'), h(b, 'sub: b')));
+export const mul = (a: Tensor, b: Tensor): Tensor => wrap(native.binary('mul', h(a, 'mul: a'), h(b, 'mul: b')));
+export type UnaryOp = 'neg' | 'sigmoid' | 'softplus' | 'logSigmoid' | 'square' | 'exp' | 'log';
+export const unary = (op: UnaryOp, x: Tensor): Tensor => wrap(native.unary(op, h(x, `${op}: x`)));
+/** scale * x + shift */
+export const affine = (x: Tensor, scale: number, shift = 0): Tensor => wrap(native.affine(h(x, 'affine: x'), scale, shift));
+/** Sum of all elements, as a [1] tensor. */
+export const sum = (x: Tensor): Tensor => wrap(native.sum(h(x, 'sum: x')));
+
+/**
+ * The same losses as preferenceLoss, composed of separate elementwise ops (one kernel each):
+ * the baseline the fused kernel is measured against, and a cross-check of its maths.
+ */
+export function preferenceLossUnfused(kind: PreferenceKind, inputs: PreferenceInputs, opts: PreferenceOptions): PreferenceLossResult {
+  preferenceArgs(kind, inputs, opts);
+  const { beta } = opts;
+  if (!(beta > 0) || !Number.isFinite(beta)) throw new RangeError(`preferenceLoss: beta is ${beta}; expected a finite number > 0`);
+  if ((kind === 'spce') !== (inputs.target !== undefined)) {
+    throw new TypeError(kind === 'spce' ? 'preferenceLoss: kind spce needs inputs.target' : `preferenceLoss: kind ${kind} takes no target`);
+  }
+  const B = inputs.policyChosen.shape[0] ?? 0;
+  const temps: Tensor[] = [];
+  const t = (x: Tensor): Tensor => (temps.push(x), x);
+  try {
+    const h1 = t(sub(inputs.policyChosen, inputs.refChosen));
+    const h2 = t(sub(inputs.policyRejected, inputs.refRejected));
+    const hd = t(sub(h1, h2));
+    const margins = affine(hd, beta);
+    const pHat = unary('sigmoid', margins);
+    let losses: Tensor;
+    let gradPolicyChosen: Tensor;
+    if (kind === 'ipo') {
+      const d = t(affine(hd, 1, -1 / (2 * beta)));
+      losses = unary('square', d);
+      gradPolicyChosen = affine(d, 2 / B);
+    } else {
+      // (1 - p) softplus(z) + p softplus(-z), written as softplus(z) - p z for DPO/SPCE alike.
+      const p = kind === 'dpo' ? null : (inputs.target as Tensor);
+      const sp = t(unary('softplus', margins));
+      losses = p ? sub(sp, t(mul(p, margins))) : sub(sp, margins);
+      const gz = p ? t(sub(pHat, p)) : t(affine(pHat, 1, -1));
+      gradPolicyChosen = affine(gz, beta / B);
+    }
+    const gradPolicyRejected = affine(gradPolicyChosen, -1);
+    const total = t(sum(losses));
+    const loss = (total.toArray()[0] ?? NaN) / B;
+    return { loss, losses, pHat, margins, gradPolicyChosen, gradPolicyRejected };
+  } finally {
+    for (const x of temps) x.dispose();
+  }
+}

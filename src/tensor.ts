@@ -1,0 +1,148 @@
+// Tensor: a handle on native memory (host or GPU) with a dtype and a shape. Memory is freed by
+// dispose() or by leaving a scope(); the native finalizer is only a safety net.
+import { defaultDevice, Device } from './device';
+import { native, NativeTensor } from './native';
+
+export type DType = 'f32' | 'f64' | 'bf16' | 'i32';
+export type { Device } from './device';
+
+export type TensorData = Float32Array | Float64Array | Int32Array | Uint16Array | number[];
+
+export interface TensorOptions {
+  /** Default: from the data (Float32Array f32, Float64Array f64, Int32Array i32, number[] f32). */
+  dtype?: DType;
+  /** Default: defaultDevice(), except f64, which lives on the cpu. */
+  device?: Device;
+}
+
+const scopes: Set<Tensor>[] = [];
+
+export class Tensor {
+  /** The native handle; for the op wrappers in this package. */
+  readonly handle: NativeTensor;
+
+  constructor(handle: NativeTensor) {
+    this.handle = handle;
+    scopes[scopes.length - 1]?.add(this);
+  }
+
+  get shape(): number[] {
+    return this.handle.shape;
+  }
+  get strides(): number[] {
+    return this.handle.strides;
+  }
+  get dtype(): DType {
+    return this.handle.dtype;
+  }
+  get device(): Device {
+    return this.handle.device;
+  }
+  get disposed(): boolean {
+    return this.handle.disposed;
+  }
+  get isContiguous(): boolean {
+    return this.handle.isContiguous;
+  }
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  /** A copy on the host: Float32Array (f32, bf16), Float64Array (f64) or Int32Array (i32). */
+  toArray(): Float32Array | Float64Array | Int32Array {
+    return this.handle.toArray();
+  }
+
+  /** Frees the memory now. Using the tensor afterwards is a TypeError. Idempotent. */
+  dispose(): void {
+    this.handle.dispose();
+  }
+
+  /** A view with two dimensions swapped (not contiguous: ops that need rows refuse it). */
+  transpose(dim0: number, dim1: number): Tensor {
+    return new Tensor(this.handle.transpose(dim0, dim1));
+  }
+
+  /** A contiguous copy. */
+  contiguous(): Tensor {
+    return new Tensor(this.handle.contiguous());
+  }
+
+  /** A copy converted to another dtype and/or moved to another device. */
+  to(opts: TensorOptions): Tensor {
+    return new Tensor(this.handle.to(opts.dtype ?? this.dtype, opts.device ?? this.device));
+  }
+
+  toString(): string {
+    return `Tensor(${this.disposed ? 'disposed' : `${this.dtype}[${this.shape.join(', ')}] on ${this.device}`})`;
+  }
+}
+
+function inferDtype(data: TensorData): DType {
+  if (data instanceof Float64Array) return 'f64';
+  if (data instanceof Int32Array) return 'i32';
+  if (data instanceof Uint16Array) {
+    throw new TypeError('tensor: a Uint16Array holds raw bf16 bits; pass { dtype: "bf16" } to say so');
+  }
+  return 'f32';
+}
+
+/** Makes a tensor from host data (copied). */
+export function tensor(data: TensorData, shape: number[], opts: TensorOptions = {}): Tensor {
+  if (!Array.isArray(shape)) throw new TypeError('tensor: shape must be an array of non-negative integers');
+  const dtype = opts.dtype ?? inferDtype(data);
+  let view: ArrayBufferView;
+  if (Array.isArray(data)) {
+    view = dtype === 'i32' ? Int32Array.from(data) : Float64Array.from(data);
+  } else if (ArrayBuffer.isView(data)) {
+    view = data;
+  } else {
+    throw new TypeError('tensor: data must be a Float32Array, Float64Array, Int32Array, Uint16Array (bf16 bits) or number[]');
+  }
+  const device = opts.device ?? (dtype === 'f64' ? 'cpu' : defaultDevice());
+  return new Tensor(native.fromArray(view, shape, dtype, device));
+}
+
+/**
+ * Runs fn; every tensor created inside and not part of its (synchronous) result is disposed at
+ * the end, also when fn throws. Returned tensors move to the enclosing scope, if any.
+ */
+export function scope<T>(fn: () => T): T {
+  const created = new Set<Tensor>();
+  scopes.push(created);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    scopes.pop();
+    for (const t of created) t.dispose();
+    throw e;
+  }
+  scopes.pop();
+  const kept = new Set<Tensor>();
+  collectTensors(result, kept, new Set());
+  for (const t of created) if (!kept.has(t)) t.dispose();
+  const parent = scopes[scopes.length - 1];
+  if (parent) for (const t of kept) parent.add(t);
+  return result;
+}
+
+/** Takes a tensor out of the current scope so that the scope does not dispose it. */
+export function keep<T extends Tensor>(t: T): T {
+  for (const s of scopes) s.delete(t);
+  return t;
+}
+
+function collectTensors(v: unknown, out: Set<Tensor>, seen: Set<object>): void {
+  if (v instanceof Tensor) {
+    out.add(v);
+    return;
+  }
+  if (v === null || typeof v !== 'object' || seen.has(v) || ArrayBuffer.isView(v)) return;
+  seen.add(v);
+  if (v instanceof Map) {
+    for (const x of v.values()) collectTensors(x, out, seen);
+    return;
+  }
+  for (const x of Array.isArray(v) ? v : Object.values(v)) collectTensors(x, out, seen);
+}
