@@ -45,3 +45,19 @@ export function defaultDevice(): Device {
 export function synchronize(): void {
   native.synchronize();
 }
+
+export interface MemoryStats {
+  /** Bytes held by live tensors. */
+  currentBytes: number;
+  /** Most bytes held at once since the last resetPeakMemory(). */
+  peakBytes: number;
+}
+
+/** Native memory held by osp tensors, per device. */
+export function memoryStats(): Record<Device, MemoryStats> {
+  return native.memoryStats();
+}
+
+export function resetPeakMemory(): void {
+  native.resetPeakMemory();
+}

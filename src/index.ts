@@ -1,8 +1,8 @@
 // osp: Online Self-Preferring alignment of Llama-family models over native CUDA/C++ kernels.
-export { backends, defaultDevice, synchronize } from './device';
-export type { Backends, Device } from './device';
-export { tensor, scope, keep, Tensor } from './tensor';
-export type { DType, TensorData, TensorOptions } from './tensor';
+export { backends, defaultDevice, synchronize, memoryStats, resetPeakMemory } from './device';
+export type { Backends, Device, MemoryStats } from './device';
+export { tensor, randn, scope, keep, Tensor } from './tensor';
+export type { DType, TensorData, TensorOptions, RandomOptions } from './tensor';
 export {
   DEFAULT_IGNORE_INDEX,
   tokenLogprobs,

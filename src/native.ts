@@ -64,6 +64,9 @@ export interface NativeAddon {
   unary(op: string, x: NativeTensor): NativeTensor;
   affine(x: NativeTensor, scale: number, shift: number): NativeTensor;
   sum(x: NativeTensor): NativeTensor;
+  randomNormal(shape: number[], dtype: string, device: string, seed: number, mean: number, std: number): NativeTensor;
+  memoryStats(): Record<'cpu' | 'cuda', { currentBytes: number; peakBytes: number }>;
+  resetPeakMemory(): void;
 }
 
 function load(): NativeAddon {

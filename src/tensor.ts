@@ -103,6 +103,20 @@ export function tensor(data: TensorData, shape: number[], opts: TensorOptions = 
   return new Tensor(native.fromArray(view, shape, dtype, device));
 }
 
+export interface RandomOptions extends TensorOptions {
+  /** Same seed, same values, on every device and thread count. Default 0. */
+  seed?: number;
+  mean?: number;
+  std?: number;
+}
+
+/** A tensor of normal draws mean + std * N(0, 1), generated where it lives (no host transfer). */
+export function randn(shape: number[], opts: RandomOptions = {}): Tensor {
+  const dtype = opts.dtype ?? 'f32';
+  const device = opts.device ?? (dtype === 'f64' ? 'cpu' : defaultDevice());
+  return new Tensor(native.randomNormal(shape, dtype, device, opts.seed ?? 0, opts.mean ?? 0, opts.std ?? 1));
+}
+
 /**
  * Runs fn; every tensor created inside and not part of its (synchronous) result is disposed at
  * the end, also when fn throws. Returned tensors move to the enclosing scope, if any.

@@ -16,6 +16,7 @@
 #include "../kernels/elementwise/elementwise.h"
 #include "../kernels/log_softmax/log_softmax.h"
 #include "../kernels/preference_loss/preference_loss.h"
+#include "../kernels/random/random.h"
 #include "../kernels/sequence_logprobs/sequence_logprobs.h"
 #include "../kernels/token_logprobs/token_logprobs.h"
 
@@ -215,6 +216,20 @@ void checkDeviceDtype(Napi::Env env, const char* op, DType d, Device dev) {
                                                       : std::string("osp was built without CUDA")));
 }
 
+std::vector<int64_t> shapeArg(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  if (!info[i].IsArray()) throw Napi::TypeError::New(info.Env(), std::string(op) + ": shape must be an array of non-negative integers");
+  auto sa = info[i].As<Napi::Array>();
+  std::vector<int64_t> shape;
+  for (uint32_t k = 0; k < sa.Length(); k++) {
+    Napi::Value v = sa.Get(k);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0) || d != std::floor(d) || d > 2147483647.0)
+      throw Napi::RangeError::New(info.Env(), std::string(op) + ": shape[" + std::to_string(k) + "] must be a non-negative integer");
+    shape.push_back(static_cast<int64_t>(d));
+  }
+  return shape;
+}
+
 // ---- tensor methods -----------------------------------------------------------------------------
 
 Napi::Value NativeTensor::toArray(const Napi::CallbackInfo& info) {
@@ -285,18 +300,9 @@ Napi::Value fromArray(const Napi::CallbackInfo& info) {
     if (!info[0].IsTypedArray())
       throw Napi::TypeError::New(env, "tensor: data must be a Float32Array, Float64Array, Int32Array or Uint16Array (bf16 bits)");
     auto ta = info[0].As<Napi::TypedArray>();
-    if (!info[1].IsArray()) throw Napi::TypeError::New(env, "tensor: shape must be an array of non-negative integers");
-    auto sa = info[1].As<Napi::Array>();
-    std::vector<int64_t> shape;
+    std::vector<int64_t> shape = shapeArg(info, 1, op);
     int64_t numel = 1;
-    for (uint32_t i = 0; i < sa.Length(); i++) {
-      Napi::Value v = sa.Get(i);
-      double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-      if (!(d >= 0) || d != std::floor(d) || d > 2147483647.0)
-        throw Napi::RangeError::New(env, "tensor: shape[" + std::to_string(i) + "] must be a non-negative integer");
-      shape.push_back(static_cast<int64_t>(d));
-      numel *= shape.back();
-    }
+    for (int64_t d : shape) numel *= d;
     DType dt = dtypeArg(info, 2, op);
     Device dev = deviceArg(info, 3, op);
     checkDeviceDtype(env, op, dt, dev);
@@ -494,6 +500,40 @@ Napi::Value sumJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value { return wrapT(info, sum(tensorArg(info, 0, "sum", "x"))); });
 }
 
+// randomNormal(shape, dtype, device, seed, mean, std)
+Napi::Value randomNormalJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "randomNormal";
+    auto shape = shapeArg(info, 0, op);
+    DType dt = dtypeArg(info, 1, op);
+    Device dev = deviceArg(info, 2, op);
+    checkDeviceDtype(info.Env(), op, dt, dev);
+    double seed = numberArg(info, 3, op, "seed");
+    if (!(seed >= 0) || seed != std::floor(seed) || seed > 9007199254740991.0)
+      throw Napi::RangeError::New(info.Env(), "randomNormal: seed must be a non-negative integer");
+    return wrapT(info, randomNormal(shape, dt, dev, static_cast<uint64_t>(seed), numberArg(info, 4, op, "mean"),
+                                    numberArg(info, 5, op, "std")));
+  });
+}
+
+Napi::Value memoryStatsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  for (Device d : {Device::CPU, Device::CUDA}) {
+    MemoryStats m = memoryStats(d);
+    Napi::Object e = Napi::Object::New(env);
+    e.Set("currentBytes", double(m.current));
+    e.Set("peakBytes", double(m.peak));
+    o.Set(deviceName(d), e);
+  }
+  return o;
+}
+
+Napi::Value resetPeakMemoryJs(const Napi::CallbackInfo& info) {
+  resetPeakMemory();
+  return info.Env().Undefined();
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   Napi::Function cls = NativeTensor::define(env);
@@ -516,6 +556,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("unary", Napi::Function::New<unaryJs>(env, "unary"));
   exports.Set("affine", Napi::Function::New<affineJs>(env, "affine"));
   exports.Set("sum", Napi::Function::New<sumJs>(env, "sum"));
+  exports.Set("randomNormal", Napi::Function::New<randomNormalJs>(env, "randomNormal"));
+  exports.Set("memoryStats", Napi::Function::New<memoryStatsJs>(env, "memoryStats"));
+  exports.Set("resetPeakMemory", Napi::Function::New<resetPeakMemoryJs>(env, "resetPeakMemory"));
   return exports;
 }
 

@@ -58,7 +58,7 @@ Context& context() {
       ctx.devices.clear();
       return;
     }
-    if (cudaMalloc(&ctx.status, sizeof(KernelStatus)) != cudaSuccess) {
+    if (cudaMalloc(reinterpret_cast<void**>(&ctx.status), sizeof(KernelStatus)) != cudaSuccess) {
       ctx.error = "could not allocate the kernel status buffer";
       ctx.devices.clear();
     }

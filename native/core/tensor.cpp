@@ -2,7 +2,10 @@
 // host: they are for set-up and tests, not for hot paths.
 #include "tensor.h"
 
+#include <atomic>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <cstring>
 #include <sstream>
 
@@ -34,19 +37,107 @@ const char* dtypeName(DType d) {
 
 const char* deviceName(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 
+namespace {
+std::atomic<int64_t> liveBytes[2], peakBytes[2];
+void track(Device d, int64_t delta) {
+  const int k = d == Device::CPU ? 0 : 1;
+  int64_t now = liveBytes[k].fetch_add(delta) + delta;
+  int64_t p = peakBytes[k].load();
+  while (now > p && !peakBytes[k].compare_exchange_weak(p, now)) {
+  }
+}
+}  // namespace
+
+MemoryStats memoryStats(Device d) {
+  const int k = d == Device::CPU ? 0 : 1;
+  return {liveBytes[k].load(), peakBytes[k].load()};
+}
+
+void resetPeakMemory() {
+  for (int k = 0; k < 2; k++) peakBytes[k].store(liveBytes[k].load());
+}
+
+// Host buffers of 1 MiB and more are kept after free, by exact rounded size, up to a cap
+// (OSP_HOST_CACHE_MB, default 2048): a fresh large allocation costs a page fault per 4 KiB on
+// first touch, which measured as much as the kernel itself on [2048, 32000] logits. Training
+// steps allocate the same shapes again and again, so exact-size reuse is enough.
+class HostCache {
+ public:
+  static size_t rounded(size_t bytes) {
+    const size_t b = bytes == 0 ? 64 : bytes;
+    return b >= kLarge ? (b + kLarge - 1) / kLarge * kLarge : (b + 63) / 64 * 64;
+  }
+  void* take(size_t size) {
+    if (size >= kLarge) {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto it = free_.find(size);
+      if (it != free_.end()) {
+        void* p = it->second;
+        free_.erase(it);
+        cached_ -= size;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, size);
+    if (!p && size >= kLarge) {  // give the cache back to the system and try once more
+      release();
+      p = std::aligned_alloc(64, size);
+    }
+    return p;
+  }
+  void give(void* p, size_t size) {
+    if (size >= kLarge) {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (cached_ + size <= cap()) {
+        free_.emplace(size, p);
+        cached_ += size;
+        return;
+      }
+    }
+    std::free(p);
+  }
+  void release() {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& [size, p] : free_) std::free(p);
+    free_.clear();
+    cached_ = 0;
+  }
+  ~HostCache() { release(); }
+
+ private:
+  static constexpr size_t kLarge = size_t(1) << 20;
+  static size_t cap() {
+    static const size_t c = [] {
+      const char* env = std::getenv("OSP_HOST_CACHE_MB");
+      return (env ? static_cast<size_t>(std::atoll(env)) : size_t(2048)) << 20;
+    }();
+    return c;
+  }
+  std::mutex mu_;
+  std::multimap<size_t, void*> free_;
+  size_t cached_ = 0;
+};
+
+HostCache& hostCache() {
+  static HostCache* c = new HostCache();  // never destroyed: tensors may be finalised at exit
+  return *c;
+}
+
 Storage::Storage(size_t n, Device dev) : bytes(n), device(dev) {
-  size_t b = n == 0 ? 1 : n;  // keep a valid pointer for empty tensors
   if (dev == Device::CPU) {
-    ptr = std::aligned_alloc(64, (b + 63) / 64 * 64);
+    ptr = hostCache().take(HostCache::rounded(n));
     if (!ptr) rangeError("out of host memory allocating " + std::to_string(n) + " bytes");
   } else {
+    size_t b = n == 0 ? 1 : n;  // keep a valid pointer for empty tensors
     ptr = cuda::alloc(b);
   }
+  track(device, static_cast<int64_t>(bytes));
 }
 
 Storage::~Storage() {
   if (!ptr) return;
-  if (device == Device::CPU) std::free(ptr);
+  track(device, -static_cast<int64_t>(bytes));
+  if (device == Device::CPU) hostCache().give(ptr, HostCache::rounded(bytes));
   else cuda::free(ptr);
 }
 

@@ -49,6 +49,13 @@ struct Tensor {
 std::vector<int64_t> contiguousStrides(const std::vector<int64_t>& shape);
 std::string shapeString(const std::vector<int64_t>& shape);
 
+// Bytes held by live storages per device, and the peak since the last reset (for benchmarks).
+struct MemoryStats {
+  int64_t current, peak;
+};
+MemoryStats memoryStats(Device d);
+void resetPeakMemory();
+
 // Copy with conversion to another dtype and/or device (host staging; for tests and set-up).
 Tensor convert(const Tensor& src, DType dtype, Device device);
 // Materialise a view as a contiguous tensor of the same dtype and device.

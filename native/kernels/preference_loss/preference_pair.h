@@ -32,18 +32,26 @@ template <typename T> OSP_HD T sigmoidStable(T z) {
 
 template <typename T>
 OSP_HD PairResult<T> preferencePair(int kind, T pc, T pr, T rc, T rr, T p, T beta) {
+  using std::exp;
+  using std::log1p;
   const T h = (pc - rc) - (pr - rr);
   const T z = beta * h;
+  // One exp and one log1p serve sigmoid(z), softplus(z) and softplus(-z).
+  const T az = z < 0 ? -z : z;
+  const T e = exp(-az);  // in (0, 1]: never overflows
+  const T l = log1p(e);
   PairResult<T> r;
   r.margin = z;
-  r.pHat = sigmoidStable(z);
+  r.pHat = z >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
   if (kind == 2) {  // IPO: (h - 1/(2 beta))^2
     const T d = h - T(1) / (T(2) * beta);
     r.loss = d * d;
     r.dPolicyChosen = T(2) * d;
   } else {  // SPCE (DPO is p = 1)
     const T q = kind == 1 ? T(1) : p;
-    r.loss = (T(1) - q) * softplusStable(z) + q * softplusStable(-z);
+    const T spPos = (z > 0 ? z : T(0)) + l;   // softplus(z)
+    const T spNeg = (z < 0 ? -z : T(0)) + l;  // softplus(-z)
+    r.loss = (T(1) - q) * spPos + q * spNeg;
     r.dPolicyChosen = beta * (r.pHat - q);
   }
   return r;

@@ -1,0 +1,199 @@
+// npm run bench [-- --device cpu|cuda|all] [--json PATH] [--repeats N] [--quick]
+//
+// Times each fused kernel next to its unfused composition in ONE run, on the same inputs:
+// token log-probs forward, backward, forward+backward, and the preference losses. Warm-up, then the
+// median of repeated runs (each ends with a device synchronisation). Bytes moved are the
+// compulsory traffic of each algorithm (every [N, V] read or write once; re-reads that hit cache
+// are not counted), so GB/s compares how well each uses memory. "%copy" divides by the bandwidth
+// of a large device-to-device copy measured in the same run. "extra MiB" is the peak native
+// memory the op allocated beyond its inputs (measured by the allocator's counters).
+import fs from 'fs';
+import os from 'os';
+import path from 'path';
+
+import * as osp from '../src';
+import type { Device, DType, Tensor } from '../src';
+
+interface Row {
+  op: string;
+  shape: string;
+  dtype: DType;
+  backend: Device;
+  variant: 'fused' | 'unfused' | 'copy';
+  medianMs: number;
+  bytes: number;
+  gbPerS: number;
+  fractionOfCopy: number | null;
+  peakExtraMiB: number;
+}
+
+const argv = process.argv.slice(2);
+function flag(name: string): string | undefined {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+if (argv.includes('--help')) {
+  console.log('npm run bench -- [--device cpu|cuda|all] [--json PATH] [--repeats N] [--quick]');
+  process.exit(0);
+}
+const quick = argv.includes('--quick');
+const repeats = Number(flag('repeats') ?? (quick ? 3 : 7));
+const devices: Device[] = (() => {
+  const d = flag('device') ?? 'all';
+  const avail = osp.backends().cuda.available;
+  if (d === 'cpu') return ['cpu'];
+  if (d === 'cuda') {
+    if (!avail) throw new Error(`--device cuda: no CUDA device (${osp.backends().cuda.reason ?? 'not compiled'})`);
+    return ['cuda'];
+  }
+  return avail ? ['cpu', 'cuda'] : ['cpu'];
+})();
+
+function time(fn: () => void, reps: number): number {
+  fn(); // warm-up (also first-touch of fresh allocations)
+  osp.synchronize();
+  const ms: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = process.hrtime.bigint();
+    fn();
+    osp.synchronize();
+    ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  ms.sort((a, b) => a - b);
+  return ms[Math.floor(ms.length / 2)] as number;
+}
+
+/** Peak bytes the op allocates beyond what was live before (its outputs included). */
+function peakExtra(device: Device, fn: () => void): number {
+  const before = osp.memoryStats()[device].currentBytes;
+  osp.resetPeakMemory();
+  fn();
+  return (osp.memoryStats()[device].peakBytes - before) / 2 ** 20;
+}
+
+const rows: Row[] = [];
+const ratios: string[] = [];
+
+function record(op: string, shape: string, dtype: DType, backend: Device, variant: Row['variant'], ms: number, bytes: number, copyBw: number, extra: number): Row {
+  const gbPerS = bytes / (ms / 1e3) / 1e9;
+  const row: Row = { op, shape, dtype, backend, variant, medianMs: ms, bytes, gbPerS, fractionOfCopy: copyBw > 0 ? gbPerS / copyBw : null, peakExtraMiB: extra };
+  rows.push(row);
+  return row;
+}
+
+function measureCopyBandwidth(device: Device): number {
+  const n = device === 'cuda' ? 256 * 2 ** 20 : 64 * 2 ** 20; // floats
+  const x = osp.randn([n], { device, seed: 1 });
+  const ms = time(() => osp.scope(() => void x.contiguous()), repeats);
+  x.dispose();
+  const gb = (2 * 4 * n) / (ms / 1e3) / 1e9; // read + write
+  record('copy', `[${n}]`, 'f32', device, 'copy', ms, 2 * 4 * n, 0, 0);
+  return gb;
+}
+
+function compare(op: string, shape: string, dtype: DType, device: Device, copyBw: number,
+                 fused: () => void, fusedBytes: number, unfused: () => void, unfusedBytes: number): void {
+  const fx = peakExtra(device, () => osp.scope(fused));
+  const ux = peakExtra(device, () => osp.scope(unfused));
+  const f = record(op, shape, dtype, device, 'fused', time(() => osp.scope(fused), repeats), fusedBytes, copyBw, fx);
+  const u = record(op, shape, dtype, device, 'unfused', time(() => osp.scope(unfused), repeats), unfusedBytes, copyBw, ux);
+  ratios.push(`${op.padEnd(24)} ${shape.padEnd(16)} ${dtype.padEnd(4)} ${device.padEnd(4)}  fused is ${(u.medianMs / f.medianMs).toFixed(2)}x faster than unfused`);
+}
+
+function benchTokenLogprobs(device: Device, N: number, V: number, dtype: DType, copyBw: number): void {
+  const es = dtype === 'bf16' ? 2 : dtype === 'f64' ? 8 : 4;
+  const NV = N * V * es;
+  const shape = `${N}x${V}`;
+  const logits = osp.randn([N, V], { device, dtype, seed: 11, std: 2 });
+  const tgt = new Int32Array(N);
+  for (let i = 0; i < N; i++) tgt[i] = (i * 2654435761) % V;
+  const targets = osp.tensor(tgt, [N], { device });
+  const g = osp.randn([N], { device, seed: 12 });
+  // The unfused backward as frameworks run it: log_softmax output saved from the forward.
+  const saved = osp.logSoftmax(logits);
+
+  compare('tokenLogprobs fwd', shape, dtype, device, copyBw,
+    () => void osp.tokenLogprobs(logits, targets), NV,
+    () => void osp.gather(osp.logSoftmax(logits), targets), 2 * NV);
+  compare('tokenLogprobs bwd', shape, dtype, device, copyBw,
+    () => void osp.tokenLogprobsBackward(logits, targets, g), 2 * NV,
+    () => void osp.logSoftmaxBackward(osp.gatherBackward(g, targets, V, { dtype }), saved), 4 * NV);
+  compare('tokenLogprobs fwd+bwd', shape, dtype, device, copyBw,
+    () => {
+      osp.tokenLogprobs(logits, targets);
+      osp.tokenLogprobsBackward(logits, targets, g);
+    }, 3 * NV,
+    () => {
+      const y = osp.logSoftmax(logits);
+      osp.gather(y, targets);
+      osp.logSoftmaxBackward(osp.gatherBackward(g, targets, V, { dtype }), y);
+    }, 6 * NV);
+  for (const t of [logits, targets, g, saved]) t.dispose();
+}
+
+function benchPreference(device: Device, B: number, copyBw: number): void {
+  const mk = (seed: number, mean: number) => osp.randn([B], { device, seed, mean, std: 5 });
+  const inputs = { policyChosen: mk(1, -100), policyRejected: mk(2, -110), refChosen: mk(3, -100), refRejected: mk(4, -110) };
+  const tgt = new Float32Array(B);
+  for (let i = 0; i < B; i++) tgt[i] = ((i * 7919) % 1000) / 999;
+  const target = osp.tensor(tgt, [B], { device });
+  const spce = { ...inputs, target };
+  // Fused: reads 5 vectors, writes 5. Unfused: 14 elementwise kernels, each reading 1-2 and writing 1.
+  compare('preferenceLoss spce', `B=${B}`, 'f32', device, copyBw,
+    () => void osp.preferenceLoss('spce', spce, { beta: 0.1 }), 10 * 4 * B,
+    () => void osp.preferenceLossUnfused('spce', spce, { beta: 0.1 }), 31 * 4 * B);
+  compare('preferenceLoss dpo', `B=${B}`, 'f32', device, copyBw,
+    () => void osp.preferenceLoss('dpo', inputs, { beta: 0.1 }), 9 * 4 * B,
+    () => void osp.preferenceLossUnfused('dpo', inputs, { beta: 0.1 }), 27 * 4 * B);
+  for (const t of [...Object.values(inputs), target]) t.dispose();
+}
+
+function fmtBytes(b: number): string {
+  return b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : `${(b / 2 ** 10).toFixed(1)} KiB`;
+}
+
+function main(): void {
+  const b = osp.backends();
+  const started = Date.now();
+  for (const device of devices) {
+    const name = device === 'cuda' ? (b.cuda.devices[0]?.name ?? 'cuda') : `${os.cpus()[0]?.model ?? 'cpu'} (${b.cpu.threads} threads)`;
+    console.log(`\n== ${device}: ${name}`);
+    const copyBw = measureCopyBandwidth(device);
+    console.log(`copy bandwidth (read + write): ${copyBw.toFixed(1)} GB/s`);
+    if (device === 'cpu') {
+      benchTokenLogprobs('cpu', quick ? 256 : 2048, 32000, 'f32', copyBw);
+      benchPreference('cpu', quick ? 4096 : 1 << 20, copyBw);
+    } else {
+      const shapes: [number, number][] = quick ? [[4096, 32000]] : [[4096, 32000], [4096, 128256], [16384, 32000], [16384, 128256]];
+      for (const dtype of ['f32', 'bf16'] as DType[]) for (const [N, V] of shapes) benchTokenLogprobs('cuda', N, V, dtype, copyBw);
+      benchPreference('cuda', 4096, copyBw);
+      benchPreference('cuda', 1 << 22, copyBw);
+    }
+  }
+
+  const header = ['op', 'shape', 'dtype', 'backend', 'variant', 'median ms', 'bytes moved', 'GB/s', '%copy', 'extra MiB'];
+  const table = rows.map((r) => [r.op, r.shape, r.dtype, r.backend, r.variant, r.medianMs.toFixed(3), fmtBytes(r.bytes), r.gbPerS.toFixed(1),
+    r.fractionOfCopy === null ? '-' : `${(100 * r.fractionOfCopy).toFixed(0)}%`, r.peakExtraMiB.toFixed(1)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => (r[i] as string).length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i >= 5 ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number))).join('  ');
+  console.log(`\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`);
+  for (const r of table) console.log(line(r));
+  console.log(`\n${ratios.join('\n')}`);
+  console.log(`\n(${((Date.now() - started) / 1e3).toFixed(0)} s; median of ${repeats} after a warm-up)`);
+
+  const out = flag('json') ?? path.join(__dirname, 'results', 'latest.json');
+  const doc = {
+    date: new Date().toISOString(),
+    host: { cpu: os.cpus()[0]?.model, threads: b.cpu.threads, node: process.version },
+    cuda: b.cuda,
+    repeats,
+    rows,
+    ratios,
+  };
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(`${out}.tmp`, JSON.stringify(doc, null, 2));
+  fs.renameSync(`${out}.tmp`, out);
+  console.log(`wrote ${out}`);
+}
+
+main();

@@ -1,0 +1,26 @@
+// CUDA random fill (see random.h): one thread per element, grid-stride.
+#include "../../core/cuda_common.cuh"
+#include "random.h"
+#include "random_common.h"
+
+namespace osp::random {
+
+namespace {
+
+template <typename T>
+__global__ void normalKernel(T* out, int64_t n, uint64_t seed, float mean, float std) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = osp::cuda::fromFloat<T>(mean + std * normalAt(seed, static_cast<uint64_t>(i)));
+}
+
+}  // namespace
+
+void normalCuda(void* out, bool isBf16, int64_t n, uint64_t seed, float mean, float std) {
+  const int64_t b = (n + 255) / 256;
+  const unsigned blocks = static_cast<unsigned>(b > 65535 ? 65535 : b);
+  if (isBf16) normalKernel<<<blocks, 256, 0, osp::cuda::stream()>>>(static_cast<__nv_bfloat16*>(out), n, seed, mean, std);
+  else normalKernel<<<blocks, 256, 0, osp::cuda::stream()>>>(static_cast<float*>(out), n, seed, mean, std);
+  osp::cuda::checkLaunch("randomNormal");
+}
+
+}  // namespace osp::random
