@@ -1,6 +1,5 @@
-// Persistent worker threads for parallelFor. One job at a time (the N-API layer calls in from the
-// JavaScript thread only); the caller takes a share of the chunks too, so `threads` workers means
-// threads-1 pool threads plus the caller.
+// Persistent worker threads for parallelFor. One job at a time; the caller takes a share of the
+// chunks too, so `threads` workers means threads-1 pool threads plus the caller.
 #include "parallel.h"
 
 #include <algorithm>
@@ -109,6 +108,14 @@ void parallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int
   int64_t chunks = std::min<int64_t>((n + grain - 1) / grain, static_cast<int64_t>(threads) * 4);
   int64_t per = (n + chunks - 1) / chunks;
   chunks = (n + per - 1) / per;
+  // One job at a time: a call from another thread (worker_threads) or from inside a job runs
+  // inline instead of waiting, so the pool can never deadlock.
+  static std::mutex busy;
+  std::unique_lock<std::mutex> lk(busy, std::try_to_lock);
+  if (!lk.owns_lock()) {
+    fn(0, n);
+    return;
+  }
   pool().run(chunks, [&](int64_t c) { fn(c * per, std::min(n, (c + 1) * per)); });
 }
 

@@ -160,6 +160,14 @@ std::string shapeString(const std::vector<int64_t>& shape) {
 }
 
 Tensor Tensor::empty(const std::vector<int64_t>& shape, DType dtype, Device device) {
+  // Refuse shapes whose byte size would overflow before anything multiplies them.
+  double elements = 1;
+  for (int64_t d : shape) {
+    if (d < 0) rangeError("shape " + shapeString(shape) + " has a negative dimension");
+    elements *= static_cast<double>(d);
+  }
+  if (elements * static_cast<double>(dtypeSize(dtype)) > 9.0e15)
+    rangeError("shape " + shapeString(shape) + " of " + dtypeName(dtype) + " is too large to allocate");
   Tensor t;
   t.dtype = dtype;
   t.device = device;

@@ -1,0 +1,236 @@
+// The GPU suite: every kernel on cuda against the float64 CPU reference, on the same inputs.
+// Where no GPU answers, the whole suite is skipped with a one-line reason (never passed vacuously);
+// OSP_GPU_TESTS=require (npm run test:gpu, scripts/gpu-check.sh) turns a missing GPU into a failure.
+import * as osp from '../src';
+import type { DType, Tensor } from '../src';
+import { integers, normals, seeded, uniforms } from './helpers/random';
+import { maxRelError } from './helpers/reference';
+
+const cuda = osp.backends().cuda;
+const required = process.env.OSP_GPU_TESTS === 'require';
+const skipReason = cuda.available ? '' : `GPU suite skipped: ${cuda.compiled ? cuda.reason : 'osp was built without CUDA'}`;
+if (!cuda.available) {
+  if (required) throw new Error(`OSP_GPU_TESTS=require but ${skipReason}`);
+  // eslint-disable-next-line no-console
+  console.log(skipReason);
+}
+const describeGpu = cuda.available ? describe : describe.skip;
+
+/** bf16 rounding of a float64 array, as the device stores it (round to nearest even). */
+function roundBf16(x: Float64Array): Float64Array {
+  const t = osp.tensor(x, [x.length], { dtype: 'bf16', device: 'cpu' });
+  const r = Float64Array.from(t.toArray());
+  t.dispose();
+  return r;
+}
+
+/** |a - b| <= tol * max(|b|, floor), elementwise. */
+function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, floor: number): void {
+  expect(maxRelError(a, b, floor)).toBeLessThanOrEqual(tol);
+}
+
+const tolerance: Record<'f32' | 'bf16', number> = { f32: 1e-5, bf16: 1e-2 };
+
+describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name ?? 'no device'})`, () => {
+  const { next } = seeded('gpu');
+  const shapes: [number, number][] = [[1, 1], [1, 2], [7, 97], [64, 1000], [5, 32000], [3, 32001], [300, 2048], [2, 128256]];
+
+  function rows(N: number, V: number, dtype: 'f32' | 'bf16') {
+    let x = normals(next, N * V, 3);
+    if (dtype === 'bf16') x = roundBf16(x); // the reference sees exactly what the device sees
+    const t = integers(next, N, 0, V);
+    if (N > 2) t[1] = -100; // one ignored row
+    const g = normals(next, N);
+    return { x, t, g };
+  }
+
+  for (const dtype of ['f32', 'bf16'] as const) {
+    for (const [N, V] of shapes) {
+      it(`tokenLogprobs forward ${dtype} [${N}, ${V}] matches f64`, () => {
+        osp.scope(() => {
+          const { x, t } = rows(N, V, dtype);
+          const ref = osp.tokenLogprobs(osp.tensor(x, [N, V], { device: 'cpu' }), osp.tensor(t, [N], { device: 'cpu' })).toArray();
+          const got = osp.tokenLogprobs(osp.tensor(x, [N, V], { dtype, device: 'cuda' }), osp.tensor(t, [N], { device: 'cuda' })).toArray();
+          // Absolute floor 1: a log-prob near 0 is 1 - p with p near 1, which f32 cannot resolve
+          // below its epsilon; relative to |logprob| >= 1 the bound is the stated one.
+          expectClose(got, ref, tolerance[dtype], 1);
+        });
+      });
+
+      it(`tokenLogprobs backward ${dtype} [${N}, ${V}] matches f64 (out of place and in place)`, () => {
+        osp.scope(() => {
+          const { x, t, g } = rows(N, V, dtype);
+          const cpu = (a: Float64Array | Int32Array, s: number[]) => osp.tensor(a, s, { device: 'cpu' });
+          const ref = osp.tokenLogprobsBackward(cpu(x, [N, V]), cpu(t, [N]), cpu(g, [N])).toArray();
+          const logits = osp.tensor(x, [N, V], { dtype, device: 'cuda' });
+          const targets = osp.tensor(t, [N], { device: 'cuda' });
+          const grad = osp.tensor(g, [N], { device: 'cuda' });
+          // Absolute floor at the scale of g (N(0, 1)): g (1 - p_t) with p_t near 1 cancels in f32.
+          const floor = 1;
+          expectClose(osp.tokenLogprobsBackward(logits, targets, grad).toArray(), ref, tolerance[dtype], floor);
+          const same = osp.tokenLogprobsBackward(logits, targets, grad, { inPlace: true });
+          expect(same).toBe(logits);
+          expectClose(logits.toArray(), ref, tolerance[dtype], floor);
+        });
+      });
+    }
+
+    it(`unfused log_softmax + gather on cuda (${dtype}) equals the fused op`, () => {
+      osp.scope(() => {
+        const N = 33;
+        const V = 1001;
+        const { x, t, g } = rows(N, V, dtype);
+        const logits = osp.tensor(x, [N, V], { dtype, device: 'cuda' });
+        const targets = osp.tensor(t, [N], { device: 'cuda' });
+        const grad = osp.tensor(g, [N], { device: 'cuda' });
+        expectClose(osp.tokenLogprobsUnfused(logits, targets).toArray(), osp.tokenLogprobs(logits, targets).toArray(), tolerance[dtype], 1e-3);
+        expectClose(
+          osp.tokenLogprobsBackwardUnfused(logits, targets, grad).toArray(),
+          osp.tokenLogprobsBackward(logits, targets, grad).toArray(),
+          tolerance[dtype] * 2,
+          1e-3,
+        );
+      });
+    });
+  }
+
+  it('tokenLogprobs on cuda reports an out-of-range target as a RangeError naming it', () => {
+    osp.scope(() => {
+      const logits = osp.randn([4, 10], { device: 'cuda', seed: 3 });
+      const targets = osp.tensor(new Int32Array([1, 2, 10, 3]), [4], { device: 'cuda' });
+      expect(() => osp.tokenLogprobs(logits, targets)).toThrow(/targets\[2\] = 10 is outside \[0, 10\)/);
+      expect(() => osp.tokenLogprobsBackward(logits, targets, osp.randn([4], { device: 'cuda' }))).toThrow(RangeError);
+    });
+  });
+
+  it('tokenLogprobs on cuda reports a NaN row as a RangeError naming the row', () => {
+    osp.scope(() => {
+      const x = normals(next, 4 * 64);
+      x[2 * 64 + 5] = NaN;
+      const logits = osp.tensor(x, [4, 64], { dtype: 'f32', device: 'cuda' });
+      const targets = osp.tensor(new Int32Array([0, 1, 2, 3]), [4], { device: 'cuda' });
+      expect(() => osp.tokenLogprobs(logits, targets)).toThrow(/logits row 2/);
+    });
+  });
+
+  it('tokenLogprobs on cuda keeps +-1e4 logits finite and exact', () => {
+    osp.scope(() => {
+      const V = 1000;
+      const x = normals(next, 2 * V);
+      x[3] = 1e4;
+      x[V + 7] = -1e4;
+      const t = new Int32Array([3, 7]);
+      const ref = osp.tokenLogprobs(osp.tensor(x, [2, V], { device: 'cpu' }), osp.tensor(t, [2], { device: 'cpu' })).toArray();
+      const got = osp.tokenLogprobs(osp.tensor(x, [2, V], { dtype: 'f32', device: 'cuda' }), osp.tensor(t, [2], { device: 'cuda' })).toArray();
+      expect(Array.from(got).every(Number.isFinite)).toBe(true);
+      expectClose(got, ref, 1e-5, 1e-3);
+    });
+  });
+
+  it('sequenceLogprobs and its backward on cuda match the CPU', () => {
+    osp.scope(() => {
+      const N = 5000;
+      const count = 37;
+      const lp = uniforms(next, N, -12, 0);
+      const ids = integers(next, N, -1, count);
+      const g = normals(next, count);
+      const ref = osp.sequenceLogprobs(osp.tensor(lp, [N], { device: 'cpu' }), osp.tensor(ids, [N], { device: 'cpu' }), count).toArray();
+      const got = osp.sequenceLogprobs(osp.tensor(lp, [N], { dtype: 'f32', device: 'cuda' }), osp.tensor(ids, [N], { device: 'cuda' }), count).toArray();
+      expectClose(got, ref, 1e-5, 1e-3);
+      const dref = osp.sequenceLogprobsBackward(osp.tensor(g, [count], { device: 'cpu' }), osp.tensor(ids, [N], { device: 'cpu' })).toArray();
+      const dgot = osp.sequenceLogprobsBackward(osp.tensor(g, [count], { dtype: 'f32', device: 'cuda' }), osp.tensor(ids, [N], { device: 'cuda' })).toArray();
+      expectClose(dgot, dref, 1e-6, 1e-6);
+    });
+  });
+
+  for (const kind of ['spce', 'dpo', 'ipo'] as const) {
+    for (const B of [1, 7, 64, 100000]) {
+      it(`preferenceLoss ${kind} B=${B} on cuda matches f64 (loss, outputs, gradients)`, () => {
+        osp.scope(() => {
+          // Inputs rounded to f32 first: the reference sees exactly what the device sees.
+          const mk = (mean: number) => Float64Array.from(Float32Array.from(normals(next, B, 20).map((v) => v + mean)));
+          const arrays = { policyChosen: mk(-120), policyRejected: mk(-130), refChosen: mk(-120), refRejected: mk(-130) };
+          const p = Float64Array.from(Float32Array.from(uniforms(next, B)));
+          const build = (dtype: DType, device: 'cpu' | 'cuda') => {
+            const ins = Object.fromEntries(Object.entries(arrays).map(([k, v]) => [k, osp.tensor(v, [B], { dtype, device })])) as Record<keyof typeof arrays, Tensor>;
+            return kind === 'spce' ? { ...ins, target: osp.tensor(p, [B], { dtype, device }) } : ins;
+          };
+          const ref = osp.preferenceLoss(kind, build('f64', 'cpu'), { beta: 0.1 });
+          const got = osp.preferenceLoss(kind, build('f32', 'cuda'), { beta: 0.1 });
+          expect(Math.abs(got.loss - ref.loss)).toBeLessThanOrEqual(1e-5 * Math.max(Math.abs(ref.loss), 1e-3));
+          for (const key of ['losses', 'pHat', 'margins', 'gradPolicyChosen', 'gradPolicyRejected'] as const) {
+            // Absolute floors at each output's scale: h is a difference of log-probs near -120, so
+            // f32 resolves it to ~4e-6; gradients are beta (pHat - p) / B (IPO: 2 (h - 1/2beta) / B).
+            const floor = key.startsWith('grad') ? (kind === 'ipo' ? 10 : 0.1) / B : 1;
+            expectClose(got[key].toArray(), ref[key].toArray(), 1e-5, floor);
+          }
+        });
+      });
+    }
+  }
+
+  it('preferenceLoss on cuda rejects a target outside [0, 1] with a RangeError naming it', () => {
+    osp.scope(() => {
+      const v = (x: number[]) => osp.tensor(new Float32Array(x), [x.length], { device: 'cuda' });
+      const ins = { policyChosen: v([-1, -2]), policyRejected: v([-3, -4]), refChosen: v([-1, -2]), refRejected: v([-3, -4]), target: v([0.5, 1.5]) };
+      expect(() => osp.preferenceLoss('spce', ins, { beta: 0.1 })).toThrow(/target\[1\] is 1\.5/);
+    });
+  });
+
+  it('elementwise ops on cuda match the CPU', () => {
+    osp.scope(() => {
+      const n = 10007;
+      const a = normals(next, n, 30);
+      const b = uniforms(next, n, 0.1, 5);
+      const c = (x: Float64Array) => osp.tensor(x, [n], { device: 'cpu' });
+      const g = (x: Float64Array) => osp.tensor(x, [n], { dtype: 'f32', device: 'cuda' });
+      expectClose(osp.add(g(a), g(b)).toArray(), osp.add(c(a), c(b)).toArray(), 1e-6, 1e-3);
+      expectClose(osp.mul(g(a), g(b)).toArray(), osp.mul(c(a), c(b)).toArray(), 1e-6, 1e-3);
+      for (const op of ['sigmoid', 'softplus', 'logSigmoid', 'square', 'neg'] as const) {
+        expectClose(osp.unary(op, g(a)).toArray(), osp.unary(op, c(a)).toArray(), 1e-5, 1e-3);
+      }
+      expectClose(osp.unary('log', g(b)).toArray(), osp.unary('log', c(b)).toArray(), 1e-5, 1e-3);
+      expectClose(osp.affine(g(a), 0.5, -2).toArray(), osp.affine(c(a), 0.5, -2).toArray(), 1e-6, 1e-3);
+      expectClose(osp.sum(g(a)).toArray(), osp.sum(c(a)).toArray(), 1e-5, 1);
+    });
+  });
+
+  it('tensors round-trip through the GPU in f32, bf16 and i32, and views copy correctly', () => {
+    osp.scope(() => {
+      const x = normals(next, 6 * 5);
+      const f = osp.tensor(x, [6, 5], { dtype: 'f32', device: 'cuda' });
+      expect(f.device).toBe('cuda');
+      expectClose(f.toArray(), Float32Array.from(x), 0, 1);
+      const h = osp.tensor(x, [6, 5], { dtype: 'bf16', device: 'cuda' });
+      expect(Array.from(h.toArray())).toEqual(Array.from(roundBf16(x)));
+      const i = integers(next, 9, -1000, 1000);
+      expect(Array.from(osp.tensor(i, [9], { device: 'cuda' }).toArray())).toEqual(Array.from(i));
+      const tr = f.transpose(0, 1);
+      expect(tr.isContiguous).toBe(false);
+      expect(Array.from(tr.contiguous().toArray())).toEqual(Array.from(osp.tensor(x, [6, 5], { device: 'cpu' }).transpose(0, 1).contiguous().toArray()).map(Math.fround));
+    });
+  });
+
+  it('randn gives the same values on the GPU as on the CPU for the same seed', () => {
+    osp.scope(() => {
+      const a = osp.randn([4096], { device: 'cpu', seed: 99 }).toArray();
+      const b = osp.randn([4096], { device: 'cuda', seed: 99 }).toArray();
+      expectClose(b, a, 1e-4, 1e-2);
+    });
+  });
+
+  it('dispose frees device memory at once', () => {
+    const before = osp.memoryStats().cuda.currentBytes;
+    const t = osp.randn([1 << 20], { device: 'cuda' });
+    expect(osp.memoryStats().cuda.currentBytes - before).toBe(4 << 20);
+    t.dispose();
+    expect(osp.memoryStats().cuda.currentBytes).toBe(before);
+  });
+});
+
+describe('without a GPU', () => {
+  const run = cuda.available ? it.skip : it;
+  run('a cuda tensor is a clear error, not a silent fallback to the CPU', () => {
+    expect(() => osp.tensor(new Float32Array(4), [4], { device: 'cuda' })).toThrow(/device cuda requested but/);
+  });
+});
