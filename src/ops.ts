@@ -10,6 +10,13 @@ function h(t: unknown, what: string): NativeTensor {
   return t.handle;
 }
 
+/** The tensor itself, after checking it is one and is not disposed (for TS-side compositions). */
+function live(t: unknown, what: string): Tensor {
+  h(t, what);
+  if ((t as Tensor).disposed) throw new TypeError(`${what} has been disposed; expected a live tensor`);
+  return t as Tensor;
+}
+
 function wrap(n: NativeTensor): Tensor {
   return new Tensor(n);
 }
@@ -82,13 +89,22 @@ export function tokenLogprobsUnfused(logits: Tensor, targets: Tensor, opts: Igno
 
 /** The unfused backward: gatherBackward then logSoftmaxBackward (recomputes log_softmax). */
 export function tokenLogprobsBackwardUnfused(logits: Tensor, targets: Tensor, gradLogprobs: Tensor, opts: IgnoreOptions = {}): Tensor {
-  const y = logSoftmax(logits);
-  const dy = gatherBackward(gradLogprobs, targets, logits.shape[1] ?? 0, { ...opts, dtype: logits.dtype });
+  const op = 'tokenLogprobsBackwardUnfused';
+  live(logits, `${op}: logits`);
+  live(targets, `${op}: targets`);
+  const g = live(gradLogprobs, `${op}: gradLogprobs`);
+  if (g.shape.length !== 1 || g.shape[0] !== logits.shape[0]) {
+    throw new TypeError(`${op}: gradLogprobs has shape [${g.shape.join(', ')}]; expected [${logits.shape[0]}] (one gradient per row of logits)`);
+  }
+  const temps: Tensor[] = [];
   try {
+    const y = logSoftmax(logits);
+    temps.push(y);
+    const dy = gatherBackward(gradLogprobs, targets, logits.shape[1] ?? 0, { ...opts, dtype: logits.dtype });
+    temps.push(dy);
     return logSoftmaxBackward(dy, y);
   } finally {
-    y.dispose();
-    dy.dispose();
+    for (const t of temps) t.dispose();
   }
 }
 
@@ -142,6 +158,8 @@ export interface PreferenceLossResult {
   gradPolicyRejected: Tensor;
 }
 
+const KINDS: readonly PreferenceKind[] = ['spce', 'dpo', 'ipo'];
+
 function preferenceArgs(kind: PreferenceKind, inputs: PreferenceInputs, opts: PreferenceOptions) {
   const op = 'preferenceLoss';
   if (inputs === null || typeof inputs !== 'object') throw new TypeError(`${op}: inputs must be an object of tensors`);
@@ -188,43 +206,75 @@ export const sum = (x: Tensor): Tensor => wrap(native.sum(h(x, 'sum: x')));
 
 /**
  * The same losses as preferenceLoss, composed of separate elementwise ops (one kernel each):
- * the baseline the fused kernel is measured against, and a cross-check of its maths.
+ * the baseline the fused kernel is measured against, and a cross-check of its maths. It checks
+ * its arguments like the fused op; values (NaN, targets outside [0, 1]) are checked on the host
+ * after the fact, which costs the unfused path one extra read-back of the B targets.
  */
 export function preferenceLossUnfused(kind: PreferenceKind, inputs: PreferenceInputs, opts: PreferenceOptions): PreferenceLossResult {
+  const op = 'preferenceLossUnfused';
+  if (!KINDS.includes(kind)) throw new TypeError(`${op}: kind '${String(kind)}' is unknown; expected spce, dpo or ipo`);
   preferenceArgs(kind, inputs, opts);
   const { beta } = opts;
-  if (!(beta > 0) || !Number.isFinite(beta)) throw new RangeError(`preferenceLoss: beta is ${beta}; expected a finite number > 0`);
+  if (!(beta > 0) || !Number.isFinite(beta)) throw new RangeError(`${op}: beta is ${beta}; expected a finite number > 0`);
   if ((kind === 'spce') !== (inputs.target !== undefined)) {
-    throw new TypeError(kind === 'spce' ? 'preferenceLoss: kind spce needs inputs.target' : `preferenceLoss: kind ${kind} takes no target`);
+    throw new TypeError(kind === 'spce' ? `${op}: kind spce needs inputs.target` : `${op}: inputs.target is only used by spce; kind ${kind} takes no target`);
   }
-  const B = inputs.policyChosen.shape[0] ?? 0;
+  const named = (['policyChosen', 'policyRejected', 'refChosen', 'refRejected', 'target'] as const)
+    .filter((k) => inputs[k] !== undefined)
+    .map((k) => [k, live(inputs[k] as Tensor, `${op}: inputs.${k}`)] as const);
+  const first = inputs.policyChosen;
+  for (const [k, t] of named) {
+    if (t.shape.length !== 1 || t.shape[0] !== first.shape[0]) {
+      throw new TypeError(`${op}: inputs.${k} has shape [${t.shape.join(', ')}]; expected [${first.shape[0]}] like inputs.policyChosen`);
+    }
+    if (t.dtype !== first.dtype || t.device !== first.device) {
+      throw new TypeError(`${op}: inputs.${k} is ${t.dtype} on ${t.device}; expected ${first.dtype} on ${first.device} like inputs.policyChosen`);
+    }
+  }
+  const B = first.shape[0] ?? 0;
+  if (B === 0) throw new RangeError(`${op}: no pairs (B = 0); expected at least one`);
   const temps: Tensor[] = [];
   const t = (x: Tensor): Tensor => (temps.push(x), x);
   try {
-    const h1 = t(sub(inputs.policyChosen, inputs.refChosen));
-    const h2 = t(sub(inputs.policyRejected, inputs.refRejected));
-    const hd = t(sub(h1, h2));
-    const margins = affine(hd, beta);
-    const pHat = unary('sigmoid', margins);
+    const hd = t(sub(t(sub(inputs.policyChosen, inputs.refChosen)), t(sub(inputs.policyRejected, inputs.refRejected))));
+    const margins = t(affine(hd, beta));
+    const pHat = t(unary('sigmoid', margins));
     let losses: Tensor;
     let gradPolicyChosen: Tensor;
     if (kind === 'ipo') {
       const d = t(affine(hd, 1, -1 / (2 * beta)));
-      losses = unary('square', d);
-      gradPolicyChosen = affine(d, 2 / B);
+      losses = t(unary('square', d));
+      gradPolicyChosen = t(affine(d, 2 / B));
     } else {
-      // (1 - p) softplus(z) + p softplus(-z), written as softplus(z) - p z for DPO/SPCE alike.
-      const p = kind === 'dpo' ? null : (inputs.target as Tensor);
+      // softplus(z) - p z (DPO: p = 1), then d/dz = sigmoid(z) - p.
+      const p = inputs.target;
       const sp = t(unary('softplus', margins));
-      losses = p ? sub(sp, t(mul(p, margins))) : sub(sp, margins);
-      const gz = p ? t(sub(pHat, p)) : t(affine(pHat, 1, -1));
-      gradPolicyChosen = affine(gz, beta / B);
+      losses = t(p ? sub(sp, t(mul(p, margins))) : sub(sp, margins));
+      const gz = t(p ? sub(pHat, p) : affine(pHat, 1, -1));
+      gradPolicyChosen = t(affine(gz, beta / B));
     }
-    const gradPolicyRejected = affine(gradPolicyChosen, -1);
-    const total = t(sum(losses));
-    const loss = (total.toArray()[0] ?? NaN) / B;
-    return { loss, losses, pHat, margins, gradPolicyChosen, gradPolicyRejected };
+    const gradPolicyRejected = t(affine(gradPolicyChosen, -1));
+    const loss = (t(sum(losses)).toArray()[0] ?? NaN) / B;
+    if (inputs.target) {
+      const p = inputs.target.toArray();
+      const bad = p.findIndex((v) => !(v >= 0 && v <= 1));
+      if (bad >= 0) throw new RangeError(`${op}: target[${bad}] is ${p[bad]}; expected a preference strength in [0, 1]`);
+    }
+    if (!Number.isFinite(loss)) {
+      // Only on this error path: find the offending input on the host to name it.
+      for (const [k, x] of named) {
+        const v = x.toArray();
+        const bad = v.findIndex((e) => !Number.isFinite(e));
+        if (bad >= 0) throw new RangeError(`${op}: ${k}[${bad}] is ${v[bad]}; expected finite log-probabilities`);
+      }
+      throw new RangeError(`${op}: the loss is ${loss}; expected finite inputs`);
+    }
+    const result = { loss, losses, pHat, margins, gradPolicyChosen, gradPolicyRejected };
+    const outputs = new Set<Tensor>([losses, pHat, margins, gradPolicyChosen, gradPolicyRejected]);
+    for (const x of temps) if (!outputs.has(x)) x.dispose();
+    temps.length = 0;
+    return result;
   } finally {
-    for (const x of temps) x.dispose();
+    for (const x of temps) x.dispose(); // only reached with tensors left on a throw
   }
 }

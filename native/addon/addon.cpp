@@ -9,7 +9,7 @@
 #include <optional>
 
 #include "../core/bf16.h"
-#include "../core/cuda_runtime.h"
+#include "../core/cuda_backend.h"
 #include "../core/errors.h"
 #include "../core/parallel.h"
 #include "../core/tensor.h"

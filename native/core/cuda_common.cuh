@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "cuda_runtime.h"
+#include "cuda_backend.h"
 #include "errors.h"
 
 namespace osp::cuda {

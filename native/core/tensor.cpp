@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "bf16.h"
-#include "cuda_runtime.h"
+#include "cuda_backend.h"
 #include "errors.h"
 
 namespace osp {

@@ -2,7 +2,7 @@
 #include "elementwise.h"
 
 #include "../../core/check.h"
-#include "../../core/cuda_runtime.h"
+#include "../../core/cuda_backend.h"
 #include "elementwise_ops.h"
 
 namespace osp {

@@ -2,7 +2,7 @@
 #include "log_softmax.h"
 
 #include "../../core/check.h"
-#include "../../core/cuda_runtime.h"
+#include "../../core/cuda_backend.h"
 
 namespace osp {
 

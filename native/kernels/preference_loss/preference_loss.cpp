@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "../../core/check.h"
-#include "../../core/cuda_runtime.h"
+#include "../../core/cuda_backend.h"
 
 namespace osp {
 

@@ -2,7 +2,7 @@
 #include "sequence_logprobs.h"
 
 #include "../../core/check.h"
-#include "../../core/cuda_runtime.h"
+#include "../../core/cuda_backend.h"
 
 namespace osp {
 

@@ -3,7 +3,7 @@
 // loops do not pay cudaMalloc per step), copies, and the kernels' status buffer.
 // Built as plain C++ against the CUDA runtime when OSP_WITH_CUDA is defined; otherwise every entry
 // reports that CUDA was not compiled in, so the CPU-only build has the same symbols.
-#include "cuda_runtime.h"
+#include "cuda_backend.h"
 
 #include <cstring>
 #include <mutex>
