@@ -3,6 +3,7 @@
 import * as osp from '../src';
 import type { UnaryOp } from '../src';
 import { normals, seeded, uniforms } from './helpers/random';
+import { caught } from './helpers/errors';
 
 type FloatType = 'f32' | 'f64';
 const DTYPES: FloatType[] = ['f64', 'f32'];
@@ -19,15 +20,6 @@ function t(a: number[], dtype: FloatType, shape: number[] = [a.length]): osp.Ten
 
 function read(x: osp.Tensor): number[] {
   return Array.from(x.toArray());
-}
-
-function caught(fn: () => unknown): { errorClass: string; message: string } | undefined {
-  try {
-    fn();
-  } catch (e) {
-    return { errorClass: (e as Error)?.constructor?.name ?? typeof e, message: String((e as Error)?.message ?? e) };
-  }
-  return undefined;
 }
 
 /** Fails with the worst element when |got - want| > tol(i) anywhere. */

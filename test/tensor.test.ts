@@ -3,15 +3,7 @@
 // defaultDevice() with and without OSP_DEVICE).
 import * as osp from '../src';
 import { integers, normals, seeded } from './helpers/random';
-
-function caught(fn: () => unknown): { errorClass: string; message: string } | undefined {
-  try {
-    fn();
-  } catch (e) {
-    return { errorClass: (e as Error)?.constructor?.name ?? typeof e, message: String((e as Error)?.message ?? e) };
-  }
-  return undefined;
-}
+import { caught } from './helpers/errors';
 
 const cpu = { device: 'cpu' } as const;
 
