@@ -11,8 +11,7 @@ const required = process.env.OSP_GPU_TESTS === 'require';
 const skipReason = cuda.available ? '' : `GPU suite skipped: ${cuda.compiled ? cuda.reason : 'osp was built without CUDA'}`;
 if (!cuda.available) {
   if (required) throw new Error(`OSP_GPU_TESTS=require but ${skipReason}`);
-  // eslint-disable-next-line no-console
-  console.log(skipReason);
+  process.stdout.write(`${skipReason}\n`);
 }
 const describeGpu = cuda.available ? describe : describe.skip;
 

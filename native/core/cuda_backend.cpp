@@ -33,6 +33,8 @@ Context& context() {
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
       ctx.error = std::string("cudaGetDeviceCount: ") + cudaGetErrorString(e);
+      if (e == cudaErrorInsufficientDriver)
+        ctx.error += " (no NVIDIA driver on this machine, or one older than the CUDA runtime osp was built with)";
       cudaGetLastError();  // clear the sticky error so later calls start clean
       return;
     }

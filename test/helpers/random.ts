@@ -43,7 +43,7 @@ export function integers(next: () => number, n: number, lo: number, hi: number):
 /** A seeded generator for one describe block; logs the seed so a failure can be replayed. */
 export function seeded(label: string): { seed: number; next: () => number } {
   const seed = testSeed();
-  // eslint-disable-next-line no-console
-  console.log(`[${label}] seed ${seed} (replay with OSP_TEST_SEED=${seed})`);
+  // Straight to stdout: console.log inside Jest adds a stack line to every seed.
+  process.stdout.write(`[${label}] seed ${seed} (replay with OSP_TEST_SEED=${seed})\n`);
   return { seed, next: rng(seed) };
 }
