@@ -112,7 +112,10 @@ bool rowLogSumExpF32(const float* x, int64_t V, float& lse) {
       cm = x[v] > cm ? x[v] : cm;
       good = good && x[v] < INFINITY;
     }
-    if (!good) return false;
+    if (!good) {
+      lse = NAN;
+      return false;
+    }
     if (cm == -INFINITY) continue;  // every entry of the chunk is masked
     if (cm > m) {
       s = m == -INFINITY ? 0.f : s * std::exp(m - cm);
