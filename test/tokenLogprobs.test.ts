@@ -1,71 +1,209 @@
-// The fused token log-probs on the CPU: forward against a plain-TypeScript f64 reference,
-// backward against central finite differences in f64, edge cases, f32 against f64, in place, and
-// value errors. (The same checks on cuda live in test/gpu.test.ts.)
+// The fused token log-probs op on the cpu: tokenLogprobs(logits, targets) = log_softmax(logits)[n, t_n]
+// and its backward g[n] * (onehot(t_n) - softmax(logits[n])). f64 is checked against plain-TS f64
+// (test/helpers/reference.ts) and central finite differences; f32 (the vectorised path) against
+// the f64 op on the same held values; then the edge cases and the value checks.
 import * as osp from '../src';
-import { integers, normals, seeded } from './helpers/random';
-import { maxRelError, refTokenLogprob } from './helpers/reference';
+import { caught } from './helpers/errors';
+import { integers, normals, seeded, uniforms } from './helpers/random';
+import { refTokenLogprob } from './helpers/reference';
 
-const cpu = { device: 'cpu' as const };
-const f64 = (x: Float64Array, shape: number[]) => osp.tensor(x, shape, cpu);
-const f32 = (x: Float64Array, shape: number[]) => osp.tensor(x, shape, { ...cpu, dtype: 'f32' });
-const i32 = (x: Int32Array) => osp.tensor(x, [x.length], cpu);
+type FloatType = 'f32' | 'f64';
+const DTYPES: FloatType[] = ['f64', 'f32'];
+const cpu = { device: 'cpu' } as const;
+/** Unit roundoff of each dtype. */
+const EPS: Record<FloatType, number> = { f64: 2 ** -53, f32: 2 ** -24 };
+/** Relative tolerance against the f64 reference: f64 to 1e-12, f32 (fast exp, f32 sums) to 1e-5. */
+const REL: Record<FloatType, number> = { f64: 1e-12, f32: 1e-5 };
 
-/** Reference forward over rows of x [N, V]. */
-function reference(x: Float64Array, t: Int32Array, V: number, ignoreIndex = -100): Float64Array {
-  const out = new Float64Array(t.length);
-  for (let n = 0; n < t.length; n++) out[n] = t[n] === ignoreIndex ? 0 : refTokenLogprob(x.subarray(n * V, (n + 1) * V), t[n] as number);
-  return out;
+/** The values a tensor of that dtype holds (f32: rounded to single precision). */
+function held(a: ArrayLike<number>, dtype: FloatType): Float64Array {
+  return Float64Array.from(a as ArrayLike<number>, (v) => (dtype === 'f32' ? Math.fround(v) : v));
 }
 
-const shapes: [number, number][] = [];
-for (const N of [1, 7, 64]) for (const V of [1, 2, 97, 1000]) shapes.push([N, V]);
+function floats(a: ArrayLike<number>, shape: number[], dtype: FloatType): osp.Tensor {
+  return osp.tensor(dtype === 'f64' ? Float64Array.from(a) : Float32Array.from(a), shape, cpu);
+}
 
-describe('tokenLogprobs forward (f64)', () => {
-  const { next } = seeded('tokenLogprobs forward');
-  it.each(shapes)('N=%i, V=%i equals the f64 reference', (N, V) => {
-    osp.scope(() => {
-      const x = normals(next, N * V, 4);
-      const t = integers(next, N, 0, V);
-      const got = osp.tokenLogprobs(f64(x, [N, V]), i32(t)).toArray();
-      // Floor 1e-3: two f64 formulas of a log-prob near 0 (V = 2) agree to ~1e-16 absolute only.
-      expect(maxRelError(got, reference(x, t, V), 1e-3)).toBeLessThanOrEqual(1e-12);
+function ints(a: ArrayLike<number>): osp.Tensor {
+  return osp.tensor(Int32Array.from(a), [a.length], cpu);
+}
+
+function read(t: osp.Tensor): number[] {
+  return Array.from(t.toArray());
+}
+
+/** softmax of one row in f64 with the max subtracted (-Infinity entries give 0). */
+function refSoftmax(row: ArrayLike<number>): number[] {
+  let m = -Infinity;
+  for (let i = 0; i < row.length; i++) m = Math.max(m, row[i]);
+  let s = 0;
+  for (let i = 0; i < row.length; i++) s += Math.exp(row[i] - m);
+  const lse = m + Math.log(s);
+  return Array.from(row, (v) => Math.exp(v - lse));
+}
+
+interface Problem {
+  N: number;
+  V: number;
+  /** [N * V] logits, row-major, as the tensor holds them. */
+  x: Float64Array;
+  targets: Int32Array;
+  /** [N] upstream gradient, as the tensor holds it. */
+  g: Float64Array;
+}
+
+function randomProblem(next: () => number, N: number, V: number, dtype: FloatType, scale = 2): Problem {
+  return {
+    N,
+    V,
+    x: held(normals(next, N * V, scale), dtype),
+    targets: integers(next, N, 0, V),
+    g: held(normals(next, N, 1), dtype),
+  };
+}
+
+const row = (p: Problem, n: number) => p.x.subarray(n * p.V, (n + 1) * p.V);
+
+/** The f64 reference log-probs (0 on ignored rows). */
+function refForward(p: Problem, ignoreIndex = -100): number[] {
+  return Array.from({ length: p.N }, (_, n) => (p.targets[n] === ignoreIndex ? 0 : refTokenLogprob(row(p, n), p.targets[n])));
+}
+
+/**
+ * The f64 reference gradient want[n, v] = g[n] * (onehot(t_n)[v] - p[n, v]) together with the size
+ * of its softmax term |g[n] p[n, v]| (0 on ignored rows).
+ */
+function refBackward(p: Problem, ignoreIndex = -100): { want: number[]; softmaxTerm: number[] } {
+  const want = new Array<number>(p.N * p.V).fill(0);
+  const softmaxTerm = new Array<number>(p.N * p.V).fill(0);
+  for (let n = 0; n < p.N; n++) {
+    if (p.targets[n] === ignoreIndex) continue;
+    const sm = refSoftmax(row(p, n));
+    for (let v = 0; v < p.V; v++) {
+      want[n * p.V + v] = p.g[n] * ((v === p.targets[n] ? 1 : 0) - sm[v]);
+      softmaxTerm[n * p.V + v] = Math.abs(p.g[n] * sm[v]);
+    }
+  }
+  return { want, softmaxTerm };
+}
+
+/**
+ * Forward tolerance: |got - want| <= rel * max(|want|, 1). The absolute floor of 1 (so rel in
+ * absolute terms for |log-prob| < 1): the log-prob is x_t - lse, a difference of numbers the size
+ * of the logits that cancels when the target dominates its row, so a rounding of lse (a few ulps of
+ * a number ~1..20) is the best any implementation that forms lse can do near 0.
+ */
+const forwardTol = (rel: number) => (want: number[]) => (i: number) => rel * Math.max(Math.abs(want[i]), 1);
+
+/**
+ * Backward tolerance: |got - want| <= rel * max(|want|, |g p|). The softmax term g p is the only
+ * part computed with rounding; for the target entry g (1 - p_t) it can be much larger than the
+ * result (p_t near 1 cancels), and its rounding is what the entry carries.
+ */
+const backwardTol = (rel: number) => (r: { want: number[]; softmaxTerm: number[] }) => (i: number) =>
+  rel * Math.max(Math.abs(r.want[i]), r.softmaxTerm[i]);
+
+/** Fails naming the worst element when |got - want| > tol(i) anywhere (NaN fails). */
+function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, tol: (i: number) => number, what: string): void {
+  expect(got.length).toBe(want.length);
+  let worst = -1;
+  let worstRatio = 0;
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    const ratio = err / tol(i);
+    if (!(err <= tol(i)) && !(ratio <= worstRatio)) {
+      worstRatio = ratio;
+      worst = i;
+    }
+  }
+  if (worst >= 0) {
+    throw new Error(
+      `${what}: at [${worst}] expected ${want[worst]}, got ${got[worst]} (|err| ${Math.abs(got[worst] - want[worst])} > ${tol(worst)})`,
+    );
+  }
+}
+
+/** Fails naming the first element that is not exactly 0 (either sign). */
+function expectAllZero(got: ArrayLike<number>, what: string): void {
+  const bad = Array.from(got).findIndex((v) => v !== 0);
+  if (bad >= 0) throw new Error(`${what}: element [${bad}] is ${got[bad]}; expected 0`);
+}
+
+const forwardOf = (p: Problem, dtype: FloatType, opts: osp.IgnoreOptions = {}) =>
+  osp.scope(() => read(osp.tokenLogprobs(floats(p.x, [p.N, p.V], dtype), ints(p.targets), opts)));
+
+const backwardOf = (p: Problem, dtype: FloatType, opts: osp.IgnoreOptions = {}) =>
+  osp.scope(() => read(osp.tokenLogprobsBackward(floats(p.x, [p.N, p.V], dtype), ints(p.targets), floats(p.g, [p.N], dtype), opts)));
+
+const GRID: [number, number][] = [1, 7, 64].flatMap((N) => [1, 2, 97, 1000].map((V) => [N, V] as [number, number]));
+
+describe('tokenLogprobs in f64 against the plain-TS f64 reference', () => {
+  const { next } = seeded('tokenLogprobs f64 forward');
+
+  it.each(GRID)('N = %i, V = %i: each row gives logits[n, t_n] - logsumexp(logits[n]) to 1e-12', (N, V) => {
+    const p = randomProblem(next, N, V, 'f64');
+    const got = osp.scope(() => {
+      const out = osp.tokenLogprobs(floats(p.x, [N, V], 'f64'), ints(p.targets));
+      expect(out.shape).toEqual([N]);
+      expect(out.dtype).toBe('f64');
+      return read(out);
     });
+    const want = refForward(p);
+    expectWithin(got, want, forwardTol(REL.f64)(want), 'tokenLogprobs f64');
   });
 });
 
-describe('tokenLogprobsBackward (f64) against central finite differences', () => {
+describe('tokenLogprobsBackward in f64 against central finite differences', () => {
   const { next } = seeded('tokenLogprobs finite differences');
-  // L(x) = sum_n g[n] tokenLogprobs(x)[n]. Only row n changes when x[n, v] moves, so the difference
-  // is taken on g[n] lp_n alone (the other rows would add rounding noise). Central differences at
-  // h and h/2 (h = 2^-8) are combined by Richardson extrapolation (truncation error O(h^4), about
-  // 1e-10 here; rounding about 1e-13). Error measure: |fd - analytic| / max(|analytic|, 1e-3 x the
-  // largest gradient entry), i.e. relative, with a floor at a thousandth of the gradient's scale.
-  it.each(shapes)('N=%i, V=%i: sampled entries within 1e-6', (N, V) => {
+  // Step h = 2^-12 (~2.4e-4; exact in binary, so x +- h are exact). Per entry the third derivative of
+  // g * log_softmax is bounded by the first (|f'''/f'| <= 1), so truncation is <= h^2/6 ~ 1e-8
+  // relative. Rounding: each forward is off by a few ulps of |log-prob| (~1e-14), i.e. ~3e-11 |g|
+  // after dividing by 2h. (With h ~ 1e-5 that noise is ~1e-9 |g|: measured errors of 1e-3 relative
+  // on entries of ~3e-8 with a floor of 1e-7, so h ~ 1e-5 cannot hold 1e-6 on small entries.)
+  // Rule: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, 1e-4 * |g[n]|), i.e. relative 1e-6 for
+  // entries down to softmax probability 1e-4, absolute 1e-10 |g[n]| below.
+  // L = sum_n g[n] tokenLogprobs[n] is differenced row by row, sum_n g[n] (lp+[n] - lp-[n]), which
+  // is the same number without the rounding of the other rows' terms (exactly 0 unless perturbing
+  // one row changes another, which would then show up as an error).
+  const H = 2 ** -12;
+  const SAMPLES = 20;
+
+  it.each(GRID)('N = %i, V = %i: sampled entries of dlogits match differences of sum(g * tokenLogprobs) to 1e-6', (N, V) => {
+    const p = randomProblem(next, N, V, 'f64');
     osp.scope(() => {
-      const x = normals(next, N * V, 2);
-      const t = integers(next, N, 0, V);
-      const g = normals(next, N);
-      const grad = osp.tokenLogprobsBackward(f64(x, [N, V]), i32(t), f64(g, [N])).toArray();
-      let scale = 0;
-      for (const v of grad) scale = Math.max(scale, Math.abs(v));
+      const targets = ints(p.targets);
+      const analytic = read(osp.tokenLogprobsBackward(floats(p.x, [N, V], 'f64'), targets, floats(p.g, [N], 'f64')));
+      expect(analytic.length).toBe(N * V);
+      const logprobs = (x: Float64Array) => osp.scope(() => read(osp.tokenLogprobs(floats(x, [N, V], 'f64'), targets)));
+
+      // Entries: the target entry of a random row, the largest entry of a random row, then random ones.
       const entries = new Set<number>();
-      for (let k = 0; k < Math.min(20, N * V); k++) entries.add(Math.floor(next() * N * V));
-      const row = Math.floor(next() * N);
-      entries.add(row * V + (t[row] as number)); // always a target entry
+      const r0 = Math.floor(next() * N);
+      entries.add(r0 * V + p.targets[r0]);
+      const r1 = Math.floor(next() * N);
+      const r1row = Array.from(row(p, r1));
+      entries.add(r1 * V + r1row.indexOf(Math.max(...r1row)));
+      while (entries.size < Math.min(SAMPLES, N * V)) entries.add(Math.floor(next() * N * V));
+
+      let worst = { err: 0, at: -1, fd: 0, analytic: 0 };
       for (const i of entries) {
+        const xp = p.x.slice();
+        const xm = p.x.slice();
+        xp[i] += H;
+        xm[i] -= H;
+        const lpPlus = logprobs(xp);
+        const lpMinus = logprobs(xm);
+        let dL = 0;
+        for (let n = 0; n < N; n++) dL += p.g[n] * (lpPlus[n] - lpMinus[n]);
+        const fd = dL / (xp[i] - xm[i]);
         const n = Math.floor(i / V);
-        const rowValues = x.slice(n * V, (n + 1) * V);
-        const j = i - n * V;
-        const lp = (delta: number) => {
-          const r = Float64Array.from(rowValues);
-          r[j] = (r[j] as number) + delta;
-          return (g[n] as number) * refTokenLogprob(r, t[n] as number);
-        };
-        const central = (h: number) => (lp(h) - lp(-h)) / (2 * h);
-        const h = 2 ** -8;
-        const fd = (4 * central(h / 2) - central(h)) / 3;
-        const a = grad[i] as number;
-        expect(Math.abs(fd - a) / Math.max(Math.abs(a), 1e-3 * scale, 1e-12)).toBeLessThanOrEqual(1e-6); // V = 1: all zero
+        const err = Math.abs(fd - analytic[i]) / Math.max(Math.abs(fd), Math.abs(analytic[i]), 1e-4 * Math.abs(p.g[n]));
+        if (!(err <= worst.err)) worst = { err, at: i, fd, analytic: analytic[i] };
+      }
+      if (!(worst.err <= 1e-6)) {
+        throw new Error(
+          `dlogits[${Math.floor(worst.at / V)}, ${worst.at % V}]: analytic ${worst.analytic}, finite difference ${worst.fd} (relative error ${worst.err} > 1e-6)`,
+        );
       }
     });
   });
@@ -74,150 +212,289 @@ describe('tokenLogprobsBackward (f64) against central finite differences', () =>
 describe('tokenLogprobs edge cases', () => {
   const { next } = seeded('tokenLogprobs edge cases');
 
-  it('ignored rows (target -100) give 0 and an all-zero gradient row', () => {
-    osp.scope(() => {
-      const V = 13;
-      const x = normals(next, 3 * V);
-      const t = new Int32Array([4, -100, 7]);
-      const lp = osp.tokenLogprobs(f64(x, [3, V]), i32(t)).toArray();
-      expect(lp[1]).toBe(0);
-      const d = osp.tokenLogprobsBackward(f64(x, [3, V]), i32(t), f64(new Float64Array([1, 5, 1]), [3])).toArray();
-      expect(Array.from(d.subarray(V, 2 * V)).every((v) => v === 0)).toBe(true);
-    });
+  it.each(DTYPES)('%s: rows with target -100 (the default ignoreIndex) give 0 and an all-zero gradient row; other rows are unaffected', (dtype) => {
+    const N = 9;
+    const V = 101;
+    const p = randomProblem(next, N, V, dtype);
+    const ignored = [0, 4, 8];
+    for (const n of ignored) p.targets[n] = -100;
+    const got = forwardOf(p, dtype);
+    const grad = backwardOf(p, dtype);
+    for (const n of ignored) {
+      expect(got[n] === 0).toBe(true);
+      expectAllZero(grad.slice(n * V, (n + 1) * V), `gradient row ${n}`);
+    }
+    const want = refForward(p);
+    expectWithin(got, want, forwardTol(REL[dtype])(want), 'log-probs');
+    const ref = refBackward(p);
+    expectWithin(grad, ref.want, backwardTol(REL[dtype])(ref), 'gradient');
   });
 
-  it('a custom ignoreIndex is honoured and -100 then counts as out of range', () => {
-    osp.scope(() => {
-      const x = normals(next, 2 * 5);
-      const lp = osp.tokenLogprobs(f64(x, [2, 5]), i32(new Int32Array([3, 0])), { ignoreIndex: 0 }).toArray();
-      expect(lp[1]).toBe(0);
-      expect(lp[0]).toBeCloseTo(refTokenLogprob(x.subarray(0, 5), 3), 12);
-      expect(() => osp.tokenLogprobs(f64(x, [2, 5]), i32(new Int32Array([3, -100])), { ignoreIndex: 0 })).toThrow(RangeError);
-    });
-  });
-
-  it('logits of +-1e4 stay finite and match the reference', () => {
-    osp.scope(() => {
-      const V = 97;
-      const x = normals(next, 2 * V);
-      x[5] = 1e4;
-      x[6] = -1e4;
-      x[V + 1] = -1e4;
-      x[V + 2] = 1e4;
-      const t = new Int32Array([6, 1]);
-      for (const make of [f64, f32]) {
-        const got = osp.tokenLogprobs(make(x, [2, V]), i32(t)).toArray();
-        expect(Array.from(got).every(Number.isFinite)).toBe(true);
-        expect(maxRelError(got, reference(x, t, V))).toBeLessThanOrEqual(1e-6);
-        const d = osp.tokenLogprobsBackward(make(x, [2, V]), i32(t), make(new Float64Array([1, 1]), [2])).toArray();
-        expect(Array.from(d).every(Number.isFinite)).toBe(true);
+  it.each(DTYPES.flatMap((dtype) => [-1, 5].map((ignoreIndex) => [dtype, ignoreIndex] as const)))(
+    '%s: a custom ignoreIndex (%i) ignores the rows with that target: 0 forward, all-zero gradient row',
+    (dtype, ignoreIndex) => {
+      const N = 8;
+      const V = 33;
+      const p = randomProblem(next, N, V, dtype);
+      for (let n = 0; n < N; n++) if (p.targets[n] === ignoreIndex) p.targets[n] = ignoreIndex + 1; // only the rows chosen below
+      const ignored = [1, 6];
+      for (const n of ignored) p.targets[n] = ignoreIndex;
+      const got = forwardOf(p, dtype, { ignoreIndex });
+      const grad = backwardOf(p, dtype, { ignoreIndex });
+      for (const n of ignored) {
+        expect(got[n] === 0).toBe(true);
+        expectAllZero(grad.slice(n * V, (n + 1) * V), `gradient row ${n}`);
       }
-    });
+      const want = refForward(p, ignoreIndex);
+      expectWithin(got, want, forwardTol(REL[dtype])(want), 'log-probs');
+      const ref = refBackward(p, ignoreIndex);
+      expectWithin(grad, ref.want, backwardTol(REL[dtype])(ref), 'gradient');
+    },
+  );
+
+  // Logits of +-1e4: exp of them overflows, so this pins the max-subtracted evaluation. The one
+  // rounding of lse = m + log(s) to the dtype costs up to ulp(1e4)/2 (9e-13 in f64, 5e-4 in f32), so
+  // the tolerance adds 8 eps max|logit| (absolute for the log-probs; relative, on the exponent, for
+  // the gradient) to the usual one.
+  it.each(DTYPES)('%s: logits of mixed +-1e4 stay finite and match the reference', (dtype) => {
+    const N = 32;
+    const V = 97;
+    const p = randomProblem(next, N, V, dtype);
+    p.x = held(
+      p.x.map((v) => (next() < 0.5 ? -1e4 : 1e4) + v / 2),
+      dtype,
+    );
+    const maxAbs = Math.max(...Array.from(p.x, Math.abs));
+    const extra = 8 * EPS[dtype] * maxAbs;
+    const got = forwardOf(p, dtype);
+    const grad = backwardOf(p, dtype);
+    expect(got.every(Number.isFinite)).toBe(true);
+    expect(grad.every(Number.isFinite)).toBe(true);
+    const want = refForward(p);
+    expectWithin(got, want, (i) => REL[dtype] * Math.abs(want[i]) + extra, 'log-probs');
+    const ref = refBackward(p);
+    expectWithin(grad, ref.want, (i) => (REL[dtype] + extra) * Math.max(Math.abs(ref.want[i]), ref.softmaxTerm[i]), 'gradient');
   });
 
-  it('all-equal logits give -log(V) and gradient g (onehot - 1/V)', () => {
-    osp.scope(() => {
-      const V = 1000;
-      const x = new Float64Array(V).fill(3.25);
-      const lp = osp.tokenLogprobs(f64(x, [1, V]), i32(new Int32Array([17]))).toArray();
-      expect(lp[0]).toBeCloseTo(-Math.log(V), 12);
-      const d = osp.tokenLogprobsBackward(f64(x, [1, V]), i32(new Int32Array([17])), f64(new Float64Array([2]), [1])).toArray();
-      for (let v = 0; v < V; v++) expect(d[v]).toBeCloseTo(2 * ((v === 17 ? 1 : 0) - 1 / V), 14);
+  it.each(DTYPES)('%s: a row of equal logits gives -log(V) and the gradient g * (onehot - 1/V)', (dtype) => {
+    const N = 6;
+    const V = 1001;
+    const p = randomProblem(next, N, V, dtype);
+    const level = held(uniforms(next, N, -20, 20), dtype);
+    for (let n = 0; n < N; n++) row(p, n).fill(level[n]);
+    const got = forwardOf(p, dtype);
+    const want = new Array<number>(N).fill(-Math.log(V));
+    expectWithin(got, want, forwardTol(REL[dtype])(want), 'log-probs');
+    const grad = backwardOf(p, dtype);
+    const wantGrad = Array.from({ length: N * V }, (_, i) => {
+      const n = Math.floor(i / V);
+      return p.g[n] * ((i % V === p.targets[n] ? 1 : 0) - 1 / V);
     });
+    const softmaxTerm = Array.from({ length: N * V }, (_, i) => Math.abs(p.g[Math.floor(i / V)]) / V);
+    expectWithin(grad, wantGrad, backwardTol(REL[dtype])({ want: wantGrad, softmaxTerm }), 'gradient');
   });
 
-  it('one-hot-like rows (one logit 50 above the rest) give a log-prob near 0 at the peak', () => {
-    osp.scope(() => {
-      const V = 97;
-      const x = new Float64Array(V).map(() => next());
-      x[40] = (x[40] as number) + 50;
-      const got = osp.tokenLogprobs(f64(x, [1, V]), i32(new Int32Array([40]))).toArray();
-      expect(maxRelError(got, reference(x, new Int32Array([40]), V), 1e-300)).toBeLessThanOrEqual(1e-12);
-      // The true value, -log(1 + ~96 e^-50) ~ -2e-20, is below f64's resolution of 1 + x: 0 or just below.
-      expect(got[0]).toBeLessThanOrEqual(0);
-      expect(got[0]).toBeGreaterThan(-1e-19);
-    });
+  it.each(DTYPES)('%s: one-hot-like rows (one logit 50 above the rest) match the reference, target on or off the peak', (dtype) => {
+    const N = 16;
+    const V = 257;
+    const p = randomProblem(next, N, V, dtype, 1);
+    for (let n = 0; n < N; n++) {
+      const peak = Math.floor(next() * V);
+      p.x[n * V + peak] = held([p.x[n * V + peak] + 50], dtype)[0];
+      if (n % 2 === 0) p.targets[n] = peak; // even rows: the target is the peak; odd rows: another column
+      else if (p.targets[n] === peak) p.targets[n] = (peak + 1) % V;
+    }
+    const got = forwardOf(p, dtype);
+    const want = refForward(p);
+    expectWithin(got, want, forwardTol(REL[dtype])(want), 'log-probs');
+    const ref = refBackward(p);
+    expectWithin(backwardOf(p, dtype), ref.want, backwardTol(REL[dtype])(ref), 'gradient');
   });
 
-  it('-Infinity logits in other columns act as masked vocabulary entries', () => {
-    osp.scope(() => {
-      const V = 10;
-      const x = normals(next, V);
-      const masked = Float64Array.from(x);
-      masked[2] = -Infinity;
-      masked[7] = -Infinity;
-      const kept = Float64Array.from(x).filter((_, i) => i !== 2 && i !== 7);
-      const got = osp.tokenLogprobs(f64(masked, [1, V]), i32(new Int32Array([4]))).toArray();
-      // column 4 stays column 3 after dropping column 2
-      expect(got[0]).toBeCloseTo(refTokenLogprob(kept, 3), 12);
-      const d = osp.tokenLogprobsBackward(f64(masked, [1, V]), i32(new Int32Array([4])), f64(new Float64Array([1]), [1])).toArray();
-      expect(d[2]).toBe(-0);
-      expect(d[7]).toBe(-0);
-    });
+  // Masked vocabulary: -Infinity logits (never the target) must act as if the columns were absent.
+  // 'leading block' masks the first 2100 columns, a whole 2048-column chunk of the f32 path.
+  const maskCases = DTYPES.flatMap((dtype) => [
+    [dtype, 'random columns', 1001] as const,
+    [dtype, 'a leading block of 2100 columns', 4500] as const,
+  ]);
+  it.each(maskCases)('%s: -Infinity logits in %s (V = %i) give the same log-prob and gradient as dropping them, and 0 gradient there', (dtype, how, V) => {
+    const N = 5;
+    const p = randomProblem(next, N, V, dtype);
+    for (let n = 0; n < N; n++) {
+      const masked = new Set<number>();
+      if (how === 'random columns') {
+        for (let k = 0; k < V / 3; k++) masked.add(Math.floor(next() * V));
+        masked.add(0);
+        masked.add(V - 1);
+      } else {
+        for (let v = 0; v < 2100; v++) masked.add(v);
+      }
+      let t = how === 'random columns' ? p.targets[n] : 2100 + Math.floor(next() * (V - 2100));
+      while (masked.has(t)) t = Math.floor(next() * V); // the target is never masked
+      const x = row(p, n);
+      const kept = Array.from({ length: V }, (_, v) => v).filter((v) => !masked.has(v));
+      const dropped: Problem = { N: 1, V: kept.length, x: Float64Array.from(kept, (v) => x[v]), targets: Int32Array.of(kept.indexOf(t)), g: p.g.slice(n, n + 1) };
+      const one: Problem = { N: 1, V, x: Float64Array.from(x, (val, v) => (masked.has(v) ? -Infinity : val)), targets: Int32Array.of(t), g: dropped.g };
+
+      const want = forwardOf(dropped, dtype);
+      expectWithin(forwardOf(one, dtype), want, forwardTol(REL[dtype])(want), `row ${n} log-prob`);
+
+      const grad = backwardOf(one, dtype);
+      expectAllZero(Array.from(masked, (v) => grad[v]), `row ${n} gradient at masked columns`);
+      const wantKept = backwardOf(dropped, dtype);
+      const softmaxTerm = wantKept.map((w, j) => Math.abs(w - (j === dropped.targets[0] ? dropped.g[0] : 0)));
+      expectWithin(
+        kept.map((v) => grad[v]),
+        wantKept,
+        backwardTol(REL[dtype])({ want: wantKept, softmaxTerm }),
+        `row ${n} gradient at kept columns`,
+      );
+    }
   });
 });
 
-describe('tokenLogprobs in f32 against f64', () => {
-  const { next } = seeded('tokenLogprobs f32');
-  // |f32 - f64| <= 1e-5 max(|f64|, 1): a log-prob near 0 is log(1 - small), which f32 resolves only
-  // to its epsilon, so below magnitude 1 the bound is absolute. Gradients: same with floor 1 (g ~ N(0,1)).
-  it.each([[4, 97], [3, 1001], [64, 1000], [4, 32000], [1, 1], [9, 2]])('N=%i, V=%i forward and backward', (N, V) => {
-    osp.scope(() => {
-      const x = normals(next, N * V, 3);
-      const t = integers(next, N, 0, V);
-      const g = normals(next, N);
-      const ref = osp.tokenLogprobs(f64(x, [N, V]), i32(t)).toArray();
-      expect(maxRelError(osp.tokenLogprobs(f32(x, [N, V]), i32(t)).toArray(), ref, 1)).toBeLessThanOrEqual(1e-5);
-      const dref = osp.tokenLogprobsBackward(f64(x, [N, V]), i32(t), f64(g, [N])).toArray();
-      const d = osp.tokenLogprobsBackward(f32(x, [N, V]), i32(t), f32(g, [N])).toArray();
-      expect(maxRelError(d, dref, 1)).toBeLessThanOrEqual(1e-5);
+describe('tokenLogprobs in f32 (vectorised path) against the f64 op on the same values', () => {
+  const { next } = seeded('tokenLogprobs f32 vs f64');
+  // Both dtypes see the same (f32-held) logits and g, so only the f32 arithmetic is measured.
+  // Shapes: V not a multiple of the 8-wide vectors (97, 1001, 1), V spanning several 2048-column
+  // chunks (4099, 32000).
+  const SHAPES: [number, number][] = [
+    [64, 97],
+    [64, 1001],
+    [4, 32000],
+    [16, 8],
+    [7, 1],
+    [7, 2],
+    [9, 4099],
+  ];
+
+  it.each(SHAPES)('N = %i, V = %i: forward is within 1e-5 relative of f64 (absolute 1e-5 for |log-prob| < 1)', (N, V) => {
+    const p = randomProblem(next, N, V, 'f32', 3);
+    const got = osp.scope(() => {
+      const out = osp.tokenLogprobs(floats(p.x, [N, V], 'f32'), ints(p.targets));
+      expect(out.dtype).toBe('f32');
+      return read(out);
     });
+    const want = forwardOf(p, 'f64');
+    expectWithin(got, want, forwardTol(REL.f32)(want), 'f32 log-probs');
+  });
+
+  it.each(SHAPES)('N = %i, V = %i: backward is within 1e-5 relative of f64 (relative to the softmax term g p for the target entry)', (N, V) => {
+    const p = randomProblem(next, N, V, 'f32', 3);
+    const got = osp.scope(() => {
+      const out = osp.tokenLogprobsBackward(floats(p.x, [N, V], 'f32'), ints(p.targets), floats(p.g, [N], 'f32'));
+      expect(out.dtype).toBe('f32');
+      expect(out.shape).toEqual([N, V]);
+      return read(out);
+    });
+    const want = backwardOf(p, 'f64');
+    const softmaxTerm = want.map((w, i) => {
+      const n = Math.floor(i / V);
+      return Math.abs(w - (i % V === p.targets[n] ? p.g[n] : 0));
+    });
+    expectWithin(got, want, backwardTol(REL.f32)({ want, softmaxTerm }), 'f32 gradient');
   });
 });
 
-describe('tokenLogprobsBackward in place', () => {
-  const { next } = seeded('tokenLogprobs in place');
-  it.each([['f32'], ['f64']] as const)('%s: returns the logits tensor holding the gradient', (dtype) => {
-    osp.scope(() => {
-      const N = 5;
-      const V = 131;
-      const x = normals(next, N * V);
-      const t = integers(next, N, 0, V);
-      t[2] = -100;
-      const g = normals(next, N);
-      const make = dtype === 'f32' ? f32 : f64;
-      const expected = osp.tokenLogprobsBackward(make(x, [N, V]), i32(t), make(g, [N])).toArray();
-      const logits = make(x, [N, V]);
-      const out = osp.tokenLogprobsBackward(logits, i32(t), make(g, [N]), { inPlace: true });
-      expect(out).toBe(logits);
-      expect(Array.from(logits.toArray())).toEqual(Array.from(expected));
-    });
-  });
-});
+describe('tokenLogprobsBackward with inPlace', () => {
+  const { next } = seeded('tokenLogprobs inPlace');
 
-describe('tokenLogprobs value errors', () => {
-  const { next } = seeded('tokenLogprobs value errors');
-  const V = 8;
   it.each([
-    ['NaN', NaN],
-    ['+Infinity', Infinity],
-  ])('%s in a row is a RangeError naming the row', (_, bad) => {
+    ['f64', 64, 1000],
+    ['f32', 64, 1001],
+    ['f32', 3, 5000],
+  ] as const)('%s [%i, %i]: returns the logits tensor itself, now holding exactly the out-of-place gradient', (dtype, N, V) => {
+    const p = randomProblem(next, N, V, dtype);
+    p.targets[1] = -100; // an ignored row is overwritten with zeros too
     osp.scope(() => {
-      for (const make of [f64, f32]) {
-        const x = normals(next, 5 * V);
-        x[3 * V + 6] = bad;
-        expect(() => osp.tokenLogprobs(make(x, [5, V]), i32(new Int32Array([0, 1, 2, 3, 4])))).toThrow(/logits row 3/);
-        expect(() => osp.tokenLogprobsBackward(make(x, [5, V]), i32(new Int32Array([0, 1, 2, 3, 4])), make(normals(next, 5), [5]))).toThrow(/logits row 3/);
-      }
+      const targets = ints(p.targets);
+      const g = floats(p.g, [N], dtype);
+      const outOfPlace = read(osp.tokenLogprobsBackward(floats(p.x, [N, V], dtype), targets, g));
+      const logits = floats(p.x, [N, V], dtype);
+      const result = osp.tokenLogprobsBackward(logits, targets, g, { inPlace: true });
+      expect(result).toBe(logits);
+      expect(logits.shape).toEqual([N, V]);
+      expect(logits.dtype).toBe(dtype);
+      const inPlace = read(logits);
+      expect(inPlace.length).toBe(N * V);
+      const differs = inPlace.findIndex((v, i) => !Object.is(v, outOfPlace[i])); // bit for bit (NaN, -0 included)
+      if (differs >= 0) throw new Error(`in place [${differs}] = ${inPlace[differs]}; out of place ${outOfPlace[differs]}`);
     });
   });
+});
 
-  it.each([[V], [-1], [1 << 30]])('target %i is a RangeError naming targets[i] = value', (bad) => {
-    osp.scope(() => {
-      const x = f32(normals(next, 3 * V), [3, V]);
-      const t = i32(new Int32Array([1, bad, 2]));
-      expect(() => osp.tokenLogprobs(x, t)).toThrow(new RegExp(`targets\\[1\\] = ${bad} is outside \\[0, ${V}\\)`));
-      expect(() => osp.tokenLogprobsBackward(x, t, f32(new Float64Array(3), [3]))).toThrow(RangeError);
-    });
+describe('tokenLogprobs value checks', () => {
+  const { next } = seeded('tokenLogprobs values');
+  const N = 8;
+  const V = 1001;
+  type Op = 'tokenLogprobs' | 'tokenLogprobsBackward';
+  const OPS: Op[] = ['tokenLogprobs', 'tokenLogprobsBackward'];
+  const cases = DTYPES.flatMap((dtype) => OPS.map((op) => [op, dtype] as const));
+
+  function run(op: Op, p: Problem, dtype: FloatType, opts: osp.IgnoreOptions = {}) {
+    return caught(() =>
+      osp.scope(() => {
+        const logits = floats(p.x, [p.N, p.V], dtype);
+        return op === 'tokenLogprobs'
+          ? osp.tokenLogprobs(logits, ints(p.targets), opts)
+          : osp.tokenLogprobsBackward(logits, ints(p.targets), floats(p.g, [p.N], dtype), opts);
+      }),
+    );
+  }
+
+  it.each(cases.flatMap(([op, dtype]) => (['first', 'a random', 'last'] as const).map((where) => [op, dtype, where] as const)))(
+    '%s %s: NaN in %s column of row 3 is a RangeError naming "logits row 3"',
+    (op, dtype, where) => {
+      const p = randomProblem(next, N, V, dtype);
+      const col = where === 'first' ? 0 : where === 'last' ? V - 1 : Math.floor(next() * V);
+      p.x[3 * V + col] = NaN;
+      const err = run(op, p, dtype);
+      expect(err?.errorClass).toBe('RangeError');
+      expect(err?.message).toMatch(/logits row 3\b/);
+    },
+  );
+
+  it.each(cases)('%s %s: +Infinity in row 5 is a RangeError naming "logits row 5"', (op, dtype) => {
+    const p = randomProblem(next, N, V, dtype);
+    p.x[5 * V + Math.floor(next() * V)] = Infinity;
+    const err = run(op, p, dtype);
+    expect(err?.errorClass).toBe('RangeError');
+    expect(err?.message).toMatch(/logits row 5\b/);
+  });
+
+  it.each(cases)('%s %s: a row of all -Infinity (no finite logit) is a RangeError naming the row', (op, dtype) => {
+    const p = randomProblem(next, N, V, dtype);
+    row(p, 2).fill(-Infinity);
+    const err = run(op, p, dtype);
+    expect(err?.errorClass).toBe('RangeError');
+    expect(err?.message).toMatch(/logits row 2\b/);
+  });
+
+  it.each(cases)('%s %s: with NaN in rows 3 and 7 the error names row 3, the first', (op, dtype) => {
+    const p = randomProblem(next, N, V, dtype);
+    p.x[7 * V + Math.floor(next() * V)] = NaN;
+    p.x[3 * V + Math.floor(next() * V)] = NaN;
+    const err = run(op, p, dtype);
+    expect(err?.errorClass).toBe('RangeError');
+    expect(err?.message).toMatch(/logits row 3\b/);
+  });
+
+  it.each(cases.flatMap(([op, dtype]) => [V, -1, 2 ** 31 - 1].map((bad) => [op, dtype, bad] as const)))(
+    '%s %s: target %i (outside [0, V), not ignoreIndex) is a RangeError naming `targets[i] = value`',
+    (op, dtype, bad) => {
+      const p = randomProblem(next, N, V, dtype);
+      p.targets[4] = bad;
+      const err = run(op, p, dtype);
+      expect(err?.errorClass).toBe('RangeError');
+      expect(err?.message).toContain(`targets[4] = ${bad} `);
+    },
+  );
+
+  it.each(cases)('%s %s: with a custom ignoreIndex, a target of -100 is out of range (RangeError naming it)', (op, dtype) => {
+    const p = randomProblem(next, N, V, dtype);
+    p.targets[6] = -100;
+    const err = run(op, p, dtype, { ignoreIndex: -1 });
+    expect(err?.errorClass).toBe('RangeError');
+    expect(err?.message).toContain('targets[6] = -100 ');
   });
 });

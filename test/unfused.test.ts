@@ -1,92 +1,323 @@
-// The unfused path kept for tests and benches: logSoftmax, gather and their backward, and the
-// compositions tokenLogprobsUnfused / tokenLogprobsBackwardUnfused, against the fused op and
-// finite differences.
+// The unfused token log-probs path kept for the benches: logSoftmax, gather, gatherBackward,
+// logSoftmaxBackward and their compositions tokenLogprobsUnfused / tokenLogprobsBackwardUnfused, on
+// the cpu. Checked against plain-TS f64, central finite differences, and the fused op.
 import * as osp from '../src';
+import { caught } from './helpers/errors';
 import { integers, normals, seeded } from './helpers/random';
-import { maxRelError } from './helpers/reference';
 
-const cpu = { device: 'cpu' as const };
-const f64 = (x: Float64Array, shape: number[]) => osp.tensor(x, shape, cpu);
-const f32 = (x: Float64Array, shape: number[]) => osp.tensor(x, shape, { ...cpu, dtype: 'f32' });
-const i32 = (x: Int32Array) => osp.tensor(x, [x.length], cpu);
+type FloatType = 'f32' | 'f64';
+const DTYPES: FloatType[] = ['f64', 'f32'];
+const cpu = { device: 'cpu' } as const;
+/** Relative tolerance: f64 to 1e-12, f32 (fast exp, f32 sums) to 1e-5. */
+const REL: Record<FloatType, number> = { f64: 1e-12, f32: 1e-5 };
 
-describe('unfused log-softmax path', () => {
-  const { next } = seeded('unfused');
+function held(a: ArrayLike<number>, dtype: FloatType): Float64Array {
+  return Float64Array.from(a as ArrayLike<number>, (v) => (dtype === 'f32' ? Math.fround(v) : v));
+}
 
-  it.each([[1, 1], [7, 97], [33, 1001]])('logSoftmax rows of [%i, %i] logsumexp to 0', (N, V) => {
+function floats(a: ArrayLike<number>, shape: number[], dtype: FloatType): osp.Tensor {
+  return osp.tensor(dtype === 'f64' ? Float64Array.from(a) : Float32Array.from(a), shape, cpu);
+}
+
+function ints(a: ArrayLike<number>): osp.Tensor {
+  return osp.tensor(Int32Array.from(a), [a.length], cpu);
+}
+
+function read(t: osp.Tensor): number[] {
+  return Array.from(t.toArray());
+}
+
+/** log_softmax of one row in plain f64: (x - max) - log(sum exp(x - max)), as refTokenLogprob computes it. */
+function refLogSoftmax(row: ArrayLike<number>): number[] {
+  let m = -Infinity;
+  for (let i = 0; i < row.length; i++) m = Math.max(m, row[i]);
+  let s = 0;
+  for (let i = 0; i < row.length; i++) s += Math.exp(row[i] - m);
+  const logS = Math.log(s);
+  return Array.from(row, (v) => v - m - logS);
+}
+
+/** Fails naming the worst element when |got - want| > tol(i) anywhere (NaN fails). */
+function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, tol: (i: number) => number, what: string): void {
+  expect(got.length).toBe(want.length);
+  let worst = -1;
+  let worstRatio = 0;
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    const ratio = err / tol(i);
+    if (!(err <= tol(i)) && !(ratio <= worstRatio)) {
+      worstRatio = ratio;
+      worst = i;
+    }
+  }
+  if (worst >= 0) {
+    throw new Error(
+      `${what}: at [${worst}] expected ${want[worst]}, got ${got[worst]} (|err| ${Math.abs(got[worst] - want[worst])} > ${tol(worst)})`,
+    );
+  }
+}
+
+/**
+ * Log-prob tolerance: |got - want| <= rel * max(|want|, 1). The floor: x - lse cancels for entries
+ * near 0 (a dominant logit), where a rounding of lse (~1..20 in size) is the best possible.
+ */
+const logprobTol = (rel: number, want: ArrayLike<number>) => (i: number) => rel * Math.max(Math.abs(want[i]), 1);
+
+/**
+ * Gradient tolerance for g (onehot - p): |got - want| <= rel * max(|want|, |g p|). The softmax term
+ * |g p| is what carries the rounding; it exceeds the target entry g (1 - p_t) when p_t is near 1.
+ */
+function gradientTol(rel: number, want: ArrayLike<number>, g: ArrayLike<number>, targets: ArrayLike<number>, V: number) {
+  return (i: number) => {
+    const n = Math.floor(i / V);
+    const softmaxTerm = Math.abs(want[i] - (i % V === targets[n] ? g[n] : 0));
+    return rel * Math.max(Math.abs(want[i]), softmaxTerm);
+  };
+}
+
+interface Problem {
+  N: number;
+  V: number;
+  x: Float64Array;
+  targets: Int32Array;
+  g: Float64Array;
+}
+
+function randomProblem(next: () => number, N: number, V: number, dtype: FloatType, ignored: number[] = []): Problem {
+  const targets = integers(next, N, 0, V);
+  for (const n of ignored) if (n < N) targets[n] = -100;
+  return { N, V, x: held(normals(next, N * V, 3), dtype), targets, g: held(normals(next, N, 1), dtype) };
+}
+
+describe('logSoftmax', () => {
+  const { next } = seeded('unfused logSoftmax');
+  const SHAPES: [number, number][] = [
+    [1, 1],
+    [7, 2],
+    [7, 97],
+    [64, 1000],
+    [3, 4099],
+  ];
+
+  it.each(SHAPES)('f64 [%i, %i]: every row of exp(logSoftmax) sums to 1 (its logsumexp is 0 to 1e-12)', (N, V) => {
+    const x = normals(next, N * V, 3);
+    const y = osp.scope(() => {
+      const out = osp.logSoftmax(floats(x, [N, V], 'f64'));
+      expect(out.shape).toEqual([N, V]);
+      expect(out.dtype).toBe('f64');
+      return read(out);
+    });
+    const lse: number[] = [];
+    for (let n = 0; n < N; n++) {
+      const r = y.slice(n * V, (n + 1) * V);
+      const m = Math.max(...r);
+      lse.push(m + Math.log(r.reduce((s, v) => s + Math.exp(v - m), 0)));
+    }
+    expectWithin(lse, new Array<number>(N).fill(0), () => 1e-12, 'row logsumexp');
+  });
+
+  it.each(SHAPES)('f64 [%i, %i]: entries equal x - logsumexp(row) from the plain-TS reference to 1e-12', (N, V) => {
+    const x = normals(next, N * V, 3);
+    const y = osp.scope(() => read(osp.logSoftmax(floats(x, [N, V], 'f64'))));
+    const want: number[] = [];
+    for (let n = 0; n < N; n++) want.push(...refLogSoftmax(x.subarray(n * V, (n + 1) * V)));
+    expectWithin(y, want, logprobTol(REL.f64, want), 'logSoftmax f64');
+  });
+
+  it.each(SHAPES)('f32 [%i, %i]: entries are within 1e-5 relative of the f64 op (absolute 1e-5 for |y| < 1)', (N, V) => {
+    const x = held(normals(next, N * V, 3), 'f32');
+    const got = osp.scope(() => read(osp.logSoftmax(floats(x, [N, V], 'f32'))));
+    const want = osp.scope(() => read(osp.logSoftmax(floats(x, [N, V], 'f64'))));
+    expectWithin(got, want, logprobTol(REL.f32, want), 'logSoftmax f32');
+  });
+
+  it.each(DTYPES)('%s: NaN in row 2 is a RangeError naming "logits row 2"', (dtype) => {
+    const x = normals(next, 4 * 33, 1);
+    x[2 * 33 + Math.floor(next() * 33)] = NaN;
+    const err = caught(() => osp.scope(() => osp.logSoftmax(floats(x, [4, 33], dtype))));
+    expect(err?.errorClass).toBe('RangeError');
+    expect(err?.message).toMatch(/logits row 2\b/);
+  });
+});
+
+describe('logSoftmaxBackward (f64) against central finite differences', () => {
+  const { next } = seeded('unfused logSoftmaxBackward finite differences');
+  // L = sum(G * logSoftmax(x)), so dL/dx_v = G_v - p_v S with p = softmax(x), S = rowsum(G) (what
+  // logSoftmaxBackward(G, y) computes from y = logSoftmax(x)). Step h = 2^-12 (exact in binary).
+  // Truncation: h^2/6 |L'''| with L''' = -S p_v (1 - p_v)(1 - 2 p_v), so <= 1e-8 |p_v S|: small
+  // next to the term p_v S, but not next to the entry where G_v and p_v S nearly cancel. Rounding:
+  // each y entry is off by ~1 ulp (~1e-15) and sum(G (y+ - y-)) adds V of them, ~ sqrt(V) 1e-15 / 2h
+  // ~ 1e-10 for V = 1000.
+  // Rule: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, |G_v|, |p_v S|, 1e-3): relative 1e-6 to the
+  // larger of the entry and the two terms that form it, and at least 1e-9 absolute.
+  // The difference of L is taken element by element, sum(G (y+ - y-)), the same number without the
+  // rounding of the unchanged rows (which contribute exactly 0 unless rows leak into each other).
+  const H = 2 ** -12;
+  const SAMPLES = 20;
+  const SHAPES: [number, number][] = [
+    [1, 1],
+    [7, 2],
+    [7, 97],
+    [16, 1000],
+  ];
+
+  it.each(SHAPES)('[%i, %i]: sampled entries of dx match differences of sum(G * logSoftmax(x)) to 1e-6', (N, V) => {
+    const x = normals(next, N * V, 2);
+    const G = normals(next, N * V, 1);
     osp.scope(() => {
-      const y = osp.logSoftmax(f64(normals(next, N * V, 3), [N, V])).toArray();
-      for (let n = 0; n < N; n++) {
-        let s = 0;
-        for (let v = 0; v < V; v++) s += Math.exp(y[n * V + v] as number);
-        expect(Math.abs(Math.log(s))).toBeLessThanOrEqual(1e-12);
+      const analytic = read(osp.logSoftmaxBackward(floats(G, [N, V], 'f64'), osp.logSoftmax(floats(x, [N, V], 'f64'))));
+      expect(analytic.length).toBe(N * V);
+      const y = (xx: Float64Array) => osp.scope(() => read(osp.logSoftmax(floats(xx, [N, V], 'f64'))));
+      const entries = new Set<number>();
+      while (entries.size < Math.min(SAMPLES, N * V)) entries.add(Math.floor(next() * N * V));
+      let worst = { err: 0, at: -1, fd: 0, analytic: 0 };
+      for (const i of entries) {
+        const xp = x.slice();
+        const xm = x.slice();
+        xp[i] += H;
+        xm[i] -= H;
+        const yp = y(xp);
+        const ym = y(xm);
+        let dL = 0;
+        for (let k = 0; k < N * V; k++) dL += G[k] * (yp[k] - ym[k]);
+        const fd = dL / (xp[i] - xm[i]);
+        const terms = Math.max(Math.abs(G[i]), Math.abs(G[i] - analytic[i])); // |G_v| and |p_v S|
+        const err = Math.abs(fd - analytic[i]) / Math.max(Math.abs(fd), Math.abs(analytic[i]), terms, 1e-3);
+        if (!(err <= worst.err)) worst = { err, at: i, fd, analytic: analytic[i] };
+      }
+      if (!(worst.err <= 1e-6)) {
+        throw new Error(
+          `dx[${Math.floor(worst.at / V)}, ${worst.at % V}]: analytic ${worst.analytic}, finite difference ${worst.fd} (relative error ${worst.err} > 1e-6)`,
+        );
       }
     });
   });
+});
 
-  it.each([[7, 97], [33, 1001], [4, 32000]])('unfused forward and backward of [%i, %i] equal the fused op (f64 1e-12, f32 1e-5)', (N, V) => {
-    osp.scope(() => {
-      const x = normals(next, N * V, 3);
-      const t = integers(next, N, 0, V);
-      t[0] = -100;
-      const g = normals(next, N);
-      for (const [make, tol] of [[f64, 1e-12], [f32, 1e-5]] as const) {
-        const logits = make(x, [N, V]);
-        const targets = i32(t);
-        const grad = make(g, [N]);
-        expect(maxRelError(osp.tokenLogprobsUnfused(logits, targets).toArray(), osp.tokenLogprobs(logits, targets).toArray(), 1)).toBeLessThanOrEqual(tol);
-        expect(maxRelError(osp.tokenLogprobsBackwardUnfused(logits, targets, grad).toArray(), osp.tokenLogprobsBackward(logits, targets, grad).toArray(), 1)).toBeLessThanOrEqual(tol);
-      }
+describe('gather and gatherBackward', () => {
+  const { next } = seeded('unfused gather');
+  const N = 12;
+  const V = 37;
+
+  it.each(DTYPES)('%s: gather picks values[n, t_n] exactly, and 0 on rows whose target is ignoreIndex', (dtype) => {
+    const p = randomProblem(next, N, V, dtype, [2, 9]);
+    const got = osp.scope(() => {
+      const out = osp.gather(floats(p.x, [N, V], dtype), ints(p.targets));
+      expect(out.shape).toEqual([N]);
+      expect(out.dtype).toBe(dtype);
+      return read(out);
     });
+    const want = Array.from(p.targets, (t, n) => (t === -100 ? 0 : p.x[n * V + t]));
+    expect(got).toEqual(want);
   });
 
-  it('logSoftmaxBackward equals central finite differences of sum(G * logSoftmax(x)) in f64', () => {
-    osp.scope(() => {
-      const N = 3;
-      const V = 41;
-      const x = normals(next, N * V, 2);
-      const G = normals(next, N * V);
-      const y = osp.logSoftmax(f64(x, [N, V]));
-      const dx = osp.logSoftmaxBackward(f64(G, [N, V]), y).toArray();
-      const L = (xs: Float64Array) => osp.scope(() => {
-        const ys = osp.logSoftmax(f64(xs, [N, V])).toArray();
-        let s = 0;
-        for (let i = 0; i < ys.length; i++) s += (G[i] as number) * (ys[i] as number);
-        return s;
+  it.each(DTYPES.flatMap((dtype) => [-100, -1, 4].map((ignoreIndex) => [dtype, ignoreIndex] as const)))(
+    '%s: gatherBackward (ignoreIndex %i) puts g[n] at (n, t_n), zeros elsewhere, and zero rows for ignored targets',
+    (dtype, ignoreIndex) => {
+      const p = randomProblem(next, N, V, dtype);
+      for (let n = 0; n < N; n++) if (p.targets[n] === ignoreIndex) p.targets[n] = ignoreIndex + 1;
+      p.targets[0] = ignoreIndex;
+      p.targets[7] = ignoreIndex;
+      const got = osp.scope(() => {
+        const out = osp.gatherBackward(floats(p.g, [N], dtype), ints(p.targets), V, { ignoreIndex });
+        expect(out.shape).toEqual([N, V]);
+        expect(out.dtype).toBe(dtype);
+        return read(out);
       });
-      let scale = 0;
-      for (const v of dx) scale = Math.max(scale, Math.abs(v));
-      // Richardson-extrapolated central differences (h = 2^-8), floor at 1e-3 of the gradient scale.
-      for (let k = 0; k < 25; k++) {
-        const i = Math.floor(next() * N * V);
-        const central = (h: number) => {
-          const xp = Float64Array.from(x);
-          const xm = Float64Array.from(x);
-          xp[i] = (xp[i] as number) + h;
-          xm[i] = (xm[i] as number) - h;
-          return (L(xp) - L(xm)) / (2 * h);
-        };
-        const fd = (4 * central(2 ** -9) - central(2 ** -8)) / 3;
-        expect(Math.abs(fd - (dx[i] as number)) / Math.max(Math.abs(dx[i] as number), 1e-3 * scale)).toBeLessThanOrEqual(1e-6);
-      }
+      const want = new Array<number>(N * V).fill(0);
+      for (let n = 0; n < N; n++) if (p.targets[n] !== ignoreIndex) want[n * V + p.targets[n]] = p.g[n];
+      expect(got).toEqual(want);
+    },
+  );
+
+  it.each(DTYPES.flatMap((dtype) => [V, -1].map((bad) => [dtype, bad] as const)))(
+    '%s: gather of target %i (outside [0, V), not ignoreIndex) is a RangeError naming `targets[i] = value`',
+    (dtype, bad) => {
+      const p = randomProblem(next, N, V, dtype);
+      p.targets[5] = bad;
+      const err = caught(() => osp.scope(() => osp.gather(floats(p.x, [N, V], dtype), ints(p.targets))));
+      expect(err?.errorClass).toBe('RangeError');
+      expect(err?.message).toContain(`targets[5] = ${bad} `);
+    },
+  );
+
+  it.each(DTYPES.flatMap((dtype) => [V, -1].map((bad) => [dtype, bad] as const)))(
+    '%s: gatherBackward of target %i (outside [0, vocab)) is a RangeError naming `targets[i] = value`',
+    (dtype, bad) => {
+      const p = randomProblem(next, N, V, dtype);
+      p.targets[3] = bad;
+      const err = caught(() => osp.scope(() => osp.gatherBackward(floats(p.g, [N], dtype), ints(p.targets), V)));
+      expect(err?.errorClass).toBe('RangeError');
+      expect(err?.message).toContain(`targets[3] = ${bad} `);
+    },
+  );
+});
+
+describe('the unfused composition against the fused op', () => {
+  const { next } = seeded('unfused vs fused');
+  // Rows 1 and 5 (where present) are ignored, so both paths' ignore handling is compared too.
+  const CASES = DTYPES.flatMap((dtype) =>
+    (
+      [
+        [1, 1],
+        [7, 2],
+        [64, 97],
+        [16, 1001],
+        [4, 5000],
+      ] as [number, number][]
+    ).map(([N, V]) => [dtype, N, V] as const),
+  );
+
+  it.each(CASES)('%s [%i, %i]: tokenLogprobsUnfused equals tokenLogprobs (f64 1e-12, f32 1e-5 relative; absolute below |1|)', (dtype, N, V) => {
+    const p = randomProblem(next, N, V, dtype, [1, 5]);
+    const [unfused, fused] = osp.scope(() => {
+      const logits = floats(p.x, [N, V], dtype);
+      const targets = ints(p.targets);
+      const u = osp.tokenLogprobsUnfused(logits, targets);
+      expect(u.dtype).toBe(dtype);
+      expect(u.shape).toEqual([N]);
+      return [read(u), read(osp.tokenLogprobs(logits, targets))];
     });
+    expectWithin(unfused, fused, logprobTol(REL[dtype], fused), 'unfused log-probs');
   });
 
-  it('gatherBackward puts g at the target, zeros elsewhere, and zero rows for ignored targets', () => {
-    osp.scope(() => {
-      const V = 6;
-      const d = osp.gatherBackward(f64(new Float64Array([2, 3, 4]), [3]), i32(new Int32Array([5, -100, 0])), V).toArray();
-      const expected = new Float64Array(3 * V);
-      expected[5] = 2;
-      expected[2 * V] = 4;
-      expect(Array.from(d)).toEqual(Array.from(expected));
+  it.each(CASES)('%s [%i, %i]: tokenLogprobsBackwardUnfused equals tokenLogprobsBackward (f64 1e-12, f32 1e-5 relative to max(|want|, |g p|))', (dtype, N, V) => {
+    const p = randomProblem(next, N, V, dtype, [1, 5]);
+    const [unfused, fused] = osp.scope(() => {
+      const logits = floats(p.x, [N, V], dtype);
+      const targets = ints(p.targets);
+      const g = floats(p.g, [N], dtype);
+      const u = osp.tokenLogprobsBackwardUnfused(logits, targets, g);
+      expect(u.dtype).toBe(dtype);
+      expect(u.shape).toEqual([N, V]);
+      return [read(u), read(osp.tokenLogprobsBackward(logits, targets, g))];
     });
+    expectWithin(unfused, fused, gradientTol(REL[dtype], fused, p.g, p.targets, V), 'unfused gradient');
   });
 
-  it('gather of an out-of-range target is a RangeError naming it', () => {
-    osp.scope(() => {
-      const y = f64(normals(next, 2 * 4), [2, 4]);
-      expect(() => osp.gather(y, i32(new Int32Array([1, 4])))).toThrow(/targets\[1\] = 4 is outside \[0, 4\)/);
+  it.each(DTYPES)('%s: a custom ignoreIndex reaches the unfused forward and backward like the fused ones', (dtype) => {
+    const N = 10;
+    const V = 41;
+    const ignoreIndex = 3; // an in-range column: rows targeting it are ignored, not gathered
+    const p = randomProblem(next, N, V, dtype);
+    for (let n = 0; n < N; n++) if (p.targets[n] === ignoreIndex) p.targets[n] = 4;
+    p.targets[2] = ignoreIndex;
+    p.targets[8] = ignoreIndex;
+    const r = osp.scope(() => {
+      const logits = floats(p.x, [N, V], dtype);
+      const targets = ints(p.targets);
+      const g = floats(p.g, [N], dtype);
+      const opts = { ignoreIndex };
+      return {
+        uf: read(osp.tokenLogprobsUnfused(logits, targets, opts)),
+        ff: read(osp.tokenLogprobs(logits, targets, opts)),
+        ub: read(osp.tokenLogprobsBackwardUnfused(logits, targets, g, opts)),
+        fb: read(osp.tokenLogprobsBackward(logits, targets, g, opts)),
+      };
     });
+    expect([r.uf[2], r.uf[8]].every((v) => v === 0)).toBe(true);
+    expect([...r.ub.slice(2 * V, 3 * V), ...r.ub.slice(8 * V, 9 * V)].every((v) => v === 0)).toBe(true);
+    expectWithin(r.uf, r.ff, logprobTol(REL[dtype], r.ff), 'unfused log-probs');
+    expectWithin(r.ub, r.fb, gradientTol(REL[dtype], r.fb, p.g, p.targets, V), 'unfused gradient');
   });
 });
