@@ -4,26 +4,7 @@
 import * as osp from '../src';
 import { caught } from './helpers/errors';
 import { integers, seeded, uniforms } from './helpers/random';
-
-type FloatType = 'f32' | 'f64';
-const DTYPES: FloatType[] = ['f64', 'f32'];
-const cpu = { device: 'cpu' } as const;
-
-function held(a: ArrayLike<number>, dtype: FloatType): Float64Array {
-  return Float64Array.from(a as ArrayLike<number>, (v) => (dtype === 'f32' ? Math.fround(v) : v));
-}
-
-function floats(a: ArrayLike<number>, dtype: FloatType): osp.Tensor {
-  return osp.tensor(dtype === 'f64' ? Float64Array.from(a) : Float32Array.from(a), [a.length], cpu);
-}
-
-function ints(a: ArrayLike<number>): osp.Tensor {
-  return osp.tensor(Int32Array.from(a), [a.length], cpu);
-}
-
-function read(t: osp.Tensor): number[] {
-  return Array.from(t.toArray());
-}
+import { FloatType, DTYPES, cpu, held, floats, ints, read, expectWithin } from './helpers/tensors';
 
 const forward = (lp: ArrayLike<number>, ids: ArrayLike<number>, count: number, dtype: FloatType, opts: osp.IgnoreOptions = {}) =>
   osp.scope(() => read(osp.sequenceLogprobs(floats(lp, dtype), ints(ids), count, opts)));
@@ -44,16 +25,6 @@ function logprobs(next: () => number, n: number, dtype: FloatType): Float64Array
     uniforms(next, n, -12, 3).map((e) => -Math.exp(e)),
     dtype,
   );
-}
-
-/** Fails naming the worst element when |got - want| > tol(i) anywhere (NaN fails). */
-function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, tol: (i: number) => number, what: string): void {
-  expect(got.length).toBe(want.length);
-  for (let i = 0; i < want.length; i++) {
-    if (!(Math.abs(got[i] - want[i]) <= tol(i))) {
-      throw new Error(`${what}: at [${i}] expected ${want[i]}, got ${got[i]} (|err| ${Math.abs(got[i] - want[i])} > ${tol(i)})`);
-    }
-  }
 }
 
 describe('sequenceLogprobs forward', () => {

@@ -6,31 +6,12 @@ import * as osp from '../src';
 import { caught } from './helpers/errors';
 import { integers, normals, seeded, uniforms } from './helpers/random';
 import { refTokenLogprob } from './helpers/reference';
+import { FloatType, DTYPES, cpu, held, floats, ints, read, expectWithin } from './helpers/tensors';
 
-type FloatType = 'f32' | 'f64';
-const DTYPES: FloatType[] = ['f64', 'f32'];
-const cpu = { device: 'cpu' } as const;
 /** Unit roundoff of each dtype. */
 const EPS: Record<FloatType, number> = { f64: 2 ** -53, f32: 2 ** -24 };
 /** Relative tolerance against the f64 reference: f64 to 1e-12, f32 (fast exp, f32 sums) to 1e-5. */
 const REL: Record<FloatType, number> = { f64: 1e-12, f32: 1e-5 };
-
-/** The values a tensor of that dtype holds (f32: rounded to single precision). */
-function held(a: ArrayLike<number>, dtype: FloatType): Float64Array {
-  return Float64Array.from(a as ArrayLike<number>, (v) => (dtype === 'f32' ? Math.fround(v) : v));
-}
-
-function floats(a: ArrayLike<number>, shape: number[], dtype: FloatType): osp.Tensor {
-  return osp.tensor(dtype === 'f64' ? Float64Array.from(a) : Float32Array.from(a), shape, cpu);
-}
-
-function ints(a: ArrayLike<number>): osp.Tensor {
-  return osp.tensor(Int32Array.from(a), [a.length], cpu);
-}
-
-function read(t: osp.Tensor): number[] {
-  return Array.from(t.toArray());
-}
 
 /** softmax of one row in f64 with the max subtracted (-Infinity entries give 0). */
 function refSoftmax(row: ArrayLike<number>): number[] {
@@ -102,26 +83,6 @@ const forwardTol = (rel: number) => (want: number[]) => (i: number) => rel * Mat
  */
 const backwardTol = (rel: number) => (r: { want: number[]; softmaxTerm: number[] }) => (i: number) =>
   rel * Math.max(Math.abs(r.want[i]), r.softmaxTerm[i]);
-
-/** Fails naming the worst element when |got - want| > tol(i) anywhere (NaN fails). */
-function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, tol: (i: number) => number, what: string): void {
-  expect(got.length).toBe(want.length);
-  let worst = -1;
-  let worstRatio = 0;
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i]);
-    const ratio = err / tol(i);
-    if (!(err <= tol(i)) && !(ratio <= worstRatio)) {
-      worstRatio = ratio;
-      worst = i;
-    }
-  }
-  if (worst >= 0) {
-    throw new Error(
-      `${what}: at [${worst}] expected ${want[worst]}, got ${got[worst]} (|err| ${Math.abs(got[worst] - want[worst])} > ${tol(worst)})`,
-    );
-  }
-}
 
 /** Fails naming the first element that is not exactly 0 (either sign). */
 function expectAllZero(got: ArrayLike<number>, what: string): void {

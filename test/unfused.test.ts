@@ -4,28 +4,10 @@
 import * as osp from '../src';
 import { caught } from './helpers/errors';
 import { integers, normals, seeded } from './helpers/random';
+import { FloatType, DTYPES, cpu, held, floats, ints, read, expectWithin } from './helpers/tensors';
 
-type FloatType = 'f32' | 'f64';
-const DTYPES: FloatType[] = ['f64', 'f32'];
-const cpu = { device: 'cpu' } as const;
 /** Relative tolerance: f64 to 1e-12, f32 (fast exp, f32 sums) to 1e-5. */
 const REL: Record<FloatType, number> = { f64: 1e-12, f32: 1e-5 };
-
-function held(a: ArrayLike<number>, dtype: FloatType): Float64Array {
-  return Float64Array.from(a as ArrayLike<number>, (v) => (dtype === 'f32' ? Math.fround(v) : v));
-}
-
-function floats(a: ArrayLike<number>, shape: number[], dtype: FloatType): osp.Tensor {
-  return osp.tensor(dtype === 'f64' ? Float64Array.from(a) : Float32Array.from(a), shape, cpu);
-}
-
-function ints(a: ArrayLike<number>): osp.Tensor {
-  return osp.tensor(Int32Array.from(a), [a.length], cpu);
-}
-
-function read(t: osp.Tensor): number[] {
-  return Array.from(t.toArray());
-}
 
 /** log_softmax of one row in plain f64: (x - max) - log(sum exp(x - max)), as refTokenLogprob computes it. */
 function refLogSoftmax(row: ArrayLike<number>): number[] {
@@ -35,26 +17,6 @@ function refLogSoftmax(row: ArrayLike<number>): number[] {
   for (let i = 0; i < row.length; i++) s += Math.exp(row[i] - m);
   const logS = Math.log(s);
   return Array.from(row, (v) => v - m - logS);
-}
-
-/** Fails naming the worst element when |got - want| > tol(i) anywhere (NaN fails). */
-function expectWithin(got: ArrayLike<number>, want: ArrayLike<number>, tol: (i: number) => number, what: string): void {
-  expect(got.length).toBe(want.length);
-  let worst = -1;
-  let worstRatio = 0;
-  for (let i = 0; i < want.length; i++) {
-    const err = Math.abs(got[i] - want[i]);
-    const ratio = err / tol(i);
-    if (!(err <= tol(i)) && !(ratio <= worstRatio)) {
-      worstRatio = ratio;
-      worst = i;
-    }
-  }
-  if (worst >= 0) {
-    throw new Error(
-      `${what}: at [${worst}] expected ${want[worst]}, got ${got[worst]} (|err| ${Math.abs(got[worst] - want[worst])} > ${tol(worst)})`,
-    );
-  }
 }
 
 /**
