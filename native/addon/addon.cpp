@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -154,6 +155,7 @@ NativeTensor* NativeTensor::unwrapChecked(Napi::Env env, const Napi::Value& v, c
 
 // ---- argument helpers ---------------------------------------------------------------------------
 
+
 const Tensor& tensorArg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
   std::string what = std::string(op) + ": " + name;
   return NativeTensor::unwrapChecked(info.Env(), info[i], what)->tensor(info.Env(), what);
@@ -168,7 +170,7 @@ double numberArg(const Napi::CallbackInfo& info, size_t i, const char* op, const
 int32_t int32Arg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
   double v = numberArg(info, i, op, name);
   if (!std::isfinite(v) || v != std::floor(v) || v < -2147483648.0 || v > 2147483647.0)
-    throw Napi::RangeError::New(info.Env(), std::string(op) + ": " + name + " is " + std::to_string(v) +
+    throw Napi::RangeError::New(info.Env(), std::string(op) + ": " + name + " is " + formatNumber(v) +
                                                 "; expected an integer in the 32-bit range");
   return static_cast<int32_t>(v);
 }
@@ -176,7 +178,7 @@ int32_t int32Arg(const Napi::CallbackInfo& info, size_t i, const char* op, const
 int64_t sizeArg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
   double v = numberArg(info, i, op, name);
   if (!std::isfinite(v) || v != std::floor(v) || v < 0 || v > 9007199254740991.0)
-    throw Napi::RangeError::New(info.Env(), std::string(op) + ": " + name + " is " + std::to_string(v) +
+    throw Napi::RangeError::New(info.Env(), std::string(op) + ": " + name + " is " + formatNumber(v) +
                                                 "; expected a non-negative integer");
   return static_cast<int64_t>(v);
 }

@@ -50,7 +50,7 @@ void ArgCheck::size(const Tensor& t, const char* arg, int64_t dim, int64_t expec
 }
 
 void ArgCheck::finite(double v, const char* arg) const {
-  if (!std::isfinite(v)) rangeError(prefix(arg) + " is " + std::to_string(v) + "; expected a finite number");
+  if (!std::isfinite(v)) rangeError(prefix(arg) + " is " + formatNumber(v) + "; expected a finite number");
 }
 
 void ArgCheck::status(const KernelStatus& st, const std::string& detail) const {

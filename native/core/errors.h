@@ -3,6 +3,7 @@
 // Error for everything else (CUDA failures, out of memory). Messages name the argument and what was
 // expected, because they are read by people who passed the argument from TypeScript.
 #pragma once
+#include <cstdio>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -14,6 +15,14 @@ struct OspError : std::runtime_error {
   Kind kind;
   OspError(Kind k, const std::string& msg) : std::runtime_error(msg), kind(k) {}
 };
+
+// A number for a message: 6 significant digits ("0.1", "1e+300", "nan"), not std::to_string's
+// fixed six decimals ("0.000000" for 1e-9).
+inline std::string formatNumber(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
 
 [[noreturn]] inline void typeError(const std::string& msg) { throw OspError(OspError::Kind::Type, msg); }
 [[noreturn]] inline void rangeError(const std::string& msg) { throw OspError(OspError::Kind::Range, msg); }

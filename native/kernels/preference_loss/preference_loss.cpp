@@ -31,7 +31,7 @@ PreferenceResult preferenceLoss(PreferenceKind kind, const Tensor& pc, const Ten
     }
   }
   if (!(beta > 0) || !std::isfinite(beta))
-    rangeError("preferenceLoss: beta is " + std::to_string(beta) + "; expected a finite number > 0");
+    rangeError("preferenceLoss: beta is " + formatNumber(beta) + "; expected a finite number > 0");
   const int64_t B = pc.shape[0];
   if (B == 0) rangeError("preferenceLoss: no pairs (B = 0); expected at least one");
   const DType dt = pc.dtype;
@@ -68,11 +68,11 @@ PreferenceResult preferenceLoss(PreferenceKind kind, const Tensor& pc, const Ten
   }
   if (st.code == StatusNonFiniteValue) {
     const int64_t which = st.index / B, i = st.index % B;
-    c.status(st, std::string(names[which]) + "[" + std::to_string(i) + "] is " + std::to_string(readFloat(*ins[which], i)) +
+    c.status(st, std::string(names[which]) + "[" + std::to_string(i) + "] is " + formatNumber(readFloat(*ins[which], i)) +
                      "; expected finite log-probabilities");
   }
   if (st.code == StatusProbabilityRange)
-    c.status(st, "target[" + std::to_string(st.index) + "] is " + std::to_string(readFloat(*target, st.index)) +
+    c.status(st, "target[" + std::to_string(st.index) + "] is " + formatNumber(readFloat(*target, st.index)) +
                      "; expected a preference strength in [0, 1]");
   c.status(st, "kernel reported status " + std::to_string(st.code));
   return r;

@@ -30,7 +30,7 @@ Tensor randomNormal(const std::vector<int64_t>& shape, DType dtype, Device devic
   if (dtype == DType::I32) typeError("randomNormal: dtype i32 is not a floating-point type; expected f32, f64 or bf16");
   c.finite(mean, "mean");
   c.finite(std, "std");
-  if (std < 0) rangeError("randomNormal: std is " + std::to_string(std) + "; expected >= 0");
+  if (std < 0) rangeError("randomNormal: std is " + formatNumber(std) + "; expected >= 0");
   Tensor t = Tensor::empty(shape, dtype, device);
   const int64_t n = t.numel();
   if (n == 0) return t;

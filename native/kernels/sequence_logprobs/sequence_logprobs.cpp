@@ -30,7 +30,7 @@ void raise(const ArgCheck& c, const KernelStatus& st, const Tensor& ids, const T
                      std::to_string(ignoreIndex) + ")");
   if (st.code == StatusNonFiniteValue)
     c.status(st, std::string(valuesName) + "[" + std::to_string(st.index) + "] is " +
-                     std::to_string(readFloat(values, st.index)) + "; expected finite values");
+                     formatNumber(readFloat(values, st.index)) + "; expected finite values");
   c.status(st, "kernel reported status " + std::to_string(st.code));
 }
 
