@@ -1,7 +1,8 @@
 // npm run bench [-- --device cpu|cuda|all] [--json PATH] [--repeats N] [--quick]
 //
 // Times each fused kernel next to its unfused composition in ONE run, on the same inputs:
-// token log-probs forward, backward, forward+backward, and the preference losses. Warm-up, then the
+// token log-probs forward, backward, forward+backward, and the preference losses; and matmul in
+// GFLOP/s (the blocked CPU GEMM against the f64 reference loop, the CUDA tiled kernel). Warm-up, then the
 // median of repeated runs (each ends with a device synchronisation). Bytes moved are the
 // compulsory traffic of each algorithm (every [N, V] read or write once; re-reads that hit cache
 // are not counted), so GB/s compares how well each uses memory. "%copy" divides by the bandwidth
@@ -19,8 +20,10 @@ interface Row {
   shape: string;
   dtype: DType;
   backend: Device;
-  variant: 'fused' | 'unfused' | 'copy';
+  variant: 'fused' | 'unfused' | 'copy' | 'blocked' | 'reference' | 'tiled';
   medianMs: number;
+  /** matmul rows only: 2MNK / time. */
+  gflopPerS?: number;
   bytes: number;
   gbPerS: number;
   fractionOfCopy: number | null;
@@ -148,6 +151,38 @@ function benchPreference(device: Device, B: number, copyBw: number): void {
   for (const t of [...Object.values(inputs), target]) t.dispose();
 }
 
+/**
+ * matmul C[M, N] = A[M, K] · W[N, K]^T (the Linear layer's forward), 2MNK flops. CPU: the blocked f32
+ * GEMM at 512x1024x1024 against the f64 reference triple loop at 128x256x256 (a smaller shape: it
+ * is ~100x slower), compared by GFLOP/s. CUDA: the tiled kernel at 4096^3 in f32 and bf16.
+ */
+function benchMatmul(device: Device, copyBw: number): void {
+  const one = (variant: Row['variant'], dtype: DType, M: number, N: number, K: number): Row => {
+    const es = dtype === 'bf16' ? 2 : dtype === 'f64' ? 8 : 4;
+    const a = osp.randn([M, K], { device, dtype, seed: 21 });
+    const w = osp.randn([N, K], { device, dtype, seed: 22 });
+    const fn = () => void osp.matmul(a, w, { transB: true });
+    const extra = peakExtra(device, () => osp.scope(fn));
+    const ms = time(() => osp.scope(fn), device === 'cpu' ? Math.min(repeats, 3) : repeats);
+    const row = record('matmul (x W^T)', `${M}x${N}x${K}`, dtype, device, variant, ms, (M * K + N * K + M * N) * es, copyBw, extra);
+    row.gflopPerS = (2 * M * N * K) / (ms / 1e3) / 1e9;
+    a.dispose();
+    w.dispose();
+    console.log(`matmul ${variant.padEnd(9)} ${dtype.padEnd(4)} ${device.padEnd(4)} ${row.shape.padEnd(14)} ${ms.toFixed(2)} ms  ${row.gflopPerS.toFixed(1)} GFLOP/s`);
+    return row;
+  };
+  if (device === 'cpu') {
+    const blocked = one('blocked', 'f32', 512, 1024, 1024);
+    const ref = one('reference', 'f64', 128, 256, 256);
+    ratios.push(`${'matmul'.padEnd(24)} ${'cpu'.padEnd(16)}  blocked f32 GEMM ${(blocked.gflopPerS ?? 0).toFixed(1)} GFLOP/s is ${((blocked.gflopPerS ?? 0) / (ref.gflopPerS ?? 1)).toFixed(1)}x the f64 reference loop (${(ref.gflopPerS ?? 0).toFixed(2)} GFLOP/s)`);
+  } else {
+    for (const dtype of ['f32', 'bf16'] as DType[]) {
+      const r = one('tiled', dtype, 4096, 4096, 4096);
+      ratios.push(`${'matmul'.padEnd(24)} ${r.shape.padEnd(16)} ${dtype.padEnd(4)} cuda  tiled kernel ${((r.gflopPerS ?? 0) / 1e3).toFixed(2)} TFLOP/s`);
+    }
+  }
+}
+
 /** A shape that does not fit the device (the unfused path needs ~5 [N, V] buffers) is reported, not fatal. */
 function guard(what: string, fn: () => void): void {
   try {
@@ -175,11 +210,13 @@ function main(): void {
     if (device === 'cpu') {
       benchTokenLogprobs('cpu', quick ? 256 : 2048, 32000, 'f32', copyBw);
       benchPreference('cpu', quick ? 4096 : 1 << 20, copyBw);
+      benchMatmul('cpu', copyBw);
     } else {
       const shapes: [number, number][] = quick ? [[4096, 32000]] : [[4096, 32000], [4096, 128256], [16384, 32000], [16384, 128256]];
       for (const dtype of ['f32', 'bf16'] as DType[]) for (const [N, V] of shapes) guard(`tokenLogprobs ${N}x${V} ${dtype}`, () => benchTokenLogprobs('cuda', N, V, dtype, copyBw));
       guard('preferenceLoss B=4096', () => benchPreference('cuda', 4096, copyBw));
       guard('preferenceLoss B=4M', () => benchPreference('cuda', 1 << 22, copyBw));
+      guard('matmul 4096^3', () => benchMatmul('cuda', copyBw));
     }
   }
 

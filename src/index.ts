@@ -23,6 +23,7 @@ export {
   unary,
   affine,
   sum,
+  matmul,
 } from './ops';
 export type {
   IgnoreOptions,
@@ -32,4 +33,5 @@ export type {
   PreferenceOptions,
   PreferenceLossResult,
   UnaryOp,
+  MatmulOptions,
 } from './ops';

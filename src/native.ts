@@ -65,6 +65,7 @@ export interface NativeAddon {
   affine(x: NativeTensor, scale: number, shift: number): NativeTensor;
   sum(x: NativeTensor): NativeTensor;
   randomNormal(shape: number[], dtype: string, device: string, seed: number, mean: number, std: number): NativeTensor;
+  matmul(a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean): NativeTensor;
   memoryStats(): Record<'cpu' | 'cuda', { currentBytes: number; peakBytes: number }>;
   resetPeakMemory(): void;
 }

@@ -204,6 +204,28 @@ export const affine = (x: Tensor, scale: number, shift = 0): Tensor => wrap(nati
 /** Sum of all elements, as a [1] tensor. */
 export const sum = (x: Tensor): Tensor => wrap(native.sum(h(x, 'sum: x')));
 
+// ---- matmul -----------------------------------------------------------------------------------
+
+export interface MatmulOptions {
+  /** Use a^T: a is then [K, M]. Default false. */
+  transA?: boolean;
+  /** Use b^T: b is then [N, K] (a Linear layer's weight [out, in]). Default false. */
+  transB?: boolean;
+}
+
+/**
+ * C = op(a) · op(b), op(x) = x^T where its flag is set: op(a) [M, K], op(b) [K, N], C [M, N] in
+ * the inputs' dtype. a and b are contiguous 2-D tensors of one dtype and device (cpu: f32, f64;
+ * cuda: f32, bf16 with f32 accumulation). K = 0 gives zeros. A Linear layer y = x W^T is
+ * matmul(x, W, { transB: true }); its backward dX = matmul(dY, W), dW = matmul(dY, x, { transA: true }).
+ * On the cpu the f32 result is bitwise the same for any OSP_NUM_THREADS.
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  return wrap(native.matmul(h(a, 'matmul: a'), h(b, 'matmul: b'), transA, transB));
+}
+
 /**
  * The same losses as preferenceLoss, composed of separate elementwise ops (one kernel each):
  * the baseline the fused kernel is measured against, and a cross-check of its maths. It checks

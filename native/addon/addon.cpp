@@ -16,6 +16,7 @@
 #include "../core/tensor.h"
 #include "../kernels/elementwise/elementwise.h"
 #include "../kernels/log_softmax/log_softmax.h"
+#include "../kernels/matmul/matmul.h"
 #include "../kernels/preference_loss/preference_loss.h"
 #include "../kernels/random/random.h"
 #include "../kernels/sequence_logprobs/sequence_logprobs.h"
@@ -518,6 +519,15 @@ Napi::Value randomNormalJs(const Napi::CallbackInfo& info) {
   });
 }
 
+// matmul(a, b, transA, transB)
+Napi::Value matmulJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "matmul";
+    return wrapT(info, matmul(tensorArg(info, 0, op, "a"), tensorArg(info, 1, op, "b"), boolArg(info, 2, op, "transA"),
+                              boolArg(info, 3, op, "transB")));
+  });
+}
+
 Napi::Value memoryStatsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -559,6 +569,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("affine", Napi::Function::New<affineJs>(env, "affine"));
   exports.Set("sum", Napi::Function::New<sumJs>(env, "sum"));
   exports.Set("randomNormal", Napi::Function::New<randomNormalJs>(env, "randomNormal"));
+  exports.Set("matmul", Napi::Function::New<matmulJs>(env, "matmul"));
   exports.Set("memoryStats", Napi::Function::New<memoryStatsJs>(env, "memoryStats"));
   exports.Set("resetPeakMemory", Napi::Function::New<resetPeakMemoryJs>(env, "resetPeakMemory"));
   return exports;

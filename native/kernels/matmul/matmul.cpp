@@ -1,0 +1,49 @@
+// matmul: argument checks, allocation and dispatch to the CPU or CUDA kernels (maths in matmul.h).
+#include "matmul.h"
+
+#include "../../core/check.h"
+#include "../../core/cuda_backend.h"
+
+namespace osp {
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB) {
+  ArgCheck c{"matmul"};
+  c.dims(a, "a", 2);
+  c.dims(b, "b", 2);
+  c.contiguous(a, "a");
+  c.contiguous(b, "b");
+  c.sameDevice(a, "a", b, "b");
+  if (a.device == Device::CPU) {
+    c.dtype(a, "a", {DType::F32, DType::F64});
+    c.dtype(b, "b", {DType::F32, DType::F64});
+  } else {
+    c.dtype(a, "a", {DType::F32, DType::BF16});
+    c.dtype(b, "b", {DType::F32, DType::BF16});
+  }
+  c.sameDtype(a, "a", b, "b");
+  const int64_t M = transA ? a.shape[1] : a.shape[0], K = transA ? a.shape[0] : a.shape[1];
+  const int64_t Kb = transB ? b.shape[1] : b.shape[0], N = transB ? b.shape[0] : b.shape[1];
+  if (K != Kb)
+    typeError("matmul: a is " + shapeString(a.shape) + " and b is " + shapeString(b.shape) + "; op(a) has " +
+              std::to_string(K) + " columns but op(b) has " + std::to_string(Kb) + " rows (transA " +
+              (transA ? "true" : "false") + ", transB " + (transB ? "true" : "false") + "); expected them equal");
+  if (M == 0 || N == 0) return Tensor::empty({M, N}, a.dtype, a.device);
+  if (K == 0) return Tensor::zeros({M, N}, a.dtype, a.device);
+  Tensor out = Tensor::empty({M, N}, a.dtype, a.device);
+  if (a.device == Device::CPU) {
+    if (a.dtype == DType::F64)
+      matmul_kernels::reference(a.data<double>(), b.data<double>(), out.data<double>(), M, N, K, transA, transB);
+    else matmul_kernels::cpuF32(a.data<float>(), b.data<float>(), out.data<float>(), M, N, K, transA, transB);
+  } else {
+#ifdef OSP_WITH_CUDA
+    if ((M + 63) / 64 > 65535)
+      rangeError("matmul: op(a) has " + std::to_string(M) + " rows; the CUDA kernel handles at most " +
+                 std::to_string(65535 * 64));
+    matmul_kernels::gemmCuda(a.raw(), b.raw(), out.raw(), a.dtype == DType::BF16, M, N, K, transA, transB);
+    cuda::checkLaunch("matmul");
+#endif
+  }
+  return out;
+}
+
+}  // namespace osp

@@ -1,0 +1,42 @@
+// matmul: C = op(A) · op(B), op(X) = X^T when its flag is set. op(A) is [M, K], op(B) is [K, N],
+// C is [M, N], all row-major and contiguous; the transposes are read in place (no copy). The
+// Linear layer of the model is y = matmul(x, W, transB) with backward dX = matmul(dY, W) and
+// dW = matmul(dY, X, transA).
+//
+// Cost: 2MNK flops; compulsory traffic (M K + K N + M N) * sizeof(T) bytes, so at the model's
+// shapes it is compute-bound (arithmetic intensity ~ min(M, N, K) / 3 flops per byte in f32).
+//
+// CPU f64: a plain triple loop accumulating in f64 (the ground truth of the tests). CPU f32: a
+// blocked GEMM: panels of op(A) (MC x KC) and op(B) (KC x NC) are packed into contiguous buffers
+// (the packing absorbs both transposes), and a 6 x 16 register micro-kernel of 8-wide vectors
+// (FMA in the x86-64-v3 clone) walks them. Blocks of C are spread over the thread pool; each C
+// element sums its K terms in the same order (KC blocks in sequence, k in order within a block)
+// whatever the thread count, so results are bitwise reproducible under any OSP_NUM_THREADS.
+// CUDA: f32 or bf16 inputs, f32 accumulation, output in the input dtype; a shared-memory tiled
+// kernel (64 x 64 tile of C per 256-thread block, 4 x 4 per thread, K tiles of 16).
+// K = 0 gives zeros. Pinned by test/matmul.test.ts (plain-TS f64 triple loop, finite differences
+// of the backward identities, thread-count determinism).
+#pragma once
+#include <cstdint>
+
+#include "../../core/tensor.h"
+
+namespace osp {
+
+// Tensor-level op: validate, allocate, dispatch to CPU or CUDA.
+Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB);
+
+namespace matmul_kernels {
+
+// CPU reference: c[i, j] = sum_k op(a)[i, k] op(b)[k, j] summed in T, k in order. Single-threaded.
+template <typename T>
+void reference(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB);
+
+// CPU fast path for f32: packed, blocked, threaded; deterministic in the thread count. K >= 1.
+void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB);
+
+// CUDA: a, b, c f32 or bf16 (isBf16), f32 accumulation. Queued on the osp stream. K >= 1.
+void gemmCuda(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t N, int64_t K, bool transA, bool transB);
+
+}  // namespace matmul_kernels
+}  // namespace osp
