@@ -35,3 +35,31 @@ export type {
   UnaryOp,
   MatmulOptions,
 } from './ops';
+export {
+  readSafetensorsHeader,
+  readSafetensors,
+  writeSafetensors,
+  readSafetensorsIndex,
+  readShardedSafetensors,
+  writeShardedSafetensors,
+  shardFileName,
+  f16ToF32,
+  bf16ToF32,
+  f32ToF16,
+  f32ToBf16,
+  SAFETENSORS_DTYPE_SIZES,
+} from './model/safetensors';
+export type {
+  SafetensorsDType,
+  WritableDType,
+  SafetensorsEntry,
+  SafetensorsHeader,
+  SafetensorsData,
+  LoadedTensor,
+  TensorToWrite,
+  TensorsToWrite,
+  ReadOptions as SafetensorsReadOptions,
+  ShardOptions,
+} from './model/safetensors';
+export { parseLlamaConfig, toHuggingFaceConfig, loadLlamaConfig, LLAMA_ARCHITECTURES } from './model/config';
+export type { LlamaConfig, LlamaArchitecture, LlamaModelType, RopeScaling } from './model/config';
