@@ -24,6 +24,14 @@ export {
   affine,
   sum,
   matmul,
+  rmsNorm,
+  rmsNormBackward,
+  swiglu,
+  swigluBackward,
+  rope,
+  ropeBackward,
+  embedding,
+  embeddingBackward,
 } from './ops';
 export type {
   IgnoreOptions,
@@ -34,6 +42,10 @@ export type {
   PreferenceLossResult,
   UnaryOp,
   MatmulOptions,
+  RmsNormOptions,
+  RmsNormGrads,
+  SwigluGrads,
+  RopeOptions,
 } from './ops';
 export {
   readSafetensorsHeader,

@@ -66,6 +66,14 @@ export interface NativeAddon {
   sum(x: NativeTensor): NativeTensor;
   randomNormal(shape: number[], dtype: string, device: string, seed: number, mean: number, std: number): NativeTensor;
   matmul(a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean): NativeTensor;
+  rmsNorm(x: NativeTensor, weight: NativeTensor, eps: number): NativeTensor;
+  rmsNormBackward(x: NativeTensor, weight: NativeTensor, gradOut: NativeTensor, eps: number): { gradInput: NativeTensor; gradWeight: NativeTensor };
+  swiglu(gate: NativeTensor, up: NativeTensor): NativeTensor;
+  swigluBackward(gate: NativeTensor, up: NativeTensor, gradOut: NativeTensor): { gradGate: NativeTensor; gradUp: NativeTensor };
+  rope(x: NativeTensor, positions: NativeTensor, theta: number, scalingFactor: number): NativeTensor;
+  ropeBackward(gradOut: NativeTensor, positions: NativeTensor, theta: number, scalingFactor: number): NativeTensor;
+  embedding(table: NativeTensor, ids: NativeTensor): NativeTensor;
+  embeddingBackward(gradOut: NativeTensor, ids: NativeTensor, vocab: number): NativeTensor;
   memoryStats(): Record<'cpu' | 'cuda', { currentBytes: number; peakBytes: number }>;
   resetPeakMemory(): void;
 }

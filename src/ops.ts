@@ -300,3 +300,94 @@ export function preferenceLossUnfused(kind: PreferenceKind, inputs: PreferenceIn
     for (const x of temps) x.dispose(); // only reached with tensors left on a throw
   }
 }
+
+// ---- model ops: rms_norm, swiglu, rope, embedding ----------------------------------------------
+
+export interface RmsNormOptions {
+  /** Added to the mean square before the square root. Default 1e-6 (Llama's rms_norm_eps). */
+  eps?: number;
+}
+
+/**
+ * RMS norm: y[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight. x [T, D], weight [D], both
+ * contiguous, one dtype and device (cpu: f32, f64; cuda: f32, bf16 with f32 arithmetic). Returns
+ * [T, D] in x's dtype.
+ */
+export function rmsNorm(x: Tensor, weight: Tensor, opts: RmsNormOptions = {}): Tensor {
+  return wrap(native.rmsNorm(h(x, 'rmsNorm: x'), h(weight, 'rmsNorm: weight'), opts.eps ?? 1e-6));
+}
+
+export interface RmsNormGrads {
+  /** d loss / d x, [T, D]. */
+  gradInput: Tensor;
+  /** d loss / d weight, [D], summed over rows in a fixed order (deterministic). */
+  gradWeight: Tensor;
+}
+
+/** Backward of rmsNorm given gradOut = d loss / d y [T, D]; same eps as the forward. */
+export function rmsNormBackward(x: Tensor, weight: Tensor, gradOut: Tensor, opts: RmsNormOptions = {}): RmsNormGrads {
+  const op = 'rmsNormBackward';
+  const r = native.rmsNormBackward(h(x, `${op}: x`), h(weight, `${op}: weight`), h(gradOut, `${op}: gradOut`), opts.eps ?? 1e-6);
+  return { gradInput: wrap(r.gradInput), gradWeight: wrap(r.gradWeight) };
+}
+
+/**
+ * SwiGLU: out = silu(gate) * up, silu(g) = g * sigmoid(g). gate and up [T, F], contiguous, one
+ * dtype and device (cpu: f32, f64; cuda: f32, bf16). Returns [T, F] in their dtype.
+ */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  return wrap(native.swiglu(h(gate, 'swiglu: gate'), h(up, 'swiglu: up')));
+}
+
+export interface SwigluGrads {
+  gradGate: Tensor;
+  gradUp: Tensor;
+}
+
+/** Backward of swiglu: dgate = dout * up * s * (1 + g (1 - s)) with s = sigmoid(g); dup = dout * silu(g). */
+export function swigluBackward(gate: Tensor, up: Tensor, gradOut: Tensor): SwigluGrads {
+  const op = 'swigluBackward';
+  const r = native.swigluBackward(h(gate, `${op}: gate`), h(up, `${op}: up`), h(gradOut, `${op}: gradOut`));
+  return { gradGate: wrap(r.gradGate), gradUp: wrap(r.gradUp) };
+}
+
+export interface RopeOptions {
+  /** The rotary base (rope_theta): inv_freq_i = theta^(-2i / Dh). Llama 2: 10000, Llama 3: 500000. */
+  theta: number;
+  /** Linear rope scaling: positions are divided by this factor. Default 1 (none). */
+  scalingFactor?: number;
+}
+
+/**
+ * Rotary position embedding, Hugging Face rotate-half convention: x [T, H, Dh] (Dh even),
+ * positions [T] i32 (>= 0). For i < Dh/2, angle = (pos / scalingFactor) * theta^(-2i/Dh) and the
+ * pair (x_i, x_{i+Dh/2}) is rotated by +angle: out_i = x_i cos - x_{i+Dh/2} sin,
+ * out_{i+Dh/2} = x_{i+Dh/2} cos + x_i sin. Angles are computed in f64 on the cpu and in f32 on
+ * cuda (as HF's float32 inv_freq). cpu: f32, f64; cuda: f32, bf16.
+ */
+export function rope(x: Tensor, positions: Tensor, opts: RopeOptions): Tensor {
+  return wrap(native.rope(h(x, 'rope: x'), h(positions, 'rope: positions'), opts?.theta, opts?.scalingFactor ?? 1));
+}
+
+/** Backward of rope: gradOut rotated by -angle (the transpose of the rotation). Same options as the forward. */
+export function ropeBackward(gradOut: Tensor, positions: Tensor, opts: RopeOptions): Tensor {
+  const op = 'ropeBackward';
+  return wrap(native.ropeBackward(h(gradOut, `${op}: gradOut`), h(positions, `${op}: positions`), opts?.theta, opts?.scalingFactor ?? 1));
+}
+
+/**
+ * Embedding lookup: out[t, :] = table[ids[t], :]. table [V, D] (cpu: f32, f64; cuda: f32, bf16),
+ * ids [T] i32 on the same device. An id outside [0, V) is a RangeError naming ids[t].
+ */
+export function embedding(table: Tensor, ids: Tensor): Tensor {
+  return wrap(native.embedding(h(table, 'embedding: table'), h(ids, 'embedding: ids')));
+}
+
+/**
+ * Backward of embedding: dTable [vocab, D] in gradOut's dtype, dTable[v] = sum of gradOut[t] over
+ * the t with ids[t] = v, added in order of t (deterministic on cpu and cuda; no atomics).
+ */
+export function embeddingBackward(gradOut: Tensor, ids: Tensor, vocab: number): Tensor {
+  const op = 'embeddingBackward';
+  return wrap(native.embeddingBackward(h(gradOut, `${op}: gradOut`), h(ids, `${op}: ids`), vocab));
+}

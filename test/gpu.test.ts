@@ -5,6 +5,7 @@ import * as osp from '../src';
 import type { DType, Tensor } from '../src';
 import { integers, normals, seeded, uniforms } from './helpers/random';
 import { maxRelError } from './helpers/reference';
+import * as ops from '../src/ops';
 
 const cuda = osp.backends().cuda;
 const required = process.env.OSP_GPU_TESTS === 'require';
@@ -213,6 +214,106 @@ describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name
       });
     }
   }
+
+  // ---- model ops: rmsNorm, swiglu, rope, embedding (against the f64 CPU ops on the same inputs) ----
+
+  const maxAbsOf = (x: ArrayLike<number>) => Array.from(x).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  const onDevice = (x: Float64Array, dtype: 'f32' | 'bf16') => (dtype === 'bf16' ? roundBf16(x) : x);
+
+  for (const dtype of ['f32', 'bf16'] as const) {
+    it(`rmsNorm forward and backward ${dtype} on cuda match f64`, () => {
+      osp.scope(() => {
+        for (const [T, D] of [[1, 1], [7, 37], [64, 4096], [300, 515]]) {
+          const x = onDevice(normals(next, T * D), dtype);
+          const w = onDevice(normals(next, D), dtype);
+          const g = onDevice(normals(next, T * D), dtype);
+          const c = (a: Float64Array, s: number[]) => osp.tensor(a, s, { device: 'cpu' });
+          const d = (a: Float64Array, s: number[]) => osp.tensor(a, s, { dtype, device: 'cuda' });
+          const ref = ops.rmsNormBackward(c(x, [T, D]), c(w, [D]), c(g, [T, D]), { eps: 1e-5 });
+          const got = ops.rmsNormBackward(d(x, [T, D]), d(w, [D]), d(g, [T, D]), { eps: 1e-5 });
+          const y = ops.rmsNorm(c(x, [T, D]), c(w, [D]), { eps: 1e-5 }).toArray();
+          // Floors: each output's largest magnitude (entries that cancel carry roundings of that size).
+          expectClose(ops.rmsNorm(d(x, [T, D]), d(w, [D]), { eps: 1e-5 }).toArray(), y, tolerance[dtype], maxAbsOf(y));
+          const dx = ref.gradInput.toArray();
+          const dw = ref.gradWeight.toArray();
+          expectClose(got.gradInput.toArray(), dx, tolerance[dtype], maxAbsOf(dx));
+          expectClose(got.gradWeight.toArray(), dw, tolerance[dtype], maxAbsOf(dw));
+        }
+      });
+    });
+
+    it(`swiglu forward and backward ${dtype} on cuda match f64`, () => {
+      osp.scope(() => {
+        for (const [T, F] of [[1, 1], [5, 37], [64, 11008]]) {
+          const gate = onDevice(normals(next, T * F, 3), dtype);
+          const up = onDevice(normals(next, T * F), dtype);
+          const g = onDevice(normals(next, T * F), dtype);
+          const c = (a: Float64Array) => osp.tensor(a, [T, F], { device: 'cpu' });
+          const d = (a: Float64Array) => osp.tensor(a, [T, F], { dtype, device: 'cuda' });
+          const ref = ops.swigluBackward(c(gate), c(up), c(g));
+          const got = ops.swigluBackward(d(gate), d(up), d(g));
+          // Floor 1: dgate's factor 1 + g (1 - s) cancels near g = -1.28 with terms of size ~1.
+          expectClose(ops.swiglu(d(gate), d(up)).toArray(), ops.swiglu(c(gate), c(up)).toArray(), tolerance[dtype], 1e-3);
+          expectClose(got.gradGate.toArray(), ref.gradGate.toArray(), tolerance[dtype], 1);
+          expectClose(got.gradUp.toArray(), ref.gradUp.toArray(), tolerance[dtype], 1e-3);
+        }
+      });
+    });
+
+    it(`rope forward and backward ${dtype} on cuda match f64 (f32 angles on the device)`, () => {
+      osp.scope(() => {
+        for (const [T, H, Dh, maxPos] of [[1, 1, 2, 1], [7, 3, 10, 64], [33, 8, 128, 4096]]) {
+          const x = onDevice(normals(next, T * H * Dh), dtype);
+          const pos = integers(next, T, 0, maxPos);
+          for (const dir of ['rope', 'ropeBackward'] as const) {
+            const opts = { theta: 500000, scalingFactor: 2 };
+            const ref = ops[dir](osp.tensor(x, [T, H, Dh], { device: 'cpu' }), osp.tensor(pos, [T], { device: 'cpu' }), opts).toArray();
+            const got = ops[dir](osp.tensor(x, [T, H, Dh], { dtype, device: 'cuda' }), osp.tensor(pos, [T], { device: 'cuda' }), opts).toArray();
+            // The device works out angle = pos * theta^(-2i/Dh) in f32, as HF does: the f32 exponent
+            // 2i/Dh carries a relative rounding u = 6e-8 that theta^e turns into e ln(theta) u, and
+            // powf, the product and sincosf add a few ulps; the angle is at most maxPos radians. So
+            // tolerance dtype + maxPos (ln(theta) + 4) 2u, floor 1 (the size of the terms).
+            expectClose(got, ref, tolerance[dtype] + maxPos * (Math.log(opts.theta) + 4) * 1.2e-7, 1);
+          }
+        }
+      });
+    });
+
+    it(`embedding forward and backward ${dtype} on cuda match f64, deterministically`, () => {
+      osp.scope(() => {
+        for (const [V, D, T] of [[1, 1, 1], [50, 37, 64], [1000, 129, 2000]]) {
+          const table = onDevice(normals(next, V * D), dtype);
+          const ids = integers(next, T, 0, V);
+          const g = onDevice(normals(next, T * D), dtype);
+          const idsC = osp.tensor(ids, [T], { device: 'cpu' });
+          const idsD = osp.tensor(ids, [T], { device: 'cuda' });
+          const ref = ops.embedding(osp.tensor(table, [V, D], { device: 'cpu' }), idsC).toArray();
+          const got = ops.embedding(osp.tensor(table, [V, D], { dtype, device: 'cuda' }), idsD).toArray();
+          expect(Array.from(got)).toEqual(Array.from(ref).map(Math.fround));
+          const dref = ops.embeddingBackward(osp.tensor(g, [T, D], { device: 'cpu' }), idsC, V).toArray();
+          const gD = osp.tensor(g, [T, D], { dtype, device: 'cuda' });
+          const d1 = ops.embeddingBackward(gD, idsD, V).toArray();
+          const d2 = ops.embeddingBackward(gD, idsD, V).toArray();
+          expect(Buffer.from(d1.buffer).equals(Buffer.from(d2.buffer))).toBe(true);
+          // Floor 1: the size of the N(0, 1) terms summed into a row.
+          expectClose(d1, dref, tolerance[dtype], 1);
+        }
+      });
+    });
+  }
+
+  it('rope and embedding on cuda report a negative position / an out-of-range id as a RangeError naming it', () => {
+    osp.scope(() => {
+      const x = osp.randn([3, 2, 4], { device: 'cuda', seed: 5 });
+      expect(() => ops.rope(x, osp.tensor(new Int32Array([0, -4, 1]), [3], { device: 'cuda' }), { theta: 10000 })).toThrow(
+        'rope: positions[1] = -4 is negative; expected positions >= 0',
+      );
+      const table = osp.randn([5, 3], { device: 'cuda', seed: 6 });
+      const bad = osp.tensor(new Int32Array([0, 4, 5]), [3], { device: 'cuda' });
+      expect(() => ops.embedding(table, bad)).toThrow('embedding: ids[2] = 5 is outside [0, 5)');
+      expect(() => ops.embeddingBackward(osp.randn([3, 3], { device: 'cuda' }), bad, 5)).toThrow(RangeError);
+    });
+  });
 
   it('tensors round-trip through the GPU in f32, bf16 and i32, and views copy correctly', () => {
     osp.scope(() => {

@@ -15,11 +15,15 @@
 #include "../core/parallel.h"
 #include "../core/tensor.h"
 #include "../kernels/elementwise/elementwise.h"
+#include "../kernels/embedding/embedding.h"
 #include "../kernels/log_softmax/log_softmax.h"
 #include "../kernels/matmul/matmul.h"
 #include "../kernels/preference_loss/preference_loss.h"
 #include "../kernels/random/random.h"
+#include "../kernels/rms_norm/rms_norm.h"
+#include "../kernels/rope/rope.h"
 #include "../kernels/sequence_logprobs/sequence_logprobs.h"
+#include "../kernels/swiglu/swiglu.h"
 #include "../kernels/token_logprobs/token_logprobs.h"
 
 using namespace osp;
@@ -528,6 +532,84 @@ Napi::Value matmulJs(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- model ops (rms_norm, swiglu, rope, embedding) -------------------------------------------------
+
+// rmsNorm(x, weight, eps)
+Napi::Value rmsNormJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "rmsNorm";
+    return wrapT(info, rmsNorm(tensorArg(info, 0, op, "x"), tensorArg(info, 1, op, "weight"), numberArg(info, 2, op, "eps")));
+  });
+}
+
+// rmsNormBackward(x, weight, gradOut, eps) -> {gradInput, gradWeight}
+Napi::Value rmsNormBackwardJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const char* op = "rmsNormBackward";
+    RmsNormGrads r = rmsNormBackward(tensorArg(info, 0, op, "x"), tensorArg(info, 1, op, "weight"),
+                                     tensorArg(info, 2, op, "gradOut"), numberArg(info, 3, op, "eps"));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("gradInput", NativeTensor::wrap(env, r.gradInput));
+    o.Set("gradWeight", NativeTensor::wrap(env, r.gradWeight));
+    return o;
+  });
+}
+
+// swiglu(gate, up)
+Napi::Value swigluJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "swiglu";
+    return wrapT(info, swiglu(tensorArg(info, 0, op, "gate"), tensorArg(info, 1, op, "up")));
+  });
+}
+
+// swigluBackward(gate, up, gradOut) -> {gradGate, gradUp}
+Napi::Value swigluBackwardJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const char* op = "swigluBackward";
+    SwigluGrads r = swigluBackward(tensorArg(info, 0, op, "gate"), tensorArg(info, 1, op, "up"), tensorArg(info, 2, op, "gradOut"));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("gradGate", NativeTensor::wrap(env, r.gradGate));
+    o.Set("gradUp", NativeTensor::wrap(env, r.gradUp));
+    return o;
+  });
+}
+
+// rope(x, positions, theta, scalingFactor) and ropeBackward(gradOut, positions, theta, scalingFactor)
+Napi::Value ropeJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "rope";
+    return wrapT(info, rope(tensorArg(info, 0, op, "x"), tensorArg(info, 1, op, "positions"), numberArg(info, 2, op, "theta"),
+                            numberArg(info, 3, op, "scalingFactor"), +1));
+  });
+}
+
+Napi::Value ropeBackwardJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "ropeBackward";
+    return wrapT(info, rope(tensorArg(info, 0, op, "gradOut"), tensorArg(info, 1, op, "positions"),
+                            numberArg(info, 2, op, "theta"), numberArg(info, 3, op, "scalingFactor"), -1));
+  });
+}
+
+// embedding(table, ids) and embeddingBackward(gradOut, ids, vocab)
+Napi::Value embeddingJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "embedding";
+    return wrapT(info, embedding(tensorArg(info, 0, op, "table"), tensorArg(info, 1, op, "ids")));
+  });
+}
+
+Napi::Value embeddingBackwardJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "embeddingBackward";
+    return wrapT(info, embeddingBackward(tensorArg(info, 0, op, "gradOut"), tensorArg(info, 1, op, "ids"),
+                                         sizeArg(info, 2, op, "vocab")));
+  });
+}
+
 Napi::Value memoryStatsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -570,6 +652,14 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("sum", Napi::Function::New<sumJs>(env, "sum"));
   exports.Set("randomNormal", Napi::Function::New<randomNormalJs>(env, "randomNormal"));
   exports.Set("matmul", Napi::Function::New<matmulJs>(env, "matmul"));
+  exports.Set("rmsNorm", Napi::Function::New<rmsNormJs>(env, "rmsNorm"));
+  exports.Set("rmsNormBackward", Napi::Function::New<rmsNormBackwardJs>(env, "rmsNormBackward"));
+  exports.Set("swiglu", Napi::Function::New<swigluJs>(env, "swiglu"));
+  exports.Set("swigluBackward", Napi::Function::New<swigluBackwardJs>(env, "swigluBackward"));
+  exports.Set("rope", Napi::Function::New<ropeJs>(env, "rope"));
+  exports.Set("ropeBackward", Napi::Function::New<ropeBackwardJs>(env, "ropeBackward"));
+  exports.Set("embedding", Napi::Function::New<embeddingJs>(env, "embedding"));
+  exports.Set("embeddingBackward", Napi::Function::New<embeddingBackwardJs>(env, "embeddingBackward"));
   exports.Set("memoryStats", Napi::Function::New<memoryStatsJs>(env, "memoryStats"));
   exports.Set("resetPeakMemory", Napi::Function::New<resetPeakMemoryJs>(env, "resetPeakMemory"));
   return exports;

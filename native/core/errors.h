@@ -43,6 +43,7 @@ enum : int {
   StatusNonFiniteValue = 3,    // a NaN or Inf in a vector input
   StatusProbabilityRange = 4,  // a preference target outside [0, 1] (or NaN)
   StatusSequenceId = 5,        // a sequence id outside [0, count) that is not -1 / ignoreIndex
+  StatusIndexOutOfRange = 6,   // an embedding id outside [0, V), or a negative rope position
 };
 
 // CPU kernels report from several threads: keep the problem at the lowest index, so the message

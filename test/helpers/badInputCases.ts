@@ -5,6 +5,7 @@
 // (naming the offending argument). Everything is made on the cpu; values are fixed (what is under
 // test is the validation, not the maths).
 import * as osp from '../../src';
+import * as modelOps from '../../src/ops';
 
 export type ErrorClass = 'TypeError' | 'RangeError' | 'Error';
 
@@ -128,6 +129,35 @@ const OPS: OpSpec[] = [
   { op: 'unary', make: () => ({ x: gradN() }), call: (a) => loose(osp.unary)('exp', a.x) },
   { op: 'affine', make: () => ({ x: gradN() }), call: (a) => loose(osp.affine)(a.x, 2, 1) },
   { op: 'sum', make: () => ({ x: gradN() }), call: (a) => loose(osp.sum)(a.x) },
+  // model ops (src/ops.ts: rmsNorm, swiglu, rope, embedding)
+  { op: 'rmsNorm', make: () => ({ x: logits(), weight: f32(range(V, () => 1)) }), call: (a) => loose(modelOps.rmsNorm)(a.x, a.weight) },
+  {
+    op: 'rmsNormBackward',
+    make: () => ({ x: logits(), weight: f32(range(V, () => 1)), gradOut: logits() }),
+    call: (a) => loose(modelOps.rmsNormBackward)(a.x, a.weight, a.gradOut),
+  },
+  { op: 'swiglu', make: () => ({ gate: logits(), up: logits() }), call: (a) => loose(modelOps.swiglu)(a.gate, a.up) },
+  {
+    op: 'swigluBackward',
+    make: () => ({ gate: logits(), up: logits(), gradOut: logits() }),
+    call: (a) => loose(modelOps.swigluBackward)(a.gate, a.up, a.gradOut),
+  },
+  {
+    op: 'rope',
+    make: () => ({ x: f32(range(N * 2 * 4, (i) => i % 3), [N, 2, 4]), positions: i32(range(N, (i) => i)) }),
+    call: (a) => loose(modelOps.rope)(a.x, a.positions, { theta: 10000 }),
+  },
+  {
+    op: 'ropeBackward',
+    make: () => ({ gradOut: f32(range(N * 2 * 4, (i) => i % 3), [N, 2, 4]), positions: i32(range(N, (i) => i)) }),
+    call: (a) => loose(modelOps.ropeBackward)(a.gradOut, a.positions, { theta: 10000 }),
+  },
+  { op: 'embedding', make: () => ({ table: logits(), ids: targets() }), call: (a) => loose(modelOps.embedding)(a.table, a.ids) },
+  {
+    op: 'embeddingBackward',
+    make: () => ({ gradOut: logits(), ids: targets() }),
+    call: (a) => loose(modelOps.embeddingBackward)(a.gradOut, a.ids, V),
+  },
 ];
 
 const names = (arg: string) => new RegExp(`\\b${arg}\\b`);
@@ -328,7 +358,40 @@ function tensorCases(): BadCase[] {
   return cases;
 }
 
-export const BAD_CASES: BadCase[] = [...tokenCases(), ...preferenceCases(), ...elementwiseCases(), ...tensorCases(), ...argumentCases()];
+function modelOpCases(): BadCase[] {
+  const T = 'TypeError' as const;
+  const R = 'RangeError' as const;
+  const w = () => f32(range(V, () => 1));
+  const heads = (dh = 4) => f32(range(N * 2 * dh, (i) => i % 3), [N, 2, dh]);
+  const pos = () => i32(range(N, (i) => i));
+  return [
+    { name: 'rmsNorm: bf16 x on cpu', errorClass: T, message: namesAnd('x', 'bf16'), run: () => modelOps.rmsNorm(logits('bf16'), w()) },
+    { name: 'rmsNorm: weight [V + 1]', errorClass: T, message: names('weight'), run: () => modelOps.rmsNorm(logits(), f32(range(V + 1, () => 1))) },
+    { name: 'rmsNorm: eps NaN', errorClass: R, message: names('eps'), run: () => modelOps.rmsNorm(logits(), w(), { eps: NaN }) },
+    { name: 'rmsNormBackward: f64 gradOut for f32 x', errorClass: T, message: namesAnd('gradOut', 'f64'), run: () => modelOps.rmsNormBackward(logits(), w(), logits('f64')) },
+    { name: 'swiglu: up [N, V + 1]', errorClass: T, message: names('up'), run: () => modelOps.swiglu(logits(), logits('f32', N, V + 1)) },
+    { name: 'swiglu: non-contiguous gate', errorClass: T, message: namesAnd('gate', 'non-contiguous'), run: () => modelOps.swiglu(logitsView(), logits()) },
+    { name: 'swigluBackward: i32 gradOut', errorClass: T, message: namesAnd('gradOut', 'i32'), run: () => modelOps.swigluBackward(logits(), logits(), logits('i32')) },
+    { name: 'rope: odd head dimension', errorClass: T, message: namesAnd('x', 'even'), run: () => modelOps.rope(heads(3), pos(), { theta: 10000 }) },
+    { name: 'rope: negative position', errorClass: R, message: /positions\[2\] = -1/, run: () => modelOps.rope(heads(), i32([0, 1, -1, 3]), { theta: 10000 }) },
+    { name: 'rope: f32 positions', errorClass: T, message: namesAnd('positions', 'f32'), run: () => modelOps.rope(heads(), f32([0, 1, 2, 3]), { theta: 10000 }) },
+    { name: 'rope: theta Infinity', errorClass: R, message: names('theta'), run: () => modelOps.rope(heads(), pos(), { theta: Infinity }) },
+    { name: 'ropeBackward: N - 1 positions', errorClass: T, message: names('positions'), run: () => modelOps.ropeBackward(heads(), i32([0, 1, 2]), { theta: 10000 }) },
+    { name: 'embedding: id V', errorClass: R, message: /ids\[1\] = 5/, run: () => modelOps.embedding(logits(), i32([0, V, 1, 2])) },
+    { name: 'embedding: f32 ids', errorClass: T, message: namesAnd('ids', 'f32'), run: () => modelOps.embedding(logits(), f32([0, 1])) },
+    { name: 'embeddingBackward: id -1', errorClass: R, message: /ids\[3\] = -1/, run: () => modelOps.embeddingBackward(logits(), i32([0, 1, 2, -1]), V) },
+    { name: 'embeddingBackward: vocab 2.5', errorClass: R, message: names('vocab'), run: () => modelOps.embeddingBackward(logits(), targets(), 2.5) },
+  ];
+}
+
+export const BAD_CASES: BadCase[] = [
+  ...tokenCases(),
+  ...preferenceCases(),
+  ...elementwiseCases(),
+  ...tensorCases(),
+  ...modelOpCases(),
+  ...argumentCases(),
+];
 
 /** Runs one case inside a scope (its tensors are freed) and reports what it threw. */
 export function runCase(c: BadCase): CaseResult {

@@ -1,0 +1,57 @@
+// CUDA rope (maths in rope.h): one 256-thread block per token; each thread takes pairs (k, i)
+// of that token's H x Dh/2 pairs. Angles, sin and cos in f32 (sincosf, full precision).
+#include "../../core/cuda_common.cuh"
+#include "rope.h"
+
+namespace osp::rope_kernels {
+
+namespace {
+
+using osp::cuda::fromFloat;
+using osp::cuda::toFloat;
+
+constexpr int kBlock = 256;
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) ropeKernel(const T* __restrict__ x, const int32_t* __restrict__ positions,
+                                                     T* __restrict__ out, int64_t H, int64_t Dh, float theta, float factor,
+                                                     float sign, KernelStatus* st) {
+  const int64_t t = blockIdx.x, h = Dh / 2, row = H * Dh;
+  const int32_t p = positions[t];
+  const T* xr = x + t * row;
+  T* orow = out + t * row;
+  if (p < 0) {
+    for (int64_t j = threadIdx.x; j < row; j += kBlock) orow[j] = fromFloat<T>(NAN);
+    if (threadIdx.x == 0) osp::cuda::reportStatus(st, StatusIndexOutOfRange, t);
+    return;
+  }
+  const float pos = float(p) / factor;
+  for (int64_t q = threadIdx.x; q < H * h; q += kBlock) {
+    const int64_t k = q / h, i = q % h;
+    const float invFreq = 1.f / powf(theta, float(2 * i) / float(Dh));
+    float s, c;
+    sincosf(pos * invFreq, &s, &c);
+    s *= sign;
+    const T* xa = xr + k * Dh;
+    T* oa = orow + k * Dh;
+    const float x1 = toFloat(xa[i]), x2 = toFloat(xa[i + h]);
+    oa[i] = fromFloat<T>(x1 * c - x2 * s);
+    oa[i + h] = fromFloat<T>(x2 * c + x1 * s);
+  }
+}
+
+}  // namespace
+
+void applyCuda(const void* x, const int32_t* positions, void* out, bool isBf16, int64_t T_, int64_t H, int64_t Dh,
+               float theta, float factor, float sign, KernelStatus* status) {
+  using B = __nv_bfloat16;
+  auto s = osp::cuda::stream();
+  if (isBf16)
+    ropeKernel<B><<<static_cast<unsigned>(T_), kBlock, 0, s>>>(static_cast<const B*>(x), positions, static_cast<B*>(out), H, Dh,
+                                                               theta, factor, sign, status);
+  else
+    ropeKernel<float><<<static_cast<unsigned>(T_), kBlock, 0, s>>>(static_cast<const float*>(x), positions,
+                                                                   static_cast<float*>(out), H, Dh, theta, factor, sign, status);
+}
+
+}  // namespace osp::rope_kernels

@@ -1,0 +1,63 @@
+// CUDA SwiGLU (maths in swiglu.h): grid-stride loops, f32 arithmetic on f32 or bf16 storage.
+#include "../../core/cuda_common.cuh"
+#include "swiglu.h"
+
+namespace osp::swiglu_kernels {
+
+namespace {
+
+using osp::cuda::fromFloat;
+using osp::cuda::toFloat;
+
+constexpr int kBlock = 256;
+
+unsigned gridFor(int64_t n) {
+  int64_t b = (n + kBlock - 1) / kBlock;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 ? 65535 : b));
+}
+
+__device__ __forceinline__ float sigmoidf(float g) { return 1.f / (1.f + expf(-g)); }
+
+template <typename T>
+__global__ void forwardKernel(const T* __restrict__ gate, const T* __restrict__ up, T* __restrict__ out, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(kBlock) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kBlock) {
+    const float x = toFloat(gate[i]);
+    out[i] = fromFloat<T>(x * sigmoidf(x) * toFloat(up[i]));
+  }
+}
+
+template <typename T>
+__global__ void backwardKernel(const T* __restrict__ gate, const T* __restrict__ up, const T* __restrict__ g,
+                               T* __restrict__ dgate, T* __restrict__ dup, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(kBlock) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kBlock) {
+    const float x = toFloat(gate[i]), s = sigmoidf(x), gi = toFloat(g[i]);
+    dgate[i] = fromFloat<T>(gi * toFloat(up[i]) * s * (1.f + x * (1.f - s)));
+    dup[i] = fromFloat<T>(gi * x * s);
+  }
+}
+
+}  // namespace
+
+void forwardCuda(const void* gate, const void* up, void* out, bool isBf16, int64_t n) {
+  using B = __nv_bfloat16;
+  auto s = osp::cuda::stream();
+  if (isBf16)
+    forwardKernel<B><<<gridFor(n), kBlock, 0, s>>>(static_cast<const B*>(gate), static_cast<const B*>(up), static_cast<B*>(out), n);
+  else
+    forwardKernel<float><<<gridFor(n), kBlock, 0, s>>>(static_cast<const float*>(gate), static_cast<const float*>(up),
+                                                        static_cast<float*>(out), n);
+}
+
+void backwardCuda(const void* gate, const void* up, const void* g, void* dgate, void* dup, bool isBf16, int64_t n) {
+  using B = __nv_bfloat16;
+  auto s = osp::cuda::stream();
+  if (isBf16)
+    backwardKernel<B><<<gridFor(n), kBlock, 0, s>>>(static_cast<const B*>(gate), static_cast<const B*>(up),
+                                                     static_cast<const B*>(g), static_cast<B*>(dgate), static_cast<B*>(dup), n);
+  else
+    backwardKernel<float><<<gridFor(n), kBlock, 0, s>>>(static_cast<const float*>(gate), static_cast<const float*>(up),
+                                                         static_cast<const float*>(g), static_cast<float*>(dgate),
+                                                         static_cast<float*>(dup), n);
+}
+
+}  // namespace osp::swiglu_kernels

@@ -1,0 +1,602 @@
+// The model ops on the cpu: rmsNorm, swiglu, rope and embedding, forward and backward.
+// Per op: f64 against a plain-TS f64 reference (1e-12 relative), the backward against central
+// finite differences of L = sum(G ⊙ op(...)) in f64 with Richardson extrapolation, f32 against the
+// f64 op (1e-5 relative), edge shapes (T = 1, D not a multiple of 8), and the argument checks.
+// rope also: each rotated pair keeps its norm, position 0 is the identity, backward ∘ forward = id.
+import { spawnSync } from 'child_process';
+import path from 'path';
+
+import { Tensor, scope, tensor } from '../src/tensor';
+import * as ops from '../src/ops';
+import { caught } from './helpers/errors';
+import { integers, normals, seeded } from './helpers/random';
+
+type FloatType = 'f32' | 'f64';
+const cpu = { device: 'cpu' } as const;
+
+const f = (a: ArrayLike<number>, shape: number[], dtype: FloatType = 'f64'): Tensor =>
+  tensor(dtype === 'f64' ? Float64Array.from(a) : Float32Array.from(a), shape, cpu);
+const ints = (a: ArrayLike<number>): Tensor => tensor(Int32Array.from(a), [a.length], cpu);
+const read = (t: Tensor): Float64Array => Float64Array.from(t.toArray());
+/** The values an f32 tensor holds. */
+const f32 = (a: ArrayLike<number>): Float64Array => Float64Array.from(a, (v) => Math.fround(v));
+const maxAbs = (x: ArrayLike<number>) => Array.from(x).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+
+/** Fails naming the first element with |got - want| > rel * max(|want|, floor) (NaN fails); floor may vary per element. */
+function expectRel(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, floor: number | ((i: number) => number), what: string): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    const tol = rel * Math.max(Math.abs(want[i]), typeof floor === 'number' ? floor : floor(i));
+    if (!(Math.abs(got[i] - want[i]) <= tol)) {
+      throw new Error(`${what}: at [${i}] expected ${want[i]}, got ${got[i]} (|err| ${Math.abs(got[i] - want[i])} > ${tol})`);
+    }
+  }
+}
+
+/**
+ * Central difference with one Richardson step: D(h) = (L(x+h) - L(x-h)) / 2h has error c h^2 + O(h^4),
+ * so (4 D(h/2) - D(h)) / 3 has O(h^4) truncation (1e-12 at h = 1e-3) and a rounding error of
+ * about u |L| / h ~ 1e-12 for the |L| ~ 10 here.
+ */
+function richardson(L: (x: Float64Array) => number, x: Float64Array, i: number, hStep = 1e-3): number {
+  const d = (hh: number) => {
+    const plus = Float64Array.from(x);
+    const minus = Float64Array.from(x);
+    plus[i] += hh;
+    minus[i] -= hh;
+    return (L(plus) - L(minus)) / (2 * hh);
+  };
+  return (4 * d(hStep / 2) - d(hStep)) / 3;
+}
+
+/** Rule for the backward: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, FD_FLOOR). */
+const FD_FLOOR = 1e-3;
+function expectGradient(which: string, analytic: Float64Array, L: (x: Float64Array) => number, x: Float64Array, next: () => number, samples = 10): void {
+  expect(analytic.length).toBe(x.length);
+  const picks = x.length <= samples ? Array.from(x, (_, i) => i) : Array.from({ length: samples }, () => Math.floor(next() * x.length));
+  for (const i of picks) {
+    const fd = richardson(L, x, i);
+    const err = Math.abs(fd - analytic[i]);
+    if (!(err <= 1e-6 * Math.max(Math.abs(fd), Math.abs(analytic[i]), FD_FLOOR))) {
+      throw new Error(`${which}[${i}]: finite difference ${fd}, analytic ${analytic[i]}`);
+    }
+  }
+}
+
+const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+};
+
+/** T x D shapes: T = 1, D = 1, D not a multiple of 8, a few rows. */
+const SHAPES: [number, number][] = [
+  [1, 1],
+  [1, 13],
+  [3, 8],
+  [5, 37],
+  [17, 64],
+  [33, 130],
+];
+
+// ---- rmsNorm ------------------------------------------------------------------------------------
+
+function refRmsNorm(x: ArrayLike<number>, w: ArrayLike<number>, T: number, D: number, eps: number): Float64Array {
+  const y = new Float64Array(T * D);
+  for (let t = 0; t < T; t++) {
+    let ss = 0;
+    for (let j = 0; j < D; j++) ss += x[t * D + j] * x[t * D + j];
+    const r = 1 / Math.sqrt(ss / D + eps);
+    for (let j = 0; j < D; j++) y[t * D + j] = x[t * D + j] * r * w[j];
+  }
+  return y;
+}
+
+describe('rmsNorm', () => {
+  const { next } = seeded('rmsNorm');
+  const EPS = 1e-5;
+
+  it('f64 matches the plain-TS reference to 1e-12 at every shape', () => {
+    for (const [T, D] of SHAPES) {
+      const x = normals(next, T * D);
+      const w = normals(next, D);
+      scope(() => {
+        const y = ops.rmsNorm(f(x, [T, D]), f(w, [D]), { eps: EPS });
+        expect(y.shape).toEqual([T, D]);
+        expect(y.dtype).toBe('f64');
+        expectRel(read(y), refRmsNorm(x, w, T, D, EPS), 1e-12, 0, `rmsNorm f64 [${T}, ${D}]`);
+      });
+    }
+  });
+
+  it('default eps is 1e-6; eps = 0 normalises to unit root-mean-square', () => {
+    scope(() => {
+      const x = [3, 4, 0, 0];
+      const w = [1, 1, 1, 1];
+      expectRel(read(ops.rmsNorm(f(x, [1, 4]), f(w, [4]))), refRmsNorm(x, w, 1, 4, 1e-6), 1e-12, 0, 'default eps');
+      const y = read(ops.rmsNorm(f(x, [1, 4]), f(w, [4]), { eps: 0 }));
+      expectRel(y, [1.2, 1.6, 0, 0], 1e-15, 1, 'eps 0'); // rms of [3, 4, 0, 0] is 2.5
+    });
+  });
+
+  it('backward (dx and dw) matches finite differences in f64', () => {
+    for (const [T, D] of [
+      [1, 1],
+      [1, 13],
+      [4, 9],
+      [6, 33],
+    ] as [number, number][]) {
+      const x = normals(next, T * D);
+      const w = normals(next, D);
+      const G = normals(next, T * D);
+      scope(() => {
+        const g = ops.rmsNormBackward(f(x, [T, D]), f(w, [D]), f(G, [T, D]), { eps: EPS });
+        expect(g.gradInput.shape).toEqual([T, D]);
+        expect(g.gradWeight.shape).toEqual([D]);
+        const L = (xx: Float64Array, ww: Float64Array) => dot(G, refRmsNorm(xx, ww, T, D, EPS));
+        const Lnative = (xx: Float64Array, ww: Float64Array) => scope(() => dot(G, read(ops.rmsNorm(f(xx, [T, D]), f(ww, [D]), { eps: EPS }))));
+        expectGradient(`rmsNorm dx [${T}, ${D}]`, read(g.gradInput), (xx) => Lnative(xx, w), x, next);
+        expectGradient(`rmsNorm dw [${T}, ${D}]`, read(g.gradWeight), (ww) => Lnative(x, ww), w, next);
+        // The TS reference gives the same differences (the native forward is not checking itself).
+        expectGradient(`rmsNorm dx (TS forward) [${T}, ${D}]`, read(g.gradInput), (xx) => L(xx, w), x, next, 3);
+      });
+    }
+  });
+
+  it('f32 matches the f64 op to 1e-5 (floor: the largest reference magnitude), forward and backward', () => {
+    // Floor: an entry that cancels to near 0 (dx = r g w - x c, dw a sum over rows) still carries
+    // f32 roundings of terms as large as the largest entry of that output.
+    for (const [T, D] of [...SHAPES, [300, 515] as [number, number]]) {
+      const x = f32(normals(next, T * D));
+      const w = f32(normals(next, D));
+      const G = f32(normals(next, T * D));
+      scope(() => {
+        for (const [what, run] of [
+          ['y', (dt: FloatType) => read(ops.rmsNorm(f(x, [T, D], dt), f(w, [D], dt), { eps: EPS }))],
+          ['dx', (dt: FloatType) => read(ops.rmsNormBackward(f(x, [T, D], dt), f(w, [D], dt), f(G, [T, D], dt), { eps: EPS }).gradInput)],
+          ['dw', (dt: FloatType) => read(ops.rmsNormBackward(f(x, [T, D], dt), f(w, [D], dt), f(G, [T, D], dt), { eps: EPS }).gradWeight)],
+        ] as const) {
+          const want = run('f64');
+          expectRel(run('f32'), want, 1e-5, maxAbs(want), `rmsNorm f32 ${what} [${T}, ${D}]`);
+        }
+      });
+    }
+  });
+
+  it('refuses wrong dtypes, mismatched shapes and a negative eps, naming the argument', () => {
+    scope(() => {
+      const x = f(new Float64Array(8), [2, 4]);
+      const w = f(new Float64Array(4), [4]);
+      expect(caught(() => ops.rmsNorm(tensor(new Int32Array(8), [2, 4], cpu), w))).toEqual({
+        errorClass: 'TypeError',
+        message: 'rmsNorm: x has dtype i32 on cpu; expected f32 or f64',
+      });
+      expect(caught(() => ops.rmsNorm(x, f(new Float64Array(5), [5])))).toEqual({
+        errorClass: 'TypeError',
+        message: 'rmsNorm: weight has shape [5]; expected size 4 in dimension 0 (one weight per column of x)',
+      });
+      expect(caught(() => ops.rmsNorm(x, f(new Float64Array(4), [4], 'f32')))).toEqual({
+        errorClass: 'TypeError',
+        message: 'rmsNorm: x has dtype f64 but weight has dtype f32; expected the same dtype',
+      });
+      expect(caught(() => ops.rmsNorm(f(new Float64Array(4), [4]), w))).toEqual({
+        errorClass: 'TypeError',
+        message: 'rmsNorm: x has shape [4]; expected 2 dimensions',
+      });
+      expect(caught(() => ops.rmsNorm(x, w, { eps: -1 }))).toEqual({
+        errorClass: 'RangeError',
+        message: 'rmsNorm: eps is -1; expected a number >= 0',
+      });
+      expect(caught(() => ops.rmsNormBackward(x, w, f(new Float64Array(6), [2, 3])))).toEqual({
+        errorClass: 'TypeError',
+        message: 'rmsNormBackward: gradOut has shape [2, 3]; expected size 4 in dimension 1 (the shape of x)',
+      });
+      expect(caught(() => ops.rmsNorm(x.transpose(0, 1), f(new Float64Array(2), [2])))?.message).toMatch(
+        /^rmsNorm: x is a non-contiguous view/,
+      );
+    });
+  });
+});
+
+// ---- swiglu -------------------------------------------------------------------------------------
+
+const sigmoid = (g: number) => 1 / (1 + Math.exp(-g));
+const refSwiglu = (gate: ArrayLike<number>, up: ArrayLike<number>) => Float64Array.from(gate, (g, i) => g * sigmoid(g) * up[i]);
+
+describe('swiglu', () => {
+  const { next } = seeded('swiglu');
+
+  it('f64 matches the plain-TS reference to 1e-12 at every shape', () => {
+    for (const [T, F] of SHAPES) {
+      const gate = normals(next, T * F, 3);
+      const up = normals(next, T * F);
+      scope(() => {
+        const out = ops.swiglu(f(gate, [T, F]), f(up, [T, F]));
+        expect(out.shape).toEqual([T, F]);
+        expect(out.dtype).toBe('f64');
+        expectRel(read(out), refSwiglu(gate, up), 1e-12, 0, `swiglu f64 [${T}, ${F}]`);
+      });
+    }
+  });
+
+  it('is finite for large |gate| (silu(-800) = 0, silu(800) = 800)', () => {
+    scope(() => {
+      expect(Array.from(read(ops.swiglu(f([-800, 800], [1, 2]), f([1, 1], [1, 2]))))).toEqual([-0, 800]);
+      const g = ops.swigluBackward(f([-800, 800], [1, 2]), f([1, 1], [1, 2]), f([1, 1], [1, 2]));
+      expect(Array.from(read(g.gradGate)).every(Number.isFinite)).toBe(true);
+    });
+  });
+
+  it('backward (dgate, dup) matches finite differences in f64', () => {
+    for (const [T, F] of [
+      [1, 1],
+      [1, 13],
+      [5, 9],
+    ] as [number, number][]) {
+      const gate = normals(next, T * F, 2);
+      const up = normals(next, T * F);
+      const G = normals(next, T * F);
+      scope(() => {
+        const g = ops.swigluBackward(f(gate, [T, F]), f(up, [T, F]), f(G, [T, F]));
+        const L = (gg: Float64Array, uu: Float64Array) => scope(() => dot(G, read(ops.swiglu(f(gg, [T, F]), f(uu, [T, F])))));
+        expectGradient(`swiglu dgate [${T}, ${F}]`, read(g.gradGate), (gg) => L(gg, up), gate, next);
+        expectGradient(`swiglu dup [${T}, ${F}]`, read(g.gradUp), (uu) => L(gate, uu), up, next);
+      });
+    }
+  });
+
+  it('f32 matches the f64 op to 1e-5 (dgate with a floor at the zero of silu\'), forward and backward', () => {
+    // out = g s u and dup = dout g s are products: relative 1e-5 everywhere (floor 1e-30).
+    // dgate = dout u s (1 + g (1 - s)) cancels near g = -1.28 (silu' = 0): the factor is a sum of
+    // terms of size up to 1 + |g|, so its floor is 1e-2 |dout u| (1 + |g|).
+    for (const [T, F] of [...SHAPES, [64, 1031] as [number, number]]) {
+      const gate = f32(normals(next, T * F, 3));
+      const up = f32(normals(next, T * F));
+      const G = f32(normals(next, T * F));
+      scope(() => {
+        const run = (dt: FloatType) => {
+          const b = ops.swigluBackward(f(gate, [T, F], dt), f(up, [T, F], dt), f(G, [T, F], dt));
+          return [read(ops.swiglu(f(gate, [T, F], dt), f(up, [T, F], dt))), read(b.gradGate), read(b.gradUp)];
+        };
+        const want = run('f64');
+        const got = run('f32');
+        expectRel(got[0], want[0], 1e-5, 1e-30, `swiglu f32 out [${T}, ${F}]`);
+        expectRel(got[1], want[1], 1e-5, (i) => 1e-2 * Math.abs(G[i] * up[i]) * (1 + Math.abs(gate[i])), `swiglu f32 dgate [${T}, ${F}]`);
+        expectRel(got[2], want[2], 1e-5, 1e-30, `swiglu f32 dup [${T}, ${F}]`);
+      });
+    }
+  });
+
+  it('refuses wrong dtypes and mismatched shapes, naming the argument', () => {
+    scope(() => {
+      const a = f(new Float64Array(8), [2, 4]);
+      expect(caught(() => ops.swiglu(a, f(new Float64Array(6), [2, 3])))).toEqual({
+        errorClass: 'TypeError',
+        message: 'swiglu: up has shape [2, 3]; expected size 4 in dimension 1 (the shape of gate)',
+      });
+      expect(caught(() => ops.swiglu(tensor(new Int32Array(8), [2, 4], cpu), a))).toEqual({
+        errorClass: 'TypeError',
+        message: 'swiglu: gate has dtype i32 on cpu; expected f32 or f64',
+      });
+      expect(caught(() => ops.swiglu(a, f(new Float64Array(8), [2, 4], 'f32')))).toEqual({
+        errorClass: 'TypeError',
+        message: 'swiglu: gate has dtype f64 but up has dtype f32; expected the same dtype',
+      });
+      expect(caught(() => ops.swigluBackward(a, a, f(new Float64Array(4), [1, 4])))).toEqual({
+        errorClass: 'TypeError',
+        message: 'swigluBackward: gradOut has shape [1, 4]; expected size 2 in dimension 0 (the shape of gate)',
+      });
+      expect(caught(() => ops.swiglu(a, 3 as unknown as Tensor))?.message).toBe('swiglu: up is not a Tensor; expected a Tensor made by osp.tensor()');
+    });
+  });
+});
+
+// ---- rope ---------------------------------------------------------------------------------------
+
+/** HF rotate-half: pairs (i, i + Dh/2) rotated by sign * (pos / factor) * theta^(-2i/Dh). */
+function refRope(x: ArrayLike<number>, pos: ArrayLike<number>, T: number, H: number, Dh: number, theta: number, factor = 1, sign = 1): Float64Array {
+  const out = new Float64Array(T * H * Dh);
+  const half = Dh / 2;
+  for (let t = 0; t < T; t++) {
+    for (let k = 0; k < H; k++) {
+      const base = (t * H + k) * Dh;
+      for (let i = 0; i < half; i++) {
+        const a = (pos[t] / factor) * Math.pow(theta, (-2 * i) / Dh);
+        const c = Math.cos(a);
+        const s = sign * Math.sin(a);
+        const x1 = x[base + i];
+        const x2 = x[base + i + half];
+        out[base + i] = x1 * c - x2 * s;
+        out[base + i + half] = x2 * c + x1 * s;
+      }
+    }
+  }
+  return out;
+}
+
+describe('rope', () => {
+  const { next } = seeded('rope');
+  // [T, H, Dh]: T = 1, Dh = 2, Dh not a multiple of 8, a Llama head size.
+  const ROPE_SHAPES: [number, number, number][] = [
+    [1, 1, 2],
+    [1, 3, 6],
+    [4, 2, 10],
+    [7, 3, 64],
+    [16, 4, 128],
+  ];
+  const THETAS: [number, number][] = [
+    [10000, 1],
+    [500000, 1],
+    [10000, 4],
+  ];
+
+  it('f64 matches the plain-TS reference to 1e-12 (theta 1e4, 5e5, linear scaling 4), forward and backward', () => {
+    for (const [T, H, Dh] of ROPE_SHAPES) {
+      for (const [theta, scalingFactor] of THETAS) {
+        const x = normals(next, T * H * Dh);
+        const pos = integers(next, T, 0, 4096);
+        scope(() => {
+          const out = ops.rope(f(x, [T, H, Dh]), ints(pos), { theta, scalingFactor });
+          expect(out.shape).toEqual([T, H, Dh]);
+          const what = `[${T}, ${H}, ${Dh}] theta ${theta} factor ${scalingFactor}`;
+          // Floor 1: the outputs are O(1) sums of two products, so relative error at an entry that
+          // cancels is measured against the size of its terms.
+          expectRel(read(out), refRope(x, pos, T, H, Dh, theta, scalingFactor), 1e-12, 1, `rope f64 ${what}`);
+          const back = ops.ropeBackward(f(x, [T, H, Dh]), ints(pos), { theta, scalingFactor });
+          expectRel(read(back), refRope(x, pos, T, H, Dh, theta, scalingFactor, -1), 1e-12, 1, `ropeBackward f64 ${what}`);
+        });
+      }
+    }
+  });
+
+  it('matches the rotation by hand: Dh = 2 rotates (x, y) by the position in radians', () => {
+    scope(() => {
+      const got = read(ops.rope(f([1, 0, 0, 1], [2, 1, 2]), ints([1, 2]), { theta: 10000 }));
+      expectRel(got, [Math.cos(1), Math.sin(1), -Math.sin(2), Math.cos(2)], 1e-15, 1, 'by hand');
+    });
+  });
+
+  it('keeps the norm of every rotated pair; position 0 is the identity; backward undoes forward', () => {
+    const [T, H, Dh] = [9, 3, 18];
+    const x = normals(next, T * H * Dh);
+    const pos = integers(next, T, 0, 100000);
+    pos[0] = 0;
+    scope(() => {
+      const out = read(ops.rope(f(x, [T, H, Dh]), ints(pos), { theta: 10000 }));
+      const half = Dh / 2;
+      for (let r = 0; r < T * H; r++) {
+        for (let i = 0; i < half; i++) {
+          const a = r * Dh + i;
+          const before = Math.hypot(x[a], x[a + half]);
+          const after = Math.hypot(out[a], out[a + half]);
+          if (!(Math.abs(after - before) <= 1e-12 * Math.max(before, 1e-300))) throw new Error(`pair (${a}, ${a + half}): norm ${before} -> ${after}`);
+        }
+      }
+      // Position 0: cos 0 = 1, sin 0 = 0 exactly, so the first token's rows come back bit for bit.
+      expect(Array.from(out.subarray(0, H * Dh))).toEqual(Array.from(x.subarray(0, H * Dh)));
+      const zeros = read(ops.rope(f(x, [T, H, Dh]), ints(new Int32Array(T)), { theta: 500000, scalingFactor: 8 }));
+      expect(Array.from(zeros)).toEqual(Array.from(x));
+      const round = read(ops.ropeBackward(f(out, [T, H, Dh]), ints(pos), { theta: 10000 }));
+      expectRel(round, x, 1e-12, 1, 'ropeBackward(rope(x)) = x');
+    });
+  });
+
+  it('backward matches finite differences in f64', () => {
+    for (const [T, H, Dh] of [
+      [1, 1, 2],
+      [3, 2, 6],
+    ] as [number, number, number][]) {
+      const x = normals(next, T * H * Dh);
+      const G = normals(next, T * H * Dh);
+      const pos = integers(next, T, 0, 2048);
+      const opts = { theta: 10000, scalingFactor: 2 };
+      scope(() => {
+        const dx = read(ops.ropeBackward(f(G, [T, H, Dh]), ints(pos), opts));
+        const L = (xx: Float64Array) => scope(() => dot(G, read(ops.rope(f(xx, [T, H, Dh]), ints(pos), opts))));
+        expectGradient(`rope dx [${T}, ${H}, ${Dh}]`, dx, L, x, next, 12);
+      });
+    }
+  });
+
+  it('f32 matches the f64 op to 1e-5 (floor 1, the size of the terms of each output)', () => {
+    for (const [T, H, Dh] of [...ROPE_SHAPES, [64, 8, 66] as [number, number, number]]) {
+      const x = f32(normals(next, T * H * Dh));
+      const pos = integers(next, T, 0, 8192);
+      scope(() => {
+        for (const dir of ['rope', 'ropeBackward'] as const) {
+          const want = read(ops[dir](f(x, [T, H, Dh]), ints(pos), { theta: 10000 }));
+          const got = read(ops[dir](f(x, [T, H, Dh], 'f32'), ints(pos), { theta: 10000 }));
+          expect(got.length).toBe(want.length);
+          expectRel(got, want, 1e-5, 1, `${dir} f32 [${T}, ${H}, ${Dh}]`);
+        }
+      });
+    }
+  });
+
+  it('refuses an odd head dimension, a negative position, and bad arguments, naming them', () => {
+    scope(() => {
+      const x = f(new Float64Array(12), [2, 2, 3]);
+      expect(caught(() => ops.rope(x, ints([0, 1]), { theta: 10000 }))).toEqual({
+        errorClass: 'TypeError',
+        message: 'rope: x has shape [2, 2, 3]; expected an even head dimension (last size)',
+      });
+      expect(caught(() => ops.ropeBackward(x, ints([0, 1]), { theta: 10000 }))).toEqual({
+        errorClass: 'TypeError',
+        message: 'ropeBackward: gradOut has shape [2, 2, 3]; expected an even head dimension (last size)',
+      });
+      const y = f(new Float64Array(24), [3, 2, 4]);
+      expect(caught(() => ops.rope(y, ints([0, -2, -1]), { theta: 10000 }))).toEqual({
+        errorClass: 'RangeError',
+        message: 'rope: positions[1] = -2 is negative; expected positions >= 0',
+      });
+      expect(caught(() => ops.ropeBackward(f(new Float32Array(24), [3, 2, 4], 'f32'), ints([0, 1, -7]), { theta: 10000 }))).toEqual({
+        errorClass: 'RangeError',
+        message: 'ropeBackward: positions[2] = -7 is negative; expected positions >= 0',
+      });
+      expect(caught(() => ops.rope(y, ints([0, 1]), { theta: 10000 }))).toEqual({
+        errorClass: 'TypeError',
+        message: 'rope: positions has shape [2]; expected size 3 in dimension 0 (one position per row of x)',
+      });
+      expect(caught(() => ops.rope(y, f([0, 1, 2], [3]), { theta: 10000 }))).toEqual({
+        errorClass: 'TypeError',
+        message: 'rope: positions has dtype f64 on cpu; expected i32',
+      });
+      expect(caught(() => ops.rope(f(new Float64Array(8), [2, 4]), ints([0, 1]), { theta: 10000 }))).toEqual({
+        errorClass: 'TypeError',
+        message: 'rope: x has shape [2, 4]; expected 3 dimensions',
+      });
+      expect(caught(() => ops.rope(tensor(new Int32Array(24), [3, 2, 4], cpu), ints([0, 1, 2]), { theta: 10000 }))).toEqual({
+        errorClass: 'TypeError',
+        message: 'rope: x has dtype i32 on cpu; expected f32 or f64',
+      });
+      expect(caught(() => ops.rope(y, ints([0, 1, 2]), { theta: 0 }))).toEqual({
+        errorClass: 'RangeError',
+        message: 'rope: theta is 0; expected a number > 0',
+      });
+      expect(caught(() => ops.rope(y, ints([0, 1, 2]), { theta: 10000, scalingFactor: -1 }))).toEqual({
+        errorClass: 'RangeError',
+        message: 'rope: scalingFactor is -1; expected a number > 0',
+      });
+      expect(caught(() => ops.rope(y, ints([0, 1, 2]), {} as ops.RopeOptions))).toEqual({
+        errorClass: 'TypeError',
+        message: 'rope: theta must be a number',
+      });
+    });
+  });
+});
+
+// ---- embedding ----------------------------------------------------------------------------------
+
+describe('embedding', () => {
+  const { next } = seeded('embedding');
+  // [V, D, T]: T = 1, D = 1, D not a multiple of 8, more tokens than rows (repeats).
+  const EMB_SHAPES: [number, number, number][] = [
+    [1, 1, 1],
+    [5, 13, 1],
+    [7, 8, 20],
+    [50, 37, 64],
+    [300, 70, 33],
+  ];
+
+  function refBackward(G: ArrayLike<number>, ids: ArrayLike<number>, V: number, D: number): Float64Array {
+    const d = new Float64Array(V * D);
+    for (let t = 0; t < ids.length; t++) for (let j = 0; j < D; j++) d[ids[t] * D + j] += G[t * D + j];
+    return d;
+  }
+
+  it('f64 forward gathers rows exactly and backward matches the plain-TS accumulation to 1e-12', () => {
+    for (const [V, D, T] of EMB_SHAPES) {
+      const table = normals(next, V * D);
+      const ids = integers(next, T, 0, V);
+      const G = normals(next, T * D);
+      scope(() => {
+        const out = ops.embedding(f(table, [V, D]), ints(ids));
+        expect(out.shape).toEqual([T, D]);
+        const want = new Float64Array(T * D);
+        for (let t = 0; t < T; t++) want.set(table.subarray(ids[t] * D, ids[t] * D + D), t * D);
+        expect(Array.from(read(out))).toEqual(Array.from(want));
+        const d = ops.embeddingBackward(f(G, [T, D]), ints(ids), V);
+        expect(d.shape).toEqual([V, D]);
+        expect(d.dtype).toBe('f64');
+        // Floor: the largest |G|, the size of the terms that a repeated row sums.
+        expectRel(read(d), refBackward(G, ids, V, D), 1e-12, maxAbs(G), `embeddingBackward f64 [${V}, ${D}] T=${T}`);
+      });
+    }
+  });
+
+  it('backward matches finite differences of sum(G * embedding(table, ids)) in f64', () => {
+    const [V, D, T] = [6, 5, 11];
+    const table = normals(next, V * D);
+    const ids = integers(next, T, 0, V);
+    ids[0] = ids[1]; // at least one repeated id
+    const G = normals(next, T * D);
+    scope(() => {
+      const d = read(ops.embeddingBackward(f(G, [T, D]), ints(ids), V));
+      const L = (tt: Float64Array) => scope(() => dot(G, read(ops.embedding(f(tt, [V, D]), ints(ids)))));
+      expectGradient('embedding dTable', d, L, table, next, V * D);
+    });
+  });
+
+  it('f32 matches the f64 op to 1e-5 (floor: the largest |G|); unused rows get exact zeros', () => {
+    for (const [V, D, T] of [...EMB_SHAPES, [1000, 129, 2000] as [number, number, number]]) {
+      const table = f32(normals(next, V * D));
+      const ids = integers(next, T, 0, V);
+      const G = f32(normals(next, T * D));
+      scope(() => {
+        expect(Array.from(read(ops.embedding(f(table, [V, D], 'f32'), ints(ids))))).toEqual(Array.from(read(ops.embedding(f(table, [V, D]), ints(ids)))));
+        const want = read(ops.embeddingBackward(f(G, [T, D]), ints(ids), V));
+        const got = ops.embeddingBackward(f(G, [T, D], 'f32'), ints(ids), V);
+        expect(got.dtype).toBe('f32');
+        expectRel(read(got), want, 1e-5, maxAbs(G), `embeddingBackward f32 [${V}, ${D}] T=${T}`);
+        const used = new Set(ids);
+        const g = read(got);
+        for (let v = 0; v < V; v++) if (!used.has(v)) for (let j = 0; j < D; j++) expect(g[v * D + j]).toBe(0);
+      });
+    }
+  });
+
+  it('refuses ids outside [0, V) (RangeError naming ids[t]) and bad arguments', () => {
+    scope(() => {
+      const table = f(new Float64Array(10), [5, 2]);
+      expect(caught(() => ops.embedding(table, ints([0, 4, 5, 1])))).toEqual({
+        errorClass: 'RangeError',
+        message: 'embedding: ids[2] = 5 is outside [0, 5)',
+      });
+      expect(caught(() => ops.embedding(f(new Float32Array(10), [5, 2], 'f32'), ints([-1])))).toEqual({
+        errorClass: 'RangeError',
+        message: 'embedding: ids[0] = -1 is outside [0, 5)',
+      });
+      expect(caught(() => ops.embeddingBackward(f(new Float64Array(6), [3, 2]), ints([1, 9, -3]), 5))).toEqual({
+        errorClass: 'RangeError',
+        message: 'embeddingBackward: ids[1] = 9 is outside [0, 5)',
+      });
+      expect(caught(() => ops.embedding(tensor(new Int32Array(10), [5, 2], cpu), ints([0])))).toEqual({
+        errorClass: 'TypeError',
+        message: 'embedding: table has dtype i32 on cpu; expected f32 or f64',
+      });
+      expect(caught(() => ops.embedding(table, f([0], [1])))).toEqual({
+        errorClass: 'TypeError',
+        message: 'embedding: ids has dtype f64 on cpu; expected i32',
+      });
+      expect(caught(() => ops.embeddingBackward(f(new Float64Array(6), [3, 2]), ints([1, 2]), 5))).toEqual({
+        errorClass: 'TypeError',
+        message: 'embeddingBackward: ids has shape [2]; expected size 3 in dimension 0 (one id per row of gradOut)',
+      });
+      expect(caught(() => ops.embeddingBackward(f(new Float64Array(6), [3, 2]), ints([1, 2, 0]), -1))).toEqual({
+        errorClass: 'RangeError',
+        message: 'embeddingBackward: vocab is -1; expected a non-negative integer',
+      });
+    });
+  });
+});
+
+// ---- determinism --------------------------------------------------------------------------------
+
+describe('f32 reductions are bitwise the same under any thread count', () => {
+  const { seed } = seeded('modelOps determinism');
+
+  it('rmsNormBackward (dx, dw) and embeddingBackward under OSP_NUM_THREADS=1 and 3', () => {
+    const script =
+      `const t=require('./src/tensor'), o=require('./src/ops');` +
+      `const s=${seed % 1000000}, T=700, D=300, V=50;` +
+      `const x=t.randn([T,D],{device:'cpu',seed:s}), w=t.randn([D],{device:'cpu',seed:s+1}), g=t.randn([T,D],{device:'cpu',seed:s+2});` +
+      `const ids=t.tensor(Int32Array.from({length:T},(_,i)=>(i*7+s)%V),[T],{device:'cpu'});` +
+      `const r=o.rmsNormBackward(x,w,g,{eps:1e-5});` +
+      `const parts=[r.gradInput,r.gradWeight,o.embeddingBackward(g,ids,V)].map((a)=>Buffer.from(a.toArray().buffer).toString('base64'));` +
+      `process.stdout.write(parts.join('|'))`;
+    const runWith = (threads: string) =>
+      spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
+        cwd: path.join(__dirname, '..'),
+        env: { ...process.env, OSP_NUM_THREADS: threads },
+        encoding: 'utf8',
+        maxBuffer: 64 * 2 ** 20,
+      });
+    const one = runWith('1');
+    const three = runWith('3');
+    expect(one.stderr).toBe('');
+    expect(one.status).toBe(0);
+    expect(three.status).toBe(0);
+    expect(one.stdout.length).toBeGreaterThan(700 * 300 * 4);
+    expect(one.stdout === three.stdout).toBe(true);
+  });
+});
