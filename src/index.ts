@@ -32,6 +32,11 @@ export {
   ropeBackward,
   embedding,
   embeddingBackward,
+  causalAttention,
+  causalAttentionBackward,
+  sumOfSquares,
+  adamwStep,
+  clipGradNorm,
 } from './ops';
 export type {
   IgnoreOptions,
@@ -46,6 +51,11 @@ export type {
   RmsNormGrads,
   SwigluGrads,
   RopeOptions,
+  CausalAttentionOptions,
+  CausalAttentionResult,
+  CausalAttentionGrads,
+  AdamWOptions,
+  ClipResult,
 } from './ops';
 export {
   readSafetensorsHeader,

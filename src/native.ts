@@ -74,6 +74,31 @@ export interface NativeAddon {
   ropeBackward(gradOut: NativeTensor, positions: NativeTensor, theta: number, scalingFactor: number): NativeTensor;
   embedding(table: NativeTensor, ids: NativeTensor): NativeTensor;
   embeddingBackward(gradOut: NativeTensor, ids: NativeTensor, vocab: number): NativeTensor;
+  sumOfSquares(x: NativeTensor): NativeTensor;
+  adamwStep(
+    param: NativeTensor,
+    grad: NativeTensor,
+    m: NativeTensor,
+    v: NativeTensor,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    step: number,
+    gradScale: number,
+  ): void;
+  causalAttention(q: NativeTensor, k: NativeTensor, v: NativeTensor, sequenceIds: NativeTensor, scale?: number): { out: NativeTensor; logsumexp: NativeTensor };
+  causalAttentionBackward(
+    q: NativeTensor,
+    k: NativeTensor,
+    v: NativeTensor,
+    sequenceIds: NativeTensor,
+    out: NativeTensor,
+    logsumexp: NativeTensor,
+    gradOut: NativeTensor,
+    scale?: number,
+  ): { gradQ: NativeTensor; gradK: NativeTensor; gradV: NativeTensor };
   memoryStats(): Record<'cpu' | 'cuda', { currentBytes: number; peakBytes: number }>;
   resetPeakMemory(): void;
 }

@@ -391,3 +391,147 @@ export function embeddingBackward(gradOut: Tensor, ids: Tensor, vocab: number): 
   const op = 'embeddingBackward';
   return wrap(native.embeddingBackward(h(gradOut, `${op}: gradOut`), h(ids, `${op}: ids`), vocab));
 }
+
+// ---- optimizer: adamw, sumOfSquares, clipGradNorm -----------------------------------------------
+
+/**
+ * sum_i x_i^2 as a [1] tensor on x's device: f64 for f64 x, else f32. cpu: f32, f64 (accumulated
+ * in double over fixed chunks); cuda: f32, bf16 (f32 per-block partials added in a fixed order).
+ * The same bits for any thread count.
+ */
+export function sumOfSquares(x: Tensor): Tensor {
+  return wrap(native.sumOfSquares(h(x, 'sumOfSquares: x')));
+}
+
+export interface AdamWOptions {
+  /** Learning rate, >= 0. */
+  lr: number;
+  /** Decay of the first moment, in [0, 1) (torch default 0.9). */
+  beta1: number;
+  /** Decay of the second moment, in [0, 1) (torch default 0.999). */
+  beta2: number;
+  /** Added to sqrt(vhat), > 0 (torch default 1e-8). */
+  eps: number;
+  /** Decoupled weight decay, >= 0 (torch default 0.01): param -= lr * weightDecay * param. */
+  weightDecay: number;
+  /** The 1-based step count of this update (for the bias corrections). */
+  step: number;
+  /** The gradient is multiplied by this first, >= 0 (clipGradNorm's scale). Default 1. */
+  gradScale?: number;
+}
+
+/**
+ * One torch.optim.AdamW step, in place on param, m and v (same shape, contiguous, one device):
+ * g = grad * gradScale; param -= lr * weightDecay * param; m = beta1 m + (1 - beta1) g;
+ * v = beta2 v + (1 - beta2) g^2; param -= lr * mhat / (sqrt(vhat) + eps) with
+ * mhat = m / (1 - beta1^step), vhat = v / (1 - beta2^step). cpu: all f32 or all f64; cuda: param,
+ * m, v f32 and grad f32 or bf16. A NaN or Inf in grad is a RangeError naming grad[i], raised
+ * before anything is written.
+ */
+export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opts: AdamWOptions): void {
+  const op = 'adamwStep';
+  if (typeof opts !== 'object' || opts === null) throw new TypeError(`${op}: opts is ${String(opts)}; expected {lr, beta1, beta2, eps, weightDecay, step}`);
+  native.adamwStep(
+    h(param, `${op}: param`),
+    h(grad, `${op}: grad`),
+    h(m, `${op}: m`),
+    h(v, `${op}: v`),
+    opts.lr,
+    opts.beta1,
+    opts.beta2,
+    opts.eps,
+    opts.weightDecay,
+    opts.step,
+    opts.gradScale ?? 1,
+  );
+}
+
+export interface ClipResult {
+  /** The global L2 norm of all the gradients together: sqrt(sum of sumOfSquares). */
+  norm: number;
+  /** min(1, maxNorm / (norm + 1e-6)): pass as adamwStep's gradScale. NaN when norm is not finite. */
+  scale: number;
+}
+
+/** Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_), as a scale for adamwStep rather than in place. */
+export function clipGradNorm(grads: Tensor[], maxNorm: number): ClipResult {
+  if (!Array.isArray(grads)) throw new TypeError(`clipGradNorm: grads is not an array; expected an array of Tensors`);
+  if (typeof maxNorm !== 'number' || !Number.isFinite(maxNorm) || !(maxNorm > 0))
+    throw new RangeError(`clipGradNorm: maxNorm is ${String(maxNorm)}; expected a finite number > 0`);
+  grads.forEach((g, i) => live(g, `clipGradNorm: grads[${i}]`));
+  let total = 0;
+  for (let i = 0; i < grads.length; i++) {
+    const s = sumOfSquares(grads[i]);
+    try {
+      total += s.toArray()[0];
+    } finally {
+      s.dispose();
+    }
+  }
+  const norm = Math.sqrt(total);
+  return { norm, scale: Number.isFinite(norm) ? Math.min(1, maxNorm / (norm + 1e-6)) : NaN };
+}
+
+// ---- attention ----------------------------------------------------------------------------------
+
+export interface CausalAttentionOptions {
+  /** Multiplies q . k before the softmax. Default 1 / sqrt(Dh); finite and > 0. */
+  scale?: number;
+}
+
+export interface CausalAttentionResult {
+  /** softmax(scale q k^T + causal/segment mask) v, [T, H, Dh] in q's dtype. */
+  out: Tensor;
+  /** Per (token, head) log of the softmax denominator, [T, H] (f64 for f64 inputs, else f32); the backward needs it. */
+  logsumexp: Tensor;
+}
+
+/**
+ * Causal self-attention with grouped-query heads over a packed batch of sequences (no padding).
+ * q [T, H, Dh], k and v [T, Hkv, Dh] with H % Hkv == 0 (query head h reads kv head h / (H / Hkv)),
+ * sequenceIds [T] i32: each sequence's tokens are contiguous and in order, and token i attends to
+ * the tokens j <= i of its own sequence. All on one device, contiguous (cpu: f32, f64; cuda: f32,
+ * bf16 with f32 arithmetic). A sequence id that reappears after another sequence started is a
+ * RangeError naming it. The dispatch reads sequenceIds on the host (one small copy on cuda).
+ */
+export function causalAttention(q: Tensor, k: Tensor, v: Tensor, sequenceIds: Tensor, opts: CausalAttentionOptions = {}): CausalAttentionResult {
+  const op = 'causalAttention';
+  const r = native.causalAttention(h(q, `${op}: q`), h(k, `${op}: k`), h(v, `${op}: v`), h(sequenceIds, `${op}: sequenceIds`), opts?.scale);
+  return { out: wrap(r.out), logsumexp: wrap(r.logsumexp) };
+}
+
+export interface CausalAttentionGrads {
+  gradQ: Tensor;
+  /** Summed over the query heads of each kv group and the queries, in a fixed order (deterministic). */
+  gradK: Tensor;
+  gradV: Tensor;
+}
+
+/**
+ * Backward of causalAttention (FlashAttention-2's, recomputing the probabilities from logsumexp):
+ * takes the forward's inputs, its out and logsumexp, and gradOut = d loss / d out [T, H, Dh].
+ * Same options as the forward.
+ */
+export function causalAttentionBackward(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  sequenceIds: Tensor,
+  out: Tensor,
+  logsumexp: Tensor,
+  gradOut: Tensor,
+  opts: CausalAttentionOptions = {},
+): CausalAttentionGrads {
+  const op = 'causalAttentionBackward';
+  const r = native.causalAttentionBackward(
+    h(q, `${op}: q`),
+    h(k, `${op}: k`),
+    h(v, `${op}: v`),
+    h(sequenceIds, `${op}: sequenceIds`),
+    h(out, `${op}: out`),
+    h(logsumexp, `${op}: logsumexp`),
+    h(gradOut, `${op}: gradOut`),
+    opts?.scale,
+  );
+  return { gradQ: wrap(r.gradQ), gradK: wrap(r.gradK), gradV: wrap(r.gradV) };
+}

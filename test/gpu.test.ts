@@ -302,6 +302,59 @@ describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name
     });
   }
 
+  // ---- causalAttention (packed sequences, grouped-query heads) against the f64 CPU op ----
+
+  for (const dtype of ['f32', 'bf16'] as const) {
+    it(`causalAttention forward and backward ${dtype} on cuda match f64, deterministically`, () => {
+      osp.scope(() => {
+        for (const [lengths, H, Hkv, Dh] of [[[1], 1, 1, 1], [[1, 5, 17], 4, 2, 8], [[3, 60, 1, 200], 8, 2, 64], [[129], 4, 1, 128]] as [number[], number, number, number][]) {
+          const T = lengths.reduce((a, b) => a + b, 0);
+          const ids = Int32Array.from(lengths.flatMap((len, s) => Array.from({ length: len }, () => 5 * s + 1)));
+          const q = onDevice(normals(next, T * H * Dh), dtype);
+          const k = onDevice(normals(next, T * Hkv * Dh), dtype);
+          const v = onDevice(normals(next, T * Hkv * Dh), dtype);
+          const g = onDevice(normals(next, T * H * Dh), dtype);
+          const c = (a: Float64Array, s: number[]) => osp.tensor(a, s, { device: 'cpu' });
+          const d = (a: Float64Array, s: number[]) => osp.tensor(a, s, { dtype, device: 'cuda' });
+          const [sq, skv] = [[T, H, Dh], [T, Hkv, Dh]];
+          const idsC = osp.tensor(ids, [T], { device: 'cpu' });
+          const idsD = osp.tensor(ids, [T], { device: 'cuda' });
+          const ref = ops.causalAttention(c(q, sq), c(k, skv), c(v, skv), idsC);
+          const refG = ops.causalAttentionBackward(c(q, sq), c(k, skv), c(v, skv), idsC, ref.out, ref.logsumexp, c(g, sq));
+          const [qD, kD, vD, gD] = [d(q, sq), d(k, skv), d(v, skv), d(g, sq)];
+          const got = ops.causalAttention(qD, kD, vD, idsD);
+          expect(got.logsumexp.dtype).toBe('f32');
+          const gotG = ops.causalAttentionBackward(qD, kD, vD, idsD, got.out, got.logsumexp, gD);
+          const again = ops.causalAttentionBackward(qD, kD, vD, idsD, got.out, got.logsumexp, gD);
+          for (const key of ['gradQ', 'gradK', 'gradV'] as const) {
+            expect(Buffer.from(again[key].toArray().buffer).equals(Buffer.from(gotG[key].toArray().buffer))).toBe(true);
+          }
+          // Floors: each output's largest magnitude. The backward's tolerance is doubled: it reads the
+          // device's own (rounded) out and logsumexp, and sums up to H / Hkv x T terms per element.
+          const pairs: [Tensor, Tensor, number][] = [
+            [got.out, ref.out, tolerance[dtype]],
+            [got.logsumexp, ref.logsumexp, tolerance[dtype]],
+            [gotG.gradQ, refG.gradQ, 2 * tolerance[dtype]],
+            [gotG.gradK, refG.gradK, 2 * tolerance[dtype]],
+            [gotG.gradV, refG.gradV, 2 * tolerance[dtype]],
+          ];
+          for (const [a, b, tol] of pairs) {
+            const want = b.toArray();
+            expectClose(a.toArray(), want, tol, maxAbsOf(want));
+          }
+        }
+      });
+    });
+  }
+
+  it('causalAttention on cuda names a sequence id that reappears as a RangeError', () => {
+    osp.scope(() => {
+      const x = osp.tensor(new Float32Array(4 * 2 * 8), [4, 2, 8], { device: 'cuda' });
+      const ids = osp.tensor(Int32Array.from([0, 0, 1, 0]), [4], { device: 'cuda' });
+      expect(() => ops.causalAttention(x, x, x, ids)).toThrow(/^causalAttention: sequenceIds\[3\] = 0 reappears/);
+    });
+  });
+
   it('rope and embedding on cuda report a negative position / an out-of-range id as a RangeError naming it', () => {
     osp.scope(() => {
       const x = osp.randn([3, 2, 4], { device: 'cuda', seed: 5 });
@@ -314,6 +367,84 @@ describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name
       expect(() => ops.embeddingBackward(osp.randn([3, 3], { device: 'cuda' }), bad, 5)).toThrow(RangeError);
     });
   });
+
+  // ---- optimizer: sumOfSquares, adamwStep, clipGradNorm (against the f64 CPU ops on the same inputs) ----
+
+  for (const dtype of ['f32', 'bf16'] as const) {
+    it(`sumOfSquares ${dtype} on cuda matches f64 and is deterministic`, () => {
+      osp.scope(() => {
+        for (const n of [1, 1000, (1 << 20) + 3, 3_000_001]) {
+          const x = roundBf16OrF32(normals(next, n), dtype);
+          const want = ops.sumOfSquares(osp.tensor(x, [n], { device: 'cpu' })).toArray();
+          const dx = osp.tensor(x, [n], { dtype, device: 'cuda' });
+          const a = ops.sumOfSquares(dx);
+          expect(a.dtype).toBe('f32');
+          expect(a.shape).toEqual([1]);
+          const got = a.toArray();
+          expectClose(got, want, 1e-5, 1e-30);
+          expect(Array.from(ops.sumOfSquares(dx).toArray())).toEqual(Array.from(got));
+        }
+      });
+    });
+
+    it(`adamwStep with ${dtype} grads on f32 master weights matches f64 over 5 steps`, () => {
+      osp.scope(() => {
+        for (const n of [1, 1000, 300_001]) {
+          const p0 = roundBf16OrF32(normals(next, n), 'f32');
+          const grads = Array.from({ length: 5 }, () => roundBf16OrF32(normals(next, n, 0.5), dtype));
+          const o = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, gradScale: 0.7 };
+          const cp = osp.tensor(p0, [n], { device: 'cpu' });
+          const cm = osp.tensor(new Float64Array(n), [n], { device: 'cpu' });
+          const cv = osp.tensor(new Float64Array(n), [n], { device: 'cpu' });
+          const dp = osp.tensor(p0, [n], { dtype: 'f32', device: 'cuda' });
+          const dm = osp.tensor(new Float64Array(n), [n], { dtype: 'f32', device: 'cuda' });
+          const dv = osp.tensor(new Float64Array(n), [n], { dtype: 'f32', device: 'cuda' });
+          grads.forEach((g, s) => {
+            ops.adamwStep(cp, osp.tensor(g, [n], { device: 'cpu' }), cm, cv, { ...o, step: s + 1 });
+            ops.adamwStep(dp, osp.tensor(g, [n], { dtype, device: 'cuda' }), dm, dv, { ...o, step: s + 1 });
+          });
+          expectClose(dp.toArray(), cp.toArray(), 1e-5, 1);
+          const m = cm.toArray();
+          const v = cv.toArray();
+          expectClose(dm.toArray(), m, 1e-5, maxAbsOf(m));
+          expectClose(dv.toArray(), v, 1e-5, maxAbsOf(v));
+        }
+      });
+    });
+  }
+
+  it('adamwStep on cuda reports a NaN gradient as a RangeError naming grad[i] and writes nothing', () => {
+    osp.scope(() => {
+      const g = new Float64Array(1000);
+      g[417] = NaN;
+      const p = osp.tensor(new Float64Array(1000).fill(1), [1000], { dtype: 'f32', device: 'cuda' });
+      const m = osp.tensor(new Float64Array(1000), [1000], { dtype: 'f32', device: 'cuda' });
+      const v = osp.tensor(new Float64Array(1000), [1000], { dtype: 'f32', device: 'cuda' });
+      const opts = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step: 1 };
+      expect(() => ops.adamwStep(p, osp.tensor(g, [1000], { dtype: 'bf16', device: 'cuda' }), m, v, opts)).toThrow(
+        /adamwStep: grad\[417\] = nan/,
+      );
+      expect(Array.from(p.toArray()).every((x) => x === 1)).toBe(true);
+      // Master weights on cuda are f32.
+      const pb = osp.tensor(new Float64Array(1000), [1000], { dtype: 'bf16', device: 'cuda' });
+      expect(() => ops.adamwStep(pb, pb, m, v, opts)).toThrow(/adamwStep: param/);
+    });
+  });
+
+  it('clipGradNorm over cuda tensors matches the CPU', () => {
+    osp.scope(() => {
+      const parts = [normals(next, 5000), normals(next, 17)].map((x) => roundBf16OrF32(x, 'f32'));
+      const want = ops.clipGradNorm(parts.map((x) => osp.tensor(x, [x.length], { device: 'cpu' })), 1);
+      const got = ops.clipGradNorm(parts.map((x) => osp.tensor(x, [x.length], { dtype: 'f32', device: 'cuda' })), 1);
+      expect(Math.abs(got.norm - want.norm)).toBeLessThanOrEqual(1e-5 * want.norm);
+      expect(Math.abs(got.scale - want.scale)).toBeLessThanOrEqual(1e-5 * want.scale);
+    });
+  });
+
+  /** The values a device tensor of that dtype holds. */
+  function roundBf16OrF32(x: Float64Array, dtype: 'f32' | 'bf16'): Float64Array {
+    return dtype === 'bf16' ? roundBf16(x) : Float64Array.from(x, Math.fround);
+  }
 
   it('tensors round-trip through the GPU in f32, bf16 and i32, and views copy correctly', () => {
     osp.scope(() => {

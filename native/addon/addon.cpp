@@ -14,6 +14,8 @@
 #include "../core/errors.h"
 #include "../core/parallel.h"
 #include "../core/tensor.h"
+#include "../kernels/adamw/adamw.h"
+#include "../kernels/attention/attention.h"
 #include "../kernels/elementwise/elementwise.h"
 #include "../kernels/embedding/embedding.h"
 #include "../kernels/log_softmax/log_softmax.h"
@@ -610,6 +612,64 @@ Napi::Value embeddingBackwardJs(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- optimizer (adamw) -------------------------------------------------------------------------
+
+// sumOfSquares(x) -> [1]
+Napi::Value sumOfSquaresJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return wrapT(info, sumOfSquares(tensorArg(info, 0, "sumOfSquares", "x"))); });
+}
+
+// adamwStep(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale): in place, returns undefined
+Napi::Value adamwStepJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "adamwStep";
+    AdamWOptions o{numberArg(info, 4, op, "lr"),          numberArg(info, 5, op, "beta1"), numberArg(info, 6, op, "beta2"),
+                   numberArg(info, 7, op, "eps"),         numberArg(info, 8, op, "weightDecay"),
+                   numberArg(info, 9, op, "step"),        numberArg(info, 10, op, "gradScale")};
+    adamwStep(tensorArg(info, 0, op, "param"), tensorArg(info, 1, op, "grad"), tensorArg(info, 2, op, "m"),
+              tensorArg(info, 3, op, "v"), o);
+    return info.Env().Undefined();
+  });
+}
+
+// ---- attention ---------------------------------------------------------------------------------
+
+std::optional<double> optionalNumberArg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  if (info[i].IsUndefined() || info[i].IsNull()) return std::nullopt;
+  return numberArg(info, i, op, name);
+}
+
+// causalAttention(q, k, v, sequenceIds, scale?) -> {out, logsumexp}
+Napi::Value causalAttentionJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const char* op = "causalAttention";
+    AttentionResult r = causalAttention(tensorArg(info, 0, op, "q"), tensorArg(info, 1, op, "k"), tensorArg(info, 2, op, "v"),
+                                        tensorArg(info, 3, op, "sequenceIds"), optionalNumberArg(info, 4, op, "scale"));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("out", NativeTensor::wrap(env, r.out));
+    o.Set("logsumexp", NativeTensor::wrap(env, r.logsumexp));
+    return o;
+  });
+}
+
+// causalAttentionBackward(q, k, v, sequenceIds, out, logsumexp, gradOut, scale?) -> {gradQ, gradK, gradV}
+Napi::Value causalAttentionBackwardJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const char* op = "causalAttentionBackward";
+    AttentionGrads r = causalAttentionBackward(
+        tensorArg(info, 0, op, "q"), tensorArg(info, 1, op, "k"), tensorArg(info, 2, op, "v"),
+        tensorArg(info, 3, op, "sequenceIds"), tensorArg(info, 4, op, "out"), tensorArg(info, 5, op, "logsumexp"),
+        tensorArg(info, 6, op, "gradOut"), optionalNumberArg(info, 7, op, "scale"));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("gradQ", NativeTensor::wrap(env, r.gradQ));
+    o.Set("gradK", NativeTensor::wrap(env, r.gradK));
+    o.Set("gradV", NativeTensor::wrap(env, r.gradV));
+    return o;
+  });
+}
+
 Napi::Value memoryStatsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -660,6 +720,10 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("ropeBackward", Napi::Function::New<ropeBackwardJs>(env, "ropeBackward"));
   exports.Set("embedding", Napi::Function::New<embeddingJs>(env, "embedding"));
   exports.Set("embeddingBackward", Napi::Function::New<embeddingBackwardJs>(env, "embeddingBackward"));
+  exports.Set("sumOfSquares", Napi::Function::New<sumOfSquaresJs>(env, "sumOfSquares"));
+  exports.Set("adamwStep", Napi::Function::New<adamwStepJs>(env, "adamwStep"));
+  exports.Set("causalAttention", Napi::Function::New<causalAttentionJs>(env, "causalAttention"));
+  exports.Set("causalAttentionBackward", Napi::Function::New<causalAttentionBackwardJs>(env, "causalAttentionBackward"));
   exports.Set("memoryStats", Napi::Function::New<memoryStatsJs>(env, "memoryStats"));
   exports.Set("resetPeakMemory", Napi::Function::New<resetPeakMemoryJs>(env, "resetPeakMemory"));
   return exports;

@@ -1,0 +1,162 @@
+// causalAttention: argument checks, the sequence start / end arrays, allocation and dispatch to the
+// CPU or CUDA kernels (maths in attention.h).
+#include "attention.h"
+
+#include <cmath>
+#include <unordered_set>
+#include <vector>
+
+#include "../../core/check.h"
+#include "../../core/cuda_backend.h"
+
+namespace osp {
+
+namespace {
+
+struct Dims {
+  int64_t T, H, Hkv, Dh;
+  double scale;
+};
+
+Dims checkArgs(const ArgCheck& c, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& ids,
+               std::optional<double> scale) {
+  c.dims(q, "q", 3);
+  c.contiguous(q, "q");
+  if (q.device == Device::CPU) c.dtype(q, "q", {DType::F32, DType::F64});
+  else c.dtype(q, "q", {DType::F32, DType::BF16});
+  const int64_t T = q.shape[0], H = q.shape[1], Dh = q.shape[2];
+  for (auto [t, name] : {std::pair<const Tensor*, const char*>{&k, "k"}, {&v, "v"}}) {
+    c.dims(*t, name, 3);
+    c.contiguous(*t, name);
+    c.sameDevice(q, "q", *t, name);
+    c.sameDtype(q, "q", *t, name);
+    c.size(*t, name, 0, T, "one row per token of q");
+    c.size(*t, name, 2, Dh, "the head dimension of q");
+  }
+  const int64_t Hkv = k.shape[1];
+  c.size(v, "v", 1, Hkv, "the kv heads of k");
+  if (Hkv < 1 || H % Hkv != 0)
+    typeError(c.prefix("k") + " has shape " + shapeString(k.shape) + " (" + std::to_string(Hkv) +
+              " kv heads); expected a number of kv heads >= 1 that divides q's " + std::to_string(H) + " heads");
+  if (q.device == Device::CUDA && Dh > 1024)
+    typeError(c.prefix("q") + " has shape " + shapeString(q.shape) + "; expected a head dimension <= 1024 on cuda");
+  c.dims(ids, "sequenceIds", 1);
+  c.contiguous(ids, "sequenceIds");
+  c.dtype(ids, "sequenceIds", {DType::I32});
+  c.sameDevice(q, "q", ids, "sequenceIds");
+  c.size(ids, "sequenceIds", 0, T, "one sequence id per token of q");
+  double s = Dh > 0 ? 1.0 / std::sqrt(double(Dh)) : 1.0;
+  if (scale) {
+    c.finite(*scale, "scale");
+    if (!(*scale > 0)) rangeError(c.prefix("scale") + " is " + formatNumber(*scale) + "; expected a number > 0");
+    s = *scale;
+  }
+  return {T, H, Hkv, Dh, s};
+}
+
+// starts[i], ends[i] on the host from a host copy of the ids; a RangeError names the first id that
+// reappears after another sequence started.
+void sequenceBounds(const ArgCheck& c, const Tensor& ids, std::vector<int32_t>& starts, std::vector<int32_t>& ends) {
+  const int64_t T = ids.shape[0];
+  std::vector<int32_t> h(static_cast<size_t>(T));
+  if (T > 0) toHost(ids, h.data());
+  starts.resize(static_cast<size_t>(T));
+  ends.resize(static_cast<size_t>(T));
+  std::unordered_set<int32_t> done;
+  int64_t s = 0;
+  for (int64_t i = 0; i <= T; i++) {
+    if (i < T && i > 0 && h[i] == h[i - 1]) continue;
+    for (int64_t j = s; j < i; j++) {
+      starts[j] = static_cast<int32_t>(s);
+      ends[j] = static_cast<int32_t>(i);
+    }
+    if (i == T) break;
+    if (i > 0) done.insert(h[i - 1]);
+    if (done.count(h[i]))
+      rangeError(std::string(c.op) + ": sequenceIds[" + std::to_string(i) + "] = " + std::to_string(h[i]) +
+                 " reappears after sequence " + std::to_string(h[i - 1]) +
+                 " started; expected the tokens of each sequence to be contiguous");
+    s = i;
+  }
+}
+
+Tensor deviceInts(const std::vector<int32_t>& a, Device d) {
+  return fromHost(a.data(), {static_cast<int64_t>(a.size())}, DType::I32, d);
+}
+
+}  // namespace
+
+AttentionResult causalAttention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& ids,
+                                std::optional<double> scale) {
+  ArgCheck c{"causalAttention"};
+  const Dims d = checkArgs(c, q, k, v, ids, scale);
+  std::vector<int32_t> starts, ends;
+  sequenceBounds(c, ids, starts, ends);
+  const DType lseType = q.dtype == DType::F64 ? DType::F64 : DType::F32;
+  AttentionResult r{Tensor::empty(q.shape, q.dtype, q.device), Tensor::empty({d.T, d.H}, lseType, q.device)};
+  if (d.T == 0 || d.H == 0) return r;
+  if (q.device == Device::CPU) {
+    if (q.dtype == DType::F64)
+      attention::forwardCpu(q.data<double>(), k.data<double>(), v.data<double>(), starts.data(), r.out.data<double>(),
+                            r.logsumexp.data<double>(), d.T, d.H, d.Hkv, d.Dh, d.scale);
+    else
+      attention::forwardCpu(q.data<float>(), k.data<float>(), v.data<float>(), starts.data(), r.out.data<float>(),
+                            r.logsumexp.data<float>(), d.T, d.H, d.Hkv, d.Dh, d.scale);
+  } else {
+#ifdef OSP_WITH_CUDA
+    Tensor st = deviceInts(starts, q.device);
+    attention::forwardCuda(q.raw(), k.raw(), v.raw(), st.data<int32_t>(), r.out.raw(), r.logsumexp.data<float>(),
+                           q.dtype == DType::BF16, d.T, d.H, d.Hkv, d.Dh, static_cast<float>(d.scale));
+    cuda::checkLaunch(c.op);
+#endif
+  }
+  return r;
+}
+
+AttentionGrads causalAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& ids,
+                                       const Tensor& out, const Tensor& lse, const Tensor& gradOut,
+                                       std::optional<double> scale) {
+  ArgCheck c{"causalAttentionBackward"};
+  const Dims d = checkArgs(c, q, k, v, ids, scale);
+  for (auto [t, name] : {std::pair<const Tensor*, const char*>{&out, "out"}, {&gradOut, "gradOut"}}) {
+    c.dims(*t, name, 3);
+    c.contiguous(*t, name);
+    c.sameDevice(q, "q", *t, name);
+    c.sameDtype(q, "q", *t, name);
+    for (int64_t i = 0; i < 3; i++) c.size(*t, name, i, q.shape[i], "the shape of q");
+  }
+  c.dims(lse, "logsumexp", 2);
+  c.contiguous(lse, "logsumexp");
+  c.sameDevice(q, "q", lse, "logsumexp");
+  c.dtype(lse, "logsumexp", {q.dtype == DType::F64 ? DType::F64 : DType::F32});
+  c.size(lse, "logsumexp", 0, d.T, "one row per token of q");
+  c.size(lse, "logsumexp", 1, d.H, "one value per head of q");
+  std::vector<int32_t> starts, ends;
+  sequenceBounds(c, ids, starts, ends);
+  AttentionGrads r{Tensor::zeros(q.shape, q.dtype, q.device), Tensor::zeros(k.shape, q.dtype, q.device),
+                   Tensor::zeros(v.shape, q.dtype, q.device)};
+  if (d.T == 0 || d.H == 0) return r;
+  if (q.device == Device::CPU) {
+    if (q.dtype == DType::F64)
+      attention::backwardCpu(q.data<double>(), k.data<double>(), v.data<double>(), starts.data(), ends.data(),
+                             out.data<double>(), lse.data<double>(), gradOut.data<double>(), r.gradQ.data<double>(),
+                             r.gradK.data<double>(), r.gradV.data<double>(), d.T, d.H, d.Hkv, d.Dh, d.scale);
+    else
+      attention::backwardCpu(q.data<float>(), k.data<float>(), v.data<float>(), starts.data(), ends.data(),
+                             out.data<float>(), lse.data<float>(), gradOut.data<float>(), r.gradQ.data<float>(),
+                             r.gradK.data<float>(), r.gradV.data<float>(), d.T, d.H, d.Hkv, d.Dh, d.scale);
+  } else {
+#ifdef OSP_WITH_CUDA
+    Tensor st = deviceInts(starts, q.device), en = deviceInts(ends, q.device);
+    Tensor delta = Tensor::empty({d.T, d.H}, DType::F32, q.device);
+    attention::backwardCuda(q.raw(), k.raw(), v.raw(), st.data<int32_t>(), en.data<int32_t>(), out.raw(),
+                            lse.data<float>(), gradOut.raw(), r.gradQ.raw(), r.gradK.raw(), r.gradV.raw(),
+                            delta.data<float>(), q.dtype == DType::BF16, d.T, d.H, d.Hkv, d.Dh,
+                            static_cast<float>(d.scale));
+    cuda::checkLaunch(c.op);
+#endif
+  }
+  return r;
+}
+
+}  // namespace osp

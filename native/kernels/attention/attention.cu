@@ -1,0 +1,224 @@
+// CUDA causal attention (maths in attention.h): one 128-thread block (4 warps) per (query, head)
+// for the forward and dq, one per (key, kv head) for dk/dv. Each warp takes every 4th key (or
+// (head, query) item), reduces its dot products with shuffles, and keeps its own online-softmax
+// state and Dh-wide accumulators in shared memory; the warps are merged in order at the end, so
+// results are deterministic. f32 arithmetic on f32 or bf16 storage; lse and the D scratch in f32.
+#include "../../core/cuda_common.cuh"
+#include "attention.h"
+
+namespace osp::attention {
+
+namespace {
+
+using osp::cuda::fromFloat;
+using osp::cuda::toFloat;
+
+constexpr int kWarps = 4;
+constexpr int kBlock = 32 * kWarps;
+
+__device__ __forceinline__ float warpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// a (shared, f32) . b (global row), over one warp; every lane gets the result.
+template <typename T>
+__device__ __forceinline__ float warpDot(const float* a, const T* b, int64_t Dh, int lane) {
+  float s = 0.f;
+  for (int64_t d = lane; d < Dh; d += 32) s += a[d] * toFloat(b[d]);
+  return warpSum(s);
+}
+
+template <typename T>
+__device__ __forceinline__ float warpDotG(const T* a, const T* b, int64_t Dh, int lane) {
+  float s = 0.f;
+  for (int64_t d = lane; d < Dh; d += 32) s += toFloat(a[d]) * toFloat(b[d]);
+  return warpSum(s);
+}
+
+// Shared layout: q[Dh] (pre-scaled), acc[kWarps][Dh], m[kWarps], l[kWarps].
+template <typename T>
+__global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ q, const T* __restrict__ k,
+                                                        const T* __restrict__ v, const int32_t* __restrict__ starts,
+                                                        T* __restrict__ out, float* __restrict__ lse, int64_t H, int64_t Hkv,
+                                                        int64_t Dh, float scale) {
+  extern __shared__ float sh[];
+  float* qs = sh;
+  float* acc = sh + Dh;
+  float* wm = acc + kWarps * Dh;
+  float* wl = wm + kWarps;
+  const int64_t n = blockIdx.x, i = n / H, h = n % H, g = h / (H / Hkv);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int64_t d = threadIdx.x; d < Dh; d += kBlock) qs[d] = toFloat(q[n * Dh + d]) * scale;
+  float* a = acc + warp * Dh;
+  for (int64_t d = lane; d < Dh; d += 32) a[d] = 0.f;
+  __syncthreads();
+  float m = -INFINITY, l = 0.f;
+  for (int64_t j = starts[i] + warp; j <= i; j += kWarps) {
+    const float s = warpDot(qs, k + (j * Hkv + g) * Dh, Dh, lane);
+    const float mn = fmaxf(m, s), c = expf(m - mn), p = expf(s - mn);
+    l = l * c + p;
+    const T* vj = v + (j * Hkv + g) * Dh;
+    for (int64_t d = lane; d < Dh; d += 32) a[d] = a[d] * c + p * toFloat(vj[d]);
+    m = mn;
+  }
+  if (lane == 0) {
+    wm[warp] = m;
+    wl[warp] = l;
+  }
+  __syncthreads();
+  float M = wm[0];  // warp 0 always sees key starts[i] <= i: M is finite
+  for (int w = 1; w < kWarps; w++) M = fmaxf(M, wm[w]);
+  float L = 0.f, f[kWarps];
+  for (int w = 0; w < kWarps; w++) {
+    f[w] = wm[w] == -INFINITY ? 0.f : expf(wm[w] - M);
+    L += wl[w] * f[w];
+  }
+  for (int64_t d = threadIdx.x; d < Dh; d += kBlock) {
+    float o = 0.f;
+    for (int w = 0; w < kWarps; w++) o += acc[w * Dh + d] * f[w];
+    out[n * Dh + d] = fromFloat<T>(o / L);
+  }
+  if (threadIdx.x == 0) lse[n] = M + logf(L);
+}
+
+// delta[n] = dO_n . o_n, one warp per (token, head) row.
+template <typename T>
+__global__ void deltaKernel(const T* __restrict__ gradOut, const T* __restrict__ out, float* __restrict__ delta, int64_t rows,
+                            int64_t Dh) {
+  const int64_t n = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (n >= rows) return;
+  const float s = warpDotG(gradOut + n * Dh, out + n * Dh, Dh, threadIdx.x & 31);
+  if ((threadIdx.x & 31) == 0) delta[n] = s;
+}
+
+// dq: shared q[Dh] (unscaled), dO[Dh], acc[kWarps][Dh].
+template <typename T>
+__global__ void __launch_bounds__(kBlock) dqKernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                                                   const int32_t* __restrict__ starts, const float* __restrict__ lse,
+                                                   const float* __restrict__ delta, const T* __restrict__ gradOut,
+                                                   T* __restrict__ dq, int64_t H, int64_t Hkv, int64_t Dh, float scale) {
+  extern __shared__ float sh[];
+  float* qs = sh;
+  float* gs = sh + Dh;
+  float* acc = gs + Dh;
+  const int64_t n = blockIdx.x, i = n / H, h = n % H, g = h / (H / Hkv);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int64_t d = threadIdx.x; d < Dh; d += kBlock) {
+    qs[d] = toFloat(q[n * Dh + d]);
+    gs[d] = toFloat(gradOut[n * Dh + d]);
+  }
+  float* a = acc + warp * Dh;
+  for (int64_t d = lane; d < Dh; d += 32) a[d] = 0.f;
+  __syncthreads();
+  const float l = lse[n], D = delta[n];
+  for (int64_t j = starts[i] + warp; j <= i; j += kWarps) {
+    const T* kj = k + (j * Hkv + g) * Dh;
+    const float p = expf(scale * warpDot(qs, kj, Dh, lane) - l);
+    const float ds = p * (warpDot(gs, v + (j * Hkv + g) * Dh, Dh, lane) - D);
+    for (int64_t d = lane; d < Dh; d += 32) a[d] += ds * toFloat(kj[d]);
+  }
+  __syncthreads();
+  for (int64_t d = threadIdx.x; d < Dh; d += kBlock) {
+    float s = 0.f;
+    for (int w = 0; w < kWarps; w++) s += acc[w * Dh + d];
+    dq[n * Dh + d] = fromFloat<T>(scale * s);
+  }
+}
+
+// dk, dv: shared k[Dh], v[Dh], ak[kWarps][Dh], av[kWarps][Dh]. Items (h, i) of the group's heads and
+// the key's later queries, heads outer; warp w takes items w, w + 4, ...
+template <typename T>
+__global__ void __launch_bounds__(kBlock) dkvKernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                                                    const int32_t* __restrict__ ends, const float* __restrict__ lse,
+                                                    const float* __restrict__ delta, const T* __restrict__ gradOut,
+                                                    T* __restrict__ dk, T* __restrict__ dv, int64_t H, int64_t Hkv, int64_t Dh,
+                                                    float scale) {
+  extern __shared__ float sh[];
+  float* ks = sh;
+  float* vs = sh + Dh;
+  float* ak = vs + Dh;
+  float* av = ak + kWarps * Dh;
+  const int64_t n = blockIdx.x, j = n / Hkv, g = n % Hkv, group = H / Hkv;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int64_t d = threadIdx.x; d < Dh; d += kBlock) {
+    ks[d] = toFloat(k[n * Dh + d]);
+    vs[d] = toFloat(v[n * Dh + d]);
+  }
+  float* a = ak + warp * Dh;
+  float* b = av + warp * Dh;
+  for (int64_t d = lane; d < Dh; d += 32) a[d] = b[d] = 0.f;
+  __syncthreads();
+  const int64_t nq = ends[j] - j;
+  for (int64_t it = warp; it < group * nq; it += kWarps) {
+    const int64_t h = g * group + it / nq, i = j + it % nq, r = i * H + h;
+    const T* qi = q + r * Dh;
+    const T* gi = gradOut + r * Dh;
+    const float p = expf(scale * warpDot(ks, qi, Dh, lane) - lse[r]);
+    const float ds = p * (warpDot(vs, gi, Dh, lane) - delta[r]);
+    for (int64_t d = lane; d < Dh; d += 32) {
+      a[d] += ds * toFloat(qi[d]);
+      b[d] += p * toFloat(gi[d]);
+    }
+  }
+  __syncthreads();
+  for (int64_t d = threadIdx.x; d < Dh; d += kBlock) {
+    float sk = 0.f, sv = 0.f;
+    for (int w = 0; w < kWarps; w++) {
+      sk += ak[w * Dh + d];
+      sv += av[w * Dh + d];
+    }
+    dk[n * Dh + d] = fromFloat<T>(scale * sk);
+    dv[n * Dh + d] = fromFloat<T>(sv);
+  }
+}
+
+template <typename T>
+void launchForward(const T* q, const T* k, const T* v, const int32_t* starts, T* out, float* lse, int64_t T_, int64_t H,
+                   int64_t Hkv, int64_t Dh, float scale) {
+  const size_t shm = sizeof(float) * size_t(Dh * (1 + kWarps) + 2 * kWarps);
+  forwardKernel<T><<<static_cast<unsigned>(T_ * H), kBlock, shm, osp::cuda::stream()>>>(q, k, v, starts, out, lse, H, Hkv,
+                                                                                         Dh, scale);
+}
+
+template <typename T>
+void launchBackward(const T* q, const T* k, const T* v, const int32_t* starts, const int32_t* ends, const T* out,
+                    const float* lse, const T* gradOut, T* dq, T* dk, T* dv, float* delta, int64_t T_, int64_t H,
+                    int64_t Hkv, int64_t Dh, float scale) {
+  auto s = osp::cuda::stream();
+  const int64_t rows = T_ * H;
+  deltaKernel<T><<<static_cast<unsigned>((rows + kWarps - 1) / kWarps), kBlock, 0, s>>>(gradOut, out, delta, rows, Dh);
+  dqKernel<T><<<static_cast<unsigned>(rows), kBlock, sizeof(float) * size_t(Dh * (2 + kWarps)), s>>>(
+      q, k, v, starts, lse, delta, gradOut, dq, H, Hkv, Dh, scale);
+  dkvKernel<T><<<static_cast<unsigned>(T_ * Hkv), kBlock, sizeof(float) * size_t(Dh * (2 + 2 * kWarps)), s>>>(
+      q, k, v, ends, lse, delta, gradOut, dk, dv, H, Hkv, Dh, scale);
+}
+
+}  // namespace
+
+void forwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, void* out, float* lse, bool isBf16,
+                 int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale) {
+  using B = __nv_bfloat16;
+  if (isBf16)
+    launchForward(static_cast<const B*>(q), static_cast<const B*>(k), static_cast<const B*>(v), starts, static_cast<B*>(out),
+                  lse, T_, H, Hkv, Dh, scale);
+  else
+    launchForward(static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v), starts,
+                  static_cast<float*>(out), lse, T_, H, Hkv, Dh, scale);
+}
+
+void backwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, const void* out,
+                  const float* lse, const void* gradOut, void* dq, void* dk, void* dv, float* delta, bool isBf16, int64_t T_,
+                  int64_t H, int64_t Hkv, int64_t Dh, float scale) {
+  using B = __nv_bfloat16;
+  if (isBf16)
+    launchBackward(static_cast<const B*>(q), static_cast<const B*>(k), static_cast<const B*>(v), starts, ends,
+                   static_cast<const B*>(out), lse, static_cast<const B*>(gradOut), static_cast<B*>(dq),
+                   static_cast<B*>(dk), static_cast<B*>(dv), delta, T_, H, Hkv, Dh, scale);
+  else
+    launchBackward(static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v), starts, ends,
+                   static_cast<const float*>(out), lse, static_cast<const float*>(gradOut), static_cast<float*>(dq),
+                   static_cast<float*>(dk), static_cast<float*>(dv), delta, T_, H, Hkv, Dh, scale);
+}
+
+}  // namespace osp::attention

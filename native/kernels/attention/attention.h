@@ -1,0 +1,74 @@
+// Causal self-attention with grouped-query heads over a packed batch of variable-length sequences
+// (no padding). q [T, H, Dh], k and v [T, Hkv, Dh], sequenceIds [T] i32: the tokens of one sequence
+// are contiguous and in order (ids need not be sorted, but an id may not reappear after another
+// sequence started: a RangeError naming sequenceIds[i]). H % Hkv == 0 and query head h reads kv
+// head g(h) = h / (H / Hkv). With s(i) the first token of i's sequence and e(i) one past its last,
+// token i attends to j in [s(i), i]:
+//   S_ij = scale q_i,h . k_j,g,   lse_i,h = log sum_j exp(S_ij),   P_ij = exp(S_ij - lse_i,h),
+//   o_i,h = sum_j P_ij v_j,g,     scale = 1 / sqrt(Dh) unless given (finite, > 0).
+// The forward returns o [T, H, Dh] in q's dtype and lse [T, H] (f64 for f64 inputs, else f32).
+// The backward (FlashAttention-2's) recomputes P from lse: with D_i,h = dO_i,h . o_i,h,
+// dP_ij = dO_i,h . v_j,g and dS_ij = P_ij (dP_ij - D_i,h):
+//   dq_i,h = scale sum_{j in [s(i), i]} dS_ij k_j,g
+//   dk_j,g = scale sum_{h in g} sum_{i in [j, e(j))} dS_ij q_i,h    (heads, then queries, in order)
+//   dv_j,g =       sum_{h in g} sum_{i in [j, e(j))} P_ij dO_i,h
+// Each output element is owned by one thread or block that sums in a fixed order (no atomics), so
+// results are deterministic on cpu and cuda and do not depend on OSP_NUM_THREADS.
+//
+// Cost, with N = sum over sequences of len (len + 1) / 2 query-key pairs: forward 4 N H Dh flops
+// (2 for the scores, 2 for P v), backward about 10 N H Dh (scores and dP recomputed for dq and again
+// for dk/dv, plus dq, dk, dv). Bytes: the naive kernels re-read k and v once per query (forward,
+// dq) and q and dO once per key (dk/dv), N H Dh elements each; compute-bound only for long
+// sequences, and far from a tiled FlashAttention (this is the simple reference-grade version).
+//
+// CPU (f32, f64): parallelFor over (token, head) pairs for o, lse and dq, and over (token, kv head)
+// for dk, dv; every sum in double. f64 is the ground truth. CUDA (f32 or bf16 storage, f32
+// arithmetic): one 128-thread block per (query, head) in the forward and for dq, one per (key, kv
+// head) for dk/dv; each of the 4 warps takes every 4th key (or (head, query) item), keeps its own
+// online-softmax state / accumulators in shared memory, and the warps are merged in order. The
+// dispatch copies sequenceIds to the host once to check contiguity and build the per-token
+// sequence start and end arrays (a host round trip of 4 T bytes per call), then uploads them.
+// Pinned by test/attention.test.ts (plain-TS f64 reference, packing isolation, finite
+// differences, f32 vs f64, thread-count determinism, argument checks) and test/gpu.test.ts.
+#pragma once
+#include <cstdint>
+#include <optional>
+
+#include "../../core/tensor.h"
+
+namespace osp {
+
+struct AttentionResult {
+  Tensor out, logsumexp;
+};
+struct AttentionGrads {
+  Tensor gradQ, gradK, gradV;
+};
+
+// scale: nullopt = 1 / sqrt(Dh).
+AttentionResult causalAttention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& sequenceIds,
+                                std::optional<double> scale);
+AttentionGrads causalAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& sequenceIds,
+                                       const Tensor& out, const Tensor& logsumexp, const Tensor& gradOut,
+                                       std::optional<double> scale);
+
+namespace attention {
+
+// starts[i] / ends[i]: first token of i's sequence / one past its last; lse in the inputs' dtype.
+template <typename T>
+void forwardCpu(const T* q, const T* k, const T* v, const int32_t* starts, T* out, T* lse, int64_t T_, int64_t H,
+                int64_t Hkv, int64_t Dh, double scale);
+template <typename T>
+void backwardCpu(const T* q, const T* k, const T* v, const int32_t* starts, const int32_t* ends, const T* out, const T* lse,
+                 const T* gradOut, T* dq, T* dk, T* dv, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, double scale);
+
+// CUDA: q, k, v, out, gradOut, dq, dk, dv in f32 or bf16 (isBf16); lse f32; delta an f32 [T, H]
+// scratch; starts, ends on the device. Queued on the osp stream.
+void forwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, void* out, float* lse, bool isBf16,
+                 int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale);
+void backwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, const void* out,
+                  const float* lse, const void* gradOut, void* dq, void* dk, void* dv, float* delta, bool isBf16, int64_t T_,
+                  int64_t H, int64_t Hkv, int64_t Dh, float scale);
+
+}  // namespace attention
+}  // namespace osp

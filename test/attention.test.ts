@@ -1,0 +1,380 @@
+// causalAttention and its backward on the cpu: packed variable-length sequences, grouped-query heads.
+// f64 against a plain-TS f64 reference (naive softmax per query over its allowed keys, 1e-12
+// relative), packing isolation (each sequence alone gives the same rows, bitwise), the backward
+// against central finite differences of L = sum(G ⊙ out) in f64 with Richardson extrapolation,
+// f32 against the f64 op (1e-5 relative), bitwise determinism under OSP_NUM_THREADS=1 and 2, and
+// the argument checks.
+import { spawnSync } from 'child_process';
+import path from 'path';
+
+import { Tensor, scope, tensor } from '../src/tensor';
+import * as ops from '../src/ops';
+import { caught } from './helpers/errors';
+import { normals, seeded } from './helpers/random';
+
+type FloatType = 'f32' | 'f64';
+const cpu = { device: 'cpu' } as const;
+
+const f = (a: ArrayLike<number>, shape: number[], dtype: FloatType = 'f64'): Tensor =>
+  tensor(dtype === 'f64' ? Float64Array.from(a) : Float32Array.from(a), shape, cpu);
+const ints = (a: ArrayLike<number>): Tensor => tensor(Int32Array.from(a), [a.length], cpu);
+const read = (t: Tensor): Float64Array => Float64Array.from(t.toArray());
+const f32 = (a: ArrayLike<number>): Float64Array => Float64Array.from(a, (v) => Math.fround(v));
+const maxAbs = (x: ArrayLike<number>) => Array.from(x).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+};
+
+/** Fails naming the first element with |got - want| > rel * max(|want|, floor) (NaN fails). */
+function expectRel(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, floor: number, what: string): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    const tol = rel * Math.max(Math.abs(want[i]), floor);
+    if (!(Math.abs(got[i] - want[i]) <= tol)) {
+      throw new Error(`${what}: at [${i}] expected ${want[i]}, got ${got[i]} (|err| ${Math.abs(got[i] - want[i])} > ${tol})`);
+    }
+  }
+}
+
+interface Problem {
+  T: number;
+  H: number;
+  Hkv: number;
+  Dh: number;
+  ids: Int32Array;
+}
+
+/** Sequence ids for packed lengths; ids deliberately not sorted (7, 3, 9, ...). */
+function packedIds(lengths: number[]): Int32Array {
+  const labels = [7, 3, 9, 0, 12, 5];
+  const ids: number[] = [];
+  lengths.forEach((len, s) => {
+    for (let i = 0; i < len; i++) ids.push(labels[s % labels.length] + 20 * Math.floor(s / labels.length));
+  });
+  return Int32Array.from(ids);
+}
+
+/** Plain f64 reference: for each (i, h) a naive softmax over the keys j <= i of i's sequence. */
+function refAttention(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, p: Problem, scale: number) {
+  const { T, H, Hkv, Dh, ids } = p;
+  const out = new Float64Array(T * H * Dh);
+  const lse = new Float64Array(T * H);
+  for (let i = 0; i < T; i++) {
+    for (let h = 0; h < H; h++) {
+      const g = Math.floor(h / (H / Hkv));
+      const keys: number[] = [];
+      for (let j = 0; j <= i; j++) {
+        let same = true;
+        for (let t = j; t <= i; t++) if (ids[t] !== ids[i]) same = false;
+        if (same) keys.push(j);
+      }
+      const s = keys.map((j) => {
+        let d = 0;
+        for (let c = 0; c < Dh; c++) d += q[(i * H + h) * Dh + c] * k[(j * Hkv + g) * Dh + c];
+        return scale * d;
+      });
+      const m = Math.max(...s);
+      const e = s.map((x) => Math.exp(x - m));
+      const z = e.reduce((a, b) => a + b, 0);
+      lse[i * H + h] = m + Math.log(z);
+      keys.forEach((j, n) => {
+        for (let c = 0; c < Dh; c++) out[(i * H + h) * Dh + c] += (e[n] / z) * v[(j * Hkv + g) * Dh + c];
+      });
+    }
+  }
+  return { out, lse };
+}
+
+function draw(next: () => number, p: Problem) {
+  return {
+    q: normals(next, p.T * p.H * p.Dh),
+    k: normals(next, p.T * p.Hkv * p.Dh),
+    v: normals(next, p.T * p.Hkv * p.Dh),
+    G: normals(next, p.T * p.H * p.Dh),
+  };
+}
+
+function forward(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, p: Problem, dtype: FloatType = 'f64', scale?: number) {
+  return scope(() => {
+    const r = ops.causalAttention(f(q, [p.T, p.H, p.Dh], dtype), f(k, [p.T, p.Hkv, p.Dh], dtype), f(v, [p.T, p.Hkv, p.Dh], dtype), ints(p.ids), { scale });
+    expect(r.out.shape).toEqual([p.T, p.H, p.Dh]);
+    expect(r.out.dtype).toBe(dtype);
+    expect(r.logsumexp.shape).toEqual([p.T, p.H]);
+    expect(r.logsumexp.dtype).toBe(dtype);
+    return { out: read(r.out), lse: read(r.logsumexp) };
+  });
+}
+
+function backward(x: ReturnType<typeof draw>, p: Problem, dtype: FloatType = 'f64', scale?: number) {
+  return scope(() => {
+    const q = f(x.q, [p.T, p.H, p.Dh], dtype);
+    const k = f(x.k, [p.T, p.Hkv, p.Dh], dtype);
+    const v = f(x.v, [p.T, p.Hkv, p.Dh], dtype);
+    const ids = ints(p.ids);
+    const r = ops.causalAttention(q, k, v, ids, { scale });
+    const g = ops.causalAttentionBackward(q, k, v, ids, r.out, r.logsumexp, f(x.G, [p.T, p.H, p.Dh], dtype), { scale });
+    expect(g.gradQ.shape).toEqual([p.T, p.H, p.Dh]);
+    expect(g.gradK.shape).toEqual([p.T, p.Hkv, p.Dh]);
+    expect(g.gradV.shape).toEqual([p.T, p.Hkv, p.Dh]);
+    return { out: read(r.out), lse: read(r.logsumexp), dq: read(g.gradQ), dk: read(g.gradK), dv: read(g.gradV) };
+  });
+}
+
+const HEADS: [number, number][] = [
+  [4, 2],
+  [4, 4],
+  [4, 1],
+];
+const LENGTHS = [1, 5, 17];
+
+describe('causalAttention forward', () => {
+  const { next } = seeded('attention forward');
+
+  for (const [H, Hkv] of HEADS) {
+    it(`f64 matches the plain-TS reference to 1e-12 (lengths ${LENGTHS.join(', ')}, H=${H}, Hkv=${Hkv}, Dh=8)`, () => {
+      const ids = packedIds(LENGTHS);
+      const p: Problem = { T: ids.length, H, Hkv, Dh: 8, ids };
+      const x = draw(next, p);
+      const got = forward(x.q, x.k, x.v, p);
+      const want = refAttention(x.q, x.k, x.v, p, 1 / Math.sqrt(8));
+      // Floor 1e-3: entries of out that cancel to ~0 carry roundings of the size of the N(0, 1) terms.
+      expectRel(got.out, want.out, 1e-12, 1e-3, `out H=${H} Hkv=${Hkv}`);
+      expectRel(got.lse, want.lse, 1e-12, 1e-3, `logsumexp H=${H} Hkv=${Hkv}`);
+    });
+  }
+
+  it('scale overrides 1/sqrt(Dh); the default equals passing 1/sqrt(Dh)', () => {
+    const ids = packedIds([3, 6]);
+    const p: Problem = { T: ids.length, H: 2, Hkv: 1, Dh: 5, ids };
+    const x = draw(next, p);
+    expectRel(forward(x.q, x.k, x.v, p, 'f64', 0.7).out, refAttention(x.q, x.k, x.v, p, 0.7).out, 1e-12, 1e-3, 'scale 0.7');
+    expect(forward(x.q, x.k, x.v, p, 'f64', 1 / Math.sqrt(5)).out).toEqual(forward(x.q, x.k, x.v, p).out);
+  });
+
+  it('the first token of each sequence attends only to itself: out = v, logsumexp = its own score', () => {
+    const ids = packedIds([1, 1, 4]);
+    const p: Problem = { T: ids.length, H: 2, Hkv: 2, Dh: 3, ids };
+    const x = draw(next, p);
+    const got = forward(x.q, x.k, x.v, p);
+    for (const i of [0, 1, 2]) {
+      for (let h = 0; h < 2; h++) {
+        for (let c = 0; c < 3; c++) expect(got.out[(i * 2 + h) * 3 + c]).toBe(x.v[(i * 2 + h) * 3 + c]);
+      }
+    }
+  });
+
+  it('packing does not leak across sequences: each sequence alone gives the same rows, bitwise', () => {
+    for (const [H, Hkv] of HEADS) {
+      const lengths = [5, 1, 17, 4];
+      const ids = packedIds(lengths);
+      const p: Problem = { T: ids.length, H, Hkv, Dh: 8, ids };
+      const x = draw(next, p);
+      const packed = forward(x.q, x.k, x.v, p);
+      let t0 = 0;
+      for (const len of lengths) {
+        const sq = { T: len, H, Hkv, Dh: 8, ids: new Int32Array(len) };
+        const slice = (a: Float64Array, w: number) => a.subarray(t0 * w, (t0 + len) * w);
+        const alone = forward(slice(x.q, H * 8), slice(x.k, Hkv * 8), slice(x.v, Hkv * 8), sq);
+        expect(Array.from(alone.out)).toEqual(Array.from(slice(packed.out, H * 8)));
+        expect(Array.from(alone.lse)).toEqual(Array.from(slice(packed.lse, H)));
+        t0 += len;
+      }
+    }
+  });
+
+  it('T = 0 gives empty outputs', () => {
+    const p: Problem = { T: 0, H: 4, Hkv: 2, Dh: 8, ids: new Int32Array(0) };
+    const got = forward([], [], [], p);
+    expect(got.out.length).toBe(0);
+    expect(got.lse.length).toBe(0);
+  });
+});
+
+/**
+ * Central difference with one Richardson step, as in test/modelOps.test.ts: (4 D(h/2) - D(h)) / 3
+ * has O(h^4) truncation (~1e-12 at h = 1e-3) and a rounding error of about u |L| / h ~ 1e-11 for
+ * the |L| ~ 30 here.
+ */
+function richardson(L: (x: Float64Array) => number, x: Float64Array, i: number, hStep = 1e-3): number {
+  const d = (hh: number) => {
+    const plus = Float64Array.from(x);
+    const minus = Float64Array.from(x);
+    plus[i] += hh;
+    minus[i] -= hh;
+    return (L(plus) - L(minus)) / (2 * hh);
+  };
+  return (4 * d(hStep / 2) - d(hStep)) / 3;
+}
+
+/** Rule for the backward: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, FD_FLOOR). */
+const FD_FLOOR = 1e-3;
+function expectGradient(which: string, analytic: Float64Array, L: (x: Float64Array) => number, x: Float64Array, next: () => number, samples = 12): void {
+  expect(analytic.length).toBe(x.length);
+  const picks = Array.from({ length: samples }, () => Math.floor(next() * x.length));
+  for (const i of picks) {
+    const fd = richardson(L, x, i);
+    const err = Math.abs(fd - analytic[i]);
+    if (!(err <= 1e-6 * Math.max(Math.abs(fd), Math.abs(analytic[i]), FD_FLOOR))) {
+      throw new Error(`${which}[${i}]: finite difference ${fd}, analytic ${analytic[i]}`);
+    }
+  }
+}
+
+describe('causalAttentionBackward', () => {
+  const { next } = seeded('attention backward');
+
+  for (const [H, Hkv] of HEADS) {
+    it(`dq, dk, dv match finite differences of sum(G * out) in f64 (H=${H}, Hkv=${Hkv})`, () => {
+      const ids = packedIds(LENGTHS);
+      const p: Problem = { T: ids.length, H, Hkv, Dh: 8, ids };
+      const x = draw(next, p);
+      const g = backward(x, p);
+      const L = (q: Float64Array, k: Float64Array, v: Float64Array) => dot(x.G, forward(q, k, v, p).out);
+      expectGradient(`dq H=${H} Hkv=${Hkv}`, g.dq, (q) => L(q, x.k, x.v), x.q, next);
+      expectGradient(`dk H=${H} Hkv=${Hkv}`, g.dk, (k) => L(x.q, k, x.v), x.k, next);
+      expectGradient(`dv H=${H} Hkv=${Hkv}`, g.dv, (v) => L(x.q, x.k, v), x.v, next);
+      // The same differences of the plain-TS reference's L (the native forward is not checking itself).
+      const Lref = (k: Float64Array) => dot(x.G, refAttention(x.q, k, x.v, p, 1 / Math.sqrt(8)).out);
+      expectGradient(`dk (TS reference) H=${H} Hkv=${Hkv}`, g.dk, Lref, x.k, next, 4);
+    });
+  }
+
+  it('with a scale override, the gradients match finite differences', () => {
+    const ids = packedIds([2, 7]);
+    const p: Problem = { T: ids.length, H: 3, Hkv: 1, Dh: 6, ids };
+    const x = draw(next, p);
+    const g = backward(x, p, 'f64', 0.3);
+    const L = (q: Float64Array, k: Float64Array) => dot(x.G, forward(q, k, x.v, p, 'f64', 0.3).out);
+    expectGradient('dq scale 0.3', g.dq, (q) => L(q, x.k), x.q, next);
+    expectGradient('dk scale 0.3', g.dk, (k) => L(x.q, k), x.k, next);
+  });
+});
+
+describe('causalAttention f32 against f64', () => {
+  const { next } = seeded('attention f32');
+
+  for (const [H, Hkv] of HEADS) {
+    it(`forward and backward f32 match the f64 op to 1e-5 (H=${H}, Hkv=${Hkv})`, () => {
+      const ids = packedIds([1, 5, 17, 40]);
+      const p: Problem = { T: ids.length, H, Hkv, Dh: 16, ids };
+      const raw = draw(next, p);
+      // Both ops see the values an f32 tensor holds, so only the arithmetic differs.
+      const x = { q: f32(raw.q), k: f32(raw.k), v: f32(raw.v), G: f32(raw.G) };
+      const want = backward(x, p, 'f64');
+      const got = backward(x, p, 'f32');
+      // Floors: each output's largest magnitude (entries that cancel carry roundings of that size).
+      for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
+        expectRel(got[key], want[key], 1e-5, maxAbs(want[key]), `${key} f32 H=${H} Hkv=${Hkv}`);
+      }
+    });
+  }
+});
+
+describe('causalAttention f32 is bitwise the same under any thread count', () => {
+  const { seed } = seeded('attention determinism');
+
+  it('forward and backward under OSP_NUM_THREADS=1 and 2', () => {
+    const script =
+      `const t=require('./src/tensor'), o=require('./src/ops');` +
+      `const s=${seed % 1000000}, T=300, H=4, Hkv=2, Dh=32;` +
+      `const q=t.randn([T,H,Dh],{device:'cpu',seed:s}), k=t.randn([T,Hkv,Dh],{device:'cpu',seed:s+1}), v=t.randn([T,Hkv,Dh],{device:'cpu',seed:s+2}), g=t.randn([T,H,Dh],{device:'cpu',seed:s+3});` +
+      `const ids=t.tensor(Int32Array.from({length:T},(_,i)=>i<7?0:i<150?1:i<151?2:3),[T],{device:'cpu'});` +
+      `const r=o.causalAttention(q,k,v,ids), b=o.causalAttentionBackward(q,k,v,ids,r.out,r.logsumexp,g);` +
+      `const parts=[r.out,r.logsumexp,b.gradQ,b.gradK,b.gradV].map((a)=>Buffer.from(a.toArray().buffer).toString('base64'));` +
+      `process.stdout.write(parts.join('|'))`;
+    const runWith = (threads: string) =>
+      spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
+        cwd: path.join(__dirname, '..'),
+        env: { ...process.env, OSP_NUM_THREADS: threads },
+        encoding: 'utf8',
+        maxBuffer: 64 * 2 ** 20,
+      });
+    const one = runWith('1');
+    const two = runWith('2');
+    expect(one.stderr).toBe('');
+    expect(one.status).toBe(0);
+    expect(two.status).toBe(0);
+    expect(one.stdout.length).toBeGreaterThan(300 * 4 * 32 * 4);
+    expect(one.stdout === two.stdout).toBe(true);
+  });
+});
+
+describe('causalAttention argument checks', () => {
+  const ok = (T = 4, H = 4, Hkv = 2, Dh = 8, dtype: FloatType = 'f64') => ({
+    q: f(new Float64Array(T * H * Dh), [T, H, Dh], dtype),
+    k: f(new Float64Array(T * Hkv * Dh), [T, Hkv, Dh], dtype),
+    v: f(new Float64Array(T * Hkv * Dh), [T, Hkv, Dh], dtype),
+    ids: ints(new Int32Array(T)),
+  });
+  const fwd = (a: ReturnType<typeof ok>) => () => ops.causalAttention(a.q, a.k, a.v, a.ids);
+
+  it('H not divisible by Hkv is a TypeError naming k', () => {
+    scope(() => {
+      const a = ok(4, 4, 3);
+      expect(caught(fwd(a))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: k has shape \[4, 3, 8\].*divides q's 4 heads/) });
+    });
+  });
+
+  it('a head-dimension or token-count mismatch is a TypeError naming the argument', () => {
+    scope(() => {
+      const a = ok();
+      const kBad = f(new Float64Array(4 * 2 * 7), [4, 2, 7]);
+      expect(caught(() => ops.causalAttention(a.q, kBad, a.v, a.ids))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: k has shape \[4, 2, 7\].*head dimension/) });
+      const vBad = f(new Float64Array(5 * 2 * 8), [5, 2, 8]);
+      expect(caught(() => ops.causalAttention(a.q, a.k, vBad, a.ids))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: v has shape \[5, 2, 8\].*one row per token/) });
+      const vHeads = f(new Float64Array(4 * 1 * 8), [4, 1, 8]);
+      expect(caught(() => ops.causalAttention(a.q, a.k, vHeads, a.ids))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: v has shape \[4, 1, 8\].*kv heads of k/) });
+      expect(caught(() => ops.causalAttention(a.q, a.k, a.v, ints([0, 0, 0])))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: sequenceIds has shape \[3\]/) });
+      const q2 = f(new Float64Array(32), [4, 8]);
+      expect(caught(() => ops.causalAttention(q2, a.k, a.v, a.ids))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: q has shape \[4, 8\]; expected 3 dimensions/) });
+    });
+  });
+
+  it('wrong dtypes are TypeErrors naming the argument', () => {
+    scope(() => {
+      const a = ok();
+      const k32 = f(new Float64Array(4 * 2 * 8), [4, 2, 8], 'f32');
+      expect(caught(() => ops.causalAttention(a.q, k32, a.v, a.ids))?.message).toMatch(/^causalAttention: q has dtype f64 but k has dtype f32/);
+      const idsF = f([0, 0, 0, 0], [4]);
+      expect(caught(() => ops.causalAttention(a.q, a.k, a.v, idsF))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: sequenceIds has dtype f64/) });
+      const qi = tensor(new Int32Array(4 * 4 * 8), [4, 4, 8], cpu);
+      expect(caught(() => ops.causalAttention(qi, a.k, a.v, a.ids))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: q has dtype i32/) });
+      const r = ops.causalAttention(a.q, a.k, a.v, a.ids);
+      const lse32 = f(new Float64Array(16), [4, 4], 'f32');
+      const g = f(new Float64Array(4 * 4 * 8), [4, 4, 8]);
+      expect(caught(() => ops.causalAttentionBackward(a.q, a.k, a.v, a.ids, r.out, lse32, g))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttentionBackward: logsumexp has dtype f32/) });
+      const gBad = f(new Float64Array(4 * 4 * 7), [4, 4, 7]);
+      expect(caught(() => ops.causalAttentionBackward(a.q, a.k, a.v, a.ids, r.out, r.logsumexp, gBad))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttentionBackward: gradOut has shape \[4, 4, 7\]/) });
+    });
+  });
+
+  it('a sequence id that reappears after another sequence started is a RangeError naming sequenceIds[i]', () => {
+    scope(() => {
+      const a = ok();
+      const ids = ints([0, 0, 1, 0]);
+      expect(caught(() => ops.causalAttention(a.q, a.k, a.v, ids))).toEqual({
+        errorClass: 'RangeError',
+        message: 'causalAttention: sequenceIds[3] = 0 reappears after sequence 1 started; expected the tokens of each sequence to be contiguous',
+      });
+      const r = ops.causalAttention(a.q, a.k, a.v, a.ids);
+      const g = f(new Float64Array(4 * 4 * 8), [4, 4, 8]);
+      expect(caught(() => ops.causalAttentionBackward(a.q, a.k, a.v, ints([2, 5, 2, 2]), r.out, r.logsumexp, g))?.message).toMatch(/^causalAttentionBackward: sequenceIds\[2\] = 2 reappears/);
+      // Unsorted but contiguous ids are fine.
+      expect(caught(() => ops.causalAttention(a.q, a.k, a.v, ints([5, 5, 1, -3])))).toBeUndefined();
+    });
+  });
+
+  it('a non-contiguous view, a bad scale and a non-tensor argument are refused', () => {
+    scope(() => {
+      const a = ok(4, 4, 4);
+      const kt = a.k.transpose(0, 1);
+      expect(caught(() => ops.causalAttention(a.q, kt, a.v, a.ids))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: k is a non-contiguous view/) });
+      for (const scale of [0, -1, NaN, Infinity]) {
+        expect(caught(() => ops.causalAttention(a.q, a.k, a.v, a.ids, { scale }))).toEqual({ errorClass: 'RangeError', message: expect.stringMatching(/^causalAttention: scale is /) });
+      }
+      expect(caught(() => ops.causalAttention(a.q, a.k, a.v, [0, 0, 0, 0] as unknown as Tensor))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: sequenceIds is not a Tensor/) });
+    });
+  });
+});
