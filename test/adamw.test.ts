@@ -2,13 +2,12 @@
 // adamwStep in f64 against a plain-TS torch.optim.AdamW (1e-12), f32 against f64 (1e-6 relative),
 // weightDecay 0 is Adam, gradScale scales g, 100 steps minimise a quadratic; sumOfSquares against
 // a double loop and bit-identical for 1 and 2 threads; clipGradNorm; the argument checks.
-import { spawnSync } from 'child_process';
-import path from 'path';
 
 import { Tensor, tensor } from '../src/tensor';
 import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { normals, seeded, uniforms } from './helpers/random';
+import { runWithThreads } from './helpers/child';
 
 type FloatType = 'f32' | 'f64';
 const cpu = { device: 'cpu' } as const;
@@ -312,14 +311,8 @@ describe('sumOfSquares and clipGradNorm', () => {
       `for (const dt of ['f32','f64']) { const x=o.randn([1000003],{device:'cpu',dtype:dt,seed:11});` +
       ` const b=Buffer.from(ops.sumOfSquares(x).toArray().buffer); out.push(b.toString('hex')); }` +
       `process.stdout.write(JSON.stringify(out))`;
-    const run = (threads: string) =>
-      spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
-        cwd: path.join(__dirname, '..'),
-        env: { ...process.env, OSP_NUM_THREADS: threads },
-        encoding: 'utf8',
-      });
-    const one = run('1');
-    const two = run('2');
+    const one = runWithThreads(script, '1');
+    const two = runWithThreads(script, '2');
     expect(one.status).toBe(0);
     expect(two.status).toBe(0);
     expect(one.stdout.length).toBeGreaterThan(10);

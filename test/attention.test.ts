@@ -4,13 +4,12 @@
 // against central finite differences of L = sum(G ⊙ out) in f64 with Richardson extrapolation,
 // f32 against the f64 op (1e-5 relative), bitwise determinism under OSP_NUM_THREADS=1 and 2, and
 // the argument checks.
-import { spawnSync } from 'child_process';
-import path from 'path';
 
 import { Tensor, scope, tensor } from '../src/tensor';
 import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { normals, seeded } from './helpers/random';
+import { runWithThreads } from './helpers/child';
 
 type FloatType = 'f32' | 'f64';
 const cpu = { device: 'cpu' } as const;
@@ -284,15 +283,8 @@ describe('causalAttention f32 is bitwise the same under any thread count', () =>
       `const r=o.causalAttention(q,k,v,ids), b=o.causalAttentionBackward(q,k,v,ids,r.out,r.logsumexp,g);` +
       `const parts=[r.out,r.logsumexp,b.gradQ,b.gradK,b.gradV].map((a)=>Buffer.from(a.toArray().buffer).toString('base64'));` +
       `process.stdout.write(parts.join('|'))`;
-    const runWith = (threads: string) =>
-      spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
-        cwd: path.join(__dirname, '..'),
-        env: { ...process.env, OSP_NUM_THREADS: threads },
-        encoding: 'utf8',
-        maxBuffer: 64 * 2 ** 20,
-      });
-    const one = runWith('1');
-    const two = runWith('2');
+    const one = runWithThreads(script, '1');
+    const two = runWithThreads(script, '2');
     expect(one.stderr).toBe('');
     expect(one.status).toBe(0);
     expect(two.status).toBe(0);

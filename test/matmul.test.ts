@@ -3,13 +3,12 @@
 // the tensors hold, for all four transpose combinations over a sampled grid of shapes; a large f32
 // case against the f64 op; the backward identities against finite differences; bitwise
 // determinism across thread counts; then the argument checks.
-import { spawnSync } from 'child_process';
-import path from 'path';
 
 import * as osp from '../src';
 import { caught } from './helpers/errors';
 import { normals, seeded } from './helpers/random';
 import { FloatType, DTYPES, cpu, held, floats, read, expectWithin } from './helpers/tensors';
+import { runWithThreads } from './helpers/child';
 
 /** Relative tolerance against the f64 reference: f64 to 1e-12, f32 (f32 products and sums) to 1e-5. */
 const REL: Record<FloatType, number> = { f64: 1e-12, f32: 1e-5 };
@@ -191,15 +190,8 @@ describe('matmul f32 determinism', () => {
       `const a=o.randn([300,257],{device:'cpu',seed:s+2}), b=o.randn([300,130],{device:'cpu',seed:s+3});` +
       `const c1=o.matmul(x,w,{transB:true}).toArray(), c2=o.matmul(a,b,{transA:true}).toArray();` +
       `process.stdout.write(Buffer.from(c1.buffer).toString('base64')+'|'+Buffer.from(c2.buffer).toString('base64'))`;
-    const runWith = (threads: string) =>
-      spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
-        cwd: path.join(__dirname, '..'),
-        env: { ...process.env, OSP_NUM_THREADS: threads },
-        encoding: 'utf8',
-        maxBuffer: 64 * 2 ** 20,
-      });
-    const one = runWith('1');
-    const two = runWith('2');
+    const one = runWithThreads(script, '1');
+    const two = runWithThreads(script, '2');
     expect(one.stderr).toBe('');
     expect(one.status).toBe(0);
     expect(two.status).toBe(0);

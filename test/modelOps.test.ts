@@ -3,13 +3,12 @@
 // finite differences of L = sum(G ⊙ op(...)) in f64 with Richardson extrapolation, f32 against the
 // f64 op (1e-5 relative), edge shapes (T = 1, D not a multiple of 8), and the argument checks.
 // rope also: each rotated pair keeps its norm, position 0 is the identity, backward ∘ forward = id.
-import { spawnSync } from 'child_process';
-import path from 'path';
 
 import { Tensor, scope, tensor } from '../src/tensor';
 import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { integers, normals, seeded } from './helpers/random';
+import { runWithThreads } from './helpers/child';
 
 type FloatType = 'f32' | 'f64';
 const cpu = { device: 'cpu' } as const;
@@ -584,15 +583,8 @@ describe('f32 reductions are bitwise the same under any thread count', () => {
       `const r=o.rmsNormBackward(x,w,g,{eps:1e-5});` +
       `const parts=[r.gradInput,r.gradWeight,o.embeddingBackward(g,ids,V)].map((a)=>Buffer.from(a.toArray().buffer).toString('base64'));` +
       `process.stdout.write(parts.join('|'))`;
-    const runWith = (threads: string) =>
-      spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
-        cwd: path.join(__dirname, '..'),
-        env: { ...process.env, OSP_NUM_THREADS: threads },
-        encoding: 'utf8',
-        maxBuffer: 64 * 2 ** 20,
-      });
-    const one = runWith('1');
-    const three = runWith('3');
+    const one = runWithThreads(script, '1');
+    const three = runWithThreads(script, '3');
     expect(one.stderr).toBe('');
     expect(one.status).toBe(0);
     expect(three.status).toBe(0);

@@ -1,8 +1,7 @@
 // randn: seeded, counter-based normal draws (native/kernels/random).
-import { spawnSync } from 'child_process';
-import path from 'path';
 
 import * as osp from '../src';
+import { runWithThreads } from './helpers/child';
 
 describe('randn', () => {
   it('gives the same values for the same seed', () => {
@@ -41,14 +40,8 @@ describe('randn', () => {
 
   it('does not depend on the number of CPU threads', () => {
     const script = `const o=require('./src'); process.stdout.write(JSON.stringify(Array.from(o.randn([300000],{device:'cpu',seed:5}).toArray().subarray(299990))))`;
-    const run = (threads: string) =>
-      spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
-        cwd: path.join(__dirname, '..'),
-        env: { ...process.env, OSP_NUM_THREADS: threads },
-        encoding: 'utf8',
-      });
-    const one = run('1');
-    const two = run('2');
+    const one = runWithThreads(script, '1');
+    const two = runWithThreads(script, '2');
     expect(one.status).toBe(0);
     expect(two.status).toBe(0);
     expect(one.stdout).toBe(two.stdout);
