@@ -85,3 +85,15 @@ export type {
 } from './model/safetensors';
 export { parseLlamaConfig, toHuggingFaceConfig, loadLlamaConfig, LLAMA_ARCHITECTURES } from './model/config';
 export type { LlamaConfig, LlamaArchitecture, LlamaModelType, RopeScaling } from './model/config';
+export { LlamaModel, packSequences, llamaParameterShapes, disposeCache } from './model/llama';
+export type {
+  LlamaDType,
+  PackedBatch,
+  LlamaInitOptions,
+  ForwardOptions,
+  ForwardCache,
+  ForwardResult,
+  Gradients,
+  LossAndGrads,
+  HeadOptions,
+} from './model/llama';

@@ -1,0 +1,483 @@
+// The Llama-family decoder composed of native ops: parameters in Hugging Face naming, a forward over
+// packed variable-length batches that saves what the backward needs, an explicit backward, and an
+// LM head that never holds the full [T, V] logits (chunks of rows: matmul, tokenLogprobs; the
+// backward recomputes each chunk's logits).
+//
+// First version, CPU-first: reshapes ([T, H*Dh] <-> [T, H, Dh]) and row slices (the head's chunks)
+// copy through the host, because Tensor has no zero-copy view/slice op yet; a native view op is a
+// follow-up (it matters on CUDA, where each copy is a device round trip).
+import { DEFAULT_IGNORE_INDEX } from '../ops';
+import * as ops from '../ops';
+import { Device, Tensor, keep, randn, scope, tensor } from '../tensor';
+import { LlamaConfig } from './config';
+
+export type LlamaDType = 'f32' | 'f64';
+
+/** A packed batch: the tokens of several sequences one after another, no padding. */
+export interface PackedBatch {
+  /** Token ids [T]. */
+  tokens: Int32Array;
+  /** The sequence each token belongs to [T]; each sequence's tokens are contiguous. */
+  sequenceIds: Int32Array;
+  /** Position of each token within its sequence [T] (0 at each sequence's first token). */
+  positions: Int32Array;
+}
+
+/** Packs sequences one after another: sequence s gets id s, positions restart at 0 per sequence. */
+export function packSequences(seqs: Int32Array[]): PackedBatch {
+  const T = seqs.reduce((n, s) => n + s.length, 0);
+  const tokens = new Int32Array(T);
+  const sequenceIds = new Int32Array(T);
+  const positions = new Int32Array(T);
+  let t = 0;
+  seqs.forEach((s, id) => {
+    tokens.set(s, t);
+    for (let i = 0; i < s.length; i++) {
+      sequenceIds[t + i] = id;
+      positions[t + i] = i;
+    }
+    t += s.length;
+  });
+  return { tokens, sequenceIds, positions };
+}
+
+export interface LlamaInitOptions {
+  seed: number;
+  /** Default 'f32'. */
+  dtype?: LlamaDType;
+  /** Default: 'cpu' for f64, else the default device. */
+  device?: Device;
+  /** Standard deviation of the normal weights (Hugging Face initializer_range). Default 0.02. */
+  std?: number;
+}
+
+export interface ForwardOptions {
+  /** Use these [T, D] input embeddings instead of looking the tokens up in model.embed_tokens. */
+  inputEmbeddings?: Tensor;
+}
+
+interface LayerCache {
+  x: Tensor;
+  xn1: Tensor;
+  /** Rotated q [T, H, Dh] and k [T, Hkv, Dh], and v [T, Hkv, Dh]: the attention's inputs. */
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  attn: Tensor;
+  lse: Tensor;
+  attnFlat: Tensor;
+  h: Tensor;
+  hn: Tensor;
+  gate: Tensor;
+  up: Tensor;
+  act: Tensor;
+}
+
+/** What the backward needs: the inputs of each op of the forward. Dispose with disposeCache or a scope. */
+export interface ForwardCache {
+  tokens: Tensor;
+  sequenceIds: Tensor;
+  positions: Tensor;
+  T: number;
+  inputEmbeddingsGiven: boolean;
+  layers: LayerCache[];
+  /** The input of model.norm. */
+  xFinal: Tensor;
+}
+
+export interface ForwardResult {
+  /** Final hidden states [T, D], after model.norm. */
+  hidden: Tensor;
+  cache: ForwardCache;
+}
+
+export interface Gradients {
+  /** d L / d parameter for every parameter, under the same names. */
+  grads: Map<string, Tensor>;
+  /** d L / d input embeddings [T, D] (the rows the embedding lookup produced). */
+  gradInputEmbeddings: Tensor;
+}
+
+export interface LossAndGrads extends Gradients {
+  /** The per-token log-probs of the forward, [T] (0 on ignored targets). */
+  tokenLogprobs: Float64Array;
+}
+
+export interface HeadOptions {
+  /** Rows of logits computed at a time. Default 256. */
+  chunkSize?: number;
+  /** Targets equal to this count nowhere. Default -100. */
+  ignoreIndex?: number;
+}
+
+/** Frees every tensor of a forward cache. */
+export function disposeCache(cache: ForwardCache): void {
+  for (const t of [cache.tokens, cache.sequenceIds, cache.positions, cache.xFinal]) t.dispose();
+  for (const l of cache.layers) for (const t of Object.values(l)) t.dispose();
+}
+
+/** The Hugging Face parameter names and shapes of a config, in a fixed order. */
+export function llamaParameterShapes(config: LlamaConfig): Map<string, number[]> {
+  const { hiddenSize: D, intermediateSize: F, numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, vocabSize: V } = config;
+  const shapes = new Map<string, number[]>();
+  shapes.set('model.embed_tokens.weight', [V, D]);
+  for (let i = 0; i < config.numHiddenLayers; i++) {
+    const p = `model.layers.${i}`;
+    shapes.set(`${p}.input_layernorm.weight`, [D]);
+    shapes.set(`${p}.self_attn.q_proj.weight`, [H * Dh, D]);
+    shapes.set(`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]);
+    shapes.set(`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]);
+    shapes.set(`${p}.self_attn.o_proj.weight`, [D, H * Dh]);
+    shapes.set(`${p}.post_attention_layernorm.weight`, [D]);
+    shapes.set(`${p}.mlp.gate_proj.weight`, [F, D]);
+    shapes.set(`${p}.mlp.up_proj.weight`, [F, D]);
+    shapes.set(`${p}.mlp.down_proj.weight`, [D, F]);
+  }
+  shapes.set('model.norm.weight', [D]);
+  if (!config.tieWordEmbeddings) shapes.set('lm_head.weight', [V, D]);
+  return shapes;
+}
+
+/** [T, a*b] <-> [T, a, b]: a copy through the host (a zero-copy view op is a follow-up). */
+function reshape(x: Tensor, shape: number[]): Tensor {
+  return tensor(x.toArray(), shape, { dtype: x.dtype, device: x.device });
+}
+
+/** Rows [start, end) of a host copy of a [T, D] tensor, as a tensor like `like`. */
+function rowsOf(host: Float32Array | Float64Array, start: number, end: number, D: number, like: Tensor): Tensor {
+  return tensor(host.subarray(start * D, end * D), [end - start, D], { dtype: like.dtype, device: like.device });
+}
+
+function linear(x: Tensor, w: Tensor): Tensor {
+  return ops.matmul(x, w, { transB: true });
+}
+
+/** a + b, disposing a and b (accumulation helper). */
+function addInto(a: Tensor, b: Tensor): Tensor {
+  const s = ops.add(a, b);
+  a.dispose();
+  b.dispose();
+  return s;
+}
+
+export class LlamaModel {
+  readonly config: LlamaConfig;
+  private readonly params: Map<string, Tensor>;
+  private readonly ropeOpts: ops.RopeOptions;
+
+  /** A model over the given parameters (Hugging Face names; all of one dtype and device), checked against the config. */
+  constructor(config: LlamaConfig, params: Map<string, Tensor>) {
+    const { numAttentionHeads: H, numKeyValueHeads: Hkv } = config;
+    if (!(H % Hkv === 0)) throw new RangeError(`LlamaModel: num_attention_heads ${H} is not a multiple of num_key_value_heads ${Hkv}`);
+    if (config.attentionBias || config.mlpBias) throw new RangeError('LlamaModel: attention_bias / mlp_bias are true; this engine supports bias-free Llama layers only');
+    if (config.ropeScaling !== null && config.ropeScaling.type !== 'linear') {
+      throw new RangeError(`LlamaModel: rope_scaling type '${config.ropeScaling.type}' is not supported by the rope op; expected none or 'linear'`);
+    }
+    const shapes = llamaParameterShapes(config);
+    let first: Tensor | undefined;
+    for (const [name, shape] of shapes) {
+      const t = params.get(name);
+      if (!(t instanceof Tensor)) throw new TypeError(`LlamaModel: parameter ${name} is missing; expected a tensor of shape [${shape.join(', ')}]`);
+      if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+        throw new RangeError(`LlamaModel: parameter ${name} has shape [${t.shape.join(', ')}]; expected [${shape.join(', ')}]`);
+      }
+      first ??= t;
+      if (t.dtype !== first.dtype || t.device !== first.device) {
+        throw new TypeError(`LlamaModel: parameter ${name} is ${t.dtype} on ${t.device}; expected ${first.dtype} on ${first.device} like the others`);
+      }
+    }
+    for (const name of params.keys()) {
+      if (!shapes.has(name)) throw new RangeError(`LlamaModel: unexpected parameter ${name} for this config`);
+    }
+    this.config = config;
+    this.params = new Map(Array.from(shapes.keys(), (n) => [n, params.get(n) as Tensor]));
+    this.ropeOpts = { theta: config.ropeTheta, scalingFactor: config.ropeScaling?.factor ?? 1 };
+  }
+
+  /** A randomly initialised model: normal(0, std) weights (a distinct seed per tensor), norm weights 1. */
+  static init(config: LlamaConfig, opts: LlamaInitOptions): LlamaModel {
+    const dtype = opts.dtype ?? 'f32';
+    const device = opts.device ?? (dtype === 'f64' ? 'cpu' : undefined);
+    const std = opts.std ?? 0.02;
+    const params = new Map<string, Tensor>();
+    let i = 0;
+    for (const [name, shape] of llamaParameterShapes(config)) {
+      i++;
+      if (shape.length === 1) {
+        const ones = dtype === 'f64' ? new Float64Array(shape[0]).fill(1) : new Float32Array(shape[0]).fill(1);
+        params.set(name, keep(tensor(ones, shape, { dtype, device })));
+      } else {
+        const seed = ((opts.seed >>> 0) + 7919 * i) % 2147483647;
+        params.set(name, keep(randn(shape, { dtype, device, seed, std })));
+      }
+    }
+    return new LlamaModel(config, params);
+  }
+
+  /** The parameters by Hugging Face name (the model's own tensors: updating them in place updates the model). */
+  parameters(): Map<string, Tensor> {
+    return new Map(this.params);
+  }
+
+  get dtype(): LlamaDType {
+    return this.param('model.norm.weight').dtype as LlamaDType;
+  }
+
+  get device(): Device {
+    return this.param('model.norm.weight').device;
+  }
+
+  /** The LM head's weight [V, D] (model.embed_tokens.weight when tied). */
+  get lmHead(): Tensor {
+    return this.param(this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+  }
+
+  private param(name: string): Tensor {
+    const t = this.params.get(name);
+    if (!t) throw new RangeError(`LlamaModel: no parameter ${name}`);
+    return t;
+  }
+
+  private checkBatch(batch: PackedBatch): number {
+    const T = batch.tokens.length;
+    if (batch.sequenceIds.length !== T || batch.positions.length !== T) {
+      throw new RangeError(`LlamaModel: batch has ${T} tokens but ${batch.sequenceIds.length} sequence ids and ${batch.positions.length} positions`);
+    }
+    return T;
+  }
+
+  /**
+   * The decoder over a packed batch: the final hidden states [T, D] after model.norm, and the cache
+   * the backward needs. The cache's tensors are the caller's (disposeCache, or run inside a scope).
+   */
+  forward(batch: PackedBatch, opts: ForwardOptions = {}): ForwardResult {
+    const T = this.checkBatch(batch);
+    const c = this.config;
+    const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, rmsNormEps: eps } = c;
+    const device = this.device;
+    const tokens = tensor(batch.tokens, [T], { dtype: 'i32', device });
+    const sequenceIds = tensor(batch.sequenceIds, [T], { dtype: 'i32', device });
+    const positions = tensor(batch.positions, [T], { dtype: 'i32', device });
+    let x: Tensor;
+    if (opts.inputEmbeddings) {
+      const e = opts.inputEmbeddings;
+      if (e.shape.length !== 2 || e.shape[0] !== T || e.shape[1] !== c.hiddenSize) {
+        throw new RangeError(`LlamaModel.forward: inputEmbeddings has shape [${e.shape.join(', ')}]; expected [${T}, ${c.hiddenSize}]`);
+      }
+      x = e.contiguous();
+    } else {
+      x = ops.embedding(this.param('model.embed_tokens.weight'), tokens);
+    }
+    const layers: LayerCache[] = [];
+    for (let i = 0; i < c.numHiddenLayers; i++) {
+      const p = (n: string) => this.param(`model.layers.${i}.${n}.weight`);
+      const xn1 = ops.rmsNorm(x, p('input_layernorm'), { eps });
+      const q = scope(() => ops.rope(reshape(linear(xn1, p('self_attn.q_proj')), [T, H, Dh]), positions, this.ropeOpts));
+      const k = scope(() => ops.rope(reshape(linear(xn1, p('self_attn.k_proj')), [T, Hkv, Dh]), positions, this.ropeOpts));
+      const v = scope(() => reshape(linear(xn1, p('self_attn.v_proj')), [T, Hkv, Dh]));
+      const { out: attn, logsumexp: lse } = ops.causalAttention(q, k, v, sequenceIds);
+      const attnFlat = reshape(attn, [T, H * Dh]);
+      const h = scope(() => ops.add(x, linear(attnFlat, p('self_attn.o_proj'))));
+      const hn = ops.rmsNorm(h, p('post_attention_layernorm'), { eps });
+      const gate = linear(hn, p('mlp.gate_proj'));
+      const up = linear(hn, p('mlp.up_proj'));
+      const act = ops.swiglu(gate, up);
+      const next = scope(() => ops.add(h, linear(act, p('mlp.down_proj'))));
+      layers.push({ x, xn1, q, k, v, attn, lse, attnFlat, h, hn, gate, up, act });
+      x = next;
+    }
+    const hidden = ops.rmsNorm(x, this.param('model.norm.weight'), { eps });
+    return { hidden, cache: { tokens, sequenceIds, positions, T, inputEmbeddingsGiven: opts.inputEmbeddings !== undefined, layers, xFinal: x } };
+  }
+
+  /**
+   * The backward of forward given gradHidden = d L / d hidden [T, D]: gradients of every parameter
+   * (the LM head's not included: see headBackward / lossAndGrads) and of the input embeddings.
+   * embed_tokens gets the lookup's gradient unless the forward was given inputEmbeddings.
+   */
+  backward(cache: ForwardCache, gradHidden: Tensor): Gradients {
+    const c = this.config;
+    const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, rmsNormEps: eps } = c;
+    const T = cache.T;
+    const grads = new Map<string, Tensor>();
+    const fin = ops.rmsNormBackward(cache.xFinal, this.param('model.norm.weight'), gradHidden, { eps });
+    grads.set('model.norm.weight', fin.gradWeight);
+    let dx = fin.gradInput;
+    for (let i = c.numHiddenLayers - 1; i >= 0; i--) {
+      const L = cache.layers[i];
+      const name = (n: string) => `model.layers.${i}.${n}.weight`;
+      const p = (n: string) => this.param(name(n));
+      const dxOut = dx;
+      // MLP: x' = h + down(swiglu(gate(hn), up(hn))), hn = rmsnorm(h).
+      const dAct = ops.matmul(dxOut, p('mlp.down_proj'));
+      grads.set(name('mlp.down_proj'), ops.matmul(dxOut, L.act, { transA: true }));
+      const sw = ops.swigluBackward(L.gate, L.up, dAct);
+      dAct.dispose();
+      grads.set(name('mlp.gate_proj'), ops.matmul(sw.gradGate, L.hn, { transA: true }));
+      grads.set(name('mlp.up_proj'), ops.matmul(sw.gradUp, L.hn, { transA: true }));
+      const dhn = addInto(ops.matmul(sw.gradGate, p('mlp.gate_proj')), ops.matmul(sw.gradUp, p('mlp.up_proj')));
+      sw.gradGate.dispose();
+      sw.gradUp.dispose();
+      const post = ops.rmsNormBackward(L.h, p('post_attention_layernorm'), dhn, { eps });
+      dhn.dispose();
+      grads.set(name('post_attention_layernorm'), post.gradWeight);
+      const dh = ops.add(dxOut, post.gradInput);
+      post.gradInput.dispose();
+      if (dxOut !== gradHidden) dxOut.dispose();
+      // Attention: h = x + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))), xn1 = rmsnorm(x).
+      const dAttnFlat = ops.matmul(dh, p('self_attn.o_proj'));
+      grads.set(name('self_attn.o_proj'), ops.matmul(dh, L.attnFlat, { transA: true }));
+      const dAttn = reshape(dAttnFlat, [T, H, Dh]);
+      dAttnFlat.dispose();
+      const ag = ops.causalAttentionBackward(L.q, L.k, L.v, cache.sequenceIds, L.attn, L.lse, dAttn);
+      dAttn.dispose();
+      const flat = (t: Tensor, heads: number, rotated: boolean): Tensor => {
+        const r = rotated ? ops.ropeBackward(t, cache.positions, this.ropeOpts) : t;
+        const out = reshape(r, [T, heads * Dh]);
+        if (r !== t) r.dispose();
+        t.dispose();
+        return out;
+      };
+      const dq = flat(ag.gradQ, H, true);
+      const dk = flat(ag.gradK, Hkv, true);
+      const dv = flat(ag.gradV, Hkv, false);
+      grads.set(name('self_attn.q_proj'), ops.matmul(dq, L.xn1, { transA: true }));
+      grads.set(name('self_attn.k_proj'), ops.matmul(dk, L.xn1, { transA: true }));
+      grads.set(name('self_attn.v_proj'), ops.matmul(dv, L.xn1, { transA: true }));
+      let dxn1 = addInto(ops.matmul(dq, p('self_attn.q_proj')), ops.matmul(dk, p('self_attn.k_proj')));
+      dxn1 = addInto(dxn1, ops.matmul(dv, p('self_attn.v_proj')));
+      dq.dispose();
+      dk.dispose();
+      dv.dispose();
+      const inp = ops.rmsNormBackward(L.x, p('input_layernorm'), dxn1, { eps });
+      dxn1.dispose();
+      grads.set(name('input_layernorm'), inp.gradWeight);
+      dx = addInto(dh, inp.gradInput);
+    }
+    const table = this.param('model.embed_tokens.weight');
+    if (cache.inputEmbeddingsGiven) {
+      grads.set('model.embed_tokens.weight', ops.affine(table, 0));
+    } else {
+      grads.set('model.embed_tokens.weight', ops.embeddingBackward(dx, cache.tokens, c.vocabSize));
+    }
+    // Same order as parameters().
+    const ordered = new Map<string, Tensor>();
+    for (const n of this.params.keys()) {
+      const g = grads.get(n);
+      if (g) ordered.set(n, g);
+    }
+    return { grads: ordered, gradInputEmbeddings: dx };
+  }
+
+  /** Per-token log-probs of targets [T] through the LM head, chunk by chunk (never the full [T, V] logits). */
+  headLogprobs(hidden: Tensor, targets: Int32Array, opts: HeadOptions = {}): Float64Array {
+    const T = hidden.shape[0];
+    const D = this.config.hiddenSize;
+    if (targets.length !== T) throw new RangeError(`LlamaModel: ${targets.length} targets for ${T} tokens`);
+    const chunk = opts.chunkSize ?? 256;
+    if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`LlamaModel: chunkSize is ${chunk}; expected a positive integer`);
+    const host = hidden.toArray() as Float32Array | Float64Array;
+    const W = this.lmHead;
+    const out = new Float64Array(T);
+    for (let s = 0; s < T; s += chunk) {
+      const e = Math.min(T, s + chunk);
+      scope(() => {
+        const logits = linear(rowsOf(host, s, e, D, hidden), W);
+        const tc = tensor(targets.subarray(s, e), [e - s], { dtype: 'i32', device: hidden.device });
+        out.set(ops.tokenLogprobs(logits, tc, { ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX }).toArray(), s);
+      });
+    }
+    return out;
+  }
+
+  /** Backward of headLogprobs: recomputes each chunk's logits; returns d L / d hidden [T, D] and d L / d W [V, D]. */
+  headBackward(hidden: Tensor, targets: Int32Array, gradLogprobs: ArrayLike<number>, opts: HeadOptions = {}): { gradHidden: Tensor; gradWeight: Tensor } {
+    const T = hidden.shape[0];
+    const D = this.config.hiddenSize;
+    if (targets.length !== T || gradLogprobs.length !== T) {
+      throw new RangeError(`LlamaModel: ${targets.length} targets and ${gradLogprobs.length} gradients for ${T} tokens`);
+    }
+    const chunk = opts.chunkSize ?? 256;
+    if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`LlamaModel: chunkSize is ${chunk}; expected a positive integer`);
+    const host = hidden.toArray() as Float32Array | Float64Array;
+    const dHost = host instanceof Float64Array ? new Float64Array(T * D) : new Float32Array(T * D);
+    const gHost = hidden.dtype === 'f64' ? Float64Array.from(gradLogprobs) : Float32Array.from(gradLogprobs);
+    const gDtype = hidden.dtype === 'f64' ? 'f64' : 'f32';
+    const W = this.lmHead;
+    let dW = ops.affine(W, 0);
+    for (let s = 0; s < T; s += chunk) {
+      const e = Math.min(T, s + chunk);
+      dW = scope(() => {
+        const hc = rowsOf(host, s, e, D, hidden);
+        const logits = linear(hc, W);
+        const tc = tensor(targets.subarray(s, e), [e - s], { dtype: 'i32', device: hidden.device });
+        const gc = tensor(gHost.subarray(s, e), [e - s], { dtype: gDtype, device: hidden.device });
+        ops.tokenLogprobsBackward(logits, tc, gc, { inPlace: true, ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX });
+        dHost.set(ops.matmul(logits, W).toArray(), s * D);
+        const next = ops.add(dW, ops.matmul(logits, hc, { transA: true }));
+        dW.dispose();
+        return next;
+      });
+    }
+    return { gradHidden: tensor(dHost, [T, D], { dtype: hidden.dtype, device: hidden.device }), gradWeight: dW };
+  }
+
+  /** Per-token log-probs log p(targets[t] | tokens up to t) over a packed batch; ignored targets give 0. */
+  tokenLogprobs(batch: PackedBatch, targets: Int32Array, opts: HeadOptions & ForwardOptions = {}): Float64Array {
+    return scope(() => this.headLogprobs(this.forward(batch, opts).hidden, targets, opts));
+  }
+
+  /**
+   * Forward and backward of L = sum(gradTokenLogprobs * tokenLogprobs): the log-probs and the
+   * gradients of every parameter (tied embeddings get both uses) and of the input embeddings.
+   * The returned tensors are the caller's; every intermediate is freed.
+   */
+  lossAndGrads(batch: PackedBatch, targets: Int32Array, gradTokenLogprobs: ArrayLike<number>, opts: HeadOptions & ForwardOptions = {}): LossAndGrads {
+    return scope(() => {
+      const { hidden, cache } = this.forward(batch, opts);
+      const logprobs = this.headLogprobs(hidden, targets, opts);
+      const head = this.headBackward(hidden, targets, gradTokenLogprobs, opts);
+      const { grads, gradInputEmbeddings } = this.backward(cache, head.gradHidden);
+      if (this.config.tieWordEmbeddings) {
+        const e = grads.get('model.embed_tokens.weight') as Tensor;
+        grads.set('model.embed_tokens.weight', ops.add(e, head.gradWeight));
+      } else {
+        const ordered = new Map<string, Tensor>();
+        for (const n of this.params.keys()) ordered.set(n, n === 'lm_head.weight' ? head.gradWeight : (grads.get(n) as Tensor));
+        return { tokenLogprobs: logprobs, grads: ordered, gradInputEmbeddings };
+      }
+      return { tokenLogprobs: logprobs, grads, gradInputEmbeddings };
+    });
+  }
+
+  /**
+   * Sum of the response tokens' log-probs per pair, prompt tokens excluded: prompt and response are
+   * packed as one sequence; each response token is scored from the position before it. Needs a
+   * non-empty prompt (the first response token is predicted from the last prompt token).
+   */
+  sequenceLogprobs(pairs: { prompt: Int32Array; response: Int32Array }[], opts: HeadOptions = {}): Float64Array {
+    const seqs = pairs.map((pr, i) => {
+      if (pr.prompt.length === 0) throw new RangeError(`LlamaModel.sequenceLogprobs: pairs[${i}].prompt is empty; expected at least one token to predict the response from`);
+      const s = new Int32Array(pr.prompt.length + pr.response.length);
+      s.set(pr.prompt, 0);
+      s.set(pr.response, pr.prompt.length);
+      return s;
+    });
+    const batch = packSequences(seqs);
+    const targets = new Int32Array(batch.tokens.length).fill(DEFAULT_IGNORE_INDEX);
+    let t0 = 0;
+    pairs.forEach((pr, i) => {
+      const len = seqs[i].length;
+      // Position j predicts token j + 1; only response tokens (j + 1 >= prompt length) count.
+      for (let j = pr.prompt.length - 1; j + 1 < len; j++) targets[t0 + j] = seqs[i][j + 1];
+      t0 += len;
+    });
+    const lp = this.tokenLogprobs(batch, targets, { ...opts, ignoreIndex: DEFAULT_IGNORE_INDEX });
+    return scope(() => {
+      const dtype = this.dtype === 'f64' ? 'f64' : 'f32';
+      const lpT = tensor(dtype === 'f64' ? lp : Float32Array.from(lp), [lp.length], { dtype, device: this.device });
+      const ids = tensor(batch.sequenceIds, [lp.length], { dtype: 'i32', device: this.device });
+      return Float64Array.from(ops.sequenceLogprobs(lpT, ids, pairs.length).toArray());
+    });
+  }
+}
