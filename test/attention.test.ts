@@ -10,6 +10,7 @@ import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { normals, seeded } from './helpers/random';
 import { runWithThreads } from './helpers/child';
+import { richardson } from './helpers/reference';
 
 type FloatType = 'f32' | 'f64';
 const cpu = { device: 'cpu' } as const;
@@ -190,22 +191,6 @@ describe('causalAttention forward', () => {
     expect(got.lse.length).toBe(0);
   });
 });
-
-/**
- * Central difference with one Richardson step, as in test/modelOps.test.ts: (4 D(h/2) - D(h)) / 3
- * has O(h^4) truncation (~1e-12 at h = 1e-3) and a rounding error of about u |L| / h ~ 1e-11 for
- * the |L| ~ 30 here.
- */
-function richardson(L: (x: Float64Array) => number, x: Float64Array, i: number, hStep = 1e-3): number {
-  const d = (hh: number) => {
-    const plus = Float64Array.from(x);
-    const minus = Float64Array.from(x);
-    plus[i] += hh;
-    minus[i] -= hh;
-    return (L(plus) - L(minus)) / (2 * hh);
-  };
-  return (4 * d(hStep / 2) - d(hStep)) / 3;
-}
 
 /** Rule for the backward: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, FD_FLOOR). */
 const FD_FLOOR = 1e-3;

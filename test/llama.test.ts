@@ -8,6 +8,7 @@ import * as osp from '../src';
 import { LlamaModel, packSequences, llamaParameterShapes } from '../src/model/llama';
 import { LlamaConfig } from '../src/model/config';
 import { integers, normals, seeded } from './helpers/random';
+import { richardson } from './helpers/reference';
 
 const cpu = { device: 'cpu' } as const;
 
@@ -41,18 +42,6 @@ function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
   return s;
-}
-
-/** Central difference with one Richardson step, as in test/attention.test.ts: O(h^4) truncation. */
-function richardson(L: (x: Float64Array) => number, x: Float64Array, i: number, hStep = 1e-3): number {
-  const d = (hh: number) => {
-    const plus = Float64Array.from(x);
-    const minus = Float64Array.from(x);
-    plus[i] += hh;
-    minus[i] -= hh;
-    return (L(plus) - L(minus)) / (2 * hh);
-  };
-  return (4 * d(hStep / 2) - d(hStep)) / 3;
 }
 
 /**

@@ -9,6 +9,7 @@ import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { integers, normals, seeded } from './helpers/random';
 import { runWithThreads } from './helpers/child';
+import { richardson } from './helpers/reference';
 
 type FloatType = 'f32' | 'f64';
 const cpu = { device: 'cpu' } as const;
@@ -30,22 +31,6 @@ function expectRel(got: ArrayLike<number>, want: ArrayLike<number>, rel: number,
       throw new Error(`${what}: at [${i}] expected ${want[i]}, got ${got[i]} (|err| ${Math.abs(got[i] - want[i])} > ${tol})`);
     }
   }
-}
-
-/**
- * Central difference with one Richardson step: D(h) = (L(x+h) - L(x-h)) / 2h has error c h^2 + O(h^4),
- * so (4 D(h/2) - D(h)) / 3 has O(h^4) truncation (1e-12 at h = 1e-3) and a rounding error of
- * about u |L| / h ~ 1e-12 for the |L| ~ 10 here.
- */
-function richardson(L: (x: Float64Array) => number, x: Float64Array, i: number, hStep = 1e-3): number {
-  const d = (hh: number) => {
-    const plus = Float64Array.from(x);
-    const minus = Float64Array.from(x);
-    plus[i] += hh;
-    minus[i] -= hh;
-    return (L(plus) - L(minus)) / (2 * hh);
-  };
-  return (4 * d(hStep / 2) - d(hStep)) / 3;
 }
 
 /** Rule for the backward: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, FD_FLOOR). */
