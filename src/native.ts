@@ -13,6 +13,8 @@ export interface NativeTensor {
   toArray(): Float32Array | Float64Array | Int32Array;
   dispose(): void;
   transpose(dim0: number, dim1: number): NativeTensor;
+  reshape(shape: number[]): NativeTensor;
+  narrow(dim: number, start: number, length: number): NativeTensor;
   contiguous(): NativeTensor;
   to(dtype: string, device: string): NativeTensor;
 }

@@ -63,6 +63,16 @@ export class Tensor {
     return new Tensor(this.handle.transpose(dim0, dim1));
   }
 
+  /** A view with another shape over the same memory (contiguous tensors only; no copy). */
+  reshape(shape: number[]): Tensor {
+    return new Tensor(this.handle.reshape(shape));
+  }
+
+  /** A view of `length` entries of dimension `dim` starting at `start` (no copy). Rows of a contiguous tensor stay contiguous. */
+  narrow(dim: number, start: number, length: number): Tensor {
+    return new Tensor(this.handle.narrow(dim, start, length));
+  }
+
   /** A contiguous copy. */
   contiguous(): Tensor {
     return new Tensor(this.handle.contiguous());

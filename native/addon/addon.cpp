@@ -75,6 +75,8 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
                         InstanceMethod<&NativeTensor::toArray>("toArray"),
                         InstanceMethod<&NativeTensor::dispose>("dispose"),
                         InstanceMethod<&NativeTensor::transpose>("transpose"),
+                        InstanceMethod<&NativeTensor::reshape>("reshape"),
+                        InstanceMethod<&NativeTensor::narrow>("narrow"),
                         InstanceMethod<&NativeTensor::contiguous>("contiguous"),
                         InstanceMethod<&NativeTensor::to>("to")});
   }
@@ -134,6 +136,8 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
     return info.Env().Undefined();
   }
   Napi::Value transpose(const Napi::CallbackInfo& info);
+  Napi::Value reshape(const Napi::CallbackInfo& info);
+  Napi::Value narrow(const Napi::CallbackInfo& info);
   Napi::Value contiguous(const Napi::CallbackInfo& info) {
     return guarded(info, [&]() -> Napi::Value { return wrap(info.Env(), osp::contiguous(tensor(info.Env(), "tensor"))); });
   }
@@ -285,6 +289,41 @@ Napi::Value NativeTensor::transpose(const Napi::CallbackInfo& info) {
     Tensor v = t;
     std::swap(v.shape[a], v.shape[b]);
     std::swap(v.strides[a], v.strides[b]);
+    return wrap(info.Env(), v);
+  });
+}
+
+// A view with another shape over the same contiguous memory (no copy).
+Napi::Value NativeTensor::reshape(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const Tensor& t = tensor(info.Env(), "tensor");
+    std::vector<int64_t> shape = shapeArg(info, 0, "reshape");
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    if (n != t.numel())
+      rangeError("reshape: " + t.describe() + " has " + std::to_string(t.numel()) + " elements; shape " + shapeString(shape) +
+                 " has " + std::to_string(n));
+    if (!t.isContiguous()) typeError("reshape: " + t.describe() + " is a non-contiguous view; call .contiguous() first");
+    Tensor v = t;
+    v.shape = shape;
+    v.strides = contiguousStrides(shape);
+    return wrap(info.Env(), v);
+  });
+}
+
+// A view of `length` entries of dimension `dim` from `start` (no copy).
+Napi::Value NativeTensor::narrow(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const Tensor& t = tensor(info.Env(), "tensor");
+    const int32_t dim = int32Arg(info, 0, "narrow", "dim");
+    const int64_t start = sizeArg(info, 1, "narrow", "start"), length = sizeArg(info, 2, "narrow", "length");
+    if (dim < 0 || dim >= t.dim()) rangeError("narrow: dim " + std::to_string(dim) + " is outside [0, " + std::to_string(t.dim()) + ") for " + t.describe());
+    if (start + length > t.shape[dim])
+      rangeError("narrow: [" + std::to_string(start) + ", " + std::to_string(start + length) + ") is outside dimension " +
+                 std::to_string(dim) + " of " + t.describe());
+    Tensor v = t;
+    v.offset += start * t.strides[dim];
+    v.shape[dim] = length;
     return wrap(info.Env(), v);
   });
 }

@@ -3,9 +3,9 @@
 // LM head that never holds the full [T, V] logits (chunks of rows: matmul, tokenLogprobs; the
 // backward recomputes each chunk's logits).
 //
-// First version, CPU-first: reshapes ([T, H*Dh] <-> [T, H, Dh]) and row slices (the head's chunks)
-// copy through the host, because Tensor has no zero-copy view/slice op yet; a native view op is a
-// follow-up (it matters on CUDA, where each copy is a device round trip).
+// Reshapes ([T, H*Dh] <-> [T, H, Dh]) and the head's row chunks are zero-copy views
+// (Tensor.reshape, Tensor.narrow). The head's gradient for the hidden states is still assembled on
+// the host chunk by chunk (there is no copy-into-a-slice op yet).
 import { DEFAULT_IGNORE_INDEX } from '../ops';
 import * as ops from '../ops';
 import { Device, Tensor, keep, randn, scope, tensor } from '../tensor';
@@ -138,14 +138,9 @@ export function llamaParameterShapes(config: LlamaConfig): Map<string, number[]>
   return shapes;
 }
 
-/** [T, a*b] <-> [T, a, b]: a copy through the host (a zero-copy view op is a follow-up). */
+/** [T, a*b] <-> [T, a, b]: a view of the same memory. */
 function reshape(x: Tensor, shape: number[]): Tensor {
-  return tensor(x.toArray(), shape, { dtype: x.dtype, device: x.device });
-}
-
-/** Rows [start, end) of a host copy of a [T, D] tensor, as a tensor like `like`. */
-function rowsOf(host: Float32Array | Float64Array, start: number, end: number, D: number, like: Tensor): Tensor {
-  return tensor(host.subarray(start * D, end * D), [end - start, D], { dtype: like.dtype, device: like.device });
+  return x.reshape(shape);
 }
 
 function linear(x: Tensor, w: Tensor): Tensor {
@@ -372,17 +367,15 @@ export class LlamaModel {
   /** Per-token log-probs of targets [T] through the LM head, chunk by chunk (never the full [T, V] logits). */
   headLogprobs(hidden: Tensor, targets: Int32Array, opts: HeadOptions = {}): Float64Array {
     const T = hidden.shape[0];
-    const D = this.config.hiddenSize;
     if (targets.length !== T) throw new RangeError(`LlamaModel: ${targets.length} targets for ${T} tokens`);
     const chunk = opts.chunkSize ?? 256;
     if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`LlamaModel: chunkSize is ${chunk}; expected a positive integer`);
-    const host = hidden.toArray() as Float32Array | Float64Array;
     const W = this.lmHead;
     const out = new Float64Array(T);
     for (let s = 0; s < T; s += chunk) {
       const e = Math.min(T, s + chunk);
       scope(() => {
-        const logits = linear(rowsOf(host, s, e, D, hidden), W);
+        const logits = linear(hidden.narrow(0, s, e - s), W);
         const tc = tensor(targets.subarray(s, e), [e - s], { dtype: 'i32', device: hidden.device });
         out.set(ops.tokenLogprobs(logits, tc, { ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX }).toArray(), s);
       });
@@ -399,8 +392,7 @@ export class LlamaModel {
     }
     const chunk = opts.chunkSize ?? 256;
     if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`LlamaModel: chunkSize is ${chunk}; expected a positive integer`);
-    const host = hidden.toArray() as Float32Array | Float64Array;
-    const dHost = host instanceof Float64Array ? new Float64Array(T * D) : new Float32Array(T * D);
+    const dHost = hidden.dtype === 'f64' ? new Float64Array(T * D) : new Float32Array(T * D);
     const gHost = hidden.dtype === 'f64' ? Float64Array.from(gradLogprobs) : Float32Array.from(gradLogprobs);
     const gDtype = hidden.dtype === 'f64' ? 'f64' : 'f32';
     const W = this.lmHead;
@@ -408,7 +400,7 @@ export class LlamaModel {
     for (let s = 0; s < T; s += chunk) {
       const e = Math.min(T, s + chunk);
       dW = scope(() => {
-        const hc = rowsOf(host, s, e, D, hidden);
+        const hc = hidden.narrow(0, s, e - s);
         const logits = linear(hc, W);
         const tc = tensor(targets.subarray(s, e), [e - s], { dtype: 'i32', device: hidden.device });
         const gc = tensor(gHost.subarray(s, e), [e - s], { dtype: gDtype, device: hidden.device });

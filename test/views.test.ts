@@ -1,0 +1,66 @@
+// Zero-copy views: Tensor.reshape and Tensor.narrow share memory with their base tensor.
+import * as osp from '../src';
+
+const cpu = { device: 'cpu' as const };
+
+describe('tensor views', () => {
+  it('reshape gives the same elements in a new shape without copying', () => {
+    osp.scope(() => {
+      const x = osp.tensor(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3], cpu);
+      const before = osp.memoryStats().cpu.currentBytes;
+      const y = x.reshape([3, 2]);
+      expect(osp.memoryStats().cpu.currentBytes).toBe(before);
+      expect(y.shape).toEqual([3, 2]);
+      expect(Array.from(y.toArray())).toEqual([1, 2, 3, 4, 5, 6]);
+    });
+  });
+
+  it('a write through a view is seen by the base (shared memory)', () => {
+    osp.scope(() => {
+      const logits = osp.tensor(new Float64Array([0, 1, 2, 3, 4, 5]), [2, 3], cpu);
+      const rows = logits.narrow(0, 1, 1);
+      osp.tokenLogprobsBackward(rows, osp.tensor(new Int32Array([0]), [1], cpu), osp.tensor(new Float64Array([1]), [1], cpu), { inPlace: true });
+      const all = logits.toArray();
+      expect(Array.from(all.subarray(0, 3))).toEqual([0, 1, 2]);
+      expect(all[3]).toBeGreaterThan(0); // the target entry of row 1: 1 - p
+      expect(all[4]).toBeLessThan(0);
+    });
+  });
+
+  it('narrow selects rows [start, start + length) and keeps them contiguous', () => {
+    osp.scope(() => {
+      const x = osp.tensor(Float32Array.from({ length: 12 }, (_, i) => i), [4, 3], cpu);
+      const r = x.narrow(0, 1, 2);
+      expect(r.shape).toEqual([2, 3]);
+      expect(r.isContiguous).toBe(true);
+      expect(Array.from(r.toArray())).toEqual([3, 4, 5, 6, 7, 8]);
+      const c = x.narrow(1, 1, 1);
+      expect(c.isContiguous).toBe(false);
+      expect(Array.from(c.toArray())).toEqual([1, 4, 7, 10]);
+    });
+  });
+
+  it('a view outlives the disposal of its base', () => {
+    const x = osp.tensor(new Float32Array([7, 8, 9, 10]), [4], cpu);
+    const v = x.narrow(0, 2, 2);
+    x.dispose();
+    expect(Array.from(v.toArray())).toEqual([9, 10]);
+    v.dispose();
+  });
+
+  it('reshape to a different element count is a RangeError; of a non-contiguous view a TypeError', () => {
+    osp.scope(() => {
+      const x = osp.tensor(new Float32Array(6), [2, 3], cpu);
+      expect(() => x.reshape([4, 2])).toThrow(/has 6 elements; shape \[4, 2\] has 8/);
+      expect(() => x.transpose(0, 1).reshape([6])).toThrow(TypeError);
+    });
+  });
+
+  it('narrow outside the dimension is a RangeError', () => {
+    osp.scope(() => {
+      const x = osp.tensor(new Float32Array(6), [2, 3], cpu);
+      expect(() => x.narrow(0, 1, 2)).toThrow(/\[1, 3\) is outside dimension 0/);
+      expect(() => x.narrow(2, 0, 1)).toThrow(RangeError);
+    });
+  });
+});
