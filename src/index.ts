@@ -97,3 +97,7 @@ export type {
   LossAndGrads,
   HeadOptions,
 } from './model/llama';
+export { loadLlama, saveLlama, WEIGHTS_FILE, TOKENIZER_FILES, DEFAULT_MAX_SHARD_BYTES } from './model/hub';
+export type { LoadLlamaOptions, SaveLlamaOptions } from './model/hub';
+export { Tokenizer } from './model/tokenizer';
+export type { EncodeOptions, DecodeOptions } from './model/tokenizer';

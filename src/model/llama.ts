@@ -190,6 +190,18 @@ export class LlamaModel {
   }
 
   /** A randomly initialised model: normal(0, std) weights (a distinct seed per tensor), norm weights 1. */
+  /** Loads a Hugging Face folder (config.json + safetensors); see loadLlama in ./hub. */
+  static async load(dir: string, opts: import('./hub').LoadLlamaOptions = {}): Promise<LlamaModel> {
+    const { loadLlama } = await import('./hub'); // lazy: hub imports this module
+    return loadLlama(dir, opts);
+  }
+
+  /** Writes a Hugging Face folder atomically; see saveLlama in ./hub. */
+  async save(dir: string, opts: import('./hub').SaveLlamaOptions = {}): Promise<void> {
+    const { saveLlama } = await import('./hub');
+    return saveLlama(this, dir, opts);
+  }
+
   static init(config: LlamaConfig, opts: LlamaInitOptions): LlamaModel {
     const dtype = opts.dtype ?? 'f32';
     const device = opts.device ?? (dtype === 'f64' ? 'cpu' : undefined);
