@@ -27,15 +27,7 @@ function expectRel(got: ArrayLike<number>, want: ArrayLike<number>, rel: number,
   }
 }
 
-interface Opts {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  step: number;
-  gradScale?: number;
-}
+type Opts = ops.AdamWOptions;
 
 /** torch.optim.AdamW (single-tensor, non-amsgrad), written out in plain f64. */
 function adamwReference(p: Float64Array, grad: ArrayLike<number>, m: Float64Array, v: Float64Array, o: Opts): void {

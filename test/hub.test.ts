@@ -4,10 +4,10 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { LlamaConfig } from '../src/model/config';
 import { loadLlama, saveLlama } from '../src/model/hub';
 import { LlamaModel, packSequences } from '../src/model/llama';
 import { INDEX_FILE, bf16ToF32, f32ToBf16, readSafetensors, writeSafetensors } from '../src/model/safetensors';
+import { tinyConfig } from './helpers/tinyLlama';
 
 let root: string;
 beforeEach(() => {
@@ -16,30 +16,6 @@ beforeEach(() => {
 afterEach(() => {
   fs.rmSync(root, { recursive: true, force: true });
 });
-
-function tinyConfig(tie: boolean): LlamaConfig {
-  return {
-    architecture: 'LlamaForCausalLM',
-    modelType: 'llama',
-    hiddenSize: 32,
-    intermediateSize: 48,
-    numHiddenLayers: 2,
-    numAttentionHeads: 4,
-    numKeyValueHeads: 2,
-    headDim: 8,
-    rmsNormEps: 1e-6,
-    ropeTheta: 10000,
-    ropeScaling: null,
-    vocabSize: 97,
-    tieWordEmbeddings: tie,
-    maxPositionEmbeddings: 64,
-    bosTokenId: 1,
-    eosTokenId: 2,
-    hiddenAct: 'silu',
-    attentionBias: false,
-    mlpBias: false,
-  };
-}
 
 const cpu = { device: 'cpu' } as const;
 const models: LlamaModel[] = [];

@@ -6,35 +6,11 @@
 // steps on a tiny repeated sequence lowering its loss.
 import * as osp from '../src';
 import { LlamaModel, packSequences, llamaParameterShapes } from '../src/model/llama';
-import { LlamaConfig } from '../src/model/config';
 import { integers, normals, seeded } from './helpers/random';
 import { richardson } from './helpers/reference';
+import { tinyConfig } from './helpers/tinyLlama';
 
 const cpu = { device: 'cpu' } as const;
-
-function tinyConfig(tie: boolean): LlamaConfig {
-  return {
-    architecture: 'LlamaForCausalLM',
-    modelType: 'llama',
-    hiddenSize: 32,
-    intermediateSize: 48,
-    numHiddenLayers: 2,
-    numAttentionHeads: 4,
-    numKeyValueHeads: 2,
-    headDim: 8,
-    rmsNormEps: 1e-6,
-    ropeTheta: 10000,
-    ropeScaling: null,
-    vocabSize: 97,
-    tieWordEmbeddings: tie,
-    maxPositionEmbeddings: 64,
-    bosTokenId: 1,
-    eosTokenId: 2,
-    hiddenAct: 'silu',
-    attentionBias: false,
-    mlpBias: false,
-  };
-}
 
 const LENGTHS = [1, 5, 17];
 
