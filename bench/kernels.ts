@@ -8,6 +8,9 @@
 // are not counted), so GB/s compares how well each uses memory. "%copy" divides by the bandwidth
 // of a large device-to-device copy measured in the same run. "extra MiB" is the peak native
 // memory the op allocated beyond its inputs (measured by the allocator's counters).
+// The model section times a small random Llama (4 layers, hidden 256, 8 heads, 4 KV heads, FFN 688,
+// vocab 8000, f32) on a packed batch of 4 x 128 tokens: forward-only token log-probs and a full
+// training step (lossAndGrads + clipGradNorm + adamwStep over every parameter), in tokens/s.
 import fs from 'fs';
 import os from 'os';
 import path from 'path';
@@ -20,10 +23,12 @@ interface Row {
   shape: string;
   dtype: DType;
   backend: Device;
-  variant: 'fused' | 'unfused' | 'copy' | 'blocked' | 'reference' | 'tiled';
+  variant: 'fused' | 'unfused' | 'copy' | 'blocked' | 'reference' | 'tiled' | 'forward' | 'train-step';
   medianMs: number;
   /** matmul rows only: 2MNK / time. */
   gflopPerS?: number;
+  /** model rows only: tokens of the packed batch / time. */
+  tokensPerS?: number;
   bytes: number;
   gbPerS: number;
   fractionOfCopy: number | null;
@@ -183,6 +188,70 @@ function benchMatmul(device: Device, copyBw: number): void {
   }
 }
 
+/**
+ * The model section: a random f32 Llama on a packed batch of 4 sequences x 128 tokens (next-token
+ * targets within each sequence). 'forward' is model.tokenLogprobs; 'train-step' is lossAndGrads
+ * (mean next-token loss) + clipGradNorm(1.0) + adamwStep on every parameter, with the optimizer state
+ * allocated once outside the timing. bytes are not meaningful here (0); tokens/s is the figure.
+ */
+function benchModel(device: Device, copyBw: number): void {
+  const config: osp.LlamaConfig = {
+    architecture: 'LlamaForCausalLM', modelType: 'llama', hiddenSize: 256, intermediateSize: 688, numHiddenLayers: 4,
+    numAttentionHeads: 8, numKeyValueHeads: 4, headDim: 32, rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null,
+    vocabSize: 8000, tieWordEmbeddings: false, maxPositionEmbeddings: 2048, bosTokenId: 1, eosTokenId: 2,
+    hiddenAct: 'silu', attentionBias: false, mlpBias: false,
+  };
+  const B = 4;
+  const L = 128;
+  const seqs = Array.from({ length: B }, (_, b) => Int32Array.from({ length: L }, (_, i) => ((b * 7919 + i) * 2654435761) % config.vocabSize));
+  const batch = osp.packSequences(seqs);
+  const T = batch.tokens.length;
+  const targets = new Int32Array(T).fill(osp.DEFAULT_IGNORE_INDEX);
+  let counted = 0;
+  for (let t = 0; t + 1 < T; t++) {
+    if (batch.sequenceIds[t + 1] === batch.sequenceIds[t]) {
+      targets[t] = batch.tokens[t + 1] as number;
+      counted++;
+    }
+  }
+  const grad = Float64Array.from(targets, (v) => (v === osp.DEFAULT_IGNORE_INDEX ? 0 : -1 / counted));
+  const model = osp.LlamaModel.init(config, { seed: 31, dtype: 'f32', device });
+  const params = model.parameters();
+  const state = new Map(Array.from(params, ([n, p]) => [n, { m: osp.affine(p, 0), v: osp.affine(p, 0) }]));
+  let step = 0;
+  const forward = () => void model.tokenLogprobs(batch, targets);
+  const train = () => {
+    const r = model.lossAndGrads(batch, targets, grad);
+    const clip = osp.clipGradNorm(Array.from(r.grads.values()), 1.0);
+    step++;
+    for (const [n, p] of params) {
+      const st = state.get(n) as { m: Tensor; v: Tensor };
+      osp.adamwStep(p, r.grads.get(n) as Tensor, st.m, st.v, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step, gradScale: clip.scale });
+    }
+  };
+  const shape = `${config.numHiddenLayers}L d${config.hiddenSize} V${config.vocabSize} ${B}x${L}`;
+  const reps = device === 'cpu' ? Math.min(repeats, 3) : repeats;
+  try {
+    for (const [variant, fn] of [['forward', forward], ['train-step', train]] as const) {
+      const extra = peakExtra(device, () => osp.scope(fn));
+      const ms = time(() => osp.scope(fn), reps);
+      const row = record('llama', shape, 'f32', device, variant, ms, 0, copyBw, extra);
+      row.fractionOfCopy = null;
+      row.gbPerS = 0;
+      row.tokensPerS = T / (ms / 1e3);
+      console.log(`llama ${variant.padEnd(10)} f32  ${device.padEnd(4)} ${shape}  ${ms.toFixed(1)} ms  ${row.tokensPerS.toFixed(0)} tokens/s  peak extra ${extra.toFixed(1)} MiB`);
+    }
+    const [f, t] = rows.slice(-2) as [Row, Row];
+    ratios.push(`${'llama'.padEnd(24)} ${shape.padEnd(16)} f32  ${device.padEnd(4)}  forward ${(f.tokensPerS ?? 0).toFixed(0)} tokens/s, train step ${(t.tokensPerS ?? 0).toFixed(0)} tokens/s (${(t.medianMs / f.medianMs).toFixed(2)}x the forward's time)`);
+  } finally {
+    for (const st of state.values()) {
+      st.m.dispose();
+      st.v.dispose();
+    }
+    for (const p of params.values()) p.dispose();
+  }
+}
+
 /** A shape that does not fit the device (the unfused path needs ~5 [N, V] buffers) is reported, not fatal. */
 function guard(what: string, fn: () => void): void {
   try {
@@ -211,18 +280,21 @@ function main(): void {
       benchTokenLogprobs('cpu', quick ? 256 : 2048, 32000, 'f32', copyBw);
       benchPreference('cpu', quick ? 4096 : 1 << 20, copyBw);
       benchMatmul('cpu', copyBw);
+      benchModel('cpu', copyBw);
     } else {
       const shapes: [number, number][] = quick ? [[4096, 32000]] : [[4096, 32000], [4096, 128256], [16384, 32000], [16384, 128256]];
       for (const dtype of ['f32', 'bf16'] as DType[]) for (const [N, V] of shapes) guard(`tokenLogprobs ${N}x${V} ${dtype}`, () => benchTokenLogprobs('cuda', N, V, dtype, copyBw));
       guard('preferenceLoss B=4096', () => benchPreference('cuda', 4096, copyBw));
       guard('preferenceLoss B=4M', () => benchPreference('cuda', 1 << 22, copyBw));
       guard('matmul 4096^3', () => benchMatmul('cuda', copyBw));
+      guard('llama model', () => benchModel('cuda', copyBw));
     }
   }
 
-  const header = ['op', 'shape', 'dtype', 'backend', 'variant', 'median ms', 'bytes moved', 'GB/s', '%copy', 'extra MiB'];
-  const table = rows.map((r) => [r.op, r.shape, r.dtype, r.backend, r.variant, r.medianMs.toFixed(3), fmtBytes(r.bytes), r.gbPerS.toFixed(1),
-    r.fractionOfCopy === null ? '-' : `${(100 * r.fractionOfCopy).toFixed(0)}%`, r.peakExtraMiB.toFixed(1)]);
+  const header = ['op', 'shape', 'dtype', 'backend', 'variant', 'median ms', 'bytes moved', 'GB/s', '%copy', 'extra MiB', 'tokens/s'];
+  const table = rows.map((r) => [r.op, r.shape, r.dtype, r.backend, r.variant, r.medianMs.toFixed(3), r.tokensPerS !== undefined ? '-' : fmtBytes(r.bytes), r.tokensPerS !== undefined ? '-' : r.gbPerS.toFixed(1),
+    r.fractionOfCopy === null ? '-' : `${(100 * r.fractionOfCopy).toFixed(0)}%`, r.peakExtraMiB.toFixed(1),
+    r.tokensPerS === undefined ? '-' : r.tokensPerS.toFixed(0)]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => (r[i] as string).length)));
   const line = (cells: string[]) => cells.map((c, i) => (i >= 5 ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number))).join('  ');
   console.log(`\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`);

@@ -97,6 +97,8 @@ export type {
   LossAndGrads,
   HeadOptions,
 } from './model/llama';
+export { learningRate } from './model/schedule';
+export type { ScheduleKind, ScheduleOptions } from './model/schedule';
 export { loadLlama, saveLlama, WEIGHTS_FILE, TOKENIZER_FILES, DEFAULT_MAX_SHARD_BYTES } from './model/hub';
 export type { LoadLlamaOptions, SaveLlamaOptions } from './model/hub';
 export { Tokenizer } from './model/tokenizer';

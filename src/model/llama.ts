@@ -155,6 +155,13 @@ function addInto(a: Tensor, b: Tensor): Tensor {
   return s;
 }
 
+/** A float tensor's values on the host: Float64Array for f64, else Float32Array. */
+function toHost(t: Tensor): Float32Array | Float64Array {
+  const a = t.toArray();
+  if (a instanceof Float64Array || a instanceof Float32Array) return a;
+  return Float32Array.from(a);
+}
+
 export class LlamaModel {
   readonly config: LlamaConfig;
   private readonly params: Map<string, Tensor>;
@@ -451,6 +458,70 @@ export class LlamaModel {
         return { tokenLogprobs: logprobs, grads: ordered, gradInputEmbeddings };
       }
       return { tokenLogprobs: logprobs, grads, gradInputEmbeddings };
+    });
+  }
+
+  /**
+   * Full logits per sequence, for users and tests: each sequence's [len, V] logits, row-major (len * V
+   * values; Float64Array for an f64 model, else Float32Array). The sequences are packed into one batch
+   * (attention stays within each sequence); every row goes through the LM head, so this holds
+   * [len, V] per sequence: for scoring use tokenLogprobs / sequenceLogprobs, for the last position
+   * lastLogits.
+   */
+  logits(sequences: Int32Array[]): (Float32Array | Float64Array)[] {
+    this.checkSequences('logits', sequences, false);
+    const total = sequences.reduce((n, s) => n + s.length, 0);
+    const empty = () => (this.dtype === 'f64' ? new Float64Array(0) : new Float32Array(0));
+    if (total === 0) return sequences.map(empty);
+    return scope(() => {
+      const { hidden } = this.forward(packSequences(sequences));
+      const W = this.lmHead;
+      let row = 0;
+      return sequences.map((s) => {
+        const start = row;
+        row += s.length;
+        if (s.length === 0) return empty();
+        return scope(() => toHost(linear(hidden.narrow(0, start, s.length), W)));
+      });
+    });
+  }
+
+  /**
+   * The last position's logits of each (non-empty) sequence: all V of them, or only the vocabulary
+   * columns given (in that order; e.g. the judge's two answer tokens). Only the last hidden row of
+   * each sequence goes through the LM head (with columns, only those rows of the head's weight).
+   * Float64Array for an f64 model, else Float32Array.
+   */
+  lastLogits(sequences: Int32Array[], columns?: Int32Array): (Float32Array | Float64Array)[] {
+    this.checkSequences('lastLogits', sequences, true);
+    const V = this.config.vocabSize;
+    if (columns !== undefined) {
+      if (!(columns instanceof Int32Array) || columns.length === 0) throw new TypeError('LlamaModel.lastLogits: columns is not a non-empty Int32Array');
+      columns.forEach((c, i) => {
+        if (!(c >= 0 && c < V)) throw new RangeError(`LlamaModel.lastLogits: columns[${i}] is ${c}; expected a vocabulary index in [0, ${V})`);
+      });
+    }
+    if (sequences.length === 0) return [];
+    return scope(() => {
+      const { hidden } = this.forward(packSequences(sequences));
+      const W = columns === undefined ? this.lmHead : ops.embedding(this.lmHead, tensor(columns, [columns.length], { dtype: 'i32', device: this.device }));
+      let row = 0;
+      return sequences.map((s) => {
+        row += s.length;
+        return scope(() => toHost(linear(hidden.narrow(0, row - 1, 1), W)));
+      });
+    });
+  }
+
+  private checkSequences(op: string, sequences: Int32Array[], nonEmpty: boolean): void {
+    if (!Array.isArray(sequences)) throw new TypeError(`LlamaModel.${op}: sequences is not an array of Int32Array`);
+    const V = this.config.vocabSize;
+    sequences.forEach((s, i) => {
+      if (!(s instanceof Int32Array)) throw new TypeError(`LlamaModel.${op}: sequences[${i}] is not an Int32Array`);
+      if (nonEmpty && s.length === 0) throw new RangeError(`LlamaModel.${op}: sequences[${i}] is empty; expected at least one token`);
+      for (let j = 0; j < s.length; j++) {
+        if (!(s[j] >= 0 && s[j] < V)) throw new RangeError(`LlamaModel.${op}: sequences[${i}][${j}] is ${s[j]}; expected a token id in [0, ${V})`);
+      }
     });
   }
 
