@@ -4,32 +4,8 @@
 // sequence's logits do not depend on what it is packed with; bad input is a clear error.
 import * as osp from '../src';
 import { LlamaModel, packSequences } from '../src/model/llama';
-import { LlamaConfig } from '../src/model/config';
 import { integers, seeded } from './helpers/random';
-
-function tinyConfig(tie: boolean): LlamaConfig {
-  return {
-    architecture: 'LlamaForCausalLM',
-    modelType: 'llama',
-    hiddenSize: 32,
-    intermediateSize: 48,
-    numHiddenLayers: 2,
-    numAttentionHeads: 4,
-    numKeyValueHeads: 2,
-    headDim: 8,
-    rmsNormEps: 1e-6,
-    ropeTheta: 10000,
-    ropeScaling: null,
-    vocabSize: 97,
-    tieWordEmbeddings: tie,
-    maxPositionEmbeddings: 64,
-    bosTokenId: 1,
-    eosTokenId: 2,
-    hiddenAct: 'silu',
-    attentionBias: false,
-    mlpBias: false,
-  };
-}
+import { tinyConfig } from './helpers/tinyLlama';
 
 const V = 97;
 const LENGTHS = [1, 5, 17];
