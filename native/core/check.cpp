@@ -20,6 +20,12 @@ void ArgCheck::dtype(const Tensor& t, const char* arg, std::initializer_list<DTy
             dtypeList(allowed));
 }
 
+void ArgCheck::floating(const Tensor& t, const char* arg, bool bf16OnCuda) const {
+  if (t.device == Device::CPU) dtype(t, arg, {DType::F32, DType::F64});
+  else if (bf16OnCuda) dtype(t, arg, {DType::F32, DType::BF16});
+  else dtype(t, arg, {DType::F32});
+}
+
 void ArgCheck::dims(const Tensor& t, const char* arg, int64_t rank) const {
   if (t.dim() != rank)
     typeError(prefix(arg) + " has shape " + shapeString(t.shape) + "; expected " + std::to_string(rank) +

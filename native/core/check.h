@@ -13,6 +13,9 @@ namespace osp {
 struct ArgCheck {
   const char* op;
   void dtype(const Tensor& t, const char* arg, std::initializer_list<DType> allowed) const;
+  // The floating-point dtypes of the backend t lives on: f32 or f64 on the CPU; f32 on the GPU,
+  // and bf16 too where the CUDA kernel reads it (bf16OnCuda).
+  void floating(const Tensor& t, const char* arg, bool bf16OnCuda = true) const;
   void dims(const Tensor& t, const char* arg, int64_t rank) const;
   void contiguous(const Tensor& t, const char* arg) const;
   void sameDevice(const Tensor& a, const char* argA, const Tensor& b, const char* argB) const;

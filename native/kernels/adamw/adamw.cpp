@@ -47,8 +47,7 @@ adamw::StepScalars checkOptions(const ArgCheck& c, const AdamWOptions& o) {
 Tensor sumOfSquares(const Tensor& x) {
   ArgCheck c{"sumOfSquares"};
   c.contiguous(x, "x");
-  if (x.device == Device::CPU) c.dtype(x, "x", {DType::F32, DType::F64});
-  else c.dtype(x, "x", {DType::F32, DType::BF16});
+  c.floating(x, "x");
   const int64_t n = x.numel();
   if (x.device == Device::CPU) {
     const double s = n == 0 ? 0.0 : x.dtype == DType::F64 ? adamw::sumOfSquaresCpu(x.data<double>(), n)

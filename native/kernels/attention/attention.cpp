@@ -22,8 +22,7 @@ Dims checkArgs(const ArgCheck& c, const Tensor& q, const Tensor& k, const Tensor
                std::optional<double> scale) {
   c.dims(q, "q", 3);
   c.contiguous(q, "q");
-  if (q.device == Device::CPU) c.dtype(q, "q", {DType::F32, DType::F64});
-  else c.dtype(q, "q", {DType::F32, DType::BF16});
+  c.floating(q, "q");
   const int64_t T = q.shape[0], H = q.shape[1], Dh = q.shape[2];
   for (auto [t, name] : {std::pair<const Tensor*, const char*>{&k, "k"}, {&v, "v"}}) {
     c.dims(*t, name, 3);

@@ -11,8 +11,7 @@ namespace {
 
 void checkValues(const ArgCheck& c, const Tensor& t, const char* arg) {
   c.contiguous(t, arg);
-  if (t.device == Device::CPU) c.dtype(t, arg, {DType::F32, DType::F64});
-  else c.dtype(t, arg, {DType::F32});
+  c.floating(t, arg, false);
 }
 
 }  // namespace

@@ -19,8 +19,7 @@ void checkIds(const ArgCheck& c, const Tensor& ids, const Tensor& other, const c
 void checkFloat2d(const ArgCheck& c, const Tensor& t, const char* name) {
   c.dims(t, name, 2);
   c.contiguous(t, name);
-  if (t.device == Device::CPU) c.dtype(t, name, {DType::F32, DType::F64});
-  else c.dtype(t, name, {DType::F32, DType::BF16});
+  c.floating(t, name);
 }
 
 void raise(const ArgCheck& c, const KernelStatus& st, const Tensor& ids, int64_t V) {

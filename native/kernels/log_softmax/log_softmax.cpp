@@ -11,8 +11,7 @@ namespace {
 void checkMatrix(const ArgCheck& c, const Tensor& t, const char* arg) {
   c.dims(t, arg, 2);
   c.contiguous(t, arg);
-  if (t.device == Device::CPU) c.dtype(t, arg, {DType::F32, DType::F64});
-  else c.dtype(t, arg, {DType::F32, DType::BF16});
+  c.floating(t, arg);
 }
 
 void checkTargets(const ArgCheck& c, const Tensor& targets, int64_t N, const Tensor& like, const char* likeName) {
@@ -106,8 +105,7 @@ Tensor gatherBackward(const Tensor& grad, const Tensor& targets, int64_t vocab, 
   ArgCheck c{"gatherBackward"};
   c.dims(grad, "grad", 1);
   c.contiguous(grad, "grad");
-  if (grad.device == Device::CPU) c.dtype(grad, "grad", {DType::F32, DType::F64});
-  else c.dtype(grad, "grad", {DType::F32});
+  c.floating(grad, "grad", false);
   const int64_t N = grad.shape[0];
   checkTargets(c, targets, N, grad, "grad");
   if (vocab < 1) rangeError("gatherBackward: vocab is " + std::to_string(vocab) + "; expected at least 1");

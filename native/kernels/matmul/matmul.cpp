@@ -13,13 +13,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB) {
   c.contiguous(a, "a");
   c.contiguous(b, "b");
   c.sameDevice(a, "a", b, "b");
-  if (a.device == Device::CPU) {
-    c.dtype(a, "a", {DType::F32, DType::F64});
-    c.dtype(b, "b", {DType::F32, DType::F64});
-  } else {
-    c.dtype(a, "a", {DType::F32, DType::BF16});
-    c.dtype(b, "b", {DType::F32, DType::BF16});
-  }
+  c.floating(a, "a");
+  c.floating(b, "b");
   c.sameDtype(a, "a", b, "b");
   const int64_t M = transA ? a.shape[1] : a.shape[0], K = transA ? a.shape[0] : a.shape[1];
   const int64_t Kb = transB ? b.shape[1] : b.shape[0], N = transB ? b.shape[0] : b.shape[1];

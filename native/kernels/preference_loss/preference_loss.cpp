@@ -22,8 +22,7 @@ PreferenceResult preferenceLoss(PreferenceKind kind, const Tensor& pc, const Ten
   for (int k = 0; k < nIn; k++) {
     c.dims(*ins[k], names[k], 1);
     c.contiguous(*ins[k], names[k]);
-    if (ins[k]->device == Device::CPU) c.dtype(*ins[k], names[k], {DType::F32, DType::F64});
-    else c.dtype(*ins[k], names[k], {DType::F32});
+    c.floating(*ins[k], names[k], false);
     if (k > 0) {
       c.sameDevice(pc, names[0], *ins[k], names[k]);
       c.sameDtype(pc, names[0], *ins[k], names[k]);

@@ -11,8 +11,7 @@ namespace {
 std::pair<int64_t, int64_t> checkArgs(const ArgCheck& c, const Tensor& x, const Tensor& w, double eps) {
   c.dims(x, "x", 2);
   c.contiguous(x, "x");
-  if (x.device == Device::CPU) c.dtype(x, "x", {DType::F32, DType::F64});
-  else c.dtype(x, "x", {DType::F32, DType::BF16});
+  c.floating(x, "x");
   c.dims(w, "weight", 1);
   c.contiguous(w, "weight");
   c.sameDevice(x, "x", w, "weight");

@@ -11,8 +11,7 @@ Tensor rope(const Tensor& x, const Tensor& positions, double theta, double scali
   const char* xn = direction > 0 ? "x" : "gradOut";
   c.dims(x, xn, 3);
   c.contiguous(x, xn);
-  if (x.device == Device::CPU) c.dtype(x, xn, {DType::F32, DType::F64});
-  else c.dtype(x, xn, {DType::F32, DType::BF16});
+  c.floating(x, xn);
   if (x.shape[2] % 2 != 0)
     typeError(c.prefix(xn) + " has shape " + shapeString(x.shape) + "; expected an even head dimension (last size)");
   c.dims(positions, "positions", 1);

@@ -18,8 +18,7 @@ void checkIds(const ArgCheck& c, const Tensor& ids, const Tensor& like, const ch
 void checkValues(const ArgCheck& c, const Tensor& t, const char* arg) {
   c.dims(t, arg, 1);
   c.contiguous(t, arg);
-  if (t.device == Device::CPU) c.dtype(t, arg, {DType::F32, DType::F64});
-  else c.dtype(t, arg, {DType::F32});
+  c.floating(t, arg, false);
 }
 
 void raise(const ArgCheck& c, const KernelStatus& st, const Tensor& ids, const Tensor& values, const char* valuesName,

@@ -20,8 +20,7 @@ void checkPair(const ArgCheck& c, const Tensor& a, const char* an, const Tensor&
 void checkGate(const ArgCheck& c, const Tensor& gate) {
   c.dims(gate, "gate", 2);
   c.contiguous(gate, "gate");
-  if (gate.device == Device::CPU) c.dtype(gate, "gate", {DType::F32, DType::F64});
-  else c.dtype(gate, "gate", {DType::F32, DType::BF16});
+  c.floating(gate, "gate");
 }
 
 }  // namespace

@@ -12,8 +12,7 @@ namespace {
 std::pair<int64_t, int64_t> checkRows(const ArgCheck& c, const Tensor& logits, const Tensor& targets) {
   c.dims(logits, "logits", 2);
   c.contiguous(logits, "logits");
-  if (logits.device == Device::CPU) c.dtype(logits, "logits", {DType::F32, DType::F64});
-  else c.dtype(logits, "logits", {DType::F32, DType::BF16});
+  c.floating(logits, "logits");
   c.dims(targets, "targets", 1);
   c.contiguous(targets, "targets");
   c.dtype(targets, "targets", {DType::I32});
