@@ -160,7 +160,7 @@ export interface PreferenceLossResult {
 
 const KINDS: readonly PreferenceKind[] = ['spce', 'dpo', 'ipo'];
 
-function preferenceArgs(kind: PreferenceKind, inputs: PreferenceInputs, opts: PreferenceOptions) {
+function preferenceArgs(inputs: PreferenceInputs, opts: PreferenceOptions) {
   const op = 'preferenceLoss';
   if (inputs === null || typeof inputs !== 'object') throw new TypeError(`${op}: inputs must be an object of tensors`);
   if (opts === null || typeof opts !== 'object' || typeof opts.beta !== 'number') {
@@ -180,7 +180,7 @@ function preferenceArgs(kind: PreferenceKind, inputs: PreferenceInputs, opts: Pr
  * (METHOD.md section 3): SPCE softplus(z) - p z, DPO -log sigmoid(z), IPO (h - 1/(2 beta))^2.
  */
 export function preferenceLoss(kind: PreferenceKind, inputs: PreferenceInputs, opts: PreferenceOptions): PreferenceLossResult {
-  const [pc, pr, rc, rr, target] = preferenceArgs(kind, inputs, opts);
+  const [pc, pr, rc, rr, target] = preferenceArgs(inputs, opts);
   const r = native.preferenceLoss(kind, pc, pr, rc, rr, target, opts.beta);
   return {
     loss: r.loss,
@@ -235,7 +235,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 export function preferenceLossUnfused(kind: PreferenceKind, inputs: PreferenceInputs, opts: PreferenceOptions): PreferenceLossResult {
   const op = 'preferenceLossUnfused';
   if (!KINDS.includes(kind)) throw new TypeError(`${op}: kind '${String(kind)}' is unknown; expected spce, dpo or ipo`);
-  preferenceArgs(kind, inputs, opts);
+  preferenceArgs(inputs, opts);
   const { beta } = opts;
   if (!(beta > 0) || !Number.isFinite(beta)) throw new RangeError(`${op}: beta is ${beta}; expected a finite number > 0`);
   if ((kind === 'spce') !== (inputs.target !== undefined)) {
