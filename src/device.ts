@@ -12,6 +12,8 @@ export interface Backends {
     devices: { name: string; memoryBytes: number; computeCapability: string; peakBandwidthBytesPerSecond: number }[];
     /** Why no device is available, when none is. */
     reason?: string;
+    /** The GEMM CUDA matmuls use: "cuBLAS <version> (<library>)" when it loaded at run time, else why osp's own kernel serves. */
+    blas: string;
   };
 }
 

@@ -28,7 +28,7 @@ export interface NativeDeviceInfo {
 
 export interface NativeBackends {
   cpu: { threads: number };
-  cuda: { compiled: boolean; available: boolean; devices: NativeDeviceInfo[]; reason?: string };
+  cuda: { compiled: boolean; available: boolean; devices: NativeDeviceInfo[]; reason?: string; blas: string };
 }
 
 export interface NativePreferenceResult {
@@ -67,7 +67,7 @@ export interface NativeAddon {
   affine(x: NativeTensor, scale: number, shift: number): NativeTensor;
   sum(x: NativeTensor): NativeTensor;
   randomNormal(shape: number[], dtype: string, device: string, seed: number, mean: number, std: number): NativeTensor;
-  matmul(a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean): NativeTensor;
+  matmul(a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean, impl?: 'auto' | 'own' | 'cublas'): NativeTensor;
   rmsNorm(x: NativeTensor, weight: NativeTensor, eps: number): NativeTensor;
   rmsNormBackward(x: NativeTensor, weight: NativeTensor, gradOut: NativeTensor, eps: number): { gradInput: NativeTensor; gradWeight: NativeTensor };
   swiglu(gate: NativeTensor, up: NativeTensor): NativeTensor;

@@ -211,6 +211,11 @@ export interface MatmulOptions {
   transA?: boolean;
   /** Use b^T: b is then [N, K] (a Linear layer's weight [out, in]). Default false. */
   transB?: boolean;
+  /**
+   * On cuda, which GEMM: 'auto' (cuBLAS when it loaded at run time, see backends().cuda.blas; else
+   * osp's own tiled kernel), or one of them forced (tests, bench). Ignored on the cpu. Default 'auto'.
+   */
+  impl?: 'auto' | 'own' | 'cublas';
 }
 
 /**
@@ -223,7 +228,9 @@ export interface MatmulOptions {
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
-  return wrap(native.matmul(h(a, 'matmul: a'), h(b, 'matmul: b'), transA, transB));
+  const impl = opts.impl ?? 'auto';
+  if (!['auto', 'own', 'cublas'].includes(impl)) throw new TypeError(`matmul: impl is ${String(impl)}; expected 'auto', 'own' or 'cublas'`);
+  return wrap(native.matmul(h(a, 'matmul: a'), h(b, 'matmul: b'), transA, transB, impl));
 }
 
 /**

@@ -195,23 +195,31 @@ describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name
     });
   });
 
-  for (const dtype of ['f32', 'bf16'] as const) {
-    for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
-      it(`matmul ${dtype} transA=${transA} transB=${transB} matches the f64 CPU op on uneven shapes`, () => {
-        osp.scope(() => {
-          for (const [M, N, K] of [[1, 1, 1], [65, 130, 17], [257, 64, 300]]) {
-            let a = normals(next, M * K);
-            let b = normals(next, K * N);
-            if (dtype === 'bf16') [a, b] = [roundBf16(a), roundBf16(b)];
-            const sa = transA ? [K, M] : [M, K];
-            const sb = transB ? [N, K] : [K, N];
-            const ref = osp.matmul(osp.tensor(a, sa, { device: 'cpu' }), osp.tensor(b, sb, { device: 'cpu' }), { transA, transB }).toArray();
-            const got = osp.matmul(osp.tensor(a, sa, { dtype, device: 'cuda' }), osp.tensor(b, sb, { dtype, device: 'cuda' }), { transA, transB }).toArray();
-            // f32 accumulation over K terms of N(0,1) products: floor at sqrt(K), the sum's scale.
-            expectClose(got, ref, tolerance[dtype], Math.sqrt(K));
-          }
+  const cublasLoaded = cuda.blas?.startsWith('cuBLAS') ?? false;
+  for (const impl of ['own', 'cublas'] as const) {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
+        const title = `matmul (${impl}) ${dtype} transA=${transA} transB=${transB} matches the f64 CPU op on uneven shapes`;
+        it(impl === 'cublas' && !cublasLoaded ? `matmul (cublas) is refused with the reason when cuBLAS did not load (${cuda.blas})` : title, () => {
+          osp.scope(() => {
+            for (const [M, N, K] of [[1, 1, 1], [65, 130, 17], [257, 64, 300]]) {
+              let a = normals(next, M * K);
+              let b = normals(next, K * N);
+              if (dtype === 'bf16') [a, b] = [roundBf16(a), roundBf16(b)];
+              const sa = transA ? [K, M] : [M, K];
+              const sb = transB ? [N, K] : [K, N];
+              const ref = osp.matmul(osp.tensor(a, sa, { device: 'cpu' }), osp.tensor(b, sb, { device: 'cpu' }), { transA, transB }).toArray();
+              const run = () => osp.matmul(osp.tensor(a, sa, { dtype, device: 'cuda' }), osp.tensor(b, sb, { dtype, device: 'cuda' }), { transA, transB, impl }).toArray();
+              if (impl === 'cublas' && !cublasLoaded) {
+                expect(run).toThrow(/cuBLAS is not available/);
+                continue;
+              }
+              // f32 accumulation over K terms of N(0,1) products: floor at sqrt(K), the sum's scale.
+              expectClose(run(), ref, tolerance[dtype], Math.sqrt(K));
+            }
+          });
         });
-      });
+      }
     }
   }
 

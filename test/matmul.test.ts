@@ -270,4 +270,19 @@ describe('matmul argument checks', () => {
     });
     b.dispose();
   });
+
+  it('refuses an unknown impl, naming the choices', () => {
+    const b = m([2, 2]);
+    expect(caught(() => osp.matmul(b, b, { impl: 'fast' as unknown as 'auto' }))).toEqual({
+      errorClass: 'TypeError',
+      message: "matmul: impl is fast; expected 'auto', 'own' or 'cublas'",
+    });
+    b.dispose();
+  });
+
+  it('runs any impl on the cpu (the choice concerns cuda only)', () => {
+    const a = osp.tensor([1, 2, 3, 4], [2, 2], { device: 'cpu' });
+    expect(Array.from(osp.matmul(a, a, { impl: 'cublas' }).toArray())).toEqual([7, 10, 15, 22]);
+    a.dispose();
+  });
 });

@@ -302,6 +302,7 @@ describe('backends and the default device', () => {
       expect(typeof d.peakBandwidthBytesPerSecond).toBe('number');
     }
     if (!b.cuda.available) expect(typeof b.cuda.reason).toBe('string');
+    expect(typeof b.cuda.blas).toBe('string');
   });
 
   it('defaultDevice() is cuda exactly when a CUDA device is available (cpu on a machine without one)', () => {

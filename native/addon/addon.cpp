@@ -20,6 +20,7 @@
 #include "../kernels/embedding/embedding.h"
 #include "../kernels/log_softmax/log_softmax.h"
 #include "../kernels/matmul/matmul.h"
+#include "../kernels/matmul/cublas.h"
 #include "../kernels/preference_loss/preference_loss.h"
 #include "../kernels/random/random.h"
 #include "../kernels/rms_norm/rms_norm.h"
@@ -404,6 +405,8 @@ Napi::Value backends(const Napi::CallbackInfo& info) {
     }
     c.Set("devices", arr);
     if (devs.empty()) c.Set("reason", cuda::probeError());
+    // The GEMM the CUDA matmul uses, and why (loading cuBLAS is attempted only where a device answers).
+    c.Set("blas", devs.empty() ? std::string("none: no CUDA device") : cublas::describe());
     Napi::Object o = Napi::Object::New(env);
     o.Set("cpu", cpu);
     o.Set("cuda", c);
@@ -564,12 +567,19 @@ Napi::Value randomNormalJs(const Napi::CallbackInfo& info) {
   });
 }
 
-// matmul(a, b, transA, transB)
+// matmul(a, b, transA, transB, impl?: 'auto' | 'own' | 'cublas')
 Napi::Value matmulJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const char* op = "matmul";
+    MatmulImpl impl = MatmulImpl::Auto;
+    if (info.Length() > 4 && !info[4].IsUndefined()) {
+      const std::string s = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
+      if (s == "own") impl = MatmulImpl::Own;
+      else if (s == "cublas") impl = MatmulImpl::Cublas;
+      else if (s != "auto") typeError("matmul: impl is not 'auto', 'own' or 'cublas'");
+    }
     return wrapT(info, matmul(tensorArg(info, 0, op, "a"), tensorArg(info, 1, op, "b"), boolArg(info, 2, op, "transA"),
-                              boolArg(info, 3, op, "transB")));
+                              boolArg(info, 3, op, "transB"), impl));
   });
 }
 

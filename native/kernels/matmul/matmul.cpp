@@ -3,10 +3,11 @@
 
 #include "../../core/check.h"
 #include "../../core/cuda_backend.h"
+#include "cublas.h"
 
 namespace osp {
 
-Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB) {
+Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB, MatmulImpl impl) {
   ArgCheck c{"matmul"};
   c.dims(a, "a", 2);
   c.dims(b, "b", 2);
@@ -31,6 +32,11 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB) {
     else matmul_kernels::cpuF32(a.data<float>(), b.data<float>(), out.data<float>(), M, N, K, transA, transB);
   } else {
 #ifdef OSP_WITH_CUDA
+    const bool useCublas = impl == MatmulImpl::Cublas || (impl == MatmulImpl::Auto && cublas::available());
+    if (useCublas) {
+      cublas::gemm(a.raw(), b.raw(), out.raw(), a.dtype == DType::BF16, M, N, K, transA, transB);
+      return out;
+    }
     if ((M + 63) / 64 > 65535)
       rangeError("matmul: op(a) has " + std::to_string(M) + " rows; the CUDA kernel handles at most " +
                  std::to_string(65535 * 64));

@@ -12,8 +12,9 @@
 // (FMA in the x86-64-v3 clone) walks them. Blocks of C are spread over the thread pool; each C
 // element sums its K terms in the same order (KC blocks in sequence, k in order within a block)
 // whatever the thread count, so results are bitwise reproducible under any OSP_NUM_THREADS.
-// CUDA: f32 or bf16 inputs, f32 accumulation, output in the input dtype; a shared-memory tiled
-// kernel (64 x 64 tile of C per 256-thread block, 4 x 4 per thread, K tiles of 16).
+// CUDA: f32 or bf16 inputs, f32 accumulation, output in the input dtype: cuBLAS (GemmEx) where it
+// loads at run time (cublas.h), else a shared-memory tiled kernel (64 x 64 tile of C per 256-thread
+// block, 4 x 4 per thread, K tiles of 16).
 // K = 0 gives zeros. Pinned by test/matmul.test.ts (plain-TS f64 triple loop, finite differences
 // of the backward identities, thread-count determinism).
 #pragma once
@@ -23,8 +24,11 @@
 
 namespace osp {
 
-// Tensor-level op: validate, allocate, dispatch to CPU or CUDA.
-Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB);
+// Which CUDA GEMM runs: cuBLAS when it loaded (see cublas.h), else osp's own; or one forced (tests, bench).
+enum class MatmulImpl { Auto, Own, Cublas };
+
+// Tensor-level op: validate, allocate, dispatch to CPU or CUDA. impl matters on CUDA only.
+Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB, MatmulImpl impl = MatmulImpl::Auto);
 
 namespace matmul_kernels {
 
