@@ -1,7 +1,7 @@
 // osp: Online Self-Preferring alignment of Llama-family models over native CUDA/C++ kernels.
 export { backends, defaultDevice, synchronize, memoryStats, resetPeakMemory } from './device';
 export type { Backends, Device, MemoryStats } from './device';
-export { tensor, randn, scope, keep, Tensor } from './tensor';
+export { tensor, zeros, randn, scope, keep, Tensor } from './tensor';
 export type { DType, TensorData, TensorOptions, RandomOptions } from './tensor';
 export {
   DEFAULT_IGNORE_INDEX,
@@ -23,6 +23,7 @@ export {
   unary,
   affine,
   sum,
+  copyInto,
   matmul,
   rmsNorm,
   rmsNormBackward,

@@ -42,6 +42,7 @@ export interface NativePreferenceResult {
 
 export interface NativeAddon {
   NativeTensor: abstract new () => NativeTensor;
+  zeros(shape: number[], dtype: string, device: string): NativeTensor;
   fromArray(data: ArrayBufferView, shape: number[], dtype: string, device: string): NativeTensor;
   backends(): NativeBackends;
   synchronize(): void;
@@ -66,6 +67,7 @@ export interface NativeAddon {
   unary(op: string, x: NativeTensor): NativeTensor;
   affine(x: NativeTensor, scale: number, shift: number): NativeTensor;
   sum(x: NativeTensor): NativeTensor;
+  copyInto(dst: NativeTensor, src: NativeTensor): void;
   randomNormal(shape: number[], dtype: string, device: string, seed: number, mean: number, std: number): NativeTensor;
   matmul(a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean, impl?: 'auto' | 'own' | 'cublas'): NativeTensor;
   rmsNorm(x: NativeTensor, weight: NativeTensor, eps: number): NativeTensor;

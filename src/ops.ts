@@ -52,7 +52,9 @@ export function tokenLogprobsBackward(logits: Tensor, targets: Tensor, gradLogpr
     opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX,
     opts.inPlace ?? false,
   );
-  return opts.inPlace ? logits : wrap(out);
+  if (!opts.inPlace) return wrap(out);
+  out.dispose(); // the native result shares the logits' buffer: drop its reference now, not at GC
+  return logits;
 }
 
 /** Unfused reference: log_softmax of each row, written out as [N, V]. */
@@ -203,6 +205,15 @@ export const unary = (op: UnaryOp, x: Tensor): Tensor => wrap(native.unary(op, h
 export const affine = (x: Tensor, scale: number, shift = 0): Tensor => wrap(native.affine(h(x, 'affine: x'), scale, shift));
 /** Sum of all elements, as a [1] tensor. */
 export const sum = (x: Tensor): Tensor => wrap(native.sum(h(x, 'sum: x')));
+
+/**
+ * dst <- src, converted to dst's dtype (round to nearest even into bf16), in place. Same shape and
+ * device, both contiguous; dst may be a contiguous view (narrow along dim 0) so a chunk's result
+ * lands in its rows of a bigger tensor. cpu: f32, f64, bf16 in any pair; cuda: f32, bf16.
+ */
+export function copyInto(dst: Tensor, src: Tensor): void {
+  native.copyInto(h(dst, 'copyInto: dst'), h(src, 'copyInto: src'));
+}
 
 // ---- matmul -----------------------------------------------------------------------------------
 

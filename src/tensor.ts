@@ -113,6 +113,14 @@ export function tensor(data: TensorData, shape: number[], opts: TensorOptions = 
   return new Tensor(native.fromArray(view, shape, dtype, device));
 }
 
+/** A tensor of zeros, made where it lives (no host transfer). Default dtype f32. */
+export function zeros(shape: number[], opts: TensorOptions = {}): Tensor {
+  if (!Array.isArray(shape)) throw new TypeError('zeros: shape must be an array of non-negative integers');
+  const dtype = opts.dtype ?? 'f32';
+  const device = opts.device ?? (dtype === 'f64' ? 'cpu' : defaultDevice());
+  return new Tensor(native.zeros(shape, dtype, device));
+}
+
 export interface RandomOptions extends TensorOptions {
   /** Same seed, same values, on every device and thread count. Default 0. */
   seed?: number;

@@ -383,6 +383,18 @@ Napi::Value fromArray(const Napi::CallbackInfo& info) {
   });
 }
 
+// zeros(shape, dtype, device): made where it lives (no host transfer).
+Napi::Value zerosJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "zeros";
+    std::vector<int64_t> shape = shapeArg(info, 0, op);
+    DType dt = dtypeArg(info, 1, op);
+    Device dev = deviceArg(info, 2, op);
+    checkDeviceDtype(info.Env(), op, dt, dev);
+    return NativeTensor::wrap(info.Env(), Tensor::zeros(shape, dt, dev));
+  });
+}
+
 Napi::Value backends(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -552,6 +564,14 @@ Napi::Value sumJs(const Napi::CallbackInfo& info) {
 }
 
 // randomNormal(shape, dtype, device, seed, mean, std)
+// copyInto(dst, src)
+Napi::Value copyIntoJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    copyInto(tensorArg(info, 0, "copyInto", "dst"), tensorArg(info, 1, "copyInto", "src"));
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value randomNormalJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const char* op = "randomNormal";
@@ -744,6 +764,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(data);
   exports.Set("NativeTensor", cls);
   exports.Set("fromArray", Napi::Function::New<fromArray>(env, "fromArray"));
+  exports.Set("zeros", Napi::Function::New<zerosJs>(env, "zeros"));
   exports.Set("backends", Napi::Function::New<backends>(env, "backends"));
   exports.Set("synchronize", Napi::Function::New<synchronize>(env, "synchronize"));
   exports.Set("tokenLogprobs", Napi::Function::New<tokenLogprobsJs>(env, "tokenLogprobs"));
@@ -759,6 +780,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("unary", Napi::Function::New<unaryJs>(env, "unary"));
   exports.Set("affine", Napi::Function::New<affineJs>(env, "affine"));
   exports.Set("sum", Napi::Function::New<sumJs>(env, "sum"));
+  exports.Set("copyInto", Napi::Function::New<copyIntoJs>(env, "copyInto"));
   exports.Set("randomNormal", Napi::Function::New<randomNormalJs>(env, "randomNormal"));
   exports.Set("matmul", Napi::Function::New<matmulJs>(env, "matmul"));
   exports.Set("rmsNorm", Napi::Function::New<rmsNormJs>(env, "rmsNorm"));

@@ -4,14 +4,19 @@
 // backward recomputes each chunk's logits).
 //
 // Reshapes ([T, H*Dh] <-> [T, H, Dh]) and the head's row chunks are zero-copy views
-// (Tensor.reshape, Tensor.narrow). The head's gradient for the hidden states is still assembled on
-// the host chunk by chunk (there is no copy-into-a-slice op yet).
+// (Tensor.reshape, Tensor.narrow); each chunk's gradient lands in its rows of d hidden on the device
+// (copyInto a narrow view). With recompute, the forward keeps only each layer's input and the
+// backward runs that layer's forward again just before its backward (activation checkpointing per
+// layer: memory O(layers x T x D) plus one layer's activations).
+//
+// dtypes: f64 and f32 on the cpu; f32 and bf16 on cuda (bf16 weights and activations, f32
+// accumulation inside every kernel; optim.ts keeps f32 master weights).
 import { DEFAULT_IGNORE_INDEX } from '../ops';
 import * as ops from '../ops';
-import { Device, Tensor, keep, randn, scope, tensor } from '../tensor';
+import { Device, Tensor, keep, randn, scope, tensor, zeros } from '../tensor';
 import { LlamaConfig } from './config';
 
-export type LlamaDType = 'f32' | 'f64';
+export type LlamaDType = 'f32' | 'f64' | 'bf16';
 
 /** A packed batch: the tokens of several sequences one after another, no padding. */
 export interface PackedBatch {
@@ -54,10 +59,18 @@ export interface LlamaInitOptions {
 export interface ForwardOptions {
   /** Use these [T, D] input embeddings instead of looking the tokens up in model.embed_tokens. */
   inputEmbeddings?: Tensor;
+  /**
+   * Keep only each layer's input in the cache and recompute the layer's activations in the backward
+   * (one extra forward per step; the activations of one layer at a time instead of all). Default false.
+   */
+  recompute?: boolean;
 }
 
 interface LayerCache {
   x: Tensor;
+}
+
+interface LayerActivations extends LayerCache {
   xn1: Tensor;
   /** Rotated q [T, H, Dh] and k [T, Hkv, Dh], and v [T, Hkv, Dh]: the attention's inputs. */
   q: Tensor;
@@ -80,7 +93,8 @@ export interface ForwardCache {
   positions: Tensor;
   T: number;
   inputEmbeddingsGiven: boolean;
-  layers: LayerCache[];
+  /** Per layer: all the activations, or only the input x when the forward ran with recompute. */
+  layers: (LayerCache | LayerActivations)[];
   /** The input of model.norm. */
   xFinal: Tensor;
 }
@@ -187,6 +201,9 @@ export class LlamaModel {
       if (t.dtype !== first.dtype || t.device !== first.device) {
         throw new TypeError(`LlamaModel: parameter ${name} is ${t.dtype} on ${t.device}; expected ${first.dtype} on ${first.device} like the others`);
       }
+      if (t.dtype === 'i32' || (t.dtype === 'bf16' && t.device === 'cpu') || (t.dtype === 'f64' && t.device !== 'cpu')) {
+        throw new TypeError(`LlamaModel: parameter ${name} is ${t.dtype} on ${t.device}; expected f32 or f64 on the cpu, f32 or bf16 on cuda`);
+      }
     }
     for (const name of params.keys()) {
       if (!shapes.has(name)) throw new RangeError(`LlamaModel: unexpected parameter ${name} for this config`);
@@ -282,26 +299,39 @@ export class LlamaModel {
     } else {
       x = ops.embedding(this.param('model.embed_tokens.weight'), tokens);
     }
-    const layers: LayerCache[] = [];
+    const layers: (LayerCache | LayerActivations)[] = [];
     for (let i = 0; i < c.numHiddenLayers; i++) {
-      const p = (n: string) => this.param(`model.layers.${i}.${n}.weight`);
-      const xn1 = ops.rmsNorm(x, p('input_layernorm'), { eps });
-      const q = scope(() => ops.rope(reshape(linear(xn1, p('self_attn.q_proj')), [T, H, Dh]), positions, this.ropeOpts));
-      const k = scope(() => ops.rope(reshape(linear(xn1, p('self_attn.k_proj')), [T, Hkv, Dh]), positions, this.ropeOpts));
-      const v = scope(() => reshape(linear(xn1, p('self_attn.v_proj')), [T, Hkv, Dh]));
-      const { out: attn, logsumexp: lse } = ops.causalAttention(q, k, v, sequenceIds);
-      const attnFlat = reshape(attn, [T, H * Dh]);
-      const h = scope(() => ops.add(x, linear(attnFlat, p('self_attn.o_proj'))));
-      const hn = ops.rmsNorm(h, p('post_attention_layernorm'), { eps });
-      const gate = linear(hn, p('mlp.gate_proj'));
-      const up = linear(hn, p('mlp.up_proj'));
-      const act = ops.swiglu(gate, up);
-      const next = scope(() => ops.add(h, linear(act, p('mlp.down_proj'))));
-      layers.push({ x, xn1, q, k, v, attn, lse, attnFlat, h, hn, gate, up, act });
-      x = next;
+      const { acts, out } = this.layerForward(i, x, positions, sequenceIds);
+      if (opts.recompute) {
+        for (const [k, t] of Object.entries(acts)) if (k !== 'x') t.dispose();
+        layers.push({ x });
+      } else {
+        layers.push(acts);
+      }
+      x = out;
     }
     const hidden = ops.rmsNorm(x, this.param('model.norm.weight'), { eps });
     return { hidden, cache: { tokens, sequenceIds, positions, T, inputEmbeddingsGiven: opts.inputEmbeddings !== undefined, layers, xFinal: x } };
+  }
+
+  /** One decoder layer: x -> x + attn(norm(x)) -> h + mlp(norm(h)), with every activation its backward reads. */
+  private layerForward(i: number, x: Tensor, positions: Tensor, sequenceIds: Tensor): { acts: LayerActivations; out: Tensor } {
+    const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, rmsNormEps: eps } = this.config;
+    const T = x.shape[0];
+    const p = (n: string) => this.param(`model.layers.${i}.${n}.weight`);
+    const xn1 = ops.rmsNorm(x, p('input_layernorm'), { eps });
+    const q = scope(() => ops.rope(reshape(linear(xn1, p('self_attn.q_proj')), [T, H, Dh]), positions, this.ropeOpts));
+    const k = scope(() => ops.rope(reshape(linear(xn1, p('self_attn.k_proj')), [T, Hkv, Dh]), positions, this.ropeOpts));
+    const v = scope(() => reshape(linear(xn1, p('self_attn.v_proj')), [T, Hkv, Dh]));
+    const { out: attn, logsumexp: lse } = ops.causalAttention(q, k, v, sequenceIds);
+    const attnFlat = reshape(attn, [T, H * Dh]);
+    const h = scope(() => ops.add(x, linear(attnFlat, p('self_attn.o_proj'))));
+    const hn = ops.rmsNorm(h, p('post_attention_layernorm'), { eps });
+    const gate = linear(hn, p('mlp.gate_proj'));
+    const up = linear(hn, p('mlp.up_proj'));
+    const act = ops.swiglu(gate, up);
+    const out = scope(() => ops.add(h, linear(act, p('mlp.down_proj'))));
+    return { acts: { x, xn1, q, k, v, attn, lse, attnFlat, h, hn, gate, up, act }, out };
   }
 
   /**
@@ -318,7 +348,14 @@ export class LlamaModel {
     grads.set('model.norm.weight', fin.gradWeight);
     let dx = fin.gradInput;
     for (let i = c.numHiddenLayers - 1; i >= 0; i--) {
-      const L = cache.layers[i];
+      const cached = cache.layers[i];
+      let recomputed: LayerActivations | null = null;
+      if (!('xn1' in cached)) {
+        const r = this.layerForward(i, cached.x, cache.positions, cache.sequenceIds);
+        r.out.dispose();
+        recomputed = r.acts;
+      }
+      const L = recomputed ?? (cached as LayerActivations);
       const name = (n: string) => `model.layers.${i}.${n}.weight`;
       const p = (n: string) => this.param(name(n));
       const dxOut = dx;
@@ -367,6 +404,7 @@ export class LlamaModel {
       dxn1.dispose();
       grads.set(name('input_layernorm'), inp.gradWeight);
       dx = addInto(dh, inp.gradInput);
+      if (recomputed) for (const [k, t] of Object.entries(recomputed)) if (k !== 'x') t.dispose();
     }
     const table = this.param('model.embed_tokens.weight');
     if (cache.inputEmbeddingsGiven) {
@@ -411,11 +449,11 @@ export class LlamaModel {
     }
     const chunk = opts.chunkSize ?? 256;
     if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`LlamaModel: chunkSize is ${chunk}; expected a positive integer`);
-    const dHost = hidden.dtype === 'f64' ? new Float64Array(T * D) : new Float32Array(T * D);
     const gHost = hidden.dtype === 'f64' ? Float64Array.from(gradLogprobs) : Float32Array.from(gradLogprobs);
     const gDtype = hidden.dtype === 'f64' ? 'f64' : 'f32';
     const W = this.lmHead;
-    let dW = ops.affine(W, 0);
+    const dHidden = zeros([T, D], { dtype: hidden.dtype, device: hidden.device });
+    let dW = zeros(W.shape, { dtype: W.dtype, device: W.device });
     for (let s = 0; s < T; s += chunk) {
       const e = Math.min(T, s + chunk);
       dW = scope(() => {
@@ -424,13 +462,13 @@ export class LlamaModel {
         const tc = tensor(targets.subarray(s, e), [e - s], { dtype: 'i32', device: hidden.device });
         const gc = tensor(gHost.subarray(s, e), [e - s], { dtype: gDtype, device: hidden.device });
         ops.tokenLogprobsBackward(logits, tc, gc, { inPlace: true, ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX });
-        dHost.set(ops.matmul(logits, W).toArray(), s * D);
+        ops.copyInto(dHidden.narrow(0, s, e - s), ops.matmul(logits, W));
         const next = ops.add(dW, ops.matmul(logits, hc, { transA: true }));
         dW.dispose();
         return next;
       });
     }
-    return { gradHidden: tensor(dHost, [T, D], { dtype: hidden.dtype, device: hidden.device }), gradWeight: dW };
+    return { gradHidden: dHidden, gradWeight: dW };
   }
 
   /** Per-token log-probs log p(targets[t] | tokens up to t) over a packed batch; ignored targets give 0. */

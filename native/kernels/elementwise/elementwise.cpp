@@ -4,14 +4,23 @@
 #include "../../core/check.h"
 #include "../../core/cuda_backend.h"
 #include "elementwise_ops.h"
+#include "../../core/bf16.h"
 
 namespace osp {
 
 namespace {
 
-void checkValues(const ArgCheck& c, const Tensor& t, const char* arg) {
+void checkValues(const ArgCheck& c, const Tensor& t, const char* arg, bool bf16OnCuda = true) {
   c.contiguous(t, arg);
-  c.floating(t, arg, false);
+  c.floating(t, arg, bf16OnCuda);
+}
+
+double loadAsDouble(const Tensor& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::F64: return t.data<double>()[i];
+    case DType::BF16: return bf16ToFloat(t.data<uint16_t>()[i]);
+    default: return t.data<float>()[i];
+  }
 }
 
 }  // namespace
@@ -40,7 +49,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
     }
   } else {
 #ifdef OSP_WITH_CUDA
-    elementwise::binaryCuda(k, a.data<float>(), b.data<float>(), out.data<float>(), n);
+    elementwise::binaryCuda(k, a.raw(), b.raw(), out.raw(), a.dtype == DType::BF16, n);
     cuda::checkLaunch("binary");
 #endif
   }
@@ -66,7 +75,7 @@ Tensor unary(UnaryOp op, const Tensor& x) {
     }
   } else {
 #ifdef OSP_WITH_CUDA
-    elementwise::unaryCuda(k, x.data<float>(), out.data<float>(), n);
+    elementwise::unaryCuda(k, x.raw(), out.raw(), x.dtype == DType::BF16, n);
     cuda::checkLaunch("unary");
 #endif
   }
@@ -94,7 +103,7 @@ Tensor affine(const Tensor& x, double scale, double shift) {
     }
   } else {
 #ifdef OSP_WITH_CUDA
-    elementwise::affineCuda(x.data<float>(), out.data<float>(), static_cast<float>(scale), static_cast<float>(shift), n);
+    elementwise::affineCuda(x.raw(), out.raw(), x.dtype == DType::BF16, static_cast<float>(scale), static_cast<float>(shift), n);
     cuda::checkLaunch("affine");
 #endif
   }
@@ -103,7 +112,7 @@ Tensor affine(const Tensor& x, double scale, double shift) {
 
 Tensor sum(const Tensor& x) {
   ArgCheck c{"sum"};
-  checkValues(c, x, "x");
+  checkValues(c, x, "x", false);
   Tensor out = Tensor::empty({1}, x.dtype, x.device);
   const int64_t n = x.numel();
   if (x.device == Device::CPU) {
@@ -121,6 +130,37 @@ Tensor sum(const Tensor& x) {
 #endif
   }
   return out;
+}
+
+void copyInto(const Tensor& dst, const Tensor& src) {
+  ArgCheck c{"copyInto"};
+  c.contiguous(dst, "dst");
+  c.contiguous(src, "src");
+  c.sameDevice(dst, "dst", src, "src");
+  if (dst.dtype == DType::I32 || src.dtype == DType::I32 || (dst.device == Device::CUDA && (dst.dtype == DType::F64 || src.dtype == DType::F64)))
+    typeError("copyInto: dst is " + dst.describe() + " and src is " + src.describe() +
+              "; expected floating tensors (cpu: f32, f64, bf16; cuda: f32, bf16)");
+  if (dst.shape != src.shape)
+    typeError("copyInto: dst has shape " + shapeString(dst.shape) + " but src has shape " + shapeString(src.shape) + "; expected equal shapes");
+  const int64_t n = src.numel();
+  if (n == 0) return;
+  if (dst.device == Device::CPU) {
+    // Every conversion goes through double, which holds f32, bf16 and f64 exactly; f64 -> f32 and
+    // f32 -> bf16 round to nearest (even), as torch's .to() does.
+    for (int64_t i = 0; i < n; i++) {
+      const double v = loadAsDouble(src, i);
+      switch (dst.dtype) {
+        case DType::F64: dst.data<double>()[i] = v; break;
+        case DType::BF16: dst.data<uint16_t>()[i] = floatToBf16(static_cast<float>(v)); break;
+        default: dst.data<float>()[i] = static_cast<float>(v);
+      }
+    }
+  } else {
+#ifdef OSP_WITH_CUDA
+    elementwise::castCuda(src.raw(), src.dtype == DType::BF16, dst.raw(), dst.dtype == DType::BF16, n);
+    cuda::checkLaunch("copyInto");
+#endif
+  }
 }
 
 }  // namespace osp

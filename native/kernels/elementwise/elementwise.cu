@@ -15,18 +15,32 @@ unsigned gridFor(int64_t n) {
   return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 ? 65535 : b));
 }
 
-__global__ void binaryKernel(int op, const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ o, int64_t n) {
+using osp::cuda::fromFloat;
+using osp::cuda::toFloat;
+
+// T is float or __nv_bfloat16; the arithmetic is f32 either way.
+template <typename T>
+__global__ void binaryKernel(int op, const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ o, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(kBlock) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kBlock)
-    o[i] = applyBinary(op, a[i], b[i]);
+    o[i] = fromFloat<T>(applyBinary(op, toFloat(a[i]), toFloat(b[i])));
 }
 
-__global__ void unaryKernel(int op, const float* __restrict__ x, float* __restrict__ o, int64_t n) {
+template <typename T>
+__global__ void unaryKernel(int op, const T* __restrict__ x, T* __restrict__ o, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(kBlock) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kBlock)
-    o[i] = applyUnary(op, x[i]);
+    o[i] = fromFloat<T>(applyUnary(op, toFloat(x[i])));
 }
 
-__global__ void affineKernel(const float* __restrict__ x, float* __restrict__ o, float s, float t, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(kBlock) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kBlock) o[i] = s * x[i] + t;
+template <typename T>
+__global__ void affineKernel(const T* __restrict__ x, T* __restrict__ o, float s, float t, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(kBlock) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kBlock)
+    o[i] = fromFloat<T>(s * toFloat(x[i]) + t);
+}
+
+template <typename S, typename D>
+__global__ void castKernel(const S* __restrict__ x, D* __restrict__ o, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(kBlock) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kBlock)
+    o[i] = fromFloat<D>(toFloat(x[i]));
 }
 
 __global__ void __launch_bounds__(1024) sumKernel(const float* __restrict__ x, float* __restrict__ o, int64_t n) {
@@ -38,14 +52,34 @@ __global__ void __launch_bounds__(1024) sumKernel(const float* __restrict__ x, f
 
 }  // namespace
 
-void binaryCuda(int op, const float* a, const float* b, float* out, int64_t n) {
-  binaryKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(op, a, b, out, n);
+using bf16 = __nv_bfloat16;
+
+void binaryCuda(int op, const void* a, const void* b, void* out, bool isBf16, int64_t n) {
+  if (isBf16)
+    binaryKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(op, static_cast<const bf16*>(a), static_cast<const bf16*>(b),
+                                                                 static_cast<bf16*>(out), n);
+  else
+    binaryKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(op, static_cast<const float*>(a), static_cast<const float*>(b),
+                                                                 static_cast<float*>(out), n);
 }
-void unaryCuda(int op, const float* x, float* out, int64_t n) {
-  unaryKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(op, x, out, n);
+void unaryCuda(int op, const void* x, void* out, bool isBf16, int64_t n) {
+  if (isBf16)
+    unaryKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(op, static_cast<const bf16*>(x), static_cast<bf16*>(out), n);
+  else
+    unaryKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(op, static_cast<const float*>(x), static_cast<float*>(out), n);
 }
-void affineCuda(const float* x, float* out, float scale, float shift, int64_t n) {
-  affineKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(x, out, scale, shift, n);
+void affineCuda(const void* x, void* out, bool isBf16, float scale, float shift, int64_t n) {
+  if (isBf16)
+    affineKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(static_cast<const bf16*>(x), static_cast<bf16*>(out), scale, shift, n);
+  else
+    affineKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(static_cast<const float*>(x), static_cast<float*>(out), scale, shift, n);
+}
+void castCuda(const void* src, bool srcBf16, void* dst, bool dstBf16, int64_t n) {
+  auto st = osp::cuda::stream();
+  if (srcBf16 && dstBf16) castKernel<<<gridFor(n), kBlock, 0, st>>>(static_cast<const bf16*>(src), static_cast<bf16*>(dst), n);
+  else if (srcBf16) castKernel<<<gridFor(n), kBlock, 0, st>>>(static_cast<const bf16*>(src), static_cast<float*>(dst), n);
+  else if (dstBf16) castKernel<<<gridFor(n), kBlock, 0, st>>>(static_cast<const float*>(src), static_cast<bf16*>(dst), n);
+  else castKernel<<<gridFor(n), kBlock, 0, st>>>(static_cast<const float*>(src), static_cast<float*>(dst), n);
 }
 void sumCuda(const float* x, float* out, int64_t n) { sumKernel<<<1, 1024, 0, osp::cuda::stream()>>>(x, out, n); }
 
