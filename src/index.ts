@@ -104,3 +104,6 @@ export { loadLlama, saveLlama, WEIGHTS_FILE, TOKENIZER_FILES, DEFAULT_MAX_SHARD_
 export type { LoadLlamaOptions, SaveLlamaOptions } from './model/hub';
 export { Tokenizer } from './model/tokenizer';
 export type { EncodeOptions, DecodeOptions } from './model/tokenizer';
+export { AdamW, GradientAccumulator } from './model/optim';
+export type { AdamWConfig, StepResult } from './model/optim';
+export * from './judge';
