@@ -34,6 +34,8 @@ export {
   embeddingBackward,
   causalAttention,
   causalAttentionBackward,
+  kvCacheWrite,
+  cachedAttention,
   sumOfSquares,
   adamwStep,
   clipGradNorm,
@@ -54,6 +56,7 @@ export type {
   CausalAttentionOptions,
   CausalAttentionResult,
   CausalAttentionGrads,
+  CachedAttentionOptions,
   AdamWOptions,
   ClipResult,
 } from './ops';
