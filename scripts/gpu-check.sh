@@ -2,7 +2,7 @@
 # The one prepared GPU run (see ../shared/docs/GPU.md). Run on the GPU machine from the repository
 # root, with results written under ${OUT:-./gpu-out}:
 #   1. the probe: GPU, driver, Node.js, CUDA toolchain;
-#   2. the GPU test suite (every kernel on cuda against the float64 CPU reference; fails if no GPU);
+#   2. the GPU test suites, test/gpu*.test.ts (every kernel on cuda against the float64 CPU reference; fails if no GPU);
 #   3. compute-sanitizer memcheck over a short kernel run, where available;
 #   4. the benchmarks, fused next to unfused, on cpu and cuda;
 #   5. a short table of the figures.
@@ -28,7 +28,7 @@ command -v compute-sanitizer >/dev/null && echo "compute-sanitizer: $(command -v
 node -e "console.log(JSON.stringify(require('./dist').backends(), null, 1))" | tee "$OUT/backends.json"
 
 echo "== GPU test suite"
-OSP_GPU_TESTS=require npx jest test/gpu.test.ts --ci 2>&1 | tee "$OUT/gpu-tests.txt"
+OSP_GPU_TESTS=require npx jest test/gpu --ci 2>&1 | tee "$OUT/gpu-tests.txt"
 echo "gpu suite exit: ${PIPESTATUS[0]}"
 
 echo "== full suite on this machine"

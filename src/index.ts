@@ -35,6 +35,8 @@ export {
   embeddingBackward,
   causalAttention,
   causalAttentionBackward,
+  kvCacheWrite,
+  cachedAttention,
   sumOfSquares,
   adamwStep,
   clipGradNorm,
@@ -55,6 +57,7 @@ export type {
   CausalAttentionOptions,
   CausalAttentionResult,
   CausalAttentionGrads,
+  CachedAttentionOptions,
   AdamWOptions,
   ClipResult,
 } from './ops';

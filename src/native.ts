@@ -103,6 +103,8 @@ export interface NativeAddon {
     gradOut: NativeTensor,
     scale?: number,
   ): { gradQ: NativeTensor; gradK: NativeTensor; gradV: NativeTensor };
+  kvCacheWrite(cache: NativeTensor, values: NativeTensor, slots: NativeTensor, positions: NativeTensor): void;
+  cachedAttention(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, slots: NativeTensor, positions: NativeTensor, scale?: number): NativeTensor;
   memoryStats(): Record<'cpu' | 'cuda', { currentBytes: number; peakBytes: number }>;
   resetPeakMemory(): void;
 }

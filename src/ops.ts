@@ -553,3 +553,52 @@ export function causalAttentionBackward(
   );
   return { gradQ: wrap(r.gradQ), gradK: wrap(r.gradK), gradV: wrap(r.gradV) };
 }
+
+// ---- kv cache (inference) -----------------------------------------------------------------------
+
+/**
+ * Writes rows into a key or value cache, in place: cache [S, L, Hkv, Dh] (S sequence slots of at
+ * most L positions), values [N, Hkv, Dh] in cache's dtype, slots and positions [N] i32;
+ * cache[slots[i], positions[i]] = values[i]. All on one device, contiguous (cpu: f32, f64; cuda:
+ * f32, bf16). A slot outside [0, S) or a position outside [0, L) is a RangeError naming slots[i] or
+ * positions[i] (on cpu nothing is written then; on cuda the valid rows are). Duplicate
+ * (slot, position) pairs: the last one wins on cpu, which one wins is unspecified on cuda.
+ */
+export function kvCacheWrite(cache: Tensor, values: Tensor, slots: Tensor, positions: Tensor): void {
+  const op = 'kvCacheWrite';
+  native.kvCacheWrite(h(cache, `${op}: cache`), h(values, `${op}: values`), h(slots, `${op}: slots`), h(positions, `${op}: positions`));
+}
+
+export interface CachedAttentionOptions {
+  /** Multiplies q . k before the softmax. Default 1 / sqrt(Dh); finite and > 0. */
+  scale?: number;
+}
+
+/**
+ * Attention of new queries over a kv cache: q [N, H, Dh], kCache and vCache [S, L, Hkv, Dh] in q's
+ * dtype with H % Hkv == 0 (query head h reads kv head h / (H / Hkv)), slots and positions [N] i32.
+ * Query i attends to the cached positions 0..positions[i] (inclusive) of slot slots[i], so it
+ * serves prefill of prompts already written with kvCacheWrite as well as one-token decode steps.
+ * Returns [N, H, Dh] in q's dtype (cpu: f32, f64 with the softmax in double; cuda: f32, bf16 with
+ * f32 arithmetic). Out-of-range slots or positions are RangeErrors naming them.
+ */
+export function cachedAttention(
+  q: Tensor,
+  kCache: Tensor,
+  vCache: Tensor,
+  slots: Tensor,
+  positions: Tensor,
+  opts: CachedAttentionOptions = {},
+): Tensor {
+  const op = 'cachedAttention';
+  return wrap(
+    native.cachedAttention(
+      h(q, `${op}: q`),
+      h(kCache, `${op}: kCache`),
+      h(vCache, `${op}: vCache`),
+      h(slots, `${op}: slots`),
+      h(positions, `${op}: positions`),
+      opts?.scale,
+    ),
+  );
+}

@@ -18,6 +18,7 @@
 #include "../kernels/attention/attention.h"
 #include "../kernels/elementwise/elementwise.h"
 #include "../kernels/embedding/embedding.h"
+#include "../kernels/kv_cache/kv_cache.h"
 #include "../kernels/log_softmax/log_softmax.h"
 #include "../kernels/matmul/matmul.h"
 #include "../kernels/matmul/cublas.h"
@@ -739,6 +740,26 @@ Napi::Value causalAttentionBackwardJs(const Napi::CallbackInfo& info) {
   });
 }
 
+// kvCacheWrite(cache, values, slots, positions): in place, returns undefined
+Napi::Value kvCacheWriteJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "kvCacheWrite";
+    kvCacheWrite(tensorArg(info, 0, op, "cache"), tensorArg(info, 1, op, "values"), tensorArg(info, 2, op, "slots"),
+                 tensorArg(info, 3, op, "positions"));
+    return info.Env().Undefined();
+  });
+}
+
+// cachedAttention(q, kCache, vCache, slots, positions, scale?) -> out
+Napi::Value cachedAttentionJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const char* op = "cachedAttention";
+    return wrapT(info, cachedAttention(tensorArg(info, 0, op, "q"), tensorArg(info, 1, op, "kCache"),
+                                       tensorArg(info, 2, op, "vCache"), tensorArg(info, 3, op, "slots"),
+                                       tensorArg(info, 4, op, "positions"), optionalNumberArg(info, 5, op, "scale")));
+  });
+}
+
 Napi::Value memoryStatsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -795,6 +816,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("adamwStep", Napi::Function::New<adamwStepJs>(env, "adamwStep"));
   exports.Set("causalAttention", Napi::Function::New<causalAttentionJs>(env, "causalAttention"));
   exports.Set("causalAttentionBackward", Napi::Function::New<causalAttentionBackwardJs>(env, "causalAttentionBackward"));
+  exports.Set("kvCacheWrite", Napi::Function::New<kvCacheWriteJs>(env, "kvCacheWrite"));
+  exports.Set("cachedAttention", Napi::Function::New<cachedAttentionJs>(env, "cachedAttention"));
   exports.Set("memoryStats", Napi::Function::New<memoryStatsJs>(env, "memoryStats"));
   exports.Set("resetPeakMemory", Napi::Function::New<resetPeakMemoryJs>(env, "resetPeakMemory"));
   return exports;
