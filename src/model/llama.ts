@@ -46,6 +46,15 @@ export function packSequences(seqs: Int32Array[]): PackedBatch {
   return { tokens, sequenceIds, positions };
 }
 
+/**
+ * Keys and values per layer, [slots, maxLength, numKeyValueHeads, headDim] each, in the model's dtype
+ * and on its device (see src/generate/kvCache.ts for allocation with a memory bound).
+ */
+export interface KVCache {
+  k: Tensor[];
+  v: Tensor[];
+}
+
 export interface LlamaInitOptions {
   seed: number;
   /** Default 'f32'. */
@@ -332,6 +341,74 @@ export class LlamaModel {
     const act = ops.swiglu(gate, up);
     const out = scope(() => ops.add(h, linear(act, p('mlp.down_proj'))));
     return { acts: { x, xn1, q, k, v, attn, lse, attnFlat, h, hn, gate, up, act }, out };
+  }
+
+  /**
+   * The decoder over a kv cache (no backward): tokens[i] sits at positions[i] of cache slot slots[i];
+   * each layer writes its keys and values there, then query i attends to positions 0..positions[i]
+   * of its slot. This is prefill (a packed batch of prompts, each in its own slot) and decode (one
+   * token per active slot) alike. `copies` also writes row copies.rows[j]'s keys and values at
+   * (copies.slots[j], copies.positions[j]): how K samples of one prompt share its prefill. Returns
+   * the final hidden states [N, D] (after model.norm) of the rows in `outputRows` (default: all).
+   */
+  forwardCached(
+    cache: KVCache,
+    tokens: Int32Array,
+    slots: Int32Array,
+    positions: Int32Array,
+    opts: { copies?: { rows: Int32Array; slots: Int32Array; positions: Int32Array }; outputRows?: Int32Array } = {},
+  ): Tensor {
+    const c = this.config;
+    const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, rmsNormEps: eps } = c;
+    const N = tokens.length;
+    if (slots.length !== N || positions.length !== N) throw new RangeError(`LlamaModel.forwardCached: ${N} tokens but ${slots.length} slots and ${positions.length} positions`);
+    if (cache.k.length !== c.numHiddenLayers) throw new RangeError(`LlamaModel.forwardCached: the cache has ${cache.k.length} layers; expected ${c.numHiddenLayers}`);
+    for (let i = 0; i < N; i++) {
+      if (!(positions[i] < c.maxPositionEmbeddings)) {
+        throw new RangeError(`LlamaModel.forwardCached: positions[${i}] is ${positions[i]}; the model's context (max_position_embeddings) is ${c.maxPositionEmbeddings}`);
+      }
+    }
+    const device = this.device;
+    return scope(() => {
+      const ids = tensor(tokens, [N], { dtype: 'i32', device });
+      const slotT = tensor(slots, [N], { dtype: 'i32', device });
+      const posT = tensor(positions, [N], { dtype: 'i32', device });
+      const copies = opts.copies && opts.copies.rows.length > 0
+        ? {
+            rows: tensor(opts.copies.rows, [opts.copies.rows.length], { dtype: 'i32', device }),
+            slots: tensor(opts.copies.slots, [opts.copies.slots.length], { dtype: 'i32', device }),
+            positions: tensor(opts.copies.positions, [opts.copies.positions.length], { dtype: 'i32', device }),
+          }
+        : null;
+      let x = ops.embedding(this.param('model.embed_tokens.weight'), ids);
+      for (let i = 0; i < c.numHiddenLayers; i++) {
+        x = scope(() => {
+          const p = (n: string) => this.param(`model.layers.${i}.${n}.weight`);
+          const xn1 = ops.rmsNorm(x, p('input_layernorm'), { eps });
+          const q = ops.rope(reshape(linear(xn1, p('self_attn.q_proj')), [N, H, Dh]), posT, this.ropeOpts);
+          const k = ops.rope(reshape(linear(xn1, p('self_attn.k_proj')), [N, Hkv, Dh]), posT, this.ropeOpts);
+          const v = reshape(linear(xn1, p('self_attn.v_proj')), [N, Hkv, Dh]);
+          ops.kvCacheWrite(cache.k[i], k, slotT, posT);
+          ops.kvCacheWrite(cache.v[i], v, slotT, posT);
+          if (copies) {
+            const gather = (t: Tensor) => reshape(ops.embedding(reshape(t, [N, Hkv * Dh]), copies.rows), [copies.rows.shape[0], Hkv, Dh]);
+            ops.kvCacheWrite(cache.k[i], gather(k), copies.slots, copies.positions);
+            ops.kvCacheWrite(cache.v[i], gather(v), copies.slots, copies.positions);
+          }
+          const attn = ops.cachedAttention(q, cache.k[i], cache.v[i], slotT, posT);
+          const h = ops.add(x, linear(reshape(attn, [N, H * Dh]), p('self_attn.o_proj')));
+          const hn = ops.rmsNorm(h, p('post_attention_layernorm'), { eps });
+          return ops.add(h, linear(ops.swiglu(linear(hn, p('mlp.gate_proj')), linear(hn, p('mlp.up_proj'))), p('mlp.down_proj')));
+        });
+      }
+      if (opts.outputRows) x = ops.embedding(x, tensor(opts.outputRows, [opts.outputRows.length], { dtype: 'i32', device }));
+      return ops.rmsNorm(x, this.param('model.norm.weight'), { eps });
+    });
+  }
+
+  /** Logits [N, V] of hidden states [N, D] through the LM head (for the few rows sampling needs). */
+  headLogits(hidden: Tensor): Tensor {
+    return linear(hidden, this.lmHead);
   }
 
   /**

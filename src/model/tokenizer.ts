@@ -121,6 +121,18 @@ export class Tokenizer {
     return this.tok.decode(list, opts.skipSpecialTokens ?? true);
   }
 
+  /** The text of each list of token ids (decoded in parallel by the native pool). */
+  async decodeBatch(ids: ArrayLike<number>[], opts: DecodeOptions = {}): Promise<string[]> {
+    const lists = ids.map((l) => Array.from(l));
+    for (const list of lists) {
+      for (const i of list) {
+        if (!Number.isInteger(i) || i < 0 || i >= this.vocabSize) throw new RangeError(`Tokenizer.decodeBatch: id ${i} is not in [0, ${this.vocabSize})`);
+      }
+    }
+    if (lists.length === 0) return [];
+    return this.tok.decodeBatch(lists, opts.skipSpecialTokens ?? true);
+  }
+
   /** The id of a token (as in the vocabulary, e.g. '▁A'), or undefined. */
   tokenToId(token: string): number | undefined {
     return this.tok.tokenToId(token) ?? undefined;
