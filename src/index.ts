@@ -37,6 +37,7 @@ export {
   sumOfSquares,
   adamwStep,
   clipGradNorm,
+  sampleTokens,
 } from './ops';
 export type {
   IgnoreOptions,
@@ -56,6 +57,8 @@ export type {
   CausalAttentionGrads,
   AdamWOptions,
   ClipResult,
+  SampleOptions,
+  SampleResult,
 } from './ops';
 export {
   readSafetensorsHeader,

@@ -67,6 +67,15 @@ export interface NativeAddon {
   affine(x: NativeTensor, scale: number, shift: number): NativeTensor;
   sum(x: NativeTensor): NativeTensor;
   randomNormal(shape: number[], dtype: string, device: string, seed: number, mean: number, std: number): NativeTensor;
+  sampleTokens(
+    logits: NativeTensor,
+    streams: NativeTensor,
+    steps: NativeTensor,
+    seed: number,
+    temperature: number,
+    topP: number,
+    topK: number,
+  ): { tokens: NativeTensor; logprobs: NativeTensor; modelLogprobs: NativeTensor };
   matmul(a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean): NativeTensor;
   rmsNorm(x: NativeTensor, weight: NativeTensor, eps: number): NativeTensor;
   rmsNormBackward(x: NativeTensor, weight: NativeTensor, gradOut: NativeTensor, eps: number): { gradInput: NativeTensor; gradWeight: NativeTensor };
