@@ -16,6 +16,7 @@ using osp::cuda::toFloat;
 
 constexpr int kBlock = 256;
 constexpr int kWarps = kBlock / 32;
+static_assert(kBlock == 256, "the top-k radix select clears one 256-bin histogram entry per thread");
 
 // Order-preserving map of a float to uint32 (-0 is folded into +0 first, so equal values have
 // equal keys). -Inf maps to 0x007fffff; every finite value maps above it.

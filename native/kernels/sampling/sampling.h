@@ -22,8 +22,9 @@
 // naming the row. seed is an integer in [0, 2^53); temperature finite and >= 0; topP in (0, 1]
 // (1 = off); topK an integer >= 0 (0 = off).
 //
-// Cost per row: CPU: one pass for max/lse/argmax, an nth_element for top-k (O(V)), a sort of the
-// top-k survivors for top-p (O(V log V), only when p < 1), two passes for the sums and the draw.
+// Cost per row: CPU: one pass for max/lse/argmax, an nth_element for top-k (O(V)), partial sorts of
+// growing prefixes (64, 128, ...) of the top-k survivors for top-p (only when p < 1; O(V log n) for
+// a nucleus of n tokens), two passes for the sums and the draw.
 // CUDA: one block per row, f32 arithmetic, no sort: one pass for max/lse/argmax; top-k by a radix
 // select on the order-preserving 32-bit key of the logits (4 passes of 256-bin shared-memory
 // integer histograms, exact); top-p by bisection on that key (<= 32 passes, each a fixed-order block

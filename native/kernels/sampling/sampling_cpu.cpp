@@ -72,15 +72,24 @@ void sampleRow(const T* x, int64_t V, int64_t row, int32_t stream, int32_t step,
     idx.clear();
     for (int64_t v = 0; v < V; v++)
       if (keptK(x[v])) idx.push_back(v);
-    std::sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
+    // Sorted prefixes of growing length (64, 128, ...): the nucleus is usually a small part of the
+    // vocabulary. The order is total (ties by index), so the running sum is the same for any length.
+    auto before = [&](int64_t a, int64_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); };
     const T target = static_cast<T>(p.topP) * z;
-    T cum = 0, cutP = x[idx.back()];
-    for (int64_t j : idx) {
-      cum += weight(x[j]);
-      if (cum >= target) {
-        cutP = x[j];
-        break;
+    T cutP = x[idx.back()];
+    const size_t total = idx.size();
+    for (size_t n = std::min<size_t>(64, total);; n = std::min(2 * n, total)) {
+      std::partial_sort(idx.begin(), idx.begin() + n, idx.end(), before);
+      T cum = 0;
+      bool reached = false;
+      for (size_t j = 0; j < n && !reached; j++) {
+        cum += weight(x[idx[j]]);
+        if (cum >= target) {
+          cutP = x[idx[j]];
+          reached = true;
+        }
       }
+      if (reached || n == total) break;
     }
     if (cutP > cut) {
       cut = cutP;
