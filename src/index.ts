@@ -40,6 +40,7 @@ export {
   sumOfSquares,
   adamwStep,
   clipGradNorm,
+  sampleTokens,
 } from './ops';
 export type {
   IgnoreOptions,
@@ -60,6 +61,8 @@ export type {
   CachedAttentionOptions,
   AdamWOptions,
   ClipResult,
+  SampleOptions,
+  SampleResult,
 } from './ops';
 export {
   readSafetensorsHeader,

@@ -70,6 +70,16 @@ export interface NativeAddon {
   copyInto(dst: NativeTensor, src: NativeTensor): void;
   randomNormal(shape: number[], dtype: string, device: string, seed: number, mean: number, std: number): NativeTensor;
   matmul(a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean, impl?: 'auto' | 'own' | 'cublas'): NativeTensor;
+  sampleTokens(
+    logits: NativeTensor,
+    streams: NativeTensor,
+    steps: NativeTensor,
+    seed: number,
+    temperature: number,
+    topP: number,
+    topK: number,
+  ): { tokens: NativeTensor; logprobs: NativeTensor; modelLogprobs: NativeTensor };
+  matmul(a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean): NativeTensor;
   rmsNorm(x: NativeTensor, weight: NativeTensor, eps: number): NativeTensor;
   rmsNormBackward(x: NativeTensor, weight: NativeTensor, gradOut: NativeTensor, eps: number): { gradInput: NativeTensor; gradWeight: NativeTensor };
   swiglu(gate: NativeTensor, up: NativeTensor): NativeTensor;

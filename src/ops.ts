@@ -601,4 +601,60 @@ export function cachedAttention(
       opts?.scale,
     ),
   );
+// ---- sampling -----------------------------------------------------------------------------------
+
+export interface SampleOptions {
+  /** Integer in [0, 2^53). With (stream, step) it fixes each row's uniform draw. */
+  seed: number;
+  /** >= 0; 0 is greedy (argmax, lowest index on ties). */
+  temperature: number;
+  /** Nucleus mass in (0, 1]; 1 (the default) is off. */
+  topP?: number;
+  /** Keep the k largest logits (ties with the k-th kept); 0 (the default) is off. */
+  topK?: number;
+}
+
+export interface SampleResult {
+  /** [B] i32: the sampled token of each row. */
+  tokens: Tensor;
+  /** [B]: log-probability of the token under the distribution sampled from (after temperature, top-k, top-p); 0 when greedy. f64 for f64 logits, else f32. */
+  logprobs: Tensor;
+  /** [B]: log_softmax of the raw logits at the token (temperature 1, no truncation). */
+  modelLogprobs: Tensor;
+}
+
+function checkSampleOptions(opts: SampleOptions): { seed: number; temperature: number; topP: number; topK: number } {
+  const op = 'sampleTokens';
+  if (opts === null || typeof opts !== 'object') throw new TypeError(`${op}: opts must be an object (e.g. { seed: 1, temperature: 0.8 })`);
+  const { seed, temperature } = opts;
+  const topP = opts.topP ?? 1;
+  const topK = opts.topK ?? 0;
+  for (const [name, v] of [['seed', seed], ['temperature', temperature], ['topP', topP], ['topK', topK]] as const) {
+    if (typeof v !== 'number') throw new TypeError(`${op}: opts.${name} must be a number`);
+  }
+  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 53) throw new RangeError(`${op}: seed is ${seed}; expected an integer in [0, 2^53)`);
+  if (!(temperature >= 0) || !Number.isFinite(temperature)) {
+    throw new RangeError(`${op}: temperature is ${temperature}; expected a finite number >= 0 (0 = greedy)`);
+  }
+  if (!(topP > 0 && topP <= 1)) throw new RangeError(`${op}: topP is ${topP}; expected a number in (0, 1] (1 = off)`);
+  if (!Number.isSafeInteger(topK) || topK < 0) throw new RangeError(`${op}: topK is ${topK}; expected an integer >= 0 (0 = off)`);
+  return { seed, temperature, topP, topK };
+}
+
+/**
+ * Samples one token per row of logits [B, V] (cpu: f32, f64; cuda: f32, bf16 with f32 arithmetic)
+ * with temperature, top-k and top-p (nucleus; ties at a cut-off are kept). Row b's uniform draw is
+ * a pure function of (seed, streams[b], steps[b]) (streams, steps: [B] i32), so a row gives the same
+ * token whatever its position in the batch, the batch size or the thread count. NaN or +Inf
+ * logits, or a row with no finite logit, are a RangeError naming the row; -Inf excludes a token.
+ * Maths and cost: native/kernels/sampling/sampling.h.
+ */
+export function sampleTokens(logits: Tensor, streams: Tensor, steps: Tensor, opts: SampleOptions): SampleResult {
+  const op = 'sampleTokens';
+  const l = h(logits, `${op}: logits`);
+  const s = h(streams, `${op}: streams`);
+  const st = h(steps, `${op}: steps`);
+  const o = checkSampleOptions(opts);
+  const r = native.sampleTokens(l, s, st, o.seed, o.temperature, o.topP, o.topK);
+  return { tokens: wrap(r.tokens), logprobs: wrap(r.logprobs), modelLogprobs: wrap(r.modelLogprobs) };
 }

@@ -26,6 +26,7 @@
 #include "../kernels/random/random.h"
 #include "../kernels/rms_norm/rms_norm.h"
 #include "../kernels/rope/rope.h"
+#include "../kernels/sampling/sampling.h"
 #include "../kernels/sequence_logprobs/sequence_logprobs.h"
 #include "../kernels/swiglu/swiglu.h"
 #include "../kernels/token_logprobs/token_logprobs.h"
@@ -589,6 +590,24 @@ Napi::Value randomNormalJs(const Napi::CallbackInfo& info) {
 }
 
 // matmul(a, b, transA, transB, impl?: 'auto' | 'own' | 'cublas')
+// matmul(a, b, transA, transB)
+// sampleTokens(logits, streams, steps, seed, temperature, topP, topK)
+Napi::Value sampleTokensJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const char* op = "sampleTokens";
+    SampleResult r = sampleTokens(tensorArg(info, 0, op, "logits"), tensorArg(info, 1, op, "streams"),
+                                  tensorArg(info, 2, op, "steps"), numberArg(info, 3, op, "seed"),
+                                  numberArg(info, 4, op, "temperature"), numberArg(info, 5, op, "topP"),
+                                  numberArg(info, 6, op, "topK"));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("tokens", NativeTensor::wrap(env, r.tokens));
+    o.Set("logprobs", NativeTensor::wrap(env, r.logprobs));
+    o.Set("modelLogprobs", NativeTensor::wrap(env, r.modelLogprobs));
+    return o;
+  });
+}
+
 Napi::Value matmulJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     const char* op = "matmul";
@@ -803,6 +822,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("sum", Napi::Function::New<sumJs>(env, "sum"));
   exports.Set("copyInto", Napi::Function::New<copyIntoJs>(env, "copyInto"));
   exports.Set("randomNormal", Napi::Function::New<randomNormalJs>(env, "randomNormal"));
+  exports.Set("sampleTokens", Napi::Function::New<sampleTokensJs>(env, "sampleTokens"));
   exports.Set("matmul", Napi::Function::New<matmulJs>(env, "matmul"));
   exports.Set("rmsNorm", Napi::Function::New<rmsNormJs>(env, "rmsNorm"));
   exports.Set("rmsNormBackward", Napi::Function::New<rmsNormBackwardJs>(env, "rmsNormBackward"));
