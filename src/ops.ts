@@ -601,6 +601,8 @@ export function cachedAttention(
       opts?.scale,
     ),
   );
+}
+
 // ---- sampling -----------------------------------------------------------------------------------
 
 export interface SampleOptions {
