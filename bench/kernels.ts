@@ -13,17 +13,18 @@
 // training step (lossAndGrads + clipGradNorm + adamwStep over every parameter), in tokens/s.
 import fs from 'fs';
 import os from 'os';
+import { spawnSync } from 'child_process';
 import path from 'path';
 
 import * as osp from '../src';
-import type { Device, DType, Tensor } from '../src';
+import type { Device, DType } from '../src';
 
 interface Row {
   op: string;
   shape: string;
   dtype: DType;
   backend: Device;
-  variant: 'fused' | 'unfused' | 'copy' | 'blocked' | 'reference' | 'tiled' | 'forward' | 'train-step';
+  variant: string;
   medianMs: number;
   /** matmul rows only: 2MNK / time. */
   gflopPerS?: number;
@@ -189,20 +190,26 @@ function benchMatmul(device: Device, copyBw: number): void {
 }
 
 /**
- * The model section: a random f32 Llama on a packed batch of 4 sequences x 128 tokens (next-token
- * targets within each sequence). 'forward' is model.tokenLogprobs; 'train-step' is lossAndGrads
- * (mean next-token loss) + clipGradNorm(1.0) + adamwStep on every parameter, with the optimizer state
- * allocated once outside the timing. bytes are not meaningful here (0); tokens/s is the figure.
+ * The model section: a random Llama on a packed batch (next-token targets within each sequence).
+ * cpu: f32, 4 layers, hidden 256, V 8000, 4 x 128 tokens. cuda: the TinyLlama-1.1B shape (22 layers,
+ * hidden 2048, 32 heads, 4 KV heads, FFN 5632, V 32000) in bf16 with f32 master weights, 4 x 512
+ * tokens. 'forward' is model.tokenLogprobs (linear log-probs head); 'train-step' is lossAndGrads
+ * (mean next-token loss) + AdamW.step (clipping at 1.0); 'train-step recompute' the same with
+ * per-layer activation recomputation. With --torch (default on cuda when python3 has torch and
+ * transformers), bench/torch_model.py times transformers' LlamaForCausalLM on the same shapes in the
+ * same run, and the ratios are printed.
  */
 function benchModel(device: Device, copyBw: number): void {
+  const gpu = device === 'cuda';
   const config: osp.LlamaConfig = {
-    architecture: 'LlamaForCausalLM', modelType: 'llama', hiddenSize: 256, intermediateSize: 688, numHiddenLayers: 4,
-    numAttentionHeads: 8, numKeyValueHeads: 4, headDim: 32, rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null,
-    vocabSize: 8000, tieWordEmbeddings: false, maxPositionEmbeddings: 2048, bosTokenId: 1, eosTokenId: 2,
-    hiddenAct: 'silu', attentionBias: false, mlpBias: false,
+    architecture: 'LlamaForCausalLM', modelType: 'llama', hiddenSize: gpu ? 2048 : 256, intermediateSize: gpu ? 5632 : 688,
+    numHiddenLayers: gpu ? 22 : 4, numAttentionHeads: gpu ? 32 : 8, numKeyValueHeads: 4, headDim: gpu ? 64 : 32, rmsNormEps: 1e-5,
+    ropeTheta: 10000, ropeScaling: null, vocabSize: gpu ? 32000 : 8000, tieWordEmbeddings: false, maxPositionEmbeddings: 2048,
+    bosTokenId: 1, eosTokenId: 2, hiddenAct: 'silu', attentionBias: false, mlpBias: false,
   };
+  const dtype: DType = gpu ? 'bf16' : 'f32';
   const B = 4;
-  const L = 128;
+  const L = gpu ? 512 : 128;
   const seqs = Array.from({ length: B }, (_, b) => Int32Array.from({ length: L }, (_, i) => ((b * 7919 + i) * 2654435761) % config.vocabSize));
   const batch = osp.packSequences(seqs);
   const T = batch.tokens.length;
@@ -215,40 +222,56 @@ function benchModel(device: Device, copyBw: number): void {
     }
   }
   const grad = Float64Array.from(targets, (v) => (v === osp.DEFAULT_IGNORE_INDEX ? 0 : -1 / counted));
-  const model = osp.LlamaModel.init(config, { seed: 31, dtype: 'f32', device });
+  const model = osp.LlamaModel.init(config, { seed: 31, dtype, device });
   const params = model.parameters();
-  const state = new Map(Array.from(params, ([n, p]) => [n, { m: osp.affine(p, 0), v: osp.affine(p, 0) }]));
-  let step = 0;
+  const opt = new osp.AdamW(params, { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1.0 });
   const forward = () => void model.tokenLogprobs(batch, targets);
-  const train = () => {
-    const r = model.lossAndGrads(batch, targets, grad);
-    const clip = osp.clipGradNorm(Array.from(r.grads.values()), 1.0);
-    step++;
-    for (const [n, p] of params) {
-      const st = state.get(n) as { m: Tensor; v: Tensor };
-      osp.adamwStep(p, r.grads.get(n) as Tensor, st.m, st.v, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step, gradScale: clip.scale });
-    }
+  const train = (recompute: boolean) => () => {
+    const r = model.lossAndGrads(batch, targets, grad, { recompute });
+    opt.step(r.grads);
   };
   const shape = `${config.numHiddenLayers}L d${config.hiddenSize} V${config.vocabSize} ${B}x${L}`;
   const reps = device === 'cpu' ? Math.min(repeats, 3) : repeats;
+  const ours: Row[] = [];
   try {
-    for (const [variant, fn] of [['forward', forward], ['train-step', train]] as const) {
+    for (const [variant, fn] of [['forward', forward], ['train-step', train(false)], ['train-step recompute', train(true)]] as const) {
       const extra = peakExtra(device, () => osp.scope(fn));
       const ms = time(() => osp.scope(fn), reps);
-      const row = record('llama', shape, 'f32', device, variant, ms, 0, copyBw, extra);
+      const row = record('llama', shape, dtype, device, variant, ms, 0, copyBw, extra);
       row.fractionOfCopy = null;
       row.gbPerS = 0;
       row.tokensPerS = T / (ms / 1e3);
-      console.log(`llama ${variant.padEnd(10)} f32  ${device.padEnd(4)} ${shape}  ${ms.toFixed(1)} ms  ${row.tokensPerS.toFixed(0)} tokens/s  peak extra ${extra.toFixed(1)} MiB`);
+      ours.push(row);
+      console.log(`llama ${variant.padEnd(20)} ${dtype.padEnd(4)} ${device.padEnd(4)} ${shape}  ${ms.toFixed(1)} ms  ${row.tokensPerS.toFixed(0)} tokens/s  peak extra ${extra.toFixed(1)} MiB`);
     }
-    const [f, t] = rows.slice(-2) as [Row, Row];
-    ratios.push(`${'llama'.padEnd(24)} ${shape.padEnd(16)} f32  ${device.padEnd(4)}  forward ${(f.tokensPerS ?? 0).toFixed(0)} tokens/s, train step ${(t.tokensPerS ?? 0).toFixed(0)} tokens/s (${(t.medianMs / f.medianMs).toFixed(2)}x the forward's time)`);
+    const [f, t] = ours as [Row, Row];
+    ratios.push(`${'llama'.padEnd(24)} ${shape.padEnd(16)} ${dtype.padEnd(4)} ${device.padEnd(4)}  forward ${(f.tokensPerS ?? 0).toFixed(0)} tokens/s, train step ${(t.tokensPerS ?? 0).toFixed(0)} tokens/s (${(t.medianMs / f.medianMs).toFixed(2)}x the forward's time)`);
   } finally {
-    for (const st of state.values()) {
-      st.m.dispose();
-      st.v.dispose();
-    }
+    opt.dispose();
     for (const p of params.values()) p.dispose();
+  }
+  if (process.argv.includes('--torch') || (gpu && !process.argv.includes('--no-torch'))) torchBaseline(device, config, B, L, dtype, ours);
+}
+
+/** transformers' LlamaForCausalLM on the same shapes (bench/torch_model.py), next to osp's rows. */
+function torchBaseline(device: Device, c: osp.LlamaConfig, B: number, L: number, dtype: DType, ours: Row[]): void {
+  const cfg = JSON.stringify({ hidden: c.hiddenSize, ffn: c.intermediateSize, layers: c.numHiddenLayers, heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, vocab: c.vocabSize, tie: c.tieWordEmbeddings });
+  const args = [path.join(__dirname, 'torch_model.py'), '--config', cfg, '--batch', String(B), '--length', String(L), '--dtype', dtype === 'bf16' ? 'bfloat16' : 'float32', '--device', device, '--repeats', String(device === 'cpu' ? 3 : repeats)];
+  const r = spawnSync(process.env.OSP_PYTHON ?? 'python3', args, { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) {
+    const why = (r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n').slice(-1)[0];
+    skipped.push(`torch baseline: ${why}`);
+    console.log(`skipped torch baseline: ${why}`);
+    return;
+  }
+  const doc = JSON.parse(r.stdout) as { torch: string; rows: { variant: string; medianMs: number; tokensPerS: number; peakExtraMiB: number }[] };
+  const shape = `${c.numHiddenLayers}L d${c.hiddenSize} V${c.vocabSize} ${B}x${L}`;
+  for (const t of doc.rows) {
+    const row = record('llama (torch ' + doc.torch + ')', shape, dtype, device, t.variant, t.medianMs, 0, 0, t.peakExtraMiB);
+    row.fractionOfCopy = null;
+    row.tokensPerS = t.tokensPerS;
+    const mine = ours.find((o) => o.variant === t.variant);
+    if (mine) ratios.push(`${'llama vs transformers'.padEnd(24)} ${shape.padEnd(16)} ${dtype.padEnd(4)} ${device.padEnd(4)}  ${t.variant}: osp ${(mine.tokensPerS ?? 0).toFixed(0)} vs torch ${t.tokensPerS.toFixed(0)} tokens/s (${((mine.tokensPerS ?? 0) / t.tokensPerS).toFixed(2)}x), peak extra ${mine.peakExtraMiB.toFixed(0)} vs ${t.peakExtraMiB.toFixed(0)} MiB`);
   }
 }
 
