@@ -113,3 +113,5 @@ export type { EncodeOptions, DecodeOptions } from './model/tokenizer';
 export { AdamW, GradientAccumulator } from './model/optim';
 export type { AdamWConfig, StepResult } from './model/optim';
 export * from './judge';
+export { generate } from './generate';
+export type { GenerateOptions, GenerationResult, Sample, FinishReason } from './generate';
