@@ -1,0 +1,248 @@
+// Per-step training metrics of a run: the StepMetrics record and MetricsLog, the append-only
+// `metrics.jsonl` file (one JSON object per line, one line per optimizer step).
+//
+// A line counts as written once its terminating '\n' is on disk: append() writes the whole line,
+// newline included, with a single write call, so a run killed mid-write leaves at most one
+// unterminated last line, which read() ignores and the next append() cuts off before writing.
+import * as fs from 'fs';
+import * as path from 'path';
+
+/** One optimizer step of a run. Every field but `step` is optional; null means "not measured". */
+export interface StepMetrics {
+  /** 1-based optimizer step. */
+  step: number;
+  /** Epoch over the prompt set (fractional allowed). */
+  epoch?: number | null;
+  /** Wall-clock seconds since the run (not this process) started. */
+  elapsedSeconds?: number | null;
+  /** Learning rate used for this step. */
+  lr?: number | null;
+  /** Training loss of the step (mean over pairs). */
+  loss?: number | null;
+  /** Global gradient norm before clipping. */
+  gradNorm?: number | null;
+  /** Mean over pairs of the policy's implicit preference pHat = sigmoid(z). */
+  pHatMean?: number | null;
+  /** Mean over pairs of the judge's target preference p(y_h > y_l | x). */
+  targetMean?: number | null;
+  /** Mean over pairs of |pHat - target|. */
+  absErrorMean?: number | null;
+  /** Mean over pairs of the margin z = beta * (r(y_h) - r(y_l)). */
+  marginMean?: number | null;
+  /** Mean policy sequence log-prob of the chosen (higher ranked) responses. */
+  chosenLogprobMean?: number | null;
+  /** Mean policy sequence log-prob of the rejected (lower ranked) responses. */
+  rejectedLogprobMean?: number | null;
+  /** Mean reference-model sequence log-prob of the chosen responses. */
+  refChosenLogprobMean?: number | null;
+  /** Mean reference-model sequence log-prob of the rejected responses. */
+  refRejectedLogprobMean?: number | null;
+  /** Mean over sampled responses of the sum over their tokens of (policy - reference) log-prob. */
+  klEstimate?: number | null;
+  /** Mean length of the sampled responses, in tokens. */
+  responseLengthMean?: number | null;
+  /** Mean over judge calls of |pAB - (1 - pBA)|, the judge's position disagreement. */
+  judgeDisagreementMean?: number | null;
+  /** Fraction of pairs the judge orders like the scorer does (only when a scorer is available). */
+  judgeAccuracy?: number | null;
+  /** Seconds this step spent sampling responses. */
+  secondsGenerate?: number | null;
+  /** Seconds this step spent in judge calls (ranking and targets). */
+  secondsJudge?: number | null;
+  /** Seconds this step spent in the forward/backward passes and the optimizer update. */
+  secondsTrain?: number | null;
+  /** Tokens (generated plus trained) processed per second over the step. */
+  tokensPerSecond?: number | null;
+  /** Preference pairs trained per second over the step. */
+  pairsPerSecond?: number | null;
+  /** Number of preference pairs in the step. */
+  pairs?: number | null;
+  /** Number of sampled responses in the step. */
+  samples?: number | null;
+}
+
+/** The optional numeric fields of StepMetrics, in their documented order. */
+export const STEP_METRIC_FIELDS = [
+  'epoch', 'elapsedSeconds', 'lr', 'loss', 'gradNorm',
+  'pHatMean', 'targetMean', 'absErrorMean', 'marginMean',
+  'chosenLogprobMean', 'rejectedLogprobMean', 'refChosenLogprobMean', 'refRejectedLogprobMean',
+  'klEstimate', 'responseLengthMean', 'judgeDisagreementMean', 'judgeAccuracy',
+  'secondsGenerate', 'secondsJudge', 'secondsTrain',
+  'tokensPerSecond', 'pairsPerSecond', 'pairs', 'samples',
+] as const;
+
+export type StepMetricField = (typeof STEP_METRIC_FIELDS)[number];
+
+export interface MetricsLogOptions {
+  /** fsync after every appended line (durable across power loss, slower). Default false. */
+  fsync?: boolean;
+}
+
+/**
+ * Writes `data` to `file` atomically: a temporary file in the same folder, fsynced, then renamed
+ * over `file`, so readers see either the old or the new content, never a part.
+ */
+export function writeFileAtomicSync(file: string, data: string | Uint8Array): void {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(tmp, 'wx');
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = undefined;
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    if (fd !== undefined) {
+      try { fs.closeSync(fd); } catch { /* already failing */ }
+    }
+    try { fs.unlinkSync(tmp); } catch { /* never created or already renamed */ }
+    throw e;
+  }
+}
+
+function checkStep(step: unknown, where: string): number {
+  if (typeof step !== 'number' || !Number.isInteger(step) || step < 1) {
+    throw new RangeError(`${where}: step must be an integer >= 1, got ${JSON.stringify(step)}`);
+  }
+  return step;
+}
+
+/** Serialises one record as a JSON line (with '\n'); `step` first, non-finite numbers become null. */
+function toLine(m: StepMetrics): string {
+  if (m === null || typeof m !== 'object') throw new TypeError('MetricsLog.append: expected a StepMetrics object');
+  const step = checkStep(m.step, 'MetricsLog.append');
+  const out: Record<string, unknown> = { step };
+  for (const [key, value] of Object.entries(m)) {
+    if (key === 'step' || value === undefined) continue;
+    if (value !== null && typeof value !== 'number') {
+      throw new TypeError(`MetricsLog.append: field ${key} must be a number or null, got ${typeof value}`);
+    }
+    out[key] = value === null || Number.isFinite(value) ? value : null;
+  }
+  return JSON.stringify(out) + '\n';
+}
+
+/** Append-only JSON-lines log of StepMetrics (`metrics.jsonl` of a run folder). */
+export class MetricsLog {
+  readonly file: string;
+  private readonly fsync: boolean;
+  private tailChecked = false;
+
+  constructor(file: string, options: MetricsLogOptions = {}) {
+    if (typeof file !== 'string' || file.length === 0) throw new TypeError('MetricsLog: file must be a non-empty path');
+    this.file = file;
+    this.fsync = options.fsync ?? false;
+  }
+
+  /** Appends one whole line for `m` (a single write of the line and its newline). */
+  append(m: StepMetrics): void {
+    const line = toLine(m);
+    if (!this.tailChecked) {
+      this.dropUnterminatedTail();
+      this.tailChecked = true;
+    }
+    const fd = fs.openSync(this.file, 'a');
+    try {
+      const buf = Buffer.from(line, 'utf8');
+      const written = fs.writeSync(fd, buf, 0, buf.length);
+      if (written !== buf.length) throw new Error(`MetricsLog.append: short write to ${this.file} (${written} of ${buf.length} bytes)`);
+      if (this.fsync) fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * Records of `file` in file order. An unterminated last line (a write cut short) is ignored, as
+   * are blank lines; a missing file reads as no records. A malformed complete line throws.
+   */
+  static read(file: string): StepMetrics[] {
+    return MetricsLog.completeLines(file).map(({ text, lineNo }) => parseLine(text, file, lineNo));
+  }
+
+  /**
+   * Drops every record with step > `step` (used on resume from the checkpoint of `step`), and any
+   * unterminated tail; rewrites the file atomically. Returns how many records were dropped.
+   */
+  truncateAfter(step: number): number {
+    if (typeof step !== 'number' || !Number.isInteger(step) || step < 0) {
+      throw new RangeError(`MetricsLog.truncateAfter: step must be an integer >= 0, got ${JSON.stringify(step)}`);
+    }
+    if (!fs.existsSync(this.file)) return 0;
+    const kept: string[] = [];
+    let dropped = 0;
+    for (const { text, lineNo } of MetricsLog.completeLines(this.file)) {
+      if (parseLine(text, this.file, lineNo).step <= step) kept.push(text + '\n');
+      else dropped++;
+    }
+    writeFileAtomicSync(this.file, kept.join(''));
+    this.tailChecked = true;
+    return dropped;
+  }
+
+  private static completeLines(file: string): { text: string; lineNo: number }[] {
+    let content: string;
+    try {
+      content = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const parts = content.split('\n');
+    parts.pop(); // after the last '\n': '' when the file ends cleanly, else a cut-short line
+    const out: { text: string; lineNo: number }[] = [];
+    parts.forEach((text, i) => {
+      if (text.trim().length > 0) out.push({ text, lineNo: i + 1 });
+    });
+    return out;
+  }
+
+  /** Cuts the file back to its last '\n' when a previous writer died mid-line. */
+  private dropUnterminatedTail(): void {
+    let fd: number;
+    try {
+      fd = fs.openSync(this.file, 'r+');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size === 0) return;
+      const last = Buffer.alloc(1);
+      fs.readSync(fd, last, 0, 1, size - 1);
+      if (last[0] === 0x0a) return;
+      // Find the last newline, reading backwards in chunks.
+      const chunk = Buffer.alloc(64 * 1024);
+      let end = size;
+      let keep = 0;
+      while (end > 0) {
+        const start = Math.max(0, end - chunk.length);
+        const n = fs.readSync(fd, chunk, 0, end - start, start);
+        const idx = chunk.subarray(0, n).lastIndexOf(0x0a);
+        if (idx >= 0) { keep = start + idx + 1; break; }
+        end = start;
+      }
+      fs.ftruncateSync(fd, keep);
+      if (this.fsync) fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
+function parseLine(text: string, file: string, lineNo: number): StepMetrics {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new Error(`${file}:${lineNo}: not valid JSON: ${text.length > 80 ? text.slice(0, 80) + '...' : text}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new Error(`${file}:${lineNo}: expected a JSON object`);
+  }
+  checkStep((value as { step?: unknown }).step, `${file}:${lineNo}`);
+  return value as StepMetrics;
+}
