@@ -37,8 +37,12 @@ export interface JudgedPairs {
 }
 
 export interface JudgePairsOptions {
-  /** 'ranked' (default): the paper's ranked pairing; 'random': the ablation's seeded random pairs. */
-  mode?: 'ranked' | 'random';
+  /**
+   * 'ranked' (default): the paper's ranked pairing; 'random': the ablation's seeded random pairs;
+   * 'best-worst': the self-rewarding baseline's one pair per prompt, the highest against the lowest
+   * blank-baseline score (ties: lower index ranks higher, as in rankedPairs).
+   */
+  mode?: 'ranked' | 'random' | 'best-worst';
   /** Seed of the random pairing (required for mode 'random'); prompt i of a batch uses pairSeed(seed, i). */
   seed?: number;
 }
@@ -113,7 +117,7 @@ export interface PairingGroup {
  */
 export async function judgePairsBatch(judge: Judge, groups: PairingGroup[], opts: JudgePairsOptions = {}): Promise<JudgedPairs[]> {
   const mode = opts.mode ?? 'ranked';
-  if (mode !== 'ranked' && mode !== 'random') throw new RangeError(`judgePairs: mode is ${String(mode)}; expected 'ranked' or 'random'`);
+  if (mode !== 'ranked' && mode !== 'random' && mode !== 'best-worst') throw new RangeError(`judgePairs: mode is ${String(mode)}; expected 'ranked', 'random' or 'best-worst'`);
   if (mode === 'random' && !(typeof opts.seed === 'number' && Number.isFinite(opts.seed))) throw new TypeError("judgePairs: mode 'random' needs a numeric seed");
   if (!Array.isArray(groups)) throw new TypeError('judgePairs: groups is not an array of {prompt, responses}');
   groups.forEach((g, i) => {
@@ -124,13 +128,14 @@ export async function judgePairsBatch(judge: Judge, groups: PairingGroup[], opts
 
   let scores: (number[] | null)[];
   let pairIndex: { chosen: number; rejected: number }[][];
-  if (mode === 'ranked') {
+  if (mode === 'ranked' || mode === 'best-worst') {
     const blank: JudgeItem[] = [];
     for (const g of groups) for (const r of g.responses) blank.push({ prompt: g.prompt, a: r, b: '' });
     const prefs = blank.length ? await judge.preferences(blank) : [];
     let at = 0;
     scores = groups.map((g) => prefs.slice(at, (at += g.responses.length)).map((q) => q.p));
     pairIndex = scores.map((s) => rankedPairs(s!).map(({ high, low }) => ({ chosen: high, rejected: low })));
+    if (mode === 'best-worst') pairIndex = pairIndex.map((p) => p.slice(0, 1)); // rankedPairs' first pair is (best, worst)
   } else {
     scores = groups.map(() => null);
     pairIndex = groups.map((g, i) => randomPairs(g.responses.length, pairSeed(opts.seed!, i)).map(({ first, second }) => ({ chosen: first, rejected: second })));
