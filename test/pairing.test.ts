@@ -133,6 +133,14 @@ describe('judgePairs', () => {
     await expect(judgePairs(judge, prompt, responses, { mode: 'random' })).rejects.toThrow(/needs a numeric seed/);
   });
 
+  it('best-worst mode (self-rewarding): one pair per prompt, the highest blank-baseline score against the lowest', async () => {
+    const out = await judgePairs(judge, prompt, responses, { mode: 'best-worst' });
+    expect(out.pairs.length).toBe(1);
+    const order = out.scores!.map((s, i) => [s, i] as const).sort((x, y) => y[0] - x[0] || x[1] - y[1]);
+    expect(out.pairs[0].chosen).toBe(order[0][1]);
+    expect(out.pairs[0].rejected).toBe(order[order.length - 1][1]);
+  });
+
   it('the batched variant makes two judge calls for all prompts and equals judgePairs per prompt', async () => {
     const groups = [
       { prompt, responses },
