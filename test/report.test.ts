@@ -23,7 +23,7 @@ function full(step: number): StepMetrics {
     step, epoch: step / 10, elapsedSeconds: step * 3, lr: 2e-6, loss: 0.7 - step * 0.01, gradNorm: 1.2,
     pHatMean: 0.5 + step * 0.01, targetMean: 0.62, absErrorMean: 0.12 - step * 0.01, marginMean: step * 0.03,
     chosenLogprobMean: -50 + step, rejectedLogprobMean: -60 - step, refChosenLogprobMean: -50, refRejectedLogprobMean: -60,
-    klEstimate: step * 0.1, responseLengthMean: 100 + step, judgeDisagreementMean: 0.08, judgeAccuracy: 0.7,
+    klEstimate: step * 0.1, responseLengthMean: 100 + step, judgeDisagreementMean: 0.08, judgeAccuracy: 0.7, sampleScoreMean: 0.8,
     secondsGenerate: 2, secondsJudge: 1, secondsTrain: 0.5, tokensPerSecond: 900, pairsPerSecond: 4, pairs: 8, samples: 16,
   };
 }

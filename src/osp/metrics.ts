@@ -45,6 +45,8 @@ export interface StepMetrics {
   judgeDisagreementMean?: number | null;
   /** Fraction of pairs the judge orders like the scorer does (only when a scorer is available). */
   judgeAccuracy?: number | null;
+  /** Mean scorer quality of the sampled responses (only when a scorer is available, e.g. the demo task). */
+  sampleScoreMean?: number | null;
   /** Seconds this step spent sampling responses. */
   secondsGenerate?: number | null;
   /** Seconds this step spent in judge calls (ranking and targets). */
@@ -66,7 +68,7 @@ export const STEP_METRIC_FIELDS = [
   'epoch', 'elapsedSeconds', 'lr', 'loss', 'gradNorm',
   'pHatMean', 'targetMean', 'absErrorMean', 'marginMean',
   'chosenLogprobMean', 'rejectedLogprobMean', 'refChosenLogprobMean', 'refRejectedLogprobMean',
-  'klEstimate', 'responseLengthMean', 'judgeDisagreementMean', 'judgeAccuracy',
+  'klEstimate', 'responseLengthMean', 'judgeDisagreementMean', 'judgeAccuracy', 'sampleScoreMean',
   'secondsGenerate', 'secondsJudge', 'secondsTrain',
   'tokensPerSecond', 'pairsPerSecond', 'pairs', 'samples',
 ] as const;

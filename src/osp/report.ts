@@ -52,6 +52,7 @@ export const PLOT_GROUPS: readonly GroupSpec[] = [
       { key: 'judgeAccuracy', label: 'judge accuracy (vs scorer)', color: C.blue, dashed: true },
     ],
   },
+  { id: 'quality', title: 'Sample quality (task scorer)', yLabel: 'mean score', kind: 'line', series: [{ key: 'sampleScoreMean', label: 'mean score of the sampled responses', color: C.green }] },
   {
     id: 'time', title: 'Time split per step', yLabel: 'seconds', kind: 'stackedBar',
     series: [
