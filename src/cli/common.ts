@@ -1,0 +1,145 @@
+// What every command shares: a JSON config file that may give any flag (flags on the command line
+// win), zod validation of the resolved settings before any work (a message naming the setting), model
+// loading with device/dtype defaults, progress bars with ETA (cli-progress; plain lines when stdout is
+// not a terminal), and Ctrl-C handling for the training loops.
+import * as fs from 'fs';
+import * as path from 'path';
+import { Command, Option } from 'commander';
+import { SingleBar, Presets } from 'cli-progress';
+import { z } from 'zod';
+import { backends, defaultDevice } from '../device';
+import { loadLlama } from '../model/hub';
+import { LlamaModel } from '../model/llama';
+
+export class UsageError extends Error {}
+
+/** Reads --config FILE (JSON object of flag names in camelCase or kebab-case) under the command-line flags. */
+export function mergeConfig(cmd: Command, opts: Record<string, unknown>): Record<string, unknown> {
+  const file = opts.config as string | undefined;
+  if (!file) return opts;
+  let data: unknown;
+  try {
+    data = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(code === 'ENOENT' ? `--config ${file}: no such file` : `--config ${file}: not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new UsageError(`--config ${file}: expected a JSON object of settings`);
+  const known = new Map(cmd.options.map((o) => [o.attributeName(), o]));
+  const merged: Record<string, unknown> = { ...opts };
+  for (const [k, v] of Object.entries(data)) {
+    const name = k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    const o = known.get(name);
+    if (!o) throw new UsageError(`--config ${file}: unknown setting '${k}' for osp ${cmd.name()}`);
+    // A flag given on the command line wins over the file.
+    if (cmd.getOptionValueSource(name) === 'cli') continue;
+    merged[name] = v;
+  }
+  return merged;
+}
+
+/** Validates with a zod schema; the first problem becomes a UsageError naming the flag. */
+export function validate<T extends z.ZodTypeAny>(schema: T, value: Record<string, unknown>): z.infer<T> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const key = String(issue.path[0] ?? '');
+  const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const got = key in value ? JSON.stringify(value[key]) : 'missing';
+  throw new UsageError(`${flag}: ${issue.message} (got ${got})`);
+}
+
+// Numbers arrive as strings from the command line and as numbers from a config file.
+export const num = () => z.coerce.number({ invalid_type_error: 'expected a number' }).refine(Number.isFinite, 'expected a finite number');
+export const int = () => num().refine(Number.isInteger, 'expected an integer');
+export const positiveInt = () => int().refine((v) => v >= 1, 'expected an integer >= 1');
+
+export function deviceOption(): Option {
+  return new Option('--device <device>', 'cpu or cuda (default: cuda when a GPU answers, else cpu)').choices(['cpu', 'cuda']);
+}
+
+export function dtypeOption(): Option {
+  return new Option('--dtype <dtype>', 'weights in memory: f32 or bf16 (default: bf16 on cuda, f32 on cpu)').choices(['f32', 'bf16']);
+}
+
+export function resolveDevice(d: unknown): 'cpu' | 'cuda' {
+  if (d === undefined) return defaultDevice();
+  if (d === 'cuda' && !backends().cuda.available) {
+    const b = backends().cuda;
+    throw new UsageError(`--device cuda: no CUDA device is available (${b.compiled ? b.reason : 'osp was built without CUDA'})`);
+  }
+  return d as 'cpu' | 'cuda';
+}
+
+export function resolveDtype(d: unknown, device: 'cpu' | 'cuda'): 'f32' | 'bf16' {
+  if (d === undefined) return device === 'cuda' ? 'bf16' : 'f32';
+  if (d === 'bf16' && device === 'cpu') throw new UsageError('--dtype bf16 runs on cuda only; on the cpu use f32');
+  return d as 'f32' | 'bf16';
+}
+
+/** Checks a Hugging Face model folder up front (config.json, weights, tokenizer.json), naming what is missing. */
+export function checkModelDir(flag: string, dir: string, needTokenizer = true): void {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`${flag} ${dir}: no such folder`);
+  if (!fs.existsSync(path.join(dir, 'config.json'))) throw new UsageError(`${flag} ${dir}: no config.json (expected a Hugging Face model folder)`);
+  const weights = fs.existsSync(path.join(dir, 'model.safetensors')) || fs.existsSync(path.join(dir, 'model.safetensors.index.json'));
+  if (!weights) throw new UsageError(`${flag} ${dir}: no model.safetensors or model.safetensors.index.json`);
+  if (needTokenizer && !fs.existsSync(path.join(dir, 'tokenizer.json'))) throw new UsageError(`${flag} ${dir}: no tokenizer.json`);
+}
+
+export async function loadModel(dir: string, device: 'cpu' | 'cuda', dtype: 'f32' | 'bf16'): Promise<LlamaModel> {
+  return loadLlama(dir, { device, dtype });
+}
+
+/** A progress bar with ETA on a terminal; on a pipe, one line per update at most every few seconds. */
+export class Progress {
+  private bar: SingleBar | null = null;
+  private lastLine = 0;
+  private readonly tty = Boolean(process.stderr.isTTY) && !process.env.OSP_NO_PROGRESS;
+
+  /** quiet: show only on a terminal (inner bars, whose lines would flood a log). */
+  constructor(private readonly label: string, private readonly quiet = false) {}
+
+  start(total: number, info = ''): void {
+    if (this.tty) {
+      this.bar = new SingleBar(
+        { format: `${this.label} [{bar}] {value}/{total} | ETA {eta_formatted} | {info}`, stream: process.stderr, hideCursor: true, etaBuffer: 20 },
+        Presets.shades_classic,
+      );
+      this.bar.start(total, 0, { info });
+    } else if (!this.quiet) {
+      process.stderr.write(`${this.label}: 0/${total} ${info}\n`);
+    }
+    this.total = total;
+  }
+
+  private total = 0;
+
+  update(value: number, info = ''): void {
+    if (this.bar) this.bar.update(value, { info });
+    else if (!this.quiet && (Date.now() - this.lastLine > 5000 || value === this.total)) {
+      this.lastLine = Date.now();
+      process.stderr.write(`${this.label}: ${value}/${this.total} ${info}\n`);
+    }
+  }
+
+  stop(): void {
+    this.bar?.stop();
+    this.bar = null;
+  }
+}
+
+/** Ctrl-C: the first finishes the step in progress and checkpoints; a second exits at once. */
+export function installStopHandler(what: string): { requested: () => boolean; dispose: () => void } {
+  let count = 0;
+  const handler = () => {
+    count++;
+    if (count === 1) process.stderr.write(`\n${what}: stopping after the current step (Ctrl-C again to exit now; the last checkpoint stays intact)\n`);
+    else process.exit(130);
+  };
+  process.on('SIGINT', handler);
+  return { requested: () => count > 0, dispose: () => process.off('SIGINT', handler) };
+}
+
+export function fmt(v: number | null | undefined, digits = 3): string {
+  return v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits);
+}

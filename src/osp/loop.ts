@@ -1,0 +1,152 @@
+// The loop every trainer mode shares: a seeded data order (a fresh shuffle per epoch), one optimizer
+// step per batch with the learning-rate schedule, metrics.jsonl and samples.jsonl lines, checkpoints
+// every saveEvery steps and at the end, report.html refreshed at each checkpoint, and a stop request
+// (Ctrl-C) honoured after the step in progress: a checkpoint is written, then the loop returns.
+// Resuming from a checkpoint's (step, dataPosition) with the same seed replays the same batches and
+// the same per-step seeds, so on the cpu the resumed run's metrics equal an uninterrupted run's.
+import { LlamaModel } from '../model/llama';
+import { AdamW } from '../model/optim';
+import { ScheduleKind, learningRate } from '../model/schedule';
+import { Tensor } from '../tensor';
+import { MetricsLog, StepMetrics } from './metrics';
+import { appendSamples, saveCheckpoint } from './run';
+import { writeReport } from './report';
+
+/** mulberry32 over a 32-bit state: small, fast and seedable (data order, per-step seeds). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A seed for step `step` of a run seeded `seed` (an integer in [0, 2^31)). */
+export function stepSeed(seed: number, step: number): number {
+  return Math.floor(seededRandom((seed * 2654435761 + step * 40503) >>> 0)() * 2147483647);
+}
+
+/** Example indices in a seeded order: epoch e is a Fisher-Yates shuffle seeded by (seed, e). */
+export class DataOrder {
+  private cache = new Map<number, Int32Array>();
+  constructor(readonly size: number, readonly seed: number) {
+    if (!(Number.isInteger(size) && size >= 1)) throw new RangeError(`DataOrder: size is ${size}; expected at least one example`);
+  }
+
+  private epoch(e: number): Int32Array {
+    let p = this.cache.get(e);
+    if (!p) {
+      p = Int32Array.from({ length: this.size }, (_, i) => i);
+      const rnd = seededRandom((this.seed ^ Math.imul(e + 1, 0x9e3779b1)) >>> 0);
+      for (let i = this.size - 1; i > 0; i--) {
+        const j = Math.floor(rnd() * (i + 1));
+        [p[i], p[j]] = [p[j], p[i]];
+      }
+      this.cache.clear();
+      this.cache.set(e, p);
+    }
+    return p;
+  }
+
+  /** The example at global position pos (positions run on across epochs). */
+  at(pos: number): number {
+    return this.epoch(Math.floor(pos / this.size))[pos % this.size];
+  }
+
+  batch(start: number, n: number): number[] {
+    return Array.from({ length: n }, (_, i) => this.at(start + i));
+  }
+}
+
+export interface LoopOptions {
+  runDir: string;
+  policy: LlamaModel;
+  optimizer: AdamW;
+  /** Examples in the data (the order shuffles these). */
+  dataSize: number;
+  batchSize: number;
+  totalSteps: number;
+  seed: number;
+  lr: number;
+  schedule: ScheduleKind;
+  warmupSteps: number;
+  minLrRatio: number;
+  saveEvery: number;
+  keepCheckpoints: number;
+  /** Copied into each checkpoint's model folder. */
+  tokenizerDir?: string;
+  /** Where to start: 0, 0 for a new run; a checkpoint's state when resuming. */
+  startStep: number;
+  startPosition: number;
+  title: string;
+  config: object;
+}
+
+export interface StepOutput {
+  grads: Map<string, Tensor>;
+  metrics: Partial<StepMetrics>;
+  samples?: object[];
+}
+
+/** One step's work: the example indices of its batch and its seed -> gradients, metrics, samples. */
+export type StepFn = (step: number, indices: number[], seed: number) => Promise<StepOutput>;
+
+export interface LoopHooks {
+  onStepDone?(m: StepMetrics): void;
+  onCheckpoint?(dir: string): void;
+  /** Checked after each step: true finishes the run early with a checkpoint (Ctrl-C). */
+  stopRequested?(): boolean;
+}
+
+export interface LoopResult {
+  lastStep: number;
+  stopped: boolean;
+  lastCheckpoint: string | null;
+}
+
+export async function runLoop(o: LoopOptions, stepFn: StepFn, hooks: LoopHooks = {}): Promise<LoopResult> {
+  const metricsLog = new MetricsLog(`${o.runDir}/metrics.jsonl`);
+  const order = new DataOrder(o.dataSize, o.seed);
+  const started = Date.now();
+  let position = o.startPosition;
+  let lastCheckpoint: string | null = null;
+  let step = o.startStep;
+  const checkpoint = async () => {
+    lastCheckpoint = await saveCheckpoint(o.runDir, o.policy, o.optimizer, { step, dataPosition: position, seed: o.seed }, { keep: o.keepCheckpoints, tokenizerFrom: o.tokenizerDir });
+    writeReport(o.runDir, { title: o.title, config: o.config });
+    hooks.onCheckpoint?.(lastCheckpoint);
+  };
+  while (step < o.totalSteps) {
+    const next = step + 1;
+    const indices = order.batch(position, o.batchSize);
+    const out = await stepFn(next, indices, stepSeed(o.seed, next));
+    const lr = learningRate(next, { kind: o.schedule, peak: o.lr, warmupSteps: o.warmupSteps, totalSteps: o.totalSteps, minRatio: o.minLrRatio });
+    let res;
+    try {
+      res = o.optimizer.step(out.grads, { lr });
+    } finally {
+      for (const g of out.grads.values()) g.dispose();
+    }
+    step = next;
+    position += o.batchSize;
+    const m: StepMetrics = {
+      step,
+      epoch: position / o.dataSize,
+      elapsedSeconds: (Date.now() - started) / 1e3,
+      lr,
+      gradNorm: res.gradNorm,
+      ...out.metrics,
+    };
+    metricsLog.append(m);
+    if (out.samples) appendSamples(o.runDir, out.samples.map((s) => ({ step, ...s })));
+    hooks.onStepDone?.(m);
+    const stop = hooks.stopRequested?.() ?? false;
+    if (stop || step % o.saveEvery === 0 || step === o.totalSteps) await checkpoint();
+    if (stop) return { lastStep: step, stopped: true, lastCheckpoint };
+  }
+  if (lastCheckpoint === null) writeReport(o.runDir, { title: o.title, config: o.config });
+  return { lastStep: step, stopped: false, lastCheckpoint };
+}

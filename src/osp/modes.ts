@@ -1,0 +1,171 @@
+// The step of each trainer mode (METHOD.md sections 6 and 8), as StepFns for runLoop:
+//   online   osp (Algorithm 1) and self-reward: sample K responses per prompt, judge, pair, train
+//            on the preference loss. Ablations: loss spce|dpo|ipo, pairing ranked|random, sampling
+//            policy|sft. Self-rewarding = best-worst pairing + DPO loss.
+//   offline  dpo / ipo / spce on fixed preference pairs (soft labels from the data's strength, or
+//            from the judge)
+//   sft      supervised fine-tuning, prompt tokens masked (also preference augmentation: SFT on
+//            judge instructions whose answer is the preferred side's letter)
+// Pairs are oriented so that chosen is the judged winner (target >= 0.5): this changes nothing for
+// SPCE (symmetric under the swap with p -> 1 - p) and gives DPO / IPO, which treat every pair as
+// p = 1, the right direction under random pairing.
+import { generate } from '../generate';
+import { Judge } from '../judge/judge';
+import { JudgePairsOptions, judgePairsBatch } from '../judge/pairing';
+import { LlamaModel } from '../model/llama';
+import { Tokenizer } from '../model/tokenizer';
+import { StepFn } from './loop';
+import { LossKind, ScoredPair, SftExample, preferenceStep, sftStep } from './steps';
+
+const mean = (a: ArrayLike<number>) => (a.length ? Array.from(a).reduce((s, v) => s + v, 0) / a.length : null);
+const now = () => performance.now() / 1e3;
+
+export interface OnlineOptions {
+  loss: LossKind;
+  pairing: 'ranked' | 'random' | 'best-worst';
+  sampling: 'policy' | 'sft';
+  k: number;
+  beta: number;
+  microBatch: number;
+  temperature: number;
+  topP: number;
+  maxNewTokens: number;
+  recompute?: boolean;
+  /** A quality scorer for the task (the demo's); when given, samples and judge accuracy are scored. */
+  scorer?: (prompt: string, response: string) => number;
+}
+
+export interface StageEvents {
+  onStage?(stage: 'generate' | 'judge' | 'train', info: { step: number; done?: number; total?: number }): void;
+}
+
+/** Online self-preferring (and self-rewarding with pairing 'best-worst' and loss 'dpo'). */
+export function onlineStep(
+  models: { policy: LlamaModel; reference: LlamaModel; judge: Judge; tokenizer: Tokenizer },
+  prompts: string[],
+  o: OnlineOptions,
+  events: StageEvents = {},
+): StepFn {
+  return async (step, indices, seed) => {
+    const batchPrompts = indices.map((i) => prompts[i]);
+    const t0 = now();
+    events.onStage?.('generate', { step, done: 0, total: batchPrompts.length * o.k * o.maxNewTokens });
+    const sampler = o.sampling === 'sft' ? models.reference : models.policy;
+    const gen = await generate(sampler, models.tokenizer, batchPrompts, {
+      maxNewTokens: o.maxNewTokens,
+      temperature: o.temperature,
+      topP: o.topP,
+      seed,
+      numSamples: o.k,
+      onStep: (i) => events.onStage?.('generate', { step, done: i.generatedTokens, total: batchPrompts.length * o.k * o.maxNewTokens }),
+    });
+    const t1 = now();
+    events.onStage?.('judge', { step });
+    const groups = gen.map((g, i) => ({ prompt: batchPrompts[i], responses: g.samples.map((s) => s.text) }));
+    const judged = await judgePairsBatch(models.judge, groups, { mode: o.pairing as JudgePairsOptions['mode'], seed });
+    const t2 = now();
+    events.onStage?.('train', { step });
+    const pairs: ScoredPair[] = [];
+    const pairInfo: { prompt: number; chosen: number; rejected: number; target: number; disagreement: number }[] = [];
+    judged.forEach((j, i) => {
+      for (const p of j.pairs) {
+        const flip = p.target < 0.5;
+        const [c, r] = flip ? [p.rejected, p.chosen] : [p.chosen, p.rejected];
+        const target = flip ? 1 - p.target : p.target;
+        pairs.push({ prompt: gen[i].promptTokens, chosen: gen[i].samples[c].tokens, rejected: gen[i].samples[r].tokens, target });
+        pairInfo.push({ prompt: i, chosen: c, rejected: r, target, disagreement: Math.abs(p.pAB - (1 - p.pBA)) });
+      }
+    });
+    if (pairs.length === 0) throw new Error(`step ${step}: no pairs were formed (K = ${o.k}); expected K >= 2`);
+    const res = preferenceStep(models.policy, models.reference, pairs, { loss: o.pairing === 'best-worst' ? 'dpo' : o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute });
+    const t3 = now();
+    const lengths = gen.flatMap((g) => g.samples.map((s) => s.tokens.length));
+    const generated = lengths.reduce((a, b) => a + b, 0);
+    const kl: number[] = [];
+    for (let i = 0; i < pairs.length; i++) kl.push(res.policyChosen[i] - res.refChosen[i], res.policyRejected[i] - res.refRejected[i]);
+    let judgeAccuracy: number | null = null;
+    let sampleScores: number[][] | null = null;
+    if (o.scorer) {
+      const sc = o.scorer;
+      sampleScores = gen.map((g, i) => g.samples.map((s) => sc(batchPrompts[i], s.text)));
+      const decided = pairInfo.filter((p) => sampleScores![p.prompt][p.chosen] !== sampleScores![p.prompt][p.rejected]);
+      judgeAccuracy = decided.length ? decided.filter((p) => sampleScores![p.prompt][p.chosen] > sampleScores![p.prompt][p.rejected]).length / decided.length : null;
+    }
+    const metrics = {
+      loss: res.loss,
+      pHatMean: mean(res.pHat),
+      targetMean: mean(pairs.map((p) => p.target)),
+      absErrorMean: mean(Array.from(res.pHat, (v, i) => Math.abs(v - pairs[i].target))),
+      marginMean: mean(res.margins),
+      chosenLogprobMean: mean(res.policyChosen),
+      rejectedLogprobMean: mean(res.policyRejected),
+      refChosenLogprobMean: mean(res.refChosen),
+      refRejectedLogprobMean: mean(res.refRejected),
+      klEstimate: mean(kl),
+      responseLengthMean: mean(lengths),
+      judgeDisagreementMean: mean(pairInfo.map((p) => p.disagreement)),
+      judgeAccuracy,
+      sampleScoreMean: sampleScores ? mean(sampleScores.flat()) : null,
+      secondsGenerate: t1 - t0,
+      secondsJudge: t2 - t1,
+      secondsTrain: t3 - t2,
+      tokensPerSecond: generated / Math.max(1e-9, t1 - t0),
+      pairsPerSecond: pairs.length / Math.max(1e-9, t2 - t1),
+      pairs: pairs.length,
+      samples: lengths.length,
+    };
+    const samples = gen.map((g, i) => ({
+      prompt: batchPrompts[i],
+      responses: g.samples.map((s, k) => ({ text: s.text, tokens: s.tokens.length, finish: s.finishReason, blankScore: judged[i].scores?.[k] ?? null, score: sampleScores?.[i][k] ?? null })),
+      pairs: pairInfo
+        .map((p, n) => ({ ...p, n }))
+        .filter((p) => p.prompt === i)
+        .map((p) => ({ chosen: p.chosen, rejected: p.rejected, target: p.target, pHat: res.pHat[p.n], margin: res.margins[p.n] })),
+    }));
+    return { grads: res.grads, metrics, samples };
+  };
+}
+
+export interface OfflineOptions {
+  loss: LossKind;
+  beta: number;
+  microBatch: number;
+  recompute?: boolean;
+}
+
+/** Offline DPO / IPO / SPCE on fixed pairs (already tokenized; targets from the data or the judge). */
+export function offlineStep(models: { policy: LlamaModel; reference: LlamaModel }, pairs: ScoredPair[], o: OfflineOptions): StepFn {
+  return async (_step, indices) => {
+    const t0 = now();
+    const batch = indices.map((i) => pairs[i]);
+    const res = preferenceStep(models.policy, models.reference, batch, { loss: o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute });
+    const t1 = now();
+    return {
+      grads: res.grads,
+      metrics: {
+        loss: res.loss,
+        pHatMean: mean(res.pHat),
+        targetMean: mean(batch.map((p) => (o.loss === 'spce' ? p.target : 1))),
+        absErrorMean: mean(Array.from(res.pHat, (v, i) => Math.abs(v - (o.loss === 'spce' ? batch[i].target : 1)))),
+        marginMean: mean(res.margins),
+        chosenLogprobMean: mean(res.policyChosen),
+        rejectedLogprobMean: mean(res.policyRejected),
+        refChosenLogprobMean: mean(res.refChosen),
+        refRejectedLogprobMean: mean(res.refRejected),
+        secondsTrain: t1 - t0,
+        tokensPerSecond: res.tokens / Math.max(1e-9, t1 - t0),
+        pairs: batch.length,
+      },
+    };
+  };
+}
+
+/** Supervised fine-tuning on tokenized examples (prompt tokens masked). */
+export function sftStepFn(model: LlamaModel, examples: SftExample[], o: { microBatch: number; recompute?: boolean }): StepFn {
+  return async (_step, indices) => {
+    const t0 = now();
+    const res = sftStep(model, indices.map((i) => examples[i]), o);
+    const t1 = now();
+    return { grads: res.grads, metrics: { loss: res.loss, secondsTrain: t1 - t0, tokensPerSecond: res.tokens / Math.max(1e-9, t1 - t0) } };
+  };
+}
