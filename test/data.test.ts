@@ -222,3 +222,15 @@ describe('readRecords: files', () => {
     await expect(readRecords(fixture('prompts.jsonl'), 'chat' as 'prompts')).rejects.toThrow(RangeError);
   });
 });
+
+describe('the blank response', () => {
+  it('a pair may have an empty chosen or rejected response (the blank response ranked pairing compares against)', () => {
+    const r = normalizeRecord('pairs', { prompt: 'P', chosen: ' 1 2', rejected: '' });
+    expect(r).toEqual({ ok: true, record: { prompt: 'P', chosen: ' 1 2', rejected: '' } });
+  });
+
+  it('an SFT response may not be empty', () => {
+    const r = normalizeRecord('sft', { prompt: 'P', response: '' });
+    expect(r.ok).toBe(false);
+  });
+});

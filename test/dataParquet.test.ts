@@ -39,14 +39,14 @@ describe('readRecords on Parquet files', () => {
     await expect(readRecords(file, 'pairs')).rejects.toThrow(`${file}: row 1 (0-based): field 'strength': must be a finite number, got NaN`);
   });
 
-  test('skipBad skips NaN and out-of-range strength, an empty text and a null text, and reports each row', async () => {
+  test('skipBad skips NaN and out-of-range strength and a null text, keeps a blank response, and reports each row', async () => {
     const file = fixture('pairs-bad.parquet');
     const r = await readRecords(file, 'pairs', { skipBad: true });
-    expect(r.records.map((x) => x.prompt)).toEqual(['P0', 'P4']);
-    expect(r.skipped).toBe(4);
+    expect(r.records.map((x) => x.prompt)).toEqual(['P0', 'P2', 'P4']);
+    expect(r.records[1].chosen).toBe('');
+    expect(r.skipped).toBe(3);
     expect(r.problems).toEqual([
       `${file}: row 1 (0-based): field 'strength': must be a finite number, got NaN`,
-      `${file}: row 2 (0-based): field 'chosen': must not be empty`,
       `${file}: row 3 (0-based): field 'strength': must be a finite number in [0, 1]`,
       `${file}: row 5 (0-based): field 'prompt': expected a string, got null`,
     ]);

@@ -6,8 +6,10 @@
 //   sft              -> {prompt, response}
 //
 // Conventions (all kinds):
-// - Text fields must be strings that are not empty and not whitespace only. Text is kept verbatim
-//   otherwise (no trimming), except the one leading space of TL;DR summaries (below).
+// - Prompts (and SFT responses) must be strings that are not empty and not whitespace only. The two
+//   responses of a pair may be empty: the blank response "" is a real answer (a model can give it, and
+//   ranked pairing scores every response against it). Text is kept verbatim (no trimming), except the
+//   one leading space of TL;DR summaries (below).
 // - Fields not named here are ignored (datasets carry ids, policies, notes...).
 // - `strength` (pairs only) is optional: absent or null means a hard label; otherwise a finite number
 //   in [0, 1], the probability that `chosen` is better than `rejected`.
@@ -65,13 +67,16 @@ const text = z
   .string({ required_error: 'is missing', invalid_type_error: 'expected a string' })
   .refine((s) => s.trim() !== '', { message: 'must not be empty' });
 
+/** A response of a pair: any string, the blank response included. */
+const pairResponse = z.string({ required_error: 'is missing', invalid_type_error: 'expected a string' });
+
 const strength = z
   .number({ invalid_type_error: 'expected a number in [0, 1] or null' })
   .refine((x) => Number.isFinite(x) && x >= 0 && x <= 1, { message: 'must be a finite number in [0, 1]' })
   .nullish();
 
 const promptSchema = z.object({ prompt: text });
-const pairSchema = z.object({ prompt: text, chosen: text, rejected: text, strength });
+const pairSchema = z.object({ prompt: text, chosen: pairResponse, rejected: pairResponse, strength });
 const sftSchema = z.object({ prompt: text, response: text });
 const hhSchema = z.object({ chosen: text, rejected: text });
 const summaries = z

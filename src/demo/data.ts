@@ -121,6 +121,14 @@ export interface SftOptions extends TaskOptions {
    * noise^j). 0 gives perfect demonstrations. Default 0.6.
    */
   noise?: number;
+  /**
+   * In [0, 1]: the demonstrator's habit, a systematic slip on top of the random ones: with this
+   * probability a demonstration (of two or more numbers) stops one number short, leaving out the
+   * last number of the sorted list. A model fitted to such demonstrations learns the habit; the
+   * scorer (and a judge that learned from it) prefers complete answers, which is the room OSP has
+   * to improve on. Default 0 (no habit; no extra random draws, so other outputs are unchanged).
+   */
+  habit?: number;
 }
 
 export const DEFAULT_SFT_NOISE = 0.6;
@@ -134,12 +142,20 @@ function checkUnit(v: number, name: string, where: string): void {
   if (!(typeof v === 'number' && v >= 0 && v <= 1)) throw new RangeError(`${where}: ${name} is ${v}; expected a number in [0, 1]`);
 }
 
+/** The response without its last number (and what separates it), when it has at least two. */
+function stopShort(response: string): string {
+  const m = /^(.*\d)[^\d]+\d+([^\d]*)$/.exec(response);
+  return m ? `${m[1]}${m[2]}` : response;
+}
+
 /** n imperfect demonstrations {prompt, response}, reproducible from the seed. */
 export function makeSftExamples(n: number, seed: number, opts: SftOptions = {}): SftExample[] {
   checkCount(n, 'makeSftExamples');
   checkSeed(seed, 'makeSftExamples');
   const noise = opts.noise ?? DEFAULT_SFT_NOISE;
   checkUnit(noise, 'noise', 'makeSftExamples');
+  const habit = opts.habit ?? 0;
+  checkUnit(habit, 'habit', 'makeSftExamples');
   const o = taskOptions(opts);
   const rng = new Rng(seed, 'sft');
   const out: SftExample[] = [];
@@ -147,7 +163,9 @@ export function makeSftExamples(n: number, seed: number, opts: SftOptions = {}):
     const problem = drawProblem(rng, o);
     let k = 0;
     while (k < MAX_SFT_CORRUPTIONS && rng.bernoulli(noise)) k++;
-    out.push({ prompt: formatPrompt(problem), response: corruptedResponse(problem, k, rng, o.maxValue) });
+    let response = corruptedResponse(problem, k, rng, o.maxValue);
+    if (habit > 0 && rng.bernoulli(habit)) response = stopShort(response);
+    out.push({ prompt: formatPrompt(problem), response });
   }
   return out;
 }
