@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { UsageError } from './common';
 import { trainCommands } from './train';
+import { evalCommands } from './eval';
 
 export function buildProgram(): Command {
   const program = new Command('osp')
@@ -9,6 +10,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for the settings)')
     .configureOutput({ outputError: (s, write) => write(s) });
   trainCommands(program);
+  evalCommands(program);
   for (const extra of extraCommands) extra(program);
   return program;
 }

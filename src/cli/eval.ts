@@ -1,0 +1,330 @@
+// The evaluation commands: generate (sample responses of a model to a prompts file, written as JSON
+// Lines) and eval (A vs B head to head: judged win rate in both orders, ROUGE-L against references,
+// response lengths; see src/osp/eval.ts for the definitions). Settings are resolved and checked before
+// any model is loaded or any response generated.
+import * as fs from 'fs';
+import * as path from 'path';
+import { Command, Option } from 'commander';
+import { z } from 'zod';
+import { RecordKind, readRecords, writeJsonl } from '../data';
+import { score as demoScore } from '../demo';
+import { generate } from '../generate/generate';
+import { Judge, findAnswerTokens } from '../judge/judge';
+import { JudgeTemplate, fillJudgeTemplate, loadJudgeTemplate, resolveJudgeTemplate } from '../judge/templates';
+import { loadLlamaConfig } from '../model/config';
+import { LlamaModel } from '../model/llama';
+import { Tokenizer } from '../model/tokenizer';
+import { evaluateHeadToHead, formatEvalTable } from '../osp/eval';
+import { writeFileAtomicSync } from '../osp/metrics';
+import { Progress, UsageError, checkModelDir, deviceOption, dtypeOption, int, mergeConfig, num, positiveInt, resolveDevice, resolveDtype, validate } from './common';
+
+// ---- shared settings --------------------------------------------------------------------------------
+
+const FORMATS = ['prompts', 'pairs', 'sft', 'hh', 'tldr'] as const;
+
+const stopSchema = z
+  .union([z.string(), z.array(z.string())], { invalid_type_error: 'expected a string or a list of strings' })
+  .transform((v) => (Array.isArray(v) ? v : [v]))
+  .refine((v) => v.every((s) => s.length > 0), 'a stop string must not be empty')
+  .optional();
+
+const samplingSchema = {
+  prompts: z.string({ required_error: 'expected a prompts file (.jsonl or .parquet)' }).min(1),
+  format: z.enum(FORMATS),
+  maxNewTokens: positiveInt(),
+  temperature: num().refine((v) => v >= 0, 'expected a number >= 0'),
+  topP: num().refine((v) => v > 0 && v <= 1, 'expected a number in (0, 1]'),
+  topK: int().refine((v) => v >= 0, 'expected an integer >= 0 (0 = off)'),
+  seed: int().refine((v) => v >= 0 && v < 2 ** 31, 'expected an integer in [0, 2^31)'),
+  stop: stopSchema,
+  device: z.enum(['cpu', 'cuda']).optional(),
+  dtype: z.enum(['f32', 'bf16']).optional(),
+  limit: positiveInt().optional(),
+  skipBad: z.boolean().optional(),
+  config: z.string().optional(),
+};
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function samplingOptions(cmd: Command, d: { temperature: string; topP: string }): Command {
+  return cmd
+    .option('--prompts <file>', 'prompts (.jsonl or .parquet)')
+    .addOption(new Option('--format <kind>', 'record format of --prompts (its prompt field is used)').choices([...FORMATS]).default('prompts'))
+    .option('--max-new-tokens <n>', 'longest response in tokens', '512')
+    .option('--temperature <x>', 'sampling temperature (0: greedy)', d.temperature)
+    .option('--top-p <x>', 'nucleus sampling mass (1: off)', d.topP)
+    .option('--top-k <n>', 'keep the k most likely tokens (0: off)', '0')
+    .option('--seed <n>', 'seed of the sampler (same seed, same samples on the same device)', '0')
+    .option('--stop <string>', 'a response ends before this text (repeatable)', collect)
+    .addOption(deviceOption())
+    .addOption(dtypeOption())
+    .option('--limit <n>', 'use only the first n records of the data')
+    .option('--skip-bad', 'skip malformed records (counted) instead of stopping at the first')
+    .option('--config <file>', 'JSON file giving any of these settings (flags on the command line win)');
+}
+
+interface SamplingSettings {
+  maxNewTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  seed: number;
+  stop?: string[];
+}
+
+async function readData<K extends RecordKind>(flag: string, file: string, kind: K, s: { skipBad?: boolean; limit?: number }) {
+  if (!fs.existsSync(file)) throw new UsageError(`${flag} ${file}: no such file`);
+  let r;
+  try {
+    r = await readRecords(file, kind, { skipBad: Boolean(s.skipBad), limit: s.limit });
+  } catch (e) {
+    throw new UsageError(`${flag} ${file}: ${(e as Error).message}`);
+  }
+  if (r.skipped > 0) process.stderr.write(`${file}: skipped ${r.skipped} malformed record(s); first: ${r.problems[0]}\n`);
+  if (r.records.length === 0) throw new UsageError(`${flag} ${file}: no usable ${kind} records`);
+  return r.records;
+}
+
+function checkOut(flag: string, out: string, isDir: boolean): void {
+  const st = fs.statSync(out, { throwIfNoEntry: false });
+  if (st && (isDir ? !st.isDirectory() : st.isDirectory())) throw new UsageError(`${flag} ${out}: ${isDir ? 'exists and is not a folder' : 'is a folder; expected a file'}`);
+}
+
+function disposeModel(model: LlamaModel): void {
+  for (const t of model.parameters().values()) t.dispose();
+}
+
+/** Samples k responses per prompt with a progress bar (prompts in chunks, so the bar moves). */
+async function sampleResponses(
+  label: string,
+  model: LlamaModel,
+  tokenizer: Tokenizer,
+  prompts: string[],
+  k: number,
+  s: SamplingSettings,
+): Promise<{ text: string; tokens: number; finishReason: string }[][]> {
+  const bar = new Progress(label);
+  const chunk = 32;
+  const out: { text: string; tokens: number; finishReason: string }[][] = [];
+  bar.start(prompts.length, '');
+  try {
+    for (let i = 0; i < prompts.length; i += chunk) {
+      const results = await generate(model, tokenizer, prompts.slice(i, i + chunk), {
+        maxNewTokens: s.maxNewTokens, temperature: s.temperature, topP: s.topP, topK: s.topK, seed: s.seed, numSamples: k, stop: s.stop,
+      });
+      for (const r of results) out.push(r.samples.map((x) => ({ text: x.text, tokens: x.tokens.length, finishReason: x.finishReason })));
+      bar.update(out.length, '');
+    }
+  } finally {
+    bar.stop();
+  }
+  return out;
+}
+
+// ---- osp generate -----------------------------------------------------------------------------------
+
+function generateCommand(program: Command): void {
+  const cmd = program
+    .command('generate')
+    .description('sample k responses per prompt from a model and write them as JSON Lines {prompt, sample, response, tokens, finishReason} (tokens: generated tokens, EOS included)')
+    .option('--model <dir>', 'the model (Hugging Face folder)')
+    .option('--out <file>', 'responses file to write (.jsonl; written atomically)')
+    .option('--k <n>', 'responses per prompt', '1');
+  samplingOptions(cmd, { temperature: '0.7', topP: '0.9' });
+  cmd.action(async (raw: Record<string, unknown>) => {
+    const schema = z.object({
+      model: z.string({ required_error: 'expected a model folder' }).min(1),
+      out: z.string({ required_error: 'expected a .jsonl file to write' }).min(1).refine((v) => v.endsWith('.jsonl'), 'expected a file name ending in .jsonl'),
+      k: positiveInt(),
+      ...samplingSchema,
+    });
+    const s = validate(schema, mergeConfig(cmd, raw));
+    checkModelDir('--model', s.model);
+    checkOut('--out', s.out, false);
+    const records = await readData('--prompts', s.prompts, s.format, s);
+    const device = resolveDevice(s.device);
+    const dtype = resolveDtype(s.dtype, device);
+    const prompts = records.map((r) => r.prompt);
+    const tokenizer = await Tokenizer.load(s.model);
+    const model = await LlamaModel.load(s.model, { device, dtype });
+    let samples;
+    try {
+      samples = await sampleResponses('osp generate', model, tokenizer, prompts, s.k, s);
+    } finally {
+      disposeModel(model);
+    }
+    const lines = prompts.flatMap((prompt, i) => samples[i].map((x, j) => ({ prompt, sample: j, response: x.text, tokens: x.tokens, finishReason: x.finishReason })));
+    await writeJsonl(s.out, lines);
+    process.stderr.write(`wrote ${lines.length} responses (${prompts.length} prompts x ${s.k}) to ${s.out}\n`);
+  });
+}
+
+// ---- osp eval ---------------------------------------------------------------------------------------
+
+type Side = { kind: 'model'; dir: string } | { kind: 'file'; file: string; byPrompt: Map<string, string> };
+
+/** Reads a responses file of `osp generate` (the first response of each prompt is used). */
+function readResponses(flag: string, file: string): Map<string, string> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`${flag} ${file}: cannot read: ${(e as Error).message}`);
+  }
+  const byPrompt = new Map<string, string>();
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    let v: unknown;
+    try {
+      v = JSON.parse(line);
+    } catch (e) {
+      throw new UsageError(`${flag} ${file}: line ${i + 1} is not valid JSON: ${(e as Error).message}`);
+    }
+    const r = v as { prompt?: unknown; response?: unknown };
+    if (typeof v !== 'object' || v === null || typeof r.prompt !== 'string' || typeof r.response !== 'string') {
+      throw new UsageError(`${flag} ${file}: line ${i + 1} is not {prompt: string, response: string} (a file written by osp generate)`);
+    }
+    if (!byPrompt.has(r.prompt)) byPrompt.set(r.prompt, r.response);
+  });
+  if (byPrompt.size === 0) throw new UsageError(`${flag} ${file}: no responses`);
+  return byPrompt;
+}
+
+function resolveSide(flag: string, value: string): Side {
+  const st = fs.statSync(value, { throwIfNoEntry: false });
+  if (!st) throw new UsageError(`${flag} ${value}: no such folder or file (expected a model folder or a responses .jsonl from osp generate)`);
+  if (st.isDirectory()) {
+    checkModelDir(flag, value);
+    return { kind: 'model', dir: value };
+  }
+  if (!value.endsWith('.jsonl')) throw new UsageError(`${flag} ${value}: expected a model folder or a responses .jsonl file from osp generate`);
+  return { kind: 'file', file: value, byPrompt: readResponses(flag, value) };
+}
+
+function templateOf(t: string): 'hh' | 'tldr' | JudgeTemplate {
+  if (t === 'hh' || t === 'tldr') return t;
+  try {
+    return loadJudgeTemplate(t);
+  } catch (e) {
+    throw new UsageError(`--template ${t}: ${(e as Error).message.replace(/^judge template file [^:]*: /, '')} (expected hh, tldr or a template file with {prompt}, {a}, {b})`);
+  }
+}
+
+function evalCommand(program: Command): void {
+  const cmd = program
+    .command('eval')
+    .description('head to head: judge A vs B on every prompt in both orders (win rate with ties and a bootstrap interval), ROUGE-L against references, response lengths; writes OUT/eval.json and OUT/eval.md')
+    .option('--a <dir|file>', 'system A: a model folder (responses generated here) or a responses .jsonl from osp generate (matched by prompt)')
+    .option('--b <dir|file>', 'system B: likewise')
+    .option('--judge <dir>', 'the judge model (Hugging Face folder), frozen')
+    .option('--out <dir>', 'folder for eval.json and eval.md')
+    .option('--template <name>', 'judge template: hh, tldr, or a file with {prompt}, {a}, {b}', 'hh')
+    .option('--judge-max-length <n>', "longest judge instruction in tokens (default: the judge's context)")
+    .option('--tie-margin <x>', 'a preference p with abs(p - 0.5) <= x is a tie', '0.05')
+    .option('--references', 'score ROUGE-L against the data\'s reference (response of sft records, chosen of pairs/hh/tldr)')
+    .addOption(new Option('--scorer <name>', 'also score every response with a programmatic scorer (demo: the embedded sorting task)').choices(['demo']));
+  samplingOptions(cmd, { temperature: '0', topP: '1' });
+  cmd.action(async (raw: Record<string, unknown>) => {
+    const schema = z.object({
+      a: z.string({ required_error: 'expected a model folder or a responses .jsonl' }).min(1),
+      b: z.string({ required_error: 'expected a model folder or a responses .jsonl' }).min(1),
+      judge: z.string({ required_error: 'expected the judge model folder' }).min(1),
+      out: z.string({ required_error: 'expected a folder for eval.json and eval.md' }).min(1),
+      template: z.string().min(1, 'expected hh, tldr or a template file'),
+      judgeMaxLength: positiveInt().optional(),
+      tieMargin: num().refine((v) => v >= 0 && v < 0.5, 'expected a number in [0, 0.5)'),
+      references: z.boolean().optional(),
+      scorer: z.enum(['demo']).optional(),
+      ...samplingSchema,
+    });
+    const s = validate(schema, mergeConfig(cmd, raw));
+    // Everything that can be checked without a model, before any work.
+    const sideA = resolveSide('--a', s.a);
+    const sideB = resolveSide('--b', s.b);
+    checkModelDir('--judge', s.judge);
+    checkOut('--out', s.out, true);
+    const template = templateOf(s.template);
+    if (s.references && s.format === 'prompts') throw new UsageError('--references: --format prompts has no reference responses; use sft, pairs, hh or tldr data');
+    const records = await readData('--prompts', s.prompts, s.format, s);
+    const prompts = records.map((r) => r.prompt);
+    const references = s.references ? records.map((r) => ('response' in r ? r.response : (r as { chosen: string }).chosen)) : undefined;
+    for (const [flag, side] of [['--a', sideA], ['--b', sideB]] as const) {
+      if (side.kind !== 'file') continue;
+      const missing = prompts.findIndex((p) => !side.byPrompt.has(p));
+      if (missing >= 0) throw new UsageError(`${flag} ${side.file}: no response for prompt ${missing} of --prompts (${JSON.stringify(prompts[missing].slice(0, 60))}); generate it with osp generate on the same prompts`);
+    }
+    let judgeConfig;
+    try {
+      judgeConfig = loadLlamaConfig(s.judge);
+    } catch (e) {
+      throw new UsageError(`--judge ${s.judge}: ${(e as Error).message}`);
+    }
+    if (s.judgeMaxLength !== undefined && s.judgeMaxLength > judgeConfig.maxPositionEmbeddings) {
+      throw new UsageError(`--judge-max-length ${s.judgeMaxLength}: longer than the judge's context (${judgeConfig.maxPositionEmbeddings})`);
+    }
+    const judgeTok = await Tokenizer.load(s.judge);
+    const parsed = resolveJudgeTemplate(template);
+    try {
+      await findAnswerTokens(judgeTok, parsed);
+    } catch (e) {
+      throw new UsageError(`--template ${s.template}: ${(e as Error).message}`);
+    }
+    const maxLength = s.judgeMaxLength ?? judgeConfig.maxPositionEmbeddings;
+    const fixed = (await judgeTok.encode(fillJudgeTemplate(parsed, '', '', ''))).length;
+    if (fixed > maxLength) throw new UsageError(`--judge-max-length ${maxLength}: the judge template alone is ${fixed} tokens; no instruction fits`);
+    const device = resolveDevice(s.device);
+    const dtype = resolveDtype(s.dtype, device);
+
+    // Responses of each side: generated (greedy by default) or looked up by prompt.
+    const responsesOf = async (flag: string, side: Side): Promise<string[]> => {
+      if (side.kind === 'file') return prompts.map((p) => side.byPrompt.get(p) as string);
+      const tokenizer = await Tokenizer.load(side.dir);
+      const model = await LlamaModel.load(side.dir, { device, dtype });
+      try {
+        return (await sampleResponses(`generating ${flag.slice(2).toUpperCase()}`, model, tokenizer, prompts, 1, s)).map((r) => r[0].text);
+      } finally {
+        disposeModel(model);
+      }
+    };
+    const a = await responsesOf('--a', sideA);
+    const b = await responsesOf('--b', sideB);
+    // Token lengths with the judge's tokenizer for both sides, so the numbers compare.
+    const count = async (texts: string[]) => (await judgeTok.encodeBatch(texts, { addSpecialTokens: false })).map((t) => t.length);
+    const [tokensA, tokensB] = [await count(a), await count(b)];
+
+    const judgeModel = await LlamaModel.load(s.judge, { device, dtype });
+    const bar = new Progress('judging A vs B');
+    let report;
+    try {
+      const judge = await Judge.create(judgeModel, judgeTok, { template, maxLength: s.judgeMaxLength, batchSize: 16 });
+      bar.start(prompts.length, 'both orders');
+      report = await evaluateHeadToHead(
+        judge,
+        {
+          prompts, a, b, tokensA, tokensB, references,
+          sourceA: sideA.kind === 'model' ? `model ${sideA.dir}` : `responses ${sideA.file}`,
+          sourceB: sideB.kind === 'model' ? `model ${sideB.dir}` : `responses ${sideB.file}`,
+          scorer: s.scorer === 'demo' ? demoScore : undefined,
+          settings: { ...s, judgeTemplate: parsed.name },
+        },
+        { tieMargin: s.tieMargin, seed: s.seed, onProgress: (done) => bar.update(done, 'both orders') },
+      );
+    } finally {
+      bar.stop();
+      disposeModel(judgeModel);
+    }
+    const table = formatEvalTable(report);
+    fs.mkdirSync(s.out, { recursive: true });
+    writeFileAtomicSync(path.join(s.out, 'eval.json'), JSON.stringify(report, null, 2) + '\n');
+    writeFileAtomicSync(path.join(s.out, 'eval.md'), table);
+    process.stdout.write(table);
+    process.stderr.write(`wrote ${path.join(s.out, 'eval.json')} and eval.md\n`);
+  });
+}
+
+export function evalCommands(program: Command): void {
+  generateCommand(program);
+  evalCommand(program);
+}
