@@ -4,7 +4,7 @@
 // with --resume RUN_DIR (the saved config.json is used; the last complete checkpoint is loaded).
 import * as fs from 'fs';
 import * as path from 'path';
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import { RecordKind, readRecords } from '../data';
 import { loadJudgeTemplate } from '../judge/templates';
@@ -102,7 +102,12 @@ interface Prepared {
 function prepareRun(command: string, cmd: Command, raw: Record<string, unknown>, schema: z.ZodObject<z.ZodRawShape>): Prepared {
   if (raw.resume !== undefined) {
     const runDir = String(raw.resume);
-    const saved = readRunConfig(runDir);
+    let saved: Record<string, unknown>;
+    try {
+      saved = readRunConfig(runDir);
+    } catch (e) {
+      throw new UsageError(`--resume ${(e as Error).message}`);
+    }
     if (saved.command !== command) throw new UsageError(`--resume ${runDir}: that run was made by 'osp ${String(saved.command)}', not 'osp ${command}'`);
     const settings = validate(schema, { ...(saved.settings as Record<string, unknown>), resume: runDir }) as Prepared['settings'];
     return { runDir, settings, resuming: true };
@@ -110,7 +115,11 @@ function prepareRun(command: string, cmd: Command, raw: Record<string, unknown>,
   const merged = mergeConfig(cmd, raw);
   const settings = validate(schema, merged) as Prepared['settings'];
   if (!settings.out) throw new UsageError('--out: expected a folder for the run (or --resume RUN_DIR to continue one)');
-  return { runDir: String(settings.out), settings, resuming: false };
+  const runDir = String(settings.out);
+  if (fs.existsSync(path.join(runDir, 'config.json'))) {
+    throw new UsageError(`--out ${runDir}: that folder already holds a run; continue it with --resume ${runDir} or choose another --out`);
+  }
+  return { runDir, settings, resuming: false };
 }
 
 function writeConfig(p: Prepared, command: string, extra: object): void {
@@ -118,11 +127,11 @@ function writeConfig(p: Prepared, command: string, extra: object): void {
   startRun(p.runDir, { command, settings: p.settings, ...extra, created: new Date().toISOString() });
 }
 
-async function readData<K extends RecordKind>(file: string, kind: K, s: Record<string, unknown>) {
-  if (!fs.existsSync(file)) throw new UsageError(`${file}: no such file`);
+async function readData<K extends RecordKind>(flag: string, file: string, kind: K, s: Record<string, unknown>) {
+  if (!fs.existsSync(file)) throw new UsageError(`${flag} ${file}: no such file`);
   const r = await readRecords(file, kind, { skipBad: Boolean(s.skipBad), limit: s.limit as number | undefined });
   if (r.skipped > 0) process.stderr.write(`${file}: skipped ${r.skipped} malformed record(s); first: ${r.problems[0]}\n`);
-  if (r.records.length === 0) throw new UsageError(`${file}: no usable ${kind} records`);
+  if (r.records.length === 0) throw new UsageError(`${flag} ${file}: no usable ${kind} records`);
   return r.records;
 }
 
@@ -219,7 +228,12 @@ function eosOf(tok: Tokenizer, model: LlamaModel): number | undefined {
 }
 
 function templateOf(t: string) {
-  return t === 'hh' || t === 'tldr' ? t : loadJudgeTemplate(t);
+  if (t === 'hh' || t === 'tldr') return t;
+  try {
+    return loadJudgeTemplate(t);
+  } catch (e) {
+    throw new UsageError(`--template ${t}: ${(e as Error).message}`);
+  }
 }
 
 function checkContext(flag: string, model: LlamaModel, lengths: number[]): void {
@@ -265,7 +279,7 @@ function onlineCommand(program: Command, name: 'train' | 'self-reward'): void {
     checkModelDir('--model', s.model);
     if (s.judge) checkModelDir('--judge', s.judge);
     const template = templateOf(s.template);
-    const records = await readData(s.prompts, s.format, s);
+    const records = await readData('--prompts', s.prompts, s.format, s);
     const prompts = records.map((r) => r.prompt);
     const steps = totalSteps(p.settings, prompts.length, `--prompts ${s.prompts}`);
     const device = resolveDevice(s.device);
@@ -316,7 +330,7 @@ function dpoCommand(program: Command): void {
     const p = prepareRun('dpo', cmd, raw, schema);
     const s = p.settings as unknown as z.infer<typeof schema>;
     checkModelDir('--model', s.model);
-    const records = await readData(s.pairs, s.format, s);
+    const records = await readData('--pairs', s.pairs, s.format, s);
     const steps = totalSteps(p.settings, records.length, `--pairs ${s.pairs}`);
     const device = resolveDevice(s.device);
     const dtype = resolveDtype(s.dtype, device);
@@ -359,8 +373,8 @@ function sftCommand(program: Command): void {
     const s = p.settings as unknown as z.infer<typeof schema>;
     checkModelDir('--model', s.model);
     const records = s.format === 'sft'
-      ? await readData(s.data, 'sft', s)
-      : (await readData(s.data, s.format, s)).map((r) => ({ prompt: r.prompt, response: r.chosen }));
+      ? await readData('--data', s.data, 'sft', s)
+      : (await readData('--data', s.data, s.format, s)).map((r) => ({ prompt: r.prompt, response: r.chosen }));
     const steps = totalSteps(p.settings, records.length, `--data ${s.data}`);
     const device = resolveDevice(s.device);
     const dtype = resolveDtype(s.dtype, device);
@@ -388,7 +402,7 @@ function augmentCommand(program: Command): void {
     const p = prepareRun('augment', cmd, raw, schema);
     const s = p.settings as unknown as z.infer<typeof schema>;
     checkModelDir('--model', s.model);
-    const records = await readData(s.pairs, s.format, s);
+    const records = await readData('--pairs', s.pairs, s.format, s);
     const device = resolveDevice(s.device);
     const dtype = resolveDtype(s.dtype, device);
     const tokenizer = await Tokenizer.load(s.model);
@@ -411,10 +425,25 @@ function augmentCommand(program: Command): void {
   });
 }
 
+/**
+ * Commander calls process.exit on a parse error (unknown flag, bad choice) of a subcommand unless the
+ * subcommand itself has an exit override (the program's is not inherited by commands made before it
+ * was set): throw instead, with exit code 2 for bad settings, so main() returns the code.
+ */
+function throwOnParseError(cmd: Command): void {
+  cmd.exitOverride((err) => {
+    throw err.exitCode === 0 ? err : new CommanderError(2, err.code, err.message);
+  });
+}
+
 export function trainCommands(program: Command): void {
   onlineCommand(program, 'train');
   onlineCommand(program, 'self-reward');
   dpoCommand(program);
   sftCommand(program);
   augmentCommand(program);
+  for (const name of ['train', 'self-reward', 'dpo', 'sft', 'augment']) {
+    const cmd = program.commands.find((c) => c.name() === name);
+    if (cmd) throwOnParseError(cmd);
+  }
 }
