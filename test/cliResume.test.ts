@@ -41,7 +41,7 @@ describe.each([
     ctrlCAfterStep(2);
     const stopped = await osp(...flags(parts));
     jest.restoreAllMocks();
-    expect(stopped.code).toBe(0);
+    expect(stopped.code).toBe(130); // stopped by Ctrl-C
     expect(stopped.stderr).toContain(`stopped after step 2; checkpoint ${path.join(parts, 'checkpoints', 'step-00000002')}`);
     expect(stopped.stderr).toContain(`resume with: osp ${command} --resume ${parts}`);
     expect(readMetrics(parts).map((m) => m.step)).toEqual([1, 2]);
@@ -66,7 +66,7 @@ describe.each([
 test('resuming drops metrics and samples lines written after the last checkpoint', async () => {
   const out = tiny.out('train-extra-lines');
   ctrlCAfterStep(2);
-  expect((await osp(...trainFlags(out))).code).toBe(0);
+  expect((await osp(...trainFlags(out))).code).toBe(130);
   jest.restoreAllMocks();
   // A step 3 that was logged, but whose checkpoint was never written (killed before step 4's save).
   fs.appendFileSync(path.join(out, 'metrics.jsonl'), `${JSON.stringify({ step: 3, loss: 123 })}\n{"step": 4, "lo`);
@@ -84,7 +84,7 @@ describe('a checkpoint write that did not finish', () => {
   test('a stale .partial folder (killed mid-write) is ignored: the previous checkpoint is resumed from', async () => {
     const out = tiny.out('train-partial');
     ctrlCAfterStep(2);
-    expect((await osp(...trainFlags(out))).code).toBe(0);
+    expect((await osp(...trainFlags(out))).code).toBe(130);
     jest.restoreAllMocks();
     const root = path.join(out, 'checkpoints');
     // What a SIGKILL during the save of step 4 leaves: the temporary folder, half written.
@@ -149,7 +149,7 @@ test('Ctrl-C on `osp train` (a child process) checkpoints the step in progress, 
   expect(sent).toBe(true);
   const { code, signal } = await exited;
   expect(signal).toBeNull();
-  expect(code).toBe(0);
+  expect(code).toBe(130); // the conventional status of a run ended by Ctrl-C
 
   const steps = readMetrics(out).map((m) => m.step);
   const last = steps[steps.length - 1];

@@ -13,6 +13,17 @@ import { LlamaModel } from '../model/llama';
 
 export class UsageError extends Error {}
 
+/** A command's exit status other than 0 without an error (a run stopped by Ctrl-C: 130); main() returns it. */
+let pendingExitCode = 0;
+export function setExitCode(code: number): void {
+  pendingExitCode = code;
+}
+export function takeExitCode(): number {
+  const c = pendingExitCode;
+  pendingExitCode = 0;
+  return c;
+}
+
 /** Reads --config FILE (JSON object of flag names in camelCase or kebab-case) under the command-line flags. */
 export function mergeConfig(cmd: Command, opts: Record<string, unknown>): Record<string, unknown> {
   const file = opts.config as string | undefined;

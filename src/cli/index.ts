@@ -1,8 +1,9 @@
 // The `osp` command line: `osp <command> --help` documents every flag of every command.
 import { Command } from 'commander';
-import { UsageError } from './common';
+import { UsageError, takeExitCode } from './common';
 import { trainCommands } from './train';
 import { evalCommands } from './eval';
+import { demoCommand } from './demo';
 
 export function buildProgram(): Command {
   const program = new Command('osp')
@@ -11,27 +12,31 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (s, write) => write(s) });
   trainCommands(program);
   evalCommands(program);
-  for (const extra of extraCommands) extra(program);
+  demoCommand(program, main);
+  // Parse errors of any command: thrown (main turns them into exit code 2 and one line), never process.exit.
+  for (const cmd of program.commands) {
+    cmd.configureOutput({ outputError: () => undefined });
+    cmd.exitOverride((err) => {
+      throw err;
+    });
+  }
   return program;
-}
-
-/** Other command groups register here (eval, generate, demo). */
-const extraCommands: ((program: Command) => void)[] = [];
-export function registerCommands(fn: (program: Command) => void): void {
-  extraCommands.push(fn);
 }
 
 /** Runs the CLI; returns the exit code (bad settings: 2 with one line naming the setting). */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   program.exitOverride();
+  takeExitCode();
   try {
     await program.parseAsync(argv);
-    return 0;
+    return takeExitCode();
   } catch (e) {
     const err = e as { code?: string; exitCode?: number; message?: string };
     if (typeof err.code === 'string' && err.code.startsWith('commander.')) {
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : (err.exitCode ?? 2);
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' || err.exitCode === 0) return 0;
+      process.stderr.write(`osp: ${String(err.message).replace(/^error: /, '')}\n`);
+      return 2;
     }
     if (e instanceof UsageError) {
       process.stderr.write(`osp: ${e.message}\n`);

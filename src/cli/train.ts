@@ -7,6 +7,7 @@ import * as path from 'path';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import { RecordKind, readRecords } from '../data';
+import { score as demoScore } from '../demo/task';
 import { loadJudgeTemplate } from '../judge/templates';
 import { Judge } from '../judge/judge';
 import { saveLlama } from '../model/hub';
@@ -19,7 +20,7 @@ import { offlineStep, onlineStep, sftStepFn } from '../osp/modes';
 import { latestCheckpoint, loadCheckpointModel, loadCheckpointOptimizer, readCheckpointState, readRunConfig, startRun, truncateSamples } from '../osp/run';
 import { MetricsLog } from '../osp/metrics';
 import { ScoredPair, SftExample } from '../osp/steps';
-import { Progress, UsageError, checkModelDir, deviceOption, dtypeOption, fmt, installStopHandler, int, mergeConfig, num, positiveInt, resolveDevice, resolveDtype, validate } from './common';
+import { Progress, UsageError, setExitCode, checkModelDir, deviceOption, dtypeOption, fmt, installStopHandler, int, mergeConfig, num, positiveInt, resolveDevice, resolveDtype, validate } from './common';
 
 // ---- settings -------------------------------------------------------------------------------------
 
@@ -62,6 +63,7 @@ const onlineSchema = {
   maxNewTokens: positiveInt(),
   judgeMaxLength: positiveInt().optional(),
   template: z.string(),
+  scorer: z.enum(['demo']).optional(),
   ...loopSchema,
 };
 
@@ -194,6 +196,7 @@ async function trainWithLoop(
     bar.stop();
     if (result.stopped) {
       process.stderr.write(`stopped after step ${result.lastStep}; checkpoint ${result.lastCheckpoint}\nresume with: osp ${command} --resume ${p.runDir}\n`);
+      setExitCode(130); // the conventional status of a run ended by Ctrl-C
     } else {
       const finalDir = path.join(p.runDir, 'final');
       await saveLlama(model, finalDir, { dtype: model.dtype === 'bf16' ? 'BF16' : 'F32', tokenizerFrom: tokenizerDir });
@@ -270,7 +273,8 @@ function onlineCommand(program: Command, name: 'train' | 'self-reward'): void {
     .option('--top-p <x>', 'nucleus sampling mass', '0.9')
     .option('--max-new-tokens <n>', 'longest sampled response', '512')
     .option('--judge-max-length <n>', 'longest judge instruction in tokens (default: the judge\'s context)', undefined)
-    .option('--template <name>', "judge template: hh, tldr, or a file with {prompt}, {a}, {b}", 'hh');
+    .option('--template <name>', "judge template: hh, tldr, or a file with {prompt}, {a}, {b}", 'hh')
+    .addOption(new Option('--scorer <task>', "score samples and judge pairs with a task's programmatic scorer (metrics only; the embedded demo task: demo)").choices(['demo']));
   loopOptions(cmd, { batchSize: 16, microBatch: 8, lr: 2e-6 });
   cmd.action(async (raw: Record<string, unknown>) => {
     const schema = z.object({ ...onlineSchema, loss: onlineSchema.loss.default('dpo'), pairing: onlineSchema.pairing.default('random'), sampling: onlineSchema.sampling.default('policy') });
@@ -295,6 +299,7 @@ function onlineCommand(program: Command, name: 'train' | 'self-reward'): void {
       onlineStep({ policy: pol, reference, judge, tokenizer }, prompts, {
         loss: selfReward ? 'dpo' : s.loss, pairing: selfReward ? 'best-worst' : s.pairing, sampling: selfReward ? 'policy' : s.sampling,
         k: s.k, beta: s.beta, microBatch: s.microBatch, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, recompute: s.recompute,
+        scorer: s.scorer === 'demo' ? demoScore : undefined,
       }, {
         onStage: (stage, info) => {
           if (stage === 'generate' && info.done === 0) prog.start(info.total ?? 0, 'generate');

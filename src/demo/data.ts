@@ -183,6 +183,12 @@ export interface PreferenceOptions extends TaskOptions {
   emptyRate?: number;
   /** Each candidate gets a uniform 0..maxCorruptions corruptions. Default 3. */
   maxCorruptions?: number;
+  /**
+   * In [0, 1]: with this probability a candidate also stops one number short (the demonstrators'
+   * habit, see SftOptions.habit), so that raters compare complete answers with short ones as often
+   * as the policy's samples will. Default 0 (no extra random draws).
+   */
+  habit?: number;
 }
 
 export const DEFAULT_FLIP_NOISE = 0.1;
@@ -205,8 +211,14 @@ export function makePreferencePairs(n: number, seed: number, opts: PreferenceOpt
   checkUnit(emptyRate, 'emptyRate', 'makePreferencePairs');
   const maxCorruptions = opts.maxCorruptions ?? 3;
   if (!Number.isInteger(maxCorruptions) || maxCorruptions < 1) throw new RangeError(`makePreferencePairs: maxCorruptions is ${maxCorruptions}; expected an integer >= 1`);
+  const habit = opts.habit ?? 0;
+  checkUnit(habit, 'habit', 'makePreferencePairs');
   const o = taskOptions(opts);
   const rng = new Rng(seed, 'pairs');
+  const candidate = (problem: SortProblem) => {
+    const r = corruptedResponse(problem, rng.int(maxCorruptions + 1), rng, o.maxValue);
+    return habit > 0 && rng.bernoulli(habit) ? stopShort(r) : r;
+  };
   const out: PreferencePair[] = [];
   for (let i = 0; i < n; i++) {
     const problem = drawProblem(rng, o);
@@ -217,8 +229,8 @@ export function makePreferencePairs(n: number, seed: number, opts: PreferenceOpt
     let sa = 0;
     let sb = 0;
     for (let attempt = 0; ; attempt++) {
-      a = corruptedResponse(problem, rng.int(maxCorruptions + 1), rng, o.maxValue);
-      b = blank ? '' : corruptedResponse(problem, rng.int(maxCorruptions + 1), rng, o.maxValue);
+      a = candidate(problem);
+      b = blank ? '' : candidate(problem);
       sa = score(prompt, a);
       sb = score(prompt, b);
       if (a !== b && sa !== sb) break;

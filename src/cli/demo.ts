@@ -1,0 +1,198 @@
+// `osp demo` (npm run demo): the whole OSP pipeline on the embedded task, on a CPU in minutes.
+//   1. the shipped SFT model (demo/sft: a tiny Llama trained from scratch by osp on imperfect
+//      demonstrations of the sorting task, see scripts/build-demo.ts) and its judge (demo/judge: the
+//      same model after preference augmentation on scorer-labelled pairs with label noise); with
+//      --augment (or when demo/judge is absent) the augmentation runs here;
+//   2. OSP training (osp train) of the SFT model with that judge on task prompts;
+//   3. evaluation on held-out prompts: the scorer's quality of SFT and OSP samples (mean and a 95%
+//      bootstrap interval), the judge's accuracy against the scorer on held-out pairs (before and
+//      after augmentation), response lengths; a table on stdout and in RUN/demo.md (+ demo.json).
+import * as fs from 'fs';
+import * as path from 'path';
+import { Command, Option } from 'commander';
+import { z } from 'zod';
+import { generate } from '../generate';
+import { Judge } from '../judge/judge';
+import { LlamaModel } from '../model/llama';
+import { Tokenizer } from '../model/tokenizer';
+import { makePreferencePairs, makePrompts, score } from '../demo';
+import { writeFileAtomicSync } from '../osp/metrics';
+import { meanWithCi } from '../osp/eval';
+import { UsageError, deviceOption, int, mergeConfig, positiveInt, resolveDevice, validate } from './common';
+
+/** Where the shipped demo models live (the package's demo/ folder; src/cli and dist/cli are both two levels down). */
+export function demoAssetsDir(): string {
+  return process.env.OSP_DEMO_ASSETS ?? path.resolve(__dirname, '..', '..', 'demo');
+}
+
+/** The settings the demo trains with (also written into demo/README.md by the build script). */
+export const DEMO_DEFAULTS = {
+  steps: 60,
+  k: 4,
+  batchSize: 8,
+  microBatch: 16,
+  lr: 1e-4,
+  beta: 0.1,
+  temperature: 0.7,
+  topP: 0.9,
+  maxNewTokens: 24,
+  evalPrompts: 200,
+  evalSamples: 4,
+  judgePairs: 400,
+  seed: 1,
+  augmentSteps: 400,
+  augmentPairs: 4000,
+  habit: 0.5,
+};
+
+const schema = z.object({
+  out: z.string().optional(),
+  device: z.enum(['cpu', 'cuda']).optional(),
+  steps: positiveInt(),
+  k: int().refine((v) => v >= 2, 'K must be at least 2'),
+  batchSize: positiveInt(),
+  evalPrompts: positiveInt(),
+  seed: int().refine((v) => v >= 0, 'expected an integer >= 0'),
+  augment: z.boolean().optional(),
+  augmentSteps: positiveInt(),
+  quick: z.boolean().optional(),
+  loss: z.enum(['spce', 'dpo', 'ipo']),
+  pairing: z.enum(['ranked', 'random']),
+  config: z.string().optional(),
+});
+
+type DemoSettings = z.infer<typeof schema>;
+
+function jsonl(file: string, rows: object[]): void {
+  writeFileAtomicSync(file, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
+}
+
+async function qualityOf(model: LlamaModel, tok: Tokenizer, prompts: string[], s: { temperature: number; seed: number; samples: number }) {
+  const out = await generate(model, tok, prompts, { maxNewTokens: DEMO_DEFAULTS.maxNewTokens, temperature: s.temperature, topP: DEMO_DEFAULTS.topP, seed: s.seed, numSamples: s.samples });
+  const perPrompt = out.map((o, i) => o.samples.reduce((a, x) => a + score(prompts[i], x.text), 0) / o.samples.length);
+  const perfect = out.map((o, i) => o.samples.filter((x) => score(prompts[i], x.text) === 1).length / o.samples.length);
+  const lengths = out.flatMap((o) => o.samples.map((x) => x.tokens.length));
+  return { score: meanWithCi(perPrompt, { seed: s.seed }), perfect: meanWithCi(perfect, { seed: s.seed }), length: lengths.reduce((a, b) => a + b, 0) / lengths.length };
+}
+
+async function judgeAccuracy(dir: string, device: 'cpu' | 'cuda', n: number, seed: number) {
+  const model = await LlamaModel.load(dir, { device });
+  const tok = await Tokenizer.load(dir);
+  const judge = await Judge.create(model, tok, { batchSize: 64 });
+  // Held-out pairs labelled by the scorer without noise: the judge's accuracy is agreement with the scorer.
+  const pairs = makePreferencePairs(n, seed + 7777, { flipNoise: 0, habit: DEMO_DEFAULTS.habit });
+  const prefs = await judge.preferences(pairs.map((p) => ({ prompt: p.prompt, a: p.chosen, b: p.rejected })));
+  const correct = prefs.map((q) => (q.p > 0.5 ? 1 : q.p === 0.5 ? 0.5 : 0));
+  const disagreement = prefs.reduce((a, q) => a + Math.abs(q.pAB - (1 - q.pBA)), 0) / prefs.length;
+  for (const t of model.parameters().values()) t.dispose();
+  return { accuracy: meanWithCi(correct, { seed }), disagreement };
+}
+
+const pct = (c: { mean: number; lo: number; hi: number }) => `${(100 * c.mean).toFixed(1)}% [${(100 * c.lo).toFixed(1)}, ${(100 * c.hi).toFixed(1)}]`;
+const num3 = (c: { mean: number; lo: number; hi: number }) => `${c.mean.toFixed(3)} [${c.lo.toFixed(3)}, ${c.hi.toFixed(3)}]`;
+
+export async function runDemo(s: DemoSettings, cli: (argv: string[]) => Promise<number>): Promise<void> {
+  const assets = demoAssetsDir();
+  const sft = path.join(assets, 'sft');
+  if (!fs.existsSync(path.join(sft, 'config.json'))) throw new UsageError(`the demo model is missing (${sft}); rebuild it with: npm run demo:build`);
+  const device = resolveDevice(s.device);
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  const out = path.resolve(s.out ?? path.join('runs', `demo-${stamp}`));
+  if (fs.existsSync(out) && fs.readdirSync(out).length > 0) throw new UsageError(`--out ${out} exists and is not empty`);
+  fs.mkdirSync(path.join(out, 'data'), { recursive: true });
+  const quick = Boolean(s.quick);
+  const t0 = Date.now();
+  const log = (m: string) => process.stderr.write(`\n== ${m}\n`);
+  const common = ['--device', device, '--seed', String(s.seed)];
+
+  // 1. The judge.
+  let judgeDir = path.join(assets, 'judge');
+  if (s.augment || !fs.existsSync(path.join(judgeDir, 'config.json'))) {
+    log('preference augmentation: fine-tuning the SFT model on judge instructions from scorer-labelled pairs (both orders)');
+    jsonl(path.join(out, 'data', 'pairs.jsonl'), makePreferencePairs(quick ? 64 : DEMO_DEFAULTS.augmentPairs, s.seed + 5, { habit: DEMO_DEFAULTS.habit }));
+    const code = await cli(['node', 'osp', 'augment', '--model', sft, '--pairs', path.join(out, 'data', 'pairs.jsonl'), '--out', path.join(out, 'augment'),
+      '--steps', String(quick ? 2 : s.augmentSteps), '--batch-size', '32', '--micro-batch', '32', '--lr', '2e-3', '--schedule', 'cosine', '--warmup-steps', quick ? '0' : '20',
+      '--save-every', '100000', ...common]);
+    if (code !== 0) throw new Error(`preference augmentation failed (exit ${code})`);
+    judgeDir = path.join(out, 'augment', 'final');
+  } else {
+    log(`judge: the shipped augmented model ${judgeDir} (pass --augment to redo the augmentation here)`);
+  }
+
+  // 2. OSP.
+  log(`online self-preferring: ${s.steps} steps x ${s.batchSize} prompts x K ${s.k} samples, ${s.loss} loss, ${s.pairing} pairing`);
+  jsonl(path.join(out, 'data', 'prompts.jsonl'), makePrompts(Math.max(s.batchSize, s.steps * s.batchSize), s.seed + 11).map((prompt) => ({ prompt })));
+  const code = await cli(['node', 'osp', 'train', '--model', sft, '--judge', judgeDir, '--prompts', path.join(out, 'data', 'prompts.jsonl'), '--out', path.join(out, 'osp'),
+    '--k', String(s.k), '--batch-size', String(s.batchSize), '--micro-batch', String(DEMO_DEFAULTS.microBatch), '--lr', String(DEMO_DEFAULTS.lr), '--beta', String(DEMO_DEFAULTS.beta),
+    '--loss', s.loss, '--pairing', s.pairing, '--temperature', String(DEMO_DEFAULTS.temperature), '--top-p', String(DEMO_DEFAULTS.topP),
+    '--max-new-tokens', String(DEMO_DEFAULTS.maxNewTokens), '--steps', String(s.steps), '--save-every', String(Math.max(10, Math.ceil(s.steps / 3))), '--scorer', 'demo', ...common]);
+  if (code !== 0) throw new Error(`OSP training failed (exit ${code})`);
+
+  // 3. Evaluation.
+  log(`evaluation on ${s.evalPrompts} held-out prompts`);
+  const evalPrompts = makePrompts(s.evalPrompts, s.seed + 999);
+  const tok = await Tokenizer.load(sft);
+  const results: Record<string, { sampled: Awaited<ReturnType<typeof qualityOf>>; greedy: Awaited<ReturnType<typeof qualityOf>> }> = {};
+  for (const [name, dir] of [['SFT', sft], ['OSP', path.join(out, 'osp', 'final')]] as const) {
+    const model = await LlamaModel.load(dir, { device });
+    results[name] = {
+      sampled: await qualityOf(model, tok, evalPrompts, { temperature: DEMO_DEFAULTS.temperature, seed: s.seed + 3, samples: quick ? 1 : DEMO_DEFAULTS.evalSamples }),
+      greedy: await qualityOf(model, tok, evalPrompts, { temperature: 0, seed: s.seed + 3, samples: 1 }),
+    };
+    for (const t of model.parameters().values()) t.dispose();
+  }
+  const nPairs = quick ? 40 : DEMO_DEFAULTS.judgePairs;
+  const judgeBefore = await judgeAccuracy(sft, device, nPairs, s.seed);
+  const judgeAfter = judgeDir === sft ? judgeBefore : await judgeAccuracy(judgeDir, device, nPairs, s.seed);
+  const minutes = (Date.now() - t0) / 60000;
+  const rows = [
+    ['scorer quality, sampled (T 0.7, top-p 0.9)', num3(results.SFT.sampled.score), num3(results.OSP.sampled.score)],
+    ['perfect answers, sampled', pct(results.SFT.sampled.perfect), pct(results.OSP.sampled.perfect)],
+    ['scorer quality, greedy', num3(results.SFT.greedy.score), num3(results.OSP.greedy.score)],
+    ['perfect answers, greedy', pct(results.SFT.greedy.perfect), pct(results.OSP.greedy.perfect)],
+    ['mean response length (tokens, sampled)', results.SFT.sampled.length.toFixed(2), results.OSP.sampled.length.toFixed(2)],
+  ];
+  const table = [
+    `# osp demo: online self-preferring on the embedded sorting task`,
+    '',
+    `${s.evalPrompts} held-out prompts; 95% bootstrap intervals over prompts. Run folder: ${out}`,
+    '',
+    '| | SFT model | OSP model |',
+    '| --- | --- | --- |',
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+    '',
+    '| judge (held-out pairs, scorer as truth) | accuracy | position disagreement |',
+    '| --- | --- | --- |',
+    `| SFT model as judge (no augmentation) | ${pct(judgeBefore.accuracy)} | ${judgeBefore.disagreement.toFixed(3)} |`,
+    `| augmented judge (${path.relative(process.cwd(), judgeDir) || judgeDir}) | ${pct(judgeAfter.accuracy)} | ${judgeAfter.disagreement.toFixed(3)} |`,
+    '',
+    `Settings: ${s.steps} OSP steps, ${s.batchSize} prompts x K ${s.k}, loss ${s.loss}, pairing ${s.pairing}, beta ${DEMO_DEFAULTS.beta}, lr ${DEMO_DEFAULTS.lr}, device ${device}, seed ${s.seed}; ${minutes.toFixed(1)} minutes.`,
+    `Report with plots: ${path.join(out, 'osp', 'report.html')}`,
+  ].join('\n');
+  writeFileAtomicSync(path.join(out, 'demo.md'), `${table}\n`);
+  writeFileAtomicSync(path.join(out, 'demo.json'), `${JSON.stringify({ settings: s, device, minutes, results, judge: { before: judgeBefore, after: judgeAfter, dir: judgeDir } }, null, 2)}\n`);
+  process.stdout.write(`\n${table}\n`);
+}
+
+export function demoCommand(program: Command, cli: (argv: string[]) => Promise<number>): void {
+  const cmd = program
+    .command('demo')
+    .description('the whole OSP pipeline on the embedded sorting task (shipped tiny SFT model and judge): OSP training, then evaluation against the task scorer')
+    .option('--out <dir>', 'run folder (default runs/demo-<time>)')
+    .addOption(deviceOption())
+    .option('--steps <n>', 'OSP steps', String(DEMO_DEFAULTS.steps))
+    .option('--k <n>', 'samples per prompt', String(DEMO_DEFAULTS.k))
+    .option('--batch-size <n>', 'prompts per step', String(DEMO_DEFAULTS.batchSize))
+    .option('--eval-prompts <n>', 'held-out prompts for the evaluation', String(DEMO_DEFAULTS.evalPrompts))
+    .option('--seed <n>', 'seed', String(DEMO_DEFAULTS.seed))
+    .option('--augment', 'redo the preference augmentation of the judge here instead of using the shipped judge')
+    .option('--augment-steps <n>', 'steps of the augmentation with --augment', String(DEMO_DEFAULTS.augmentSteps))
+    .addOption(new Option('--loss <kind>', 'preference loss').choices(['spce', 'dpo', 'ipo']).default('spce'))
+    .addOption(new Option('--pairing <kind>', 'pairing').choices(['ranked', 'random']).default('ranked'))
+    .option('--quick', 'a shortened run (tests, CI): few steps, small evaluation')
+    .option('--config <file>', 'JSON file giving any of these settings');
+  cmd.action(async (raw: Record<string, unknown>) => {
+    const s = validate(schema, mergeConfig(cmd, raw));
+    await runDemo(s, cli);
+  });
+}
