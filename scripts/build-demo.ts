@@ -22,7 +22,7 @@ export const RECIPE = {
   modelSeed: 1,
   model: { hiddenSize: 96, intermediateSize: 256, numHiddenLayers: 4, numAttentionHeads: 4, numKeyValueHeads: 2, headDim: 24, maxPositionEmbeddings: 128 },
   sft: { examples: 16000, seed: 2, noise: 0.3, habit: 0.5, steps: 500, batchSize: 32, lr: 3e-3, warmupSteps: 50 },
-  augment: { pairs: 6000, seed: 5, habit: 0.5, steps: 1200, batchSize: 32, lr: 2e-3, warmupSteps: 50 },
+  augment: { pairs: 12000, seed: 5, habit: 0.5, steps: 2000, batchSize: 32, lr: 1e-3, warmupSteps: 50 },
 };
 
 async function run(argv: string[]): Promise<void> {

@@ -1,0 +1,48 @@
+// npm run demo, shortened: `osp demo --quick` on the shipped demo models (demo/sft, demo/judge) runs
+// every stage (OSP training with the judge, evaluation of SFT and OSP against the task scorer, judge
+// accuracy) and writes the run folder, its report and the table.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { main } from '../src/cli';
+import { demoAssetsDir } from '../src/cli/demo';
+
+jest.setTimeout(120_000);
+
+test('the shipped demo models are a Hugging Face SFT folder and an augmented judge', () => {
+  for (const d of ['sft', 'judge']) {
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) {
+      expect(fs.existsSync(path.join(demoAssetsDir(), d, f))).toBe(true);
+    }
+  }
+});
+
+test('a shortened demo runs OSP, evaluates SFT against OSP and the judge, and writes the report and the table', async () => {
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'osp-demo-')), 'run');
+  const lines: string[] = [];
+  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
+    lines.push(String(s));
+    return true;
+  });
+  const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  let code: number;
+  try {
+    code = await main(['node', 'osp', 'demo', '--quick', '--steps', '3', '--batch-size', '2', '--k', '2', '--eval-prompts', '8', '--device', 'cpu', '--out', out]);
+  } finally {
+    spy.mockRestore();
+    errSpy.mockRestore();
+  }
+  expect(code).toBe(0);
+  const metrics = fs.readFileSync(path.join(out, 'osp', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  expect(metrics.map((m) => m.step)).toEqual([1, 2, 3]);
+  expect(Number.isFinite(metrics[0].sampleScoreMean)).toBe(true);
+  expect(fs.existsSync(path.join(out, 'osp', 'report.html'))).toBe(true);
+  expect(fs.existsSync(path.join(out, 'osp', 'final', 'model.safetensors'))).toBe(true);
+  const table = fs.readFileSync(path.join(out, 'demo.md'), 'utf8');
+  expect(table).toContain('| scorer quality, sampled (T 0.7, top-p 0.9) |');
+  expect(table).toContain('| augmented judge');
+  expect(lines.join('')).toContain(table.trim());
+  const json = JSON.parse(fs.readFileSync(path.join(out, 'demo.json'), 'utf8'));
+  for (const m of ['SFT', 'OSP']) expect(json.results[m].sampled.score.mean).toBeGreaterThanOrEqual(0);
+  expect(json.judge.after.accuracy.mean).toBeGreaterThanOrEqual(0);
+});
