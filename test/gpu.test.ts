@@ -6,15 +6,9 @@ import type { DType, Tensor } from '../src';
 import { integers, normals, seeded, uniforms } from './helpers/random';
 import { maxRelError } from './helpers/reference';
 import * as ops from '../src/ops';
+import { gpuSuite } from './helpers/gpu';
 
-const cuda = osp.backends().cuda;
-const required = process.env.OSP_GPU_TESTS === 'require';
-const skipReason = cuda.available ? '' : `GPU suite skipped: ${cuda.compiled ? cuda.reason : 'osp was built without CUDA'}`;
-if (!cuda.available) {
-  if (required) throw new Error(`OSP_GPU_TESTS=require but ${skipReason}`);
-  process.stdout.write(`${skipReason}\n`);
-}
-const describeGpu = cuda.available ? describe : describe.skip;
+const { cuda, describeGpu } = gpuSuite('GPU suite');
 
 /** bf16 rounding of a float64 array, as the device stores it (round to nearest even). */
 function roundBf16(x: Float64Array): Float64Array {

@@ -11,14 +11,9 @@ import { Tokenizer } from '../src/model/tokenizer';
 import { writeByteLevelTokenizer } from './helpers/byteTokenizer';
 import { seeded } from './helpers/random';
 import { tinyConfig } from './helpers/tinyLlama';
+import { gpuSuite } from './helpers/gpu';
 
-const cuda = osp.backends().cuda;
-const skipReason = cuda.available ? '' : `GPU generate suite skipped: ${cuda.compiled ? cuda.reason : 'osp was built without CUDA'}`;
-if (!cuda.available) {
-  if (process.env.OSP_GPU_TESTS === 'require') throw new Error(`OSP_GPU_TESTS=require but ${skipReason}`);
-  process.stdout.write(`${skipReason}\n`);
-}
-const describeGpu = cuda.available ? describe : describe.skip;
+const { cuda, describeGpu } = gpuSuite('GPU generate suite');
 
 describeGpu('generate on cuda', () => {
   const config = { ...tinyConfig(false), vocabSize: 257, eosTokenId: 256, maxPositionEmbeddings: 64 };

@@ -8,15 +8,9 @@ import type { Tensor } from '../src';
 import { integers, normals, seeded } from './helpers/random';
 import { maxRelError } from './helpers/reference';
 import * as ops from '../src/ops';
+import { gpuSuite } from './helpers/gpu';
 
-const cuda = osp.backends().cuda;
-const required = process.env.OSP_GPU_TESTS === 'require';
-const skipReason = cuda.available ? '' : `GPU kv cache suite skipped: ${cuda.compiled ? cuda.reason : 'osp was built without CUDA'}`;
-if (!cuda.available) {
-  if (required) throw new Error(`OSP_GPU_TESTS=require but ${skipReason}`);
-  process.stdout.write(`${skipReason}\n`);
-}
-const describeGpu = cuda.available ? describe : describe.skip;
+const { cuda, describeGpu } = gpuSuite('GPU kv cache suite');
 
 type GpuType = 'f32' | 'bf16';
 const tolerance: Record<GpuType, number> = { f32: 1e-5, bf16: 1e-2 };

@@ -8,14 +8,9 @@ import { AdamW } from '../src/model/optim';
 import { seeded } from './helpers/random';
 import { maxRelError } from './helpers/reference';
 import { tinyConfig } from './helpers/tinyLlama';
+import { gpuSuite } from './helpers/gpu';
 
-const cuda = osp.backends().cuda;
-const skipReason = cuda.available ? '' : `GPU model suite skipped: ${cuda.compiled ? cuda.reason : 'osp was built without CUDA'}`;
-if (!cuda.available) {
-  if (process.env.OSP_GPU_TESTS === 'require') throw new Error(`OSP_GPU_TESTS=require but ${skipReason}`);
-  process.stdout.write(`${skipReason}\n`);
-}
-const describeGpu = cuda.available ? describe : describe.skip;
+const { cuda, describeGpu } = gpuSuite('GPU model suite');
 
 function nextTokenTargets(batch: { tokens: Int32Array; sequenceIds: Int32Array }): Int32Array {
   const T = batch.tokens.length;

@@ -6,15 +6,9 @@ import * as osp from '../src';
 import { caught } from './helpers/errors';
 import { integers, normals, seeded } from './helpers/random';
 import { refDistribution, refDraw, SampleSettings, uniformAt } from './helpers/sampling';
+import { gpuSuite } from './helpers/gpu';
 
-const cuda = osp.backends().cuda;
-const required = process.env.OSP_GPU_TESTS === 'require';
-const skipReason = cuda.available ? '' : `GPU sampling suite skipped: ${cuda.compiled ? cuda.reason : 'osp was built without CUDA'}`;
-if (!cuda.available) {
-  if (required) throw new Error(`OSP_GPU_TESTS=require but ${skipReason}`);
-  process.stdout.write(`${skipReason}\n`);
-}
-const describeGpu = cuda.available ? describe : describe.skip;
+const { cuda, describeGpu } = gpuSuite('GPU sampling suite');
 
 function roundBf16(x: Float64Array): Float64Array {
   const t = osp.tensor(x, [x.length], { dtype: 'bf16', device: 'cpu' });

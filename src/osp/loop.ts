@@ -4,6 +4,7 @@
 // (Ctrl-C) honoured after the step in progress: a checkpoint is written, then the loop returns.
 // Resuming from a checkpoint's (step, dataPosition) with the same seed replays the same batches and
 // the same per-step seeds, so on the cpu the resumed run's metrics equal an uninterrupted run's.
+import { seededUniform } from '../judge/pairing';
 import { LlamaModel } from '../model/llama';
 import { AdamW } from '../model/optim';
 import { ScheduleKind, learningRate } from '../model/schedule';
@@ -12,21 +13,9 @@ import { MetricsLog, StepMetrics } from './metrics';
 import { appendSamples, saveCheckpoint } from './run';
 import { writeReport } from './report';
 
-/** mulberry32 over a 32-bit state: small, fast and seedable (data order, per-step seeds). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A seed for step `step` of a run seeded `seed` (an integer in [0, 2^31)). */
 export function stepSeed(seed: number, step: number): number {
-  return Math.floor(seededRandom((seed * 2654435761 + step * 40503) >>> 0)() * 2147483647);
+  return Math.floor(seededUniform((seed * 2654435761 + step * 40503) >>> 0)() * 2147483647);
 }
 
 /** Example indices in a seeded order: epoch e is a Fisher-Yates shuffle seeded by (seed, e). */
@@ -40,7 +29,7 @@ export class DataOrder {
     let p = this.cache.get(e);
     if (!p) {
       p = Int32Array.from({ length: this.size }, (_, i) => i);
-      const rnd = seededRandom((this.seed ^ Math.imul(e + 1, 0x9e3779b1)) >>> 0);
+      const rnd = seededUniform((this.seed ^ Math.imul(e + 1, 0x9e3779b1)) >>> 0);
       for (let i = this.size - 1; i > 0; i--) {
         const j = Math.floor(rnd() * (i + 1));
         [p[i], p[j]] = [p[j], p[i]];

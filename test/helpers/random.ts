@@ -1,21 +1,13 @@
 // Seeded randomness for the tests: every run draws fresh inputs from a new seed, prints it, and
 // OSP_TEST_SEED=<seed> replays a run exactly.
+import { seededUniform } from '../../src/judge/pairing';
 export function testSeed(): number {
   const fixed = process.env.OSP_TEST_SEED;
   return fixed !== undefined && fixed !== '' ? Number(fixed) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
 }
 
-/** mulberry32: small, fast, good enough for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: small, fast, good enough for test data (the generator the pairing and the data order use). */
+export const rng = seededUniform;
 
 /** Standard normal draws (Box-Muller). */
 export function normals(next: () => number, n: number, scale = 1): Float64Array {
