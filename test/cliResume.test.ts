@@ -167,3 +167,11 @@ test('Ctrl-C on `osp train` (a child process) checkpoints the step in progress, 
   expect(readMetrics(out).map((m) => m.step)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
   expect(fs.existsSync(path.join(out, 'final', 'model.safetensors'))).toBe(true);
 }, 90_000);
+
+test('--resume uses the saved settings and says which flags it ignores', async () => {
+  const out = tiny.out('dpo-resume-flags');
+  expect((await osp(...dpoFlags(out))).code).toBe(0);
+  const r = await osp('dpo', '--resume', out, '--lr', '5', '--steps', '9');
+  expect(r.code).toBe(0);
+  expect(r.stderr).toContain(`--resume continues ${out} with its saved settings (config.json); ignoring --lr, --steps`);
+});

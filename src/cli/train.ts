@@ -112,6 +112,8 @@ function prepareRun(command: string, cmd: Command, raw: Record<string, unknown>,
     }
     if (saved.command !== command) throw new UsageError(`--resume ${runDir}: that run was made by 'osp ${String(saved.command)}', not 'osp ${command}'`);
     const settings = validate(schema, { ...(saved.settings as Record<string, unknown>), resume: runDir }) as Prepared['settings'];
+    const ignored = cmd.options.filter((o) => o.attributeName() !== 'resume' && cmd.getOptionValueSource(o.attributeName()) === 'cli').map((o) => o.long);
+    if (ignored.length) process.stderr.write(`--resume continues ${runDir} with its saved settings (config.json); ignoring ${ignored.join(', ')}\n`);
     return { runDir, settings, resuming: true };
   }
   const merged = mergeConfig(cmd, raw);
