@@ -559,20 +559,32 @@ export class LlamaModel {
    */
   lossAndGrads(batch: PackedBatch, targets: Int32Array, gradTokenLogprobs: ArrayLike<number>, opts: HeadOptions & ForwardOptions = {}): LossAndGrads {
     return scope(() => {
-      const { hidden, cache } = this.forward(batch, opts);
-      const logprobs = this.headLogprobs(hidden, targets, opts);
-      const head = this.headBackward(hidden, targets, gradTokenLogprobs, opts);
-      const { grads, gradInputEmbeddings } = this.backward(cache, head.gradHidden);
-      if (this.config.tieWordEmbeddings) {
-        const e = grads.get('model.embed_tokens.weight') as Tensor;
-        grads.set('model.embed_tokens.weight', ops.add(e, head.gradWeight));
-      } else {
-        const ordered = new Map<string, Tensor>();
-        for (const n of this.params.keys()) ordered.set(n, n === 'lm_head.weight' ? head.gradWeight : (grads.get(n) as Tensor));
-        return { tokenLogprobs: logprobs, grads: ordered, gradInputEmbeddings };
-      }
-      return { tokenLogprobs: logprobs, grads, gradInputEmbeddings };
+      const fwd = this.forward(batch, opts);
+      const logprobs = this.headLogprobs(fwd.hidden, targets, opts);
+      return { tokenLogprobs: logprobs, ...this.gradientsFromHead(fwd, targets, gradTokenLogprobs, opts) };
     });
+  }
+
+  /**
+   * The second half of lossAndGrads, for callers that need the forward's log-probs before they know
+   * d L / d logprobs (a loss over whole sequences): the head's backward (recomputing its logits chunk
+   * by chunk), then every layer's, with the LM head's gradient added where it belongs (embed_tokens
+   * when tied). The forward's cache is the caller's to free (run both halves in one scope).
+   */
+  gradientsFromHead(fwd: ForwardResult, targets: Int32Array, gradTokenLogprobs: ArrayLike<number>, opts: HeadOptions = {}): Gradients {
+    const head = this.headBackward(fwd.hidden, targets, gradTokenLogprobs, opts);
+    const { grads, gradInputEmbeddings } = this.backward(fwd.cache, head.gradHidden);
+    head.gradHidden.dispose();
+    if (this.config.tieWordEmbeddings) {
+      const e = grads.get('model.embed_tokens.weight') as Tensor;
+      grads.set('model.embed_tokens.weight', ops.add(e, head.gradWeight));
+      e.dispose();
+      head.gradWeight.dispose();
+      return { grads, gradInputEmbeddings };
+    }
+    const ordered = new Map<string, Tensor>();
+    for (const n of this.params.keys()) ordered.set(n, n === 'lm_head.weight' ? head.gradWeight : (grads.get(n) as Tensor));
+    return { grads: ordered, gradInputEmbeddings };
   }
 
   /**

@@ -3,10 +3,11 @@
 //     log-probs (response tokens only) -> SPCE / DPO / IPO loss -> gradients of the policy;
 //   sftStep: (prompt, response) examples -> mean next-token loss over response tokens -> gradients.
 // Both take micro-batches of pairs / examples and sum their gradients in f32 (GradientAccumulator),
-// so the step's memory is that of one micro-batch. The preference step scores the policy without
-// gradients first (the loss needs every pair's log-probs before any backward), then runs the
-// forward and backward again per micro-batch with d loss / d logp on each response token: one extra
-// forward, in exchange for activations of one micro-batch at a time.
+// so the step's memory is that of one micro-batch. The loss needs every pair's log-probs before any
+// backward: when all pairs fit one micro-batch, its one forward is kept and the backward follows the
+// loss; with several, the policy is scored without gradients first, then the forward and backward
+// run again per micro-batch with d loss / d logp on each response token (one extra forward, in
+// exchange for the activations of one micro-batch at a time).
 import { LlamaModel, PackedBatch, packSequences } from '../model/llama';
 import { GradientAccumulator } from '../model/optim';
 import * as ops from '../ops';
@@ -91,35 +92,44 @@ export function preferenceStep(policy: LlamaModel, reference: LlamaModel, pairs:
   const B = pairs.length;
   const items = pairs.flatMap((p) => [{ prompt: p.prompt, response: p.chosen }, { prompt: p.prompt, response: p.rejected }]);
   const seqMicro = 2 * opts.microBatch;
-  const pol = responseLogprobs(policy, items, seqMicro);
-  const ref = responseLogprobs(reference, items, seqMicro);
   const pick = (a: Float64Array, k: number) => Float64Array.from({ length: B }, (_, i) => a[2 * i + k]);
-  const [pc, pr, rc, rr] = [pick(pol, 0), pick(pol, 1), pick(ref, 0), pick(ref, 1)];
-  const targets = Float64Array.from(pairs, (p) => (opts.loss === 'spce' ? p.target : 1));
-  const lossOut = scope(() => {
-    const t = (a: Float64Array) => tensor(a, [B], { dtype: 'f64', device: 'cpu' });
-    const r = ops.preferenceLoss(opts.loss, { policyChosen: t(pc), policyRejected: t(pr), refChosen: t(rc), refRejected: t(rr), target: opts.loss === 'spce' ? t(targets) : undefined }, { beta: opts.beta });
-    return {
-      loss: r.loss,
-      pHat: Float64Array.from(r.pHat.toArray()),
-      margins: Float64Array.from(r.margins.toArray()),
-      gc: Float64Array.from(r.gradPolicyChosen.toArray()),
-      gr: Float64Array.from(r.gradPolicyRejected.toArray()),
-    };
+  const ref = responseLogprobs(reference, items, seqMicro);
+  const lossOf = (pol: Float64Array) => preferenceLossOf(opts, pairs, pick(pol, 0), pick(pol, 1), pick(ref, 0), pick(ref, 1));
+  /** d loss / d logp of each scored token of a micro-batch starting at item s. */
+  const tokenGrads = (l: ReturnType<typeof lossOf>, s: number, batch: PackedBatch, tg: Int32Array) => {
+    const g = new Float64Array(tg.length);
+    for (let t = 0; t < tg.length; t++) {
+      if (tg[t] === ops.DEFAULT_IGNORE_INDEX) continue;
+      const k = s + batch.sequenceIds[t];
+      g[t] = k % 2 === 0 ? l.gc[k >> 1] : l.gr[k >> 1];
+    }
+    return g;
+  };
+  const finish = (l: ReturnType<typeof lossOf>, pol: Float64Array, grads: Map<string, Tensor>, tokens: number): PreferenceStepResult => ({
+    loss: l.loss, grads, pHat: l.pHat, margins: l.margins, policyChosen: pick(pol, 0), policyRejected: pick(pol, 1), refChosen: pick(ref, 0), refRejected: pick(ref, 1), tokens,
   });
+  if (items.length <= seqMicro) {
+    // One micro-batch: one forward whose cache serves the backward once the loss is known.
+    const { batch, targets: tg } = packResponses(items);
+    return scope(() => {
+      const fwd = policy.forward(batch, { recompute: opts.recompute });
+      const lp = policy.headLogprobs(fwd.hidden, tg);
+      const pol = new Float64Array(items.length);
+      for (let t = 0; t < lp.length; t++) if (tg[t] !== ops.DEFAULT_IGNORE_INDEX) pol[batch.sequenceIds[t]] += lp[t];
+      const l = lossOf(pol);
+      const { grads } = policy.gradientsFromHead(fwd, tg, tokenGrads(l, 0, batch, tg));
+      return finish(l, pol, grads, tg.length);
+    });
+  }
+  // Several micro-batches: score without gradients first, then forward + backward per micro-batch.
+  const pol = responseLogprobs(policy, items, seqMicro);
+  const l = lossOf(pol);
   const acc = new GradientAccumulator();
   let tokens = 0;
   try {
     for (let s = 0; s < items.length; s += seqMicro) {
-      const part = items.slice(s, s + seqMicro);
-      const { batch, targets: tg } = packResponses(part);
-      const g = new Float64Array(tg.length);
-      for (let t = 0; t < tg.length; t++) {
-        if (tg[t] === ops.DEFAULT_IGNORE_INDEX) continue;
-        const k = s + batch.sequenceIds[t];
-        g[t] = k % 2 === 0 ? lossOut.gc[k >> 1] : lossOut.gr[k >> 1];
-      }
-      const r = policy.lossAndGrads(batch, tg, g, { recompute: opts.recompute });
+      const { batch, targets: tg } = packResponses(items.slice(s, s + seqMicro));
+      const r = policy.lossAndGrads(batch, tg, tokenGrads(l, s, batch, tg), { recompute: opts.recompute });
       r.gradInputEmbeddings.dispose();
       acc.add(r.grads);
       tokens += tg.length;
@@ -128,7 +138,24 @@ export function preferenceStep(policy: LlamaModel, reference: LlamaModel, pairs:
     acc.dispose();
     throw e;
   }
-  return { loss: lossOut.loss, grads: acc.take(), pHat: lossOut.pHat, margins: lossOut.margins, policyChosen: pc, policyRejected: pr, refChosen: rc, refRejected: rr, tokens };
+  return finish(l, pol, acc.take(), tokens);
+}
+
+/** The preference loss of METHOD.md section 3 on the host (f64): loss, pHat, margins and d loss / d policy logps. */
+function preferenceLossOf(opts: PreferenceStepOptions, pairs: ScoredPair[], pc: Float64Array, pr: Float64Array, rc: Float64Array, rr: Float64Array) {
+  const B = pairs.length;
+  return scope(() => {
+    const t = (a: Float64Array) => tensor(a, [B], { dtype: 'f64', device: 'cpu' });
+    const target = opts.loss === 'spce' ? t(Float64Array.from(pairs, (p) => p.target)) : undefined;
+    const r = ops.preferenceLoss(opts.loss, { policyChosen: t(pc), policyRejected: t(pr), refChosen: t(rc), refRejected: t(rr), target }, { beta: opts.beta });
+    return {
+      loss: r.loss,
+      pHat: Float64Array.from(r.pHat.toArray()),
+      margins: Float64Array.from(r.margins.toArray()),
+      gc: Float64Array.from(r.gradPolicyChosen.toArray()),
+      gr: Float64Array.from(r.gradPolicyRejected.toArray()),
+    };
+  });
 }
 
 export interface SftExample {
