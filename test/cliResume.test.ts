@@ -58,7 +58,8 @@ describe.each([
     // Nontrivial: the steps after the resume moved the policy (the margins are not all 0).
     expect(a.slice(2).some((m) => Math.abs(m.marginMean as number) > 1e-6)).toBe(true);
     if (command === 'train') expect(readJsonl(path.join(parts, 'samples.jsonl'))).toEqual(readJsonl(path.join(whole, 'samples.jsonl')));
-    expect(readCheckpointState(latestCheckpoint(parts)!)).toEqual(readCheckpointState(latestCheckpoint(whole)!));
+    const state = (dir: string) => ({ ...readCheckpointState(latestCheckpoint(dir)!), extra: undefined }); // extra: wall-clock time
+    expect(state(parts)).toEqual(state(whole));
     expect(fs.readFileSync(path.join(parts, 'final', 'model.safetensors'))).toEqual(fs.readFileSync(path.join(whole, 'final', 'model.safetensors')));
   });
 });
@@ -174,4 +175,16 @@ test('--resume uses the saved settings and says which flags it ignores', async (
   const r = await osp('dpo', '--resume', out, '--lr', '5', '--steps', '9');
   expect(r.code).toBe(0);
   expect(r.stderr).toContain(`--resume continues ${out} with its saved settings (config.json); ignoring --lr, --steps`);
+});
+
+test('elapsedSeconds runs on across a resume (the checkpoint keeps the time spent)', async () => {
+  const out = tiny.out('dpo-elapsed');
+  ctrlCAfterStep(2);
+  expect((await osp(...dpoFlags(out))).code).toBe(130);
+  jest.restoreAllMocks();
+  const before = readCheckpointState(latestCheckpoint(out)!).extra?.elapsedSeconds as number;
+  expect(before).toBeGreaterThan(0);
+  expect((await osp('dpo', '--resume', out)).code).toBe(0);
+  const m = readMetrics(out);
+  expect(m[2].elapsedSeconds).toBeGreaterThanOrEqual(before);
 });

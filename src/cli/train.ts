@@ -159,6 +159,7 @@ async function trainWithLoop(
   const s = p.settings;
   let startStep = 0;
   let startPosition = 0;
+  let startElapsed = 0;
   let model = policy;
   let ckpt: string | null = null;
   if (p.resuming) {
@@ -167,6 +168,7 @@ async function trainWithLoop(
       const st = readCheckpointState(ckpt);
       startStep = st.step;
       startPosition = st.dataPosition;
+      startElapsed = typeof st.extra?.elapsedSeconds === 'number' ? st.extra.elapsedSeconds : 0;
       model = await loadCheckpointModel(ckpt, { dtype: policy.dtype as 'f32' | 'bf16', device });
       for (const t of policy.parameters().values()) t.dispose();
       new MetricsLog(path.join(p.runDir, 'metrics.jsonl')).truncateAfter(startStep);
@@ -190,7 +192,7 @@ async function trainWithLoop(
       {
         runDir: p.runDir, policy: model, optimizer, dataSize, batchSize: s.batchSize, totalSteps: steps, seed: s.seed, lr: s.lr,
         schedule: s.schedule, warmupSteps: s.warmupSteps, minLrRatio: s.minLrRatio, saveEvery: s.saveEvery, keepCheckpoints: s.keep,
-        tokenizerDir, startStep, startPosition, title: `osp ${command}`, config: { command, ...s },
+        tokenizerDir, startStep, startPosition, startElapsed, title: `osp ${command}`, config: { command, ...s },
       },
       makeStep(model, stepProgress),
       { onStepDone: (m) => bar.update(m.step, describe(m)), stopRequested: stop.requested },

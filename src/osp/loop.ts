@@ -70,6 +70,8 @@ export interface LoopOptions {
   /** Where to start: 0, 0 for a new run; a checkpoint's state when resuming. */
   startStep: number;
   startPosition: number;
+  /** Seconds the run had already spent before startStep (from the checkpoint), so elapsedSeconds runs on. */
+  startElapsed?: number;
   title: string;
   config: object;
 }
@@ -99,12 +101,13 @@ export interface LoopResult {
 export async function runLoop(o: LoopOptions, stepFn: StepFn, hooks: LoopHooks = {}): Promise<LoopResult> {
   const metricsLog = new MetricsLog(`${o.runDir}/metrics.jsonl`);
   const order = new DataOrder(o.dataSize, o.seed);
-  const started = Date.now();
+  const started = Date.now() - 1e3 * (o.startElapsed ?? 0);
   let position = o.startPosition;
   let lastCheckpoint: string | null = null;
   let step = o.startStep;
   const checkpoint = async () => {
-    lastCheckpoint = await saveCheckpoint(o.runDir, o.policy, o.optimizer, { step, dataPosition: position, seed: o.seed }, { keep: o.keepCheckpoints, tokenizerFrom: o.tokenizerDir });
+    const extra = { elapsedSeconds: (Date.now() - started) / 1e3 };
+    lastCheckpoint = await saveCheckpoint(o.runDir, o.policy, o.optimizer, { step, dataPosition: position, seed: o.seed, extra }, { keep: o.keepCheckpoints, tokenizerFrom: o.tokenizerDir });
     writeReport(o.runDir, { title: o.title, config: o.config });
     hooks.onCheckpoint?.(lastCheckpoint);
   };
