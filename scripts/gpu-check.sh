@@ -56,6 +56,10 @@ echo "== GPU test suite"
 OSP_GPU_TESTS=require npx jest test/gpu --ci --verbose 2>&1 | tee "$OUT/gpu-tests.txt"
 echo "gpu suite exit: ${PIPESTATUS[0]}"
 
+echo "== parity against transformers' LlamaForCausalLM (f64 and f32 on the cpu)"
+python3 scripts/hf-parity.py "$OUT/hf-parity" 2>&1 | tail -3
+OSP_HF_PARITY_DIR="$OUT/hf-parity" OSP_PARITY_REPORT=1 npx jest test/torchParity --ci 2>&1 | tail -25 | tee "$OUT/hf-parity.txt"
+
 echo "== full suite on this machine"
 npx jest --ci 2>&1 | tail -8
 
