@@ -249,3 +249,19 @@ describe('LlamaModel training', () => {
     for (const t of params.values()) t.dispose();
   });
 });
+
+describe('LlamaModel positions', () => {
+  it('refuses a position past the context, naming it', () => {
+    const model = LlamaModel.init(tinyConfig(true), { seed: 1, dtype: 'f64' });
+    const seq = new Int32Array(65).fill(3);
+    expect(() => model.logits([seq])).toThrow("LlamaModel.forward: positions[64] is 64; the model's context (max_position_embeddings) is 64");
+  });
+
+  it('refuses a sequence longer than a sliding window (not implemented) and runs one that fits', () => {
+    const model = LlamaModel.init({ ...tinyConfig(true), slidingWindow: 8 }, { seed: 1, dtype: 'f64' });
+    expect(model.logits([new Int32Array(8).fill(3)])[0].length).toBe(8 * 97);
+    expect(() => model.logits([new Int32Array(9).fill(3)])).toThrow(
+      'LlamaModel.forward: a sequence reaches position 8, beyond sliding_window 8; sliding-window attention is not implemented (sequences up to 8 tokens are exact)',
+    );
+  });
+});

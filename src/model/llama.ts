@@ -282,7 +282,25 @@ export class LlamaModel {
     if (batch.sequenceIds.length !== T || batch.positions.length !== T) {
       throw new RangeError(`LlamaModel: batch has ${T} tokens but ${batch.sequenceIds.length} sequence ids and ${batch.positions.length} positions`);
     }
+    this.checkPositions('forward', batch.positions);
     return T;
+  }
+
+  /**
+   * Positions past the context, or past a sliding window (Mistral's sliding_window: attention is
+   * full-causal here, which equals the window's only while a sequence fits it), are refused.
+   */
+  private checkPositions(op: string, positions: Int32Array): void {
+    const c = this.config;
+    let max = -1;
+    for (let i = 0; i < positions.length; i++) if (positions[i] > max) max = positions[i];
+    if (max >= c.maxPositionEmbeddings) {
+      const i = positions.indexOf(max);
+      throw new RangeError(`LlamaModel.${op}: positions[${i}] is ${max}; the model's context (max_position_embeddings) is ${c.maxPositionEmbeddings}`);
+    }
+    if (c.slidingWindow != null && max >= c.slidingWindow) {
+      throw new RangeError(`LlamaModel.${op}: a sequence reaches position ${max}, beyond sliding_window ${c.slidingWindow}; sliding-window attention is not implemented (sequences up to ${c.slidingWindow} tokens are exact)`);
+    }
   }
 
   /**
@@ -362,11 +380,7 @@ export class LlamaModel {
     const N = tokens.length;
     if (slots.length !== N || positions.length !== N) throw new RangeError(`LlamaModel.forwardCached: ${N} tokens but ${slots.length} slots and ${positions.length} positions`);
     if (cache.k.length !== c.numHiddenLayers) throw new RangeError(`LlamaModel.forwardCached: the cache has ${cache.k.length} layers; expected ${c.numHiddenLayers}`);
-    for (let i = 0; i < N; i++) {
-      if (!(positions[i] < c.maxPositionEmbeddings)) {
-        throw new RangeError(`LlamaModel.forwardCached: positions[${i}] is ${positions[i]}; the model's context (max_position_embeddings) is ${c.maxPositionEmbeddings}`);
-      }
-    }
+    this.checkPositions('forwardCached', positions);
     const device = this.device;
     return scope(() => {
       const ids = tensor(tokens, [N], { dtype: 'i32', device });
