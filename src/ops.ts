@@ -562,7 +562,7 @@ export function causalAttentionBackward(
  * cache[slots[i], positions[i]] = values[i]. All on one device, contiguous (cpu: f32, f64; cuda:
  * f32, bf16). A slot outside [0, S) or a position outside [0, L) is a RangeError naming slots[i] or
  * positions[i] (on cpu nothing is written then; on cuda the valid rows are). Duplicate
- * (slot, position) pairs: the last one wins on cpu, which one wins is unspecified on cuda.
+ * (slot, position) pairs: the last one wins on cpu; on cuda the row is unspecified (it may mix them).
  */
 export function kvCacheWrite(cache: Tensor, values: Tensor, slots: Tensor, positions: Tensor): void {
   const op = 'kvCacheWrite';

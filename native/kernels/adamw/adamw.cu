@@ -47,7 +47,8 @@ __global__ void __launch_bounds__(kBlock) nonFiniteKernel(const T* __restrict__ 
 }
 
 struct StepF {
-  float beta1, beta2, eps, decay, gradScale, stepSize, bc2Sqrt;
+  // oneMinusBeta1/2 are formed in double on the host: 1 - float(0.999) in f32 is 1.3e-5 off, relatively.
+  float beta1, beta2, oneMinusBeta1, oneMinusBeta2, eps, decay, gradScale, stepSize, bc2Sqrt;
 };
 
 template <typename G>
@@ -56,8 +57,8 @@ __global__ void __launch_bounds__(kBlock) stepKernel(float* __restrict__ p, cons
   const int64_t stride = int64_t(gridDim.x) * kBlock;
   for (int64_t i = int64_t(blockIdx.x) * kBlock + threadIdx.x; i < n; i += stride) {
     const float gi = toFloat(g[i]) * s.gradScale;
-    const float mi = s.beta1 * m[i] + (1.f - s.beta1) * gi;
-    const float vi = s.beta2 * v[i] + (1.f - s.beta2) * gi * gi;
+    const float mi = s.beta1 * m[i] + s.oneMinusBeta1 * gi;
+    const float vi = s.beta2 * v[i] + s.oneMinusBeta2 * gi * gi;
     m[i] = mi;
     v[i] = vi;
     p[i] = p[i] * s.decay - s.stepSize * mi / (sqrtf(vi) / s.bc2Sqrt + s.eps);
@@ -89,8 +90,8 @@ void findNonFiniteCuda(const void* g, bool isBf16, int64_t n, KernelStatus* stat
 }
 
 void stepCuda(float* p, const void* g, bool gradBf16, float* m, float* v, int64_t n, const StepScalars& s) {
-  const StepF f{float(s.beta1), float(s.beta2), float(s.eps), float(s.decay), float(s.gradScale), float(s.stepSize),
-                float(s.bc2Sqrt)};
+  const StepF f{float(s.beta1), float(s.beta2), float(1.0 - s.beta1), float(1.0 - s.beta2), float(s.eps), float(s.decay),
+                float(s.gradScale), float(s.stepSize), float(s.bc2Sqrt)};
   auto st = osp::cuda::stream();
   if (gradBf16) stepKernel<<<unsigned(gridFor(n)), kBlock, 0, st>>>(p, static_cast<const __nv_bfloat16*>(g), m, v, n, f);
   else stepKernel<<<unsigned(gridFor(n)), kBlock, 0, st>>>(p, static_cast<const float*>(g), m, v, n, f);

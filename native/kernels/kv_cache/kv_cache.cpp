@@ -125,6 +125,8 @@ Tensor cachedAttention(const Tensor& q, const Tensor& kCache, const Tensor& vCac
                              positions.data<int32_t>(), out.data<float>(), N, H, k.Hkv, Dh, k.S, k.L, s, &st);
   } else {
 #ifdef OSP_WITH_CUDA
+    if (N * H > 2147483647)
+      rangeError("cachedAttention: " + std::to_string(N) + " queries x " + std::to_string(H) + " heads exceed the CUDA grid's 2^31 - 1 blocks");
     kv_cache::attentionCuda(q.raw(), kCache.raw(), vCache.raw(), slots.data<int32_t>(), positions.data<int32_t>(),
                             out.raw(), q.dtype == DType::BF16, N, H, k.Hkv, Dh, k.S, k.L, static_cast<float>(s),
                             cuda::statusReset());

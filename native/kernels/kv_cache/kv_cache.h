@@ -7,7 +7,8 @@
 // A slot outside [0, S) or a position outside [0, L) is a RangeError naming slots[i] or
 // positions[i] and the bound (the lowest such i on cpu, the first one found on cuda). On cpu
 // nothing is written then; on cuda the rows with valid indices are written. Duplicate
-// (slot, position) pairs: the last index i wins on cpu; on cuda which one wins is unspecified.
+// (slot, position) pairs: the last index i wins on cpu; on cuda the result is unspecified (two
+// blocks write the row element by element at once, so it may even mix the two rows): avoid duplicates.
 // Cost: N Hkv Dh element copies (memory-bound), plus an O(N) hash pass on cpu for the duplicates.
 //
 // cachedAttention(q, kCache, vCache, slots, positions, scale?), q [N, H, Dh], kCache and vCache

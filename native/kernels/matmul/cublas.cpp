@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <mutex>
+#include <vector>
 
 #include "../../core/cuda_backend.h"
 #include "../../core/errors.h"
@@ -36,6 +37,7 @@ struct Library {
   Handle handle = nullptr;
   GemmExFn gemmEx = nullptr;
   SetStreamFn setStream = nullptr;
+  GetVersionFn version = nullptr;
   bool tf32 = false;
 };
 
@@ -53,44 +55,42 @@ Library& library() {
       return;
     }
     const char* given = std::getenv("OSP_CUBLAS_LIB");
-    const char* names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"};
-    void* so = nullptr;
+    std::vector<std::string> names;
+    if (given && *given) names.push_back(given);
+    else names = {"libcublas.so.13", "libcublas.so.12", "libcublas.so.11", "libcublas.so"};
+    // Try each library in turn: one that opens but cannot make a handle (e.g. a CUDA 13 cuBLAS with an
+    // older driver) must not hide an older one that works.
+    std::string tried;
     std::string path;
-    if (given && *given) {
-      so = dlopen(given, RTLD_NOW | RTLD_LOCAL);
-      path = given;
+    for (const std::string& n : names) {
+      void* so = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (!so) {
-        lib.why = std::string("OSP_CUBLAS_LIB=") + given + " does not load: " + dlerror() + "; using osp's own CUDA matmul";
-        return;
+        tried += (tried.empty() ? "" : "; ") + n + ": " + dlerror();
+        continue;
       }
-    } else {
-      for (const char* n : names) {
-        so = dlopen(n, RTLD_NOW | RTLD_LOCAL);
-        if (so) {
-          path = n;
-          break;
-        }
+      auto create = reinterpret_cast<CreateFn>(dlsym(so, "cublasCreate_v2"));
+      auto setStream = reinterpret_cast<SetStreamFn>(dlsym(so, "cublasSetStream_v2"));
+      auto gemmEx = reinterpret_cast<GemmExFn>(dlsym(so, "cublasGemmEx"));
+      Handle h = nullptr;
+      const int st = (create && setStream && gemmEx) ? create(&h) : -1;
+      if (st != 0) {
+        tried += (tried.empty() ? "" : "; ") + n + (st == -1 ? ": lacks cublasCreate_v2/cublasSetStream_v2/cublasGemmEx" : ": cublasCreate failed with status " + std::to_string(st));
+        dlclose(so);
+        continue;
       }
-      if (!so) {
-        lib.why = "libcublas.so.{13,12,11} not found on the library path (set OSP_CUBLAS_LIB to its file); using osp's own CUDA matmul";
-        return;
-      }
+      lib.handle = h;
+      lib.setStream = setStream;
+      lib.gemmEx = gemmEx;
+      lib.version = reinterpret_cast<GetVersionFn>(dlsym(so, "cublasGetVersion_v2"));
+      path = n;
+      break;
     }
-    auto create = reinterpret_cast<CreateFn>(dlsym(so, "cublasCreate_v2"));
-    auto version = reinterpret_cast<GetVersionFn>(dlsym(so, "cublasGetVersion_v2"));
-    lib.setStream = reinterpret_cast<SetStreamFn>(dlsym(so, "cublasSetStream_v2"));
-    lib.gemmEx = reinterpret_cast<GemmExFn>(dlsym(so, "cublasGemmEx"));
-    if (!create || !lib.setStream || !lib.gemmEx) {
-      lib.why = path + " lacks cublasCreate_v2 / cublasSetStream_v2 / cublasGemmEx; using osp's own CUDA matmul";
-      return;
-    }
-    const int st = create(&lib.handle);
-    if (st != 0) {
-      lib.why = path + ": cublasCreate failed with status " + std::to_string(st) + "; using osp's own CUDA matmul";
+    if (!lib.handle) {
+      lib.why = "no usable cuBLAS (" + tried + "; set OSP_CUBLAS_LIB to its file); using osp's own CUDA matmul";
       return;
     }
     int v = 0;
-    if (version) version(lib.handle, &v);
+    if (lib.version) lib.version(lib.handle, &v);
     const char* tf32 = std::getenv("OSP_TF32");
     lib.tf32 = tf32 && std::string(tf32) == "1";
     lib.loaded = true;

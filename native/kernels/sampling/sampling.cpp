@@ -57,6 +57,7 @@ SampleResult sampleTokens(const Tensor& logits, const Tensor& streams, const Ten
                           r.tokens.data<int32_t>(), r.logprobs.data<float>(), r.modelLogprobs.data<float>(), &st);
   } else {
 #ifdef OSP_WITH_CUDA
+    if (B > 2147483647) rangeError("sampleTokens: " + std::to_string(B) + " rows exceed the CUDA grid's 2^31 - 1 blocks");
     sampling::sampleCuda(logits.raw(), logits.dtype == DType::BF16, streams.data<int32_t>(), steps.data<int32_t>(), B, V,
                          p, r.tokens.data<int32_t>(), r.logprobs.data<float>(), r.modelLogprobs.data<float>(),
                          cuda::statusReset());
