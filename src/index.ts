@@ -35,6 +35,7 @@ export {
   embeddingBackward,
   causalAttention,
   causalAttentionBackward,
+  sequenceSpans,
   kvCacheWrite,
   cachedAttention,
   sumOfSquares,

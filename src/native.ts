@@ -102,7 +102,7 @@ export interface NativeAddon {
     step: number,
     gradScale: number,
   ): void;
-  causalAttention(q: NativeTensor, k: NativeTensor, v: NativeTensor, sequenceIds: NativeTensor, scale?: number): { out: NativeTensor; logsumexp: NativeTensor };
+  causalAttention(q: NativeTensor, k: NativeTensor, v: NativeTensor, sequenceIds: NativeTensor, scale?: number, spans?: NativeTensor): { out: NativeTensor; logsumexp: NativeTensor };
   causalAttentionBackward(
     q: NativeTensor,
     k: NativeTensor,
@@ -112,6 +112,7 @@ export interface NativeAddon {
     logsumexp: NativeTensor,
     gradOut: NativeTensor,
     scale?: number,
+    spans?: NativeTensor,
   ): { gradQ: NativeTensor; gradK: NativeTensor; gradV: NativeTensor };
   kvCacheWrite(cache: NativeTensor, values: NativeTensor, slots: NativeTensor, positions: NativeTensor): void;
   cachedAttention(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, slots: NativeTensor, positions: NativeTensor, scale?: number): NativeTensor;

@@ -1,7 +1,8 @@
 // The kernels as typed functions. Each one checks that its tensor arguments are Tensors and passes
 // them to the native op, which validates dtypes, shapes, devices and values (see native/kernels).
+import { Device } from './device';
 import { native, NativeTensor } from './native';
-import { DType, Tensor } from './tensor';
+import { DType, Tensor, tensor } from './tensor';
 
 export const DEFAULT_IGNORE_INDEX = -100;
 
@@ -495,6 +496,43 @@ export function clipGradNorm(grads: Tensor[], maxNorm: number): ClipResult {
 export interface CausalAttentionOptions {
   /** Multiplies q . k before the softmax. Default 1 / sqrt(Dh); finite and > 0. */
   scale?: number;
+  /**
+   * The batch's sequence spans from sequenceSpans (i32 [2, T] on q's device). When given, the op
+   * reads them instead of copying sequenceIds to the host (on cuda: no round trip and no
+   * synchronisation for the ids); sequenceIds is then checked only for shape, dtype and device.
+   * A column that is not a valid span is a RangeError naming it.
+   */
+  spans?: Tensor;
+}
+
+/**
+ * The per-token sequence spans of a packed batch, for causalAttention's `spans` option: i32 [2, T]
+ * on `device` (default: the default device), row 0 the first token of each token's sequence, row 1
+ * one past its last. Validated on the host like the op validates sequenceIds: each sequence's tokens
+ * are contiguous and in order (ids need not be sorted), and an id that reappears after another
+ * sequence started is a RangeError naming it. Compute it once per batch and pass it to every layer.
+ */
+export function sequenceSpans(sequenceIds: Int32Array, device?: Device): Tensor {
+  const op = 'sequenceSpans';
+  if (!(sequenceIds instanceof Int32Array)) throw new TypeError(`${op}: sequenceIds is not an Int32Array; expected the batch's host sequence ids`);
+  const T = sequenceIds.length;
+  const spans = new Int32Array(2 * T);
+  const done = new Set<number>();
+  let start = 0;
+  for (let i = 0; i <= T; i++) {
+    if (i < T && i > 0 && sequenceIds[i] === sequenceIds[i - 1]) continue;
+    spans.fill(start, start, i);
+    spans.fill(i, T + start, T + i);
+    if (i === T) break;
+    if (i > 0) done.add(sequenceIds[i - 1]);
+    if (done.has(sequenceIds[i])) {
+      throw new RangeError(
+        `${op}: sequenceIds[${i}] = ${sequenceIds[i]} reappears after sequence ${sequenceIds[i - 1]} started; expected the tokens of each sequence to be contiguous`,
+      );
+    }
+    start = i;
+  }
+  return tensor(spans, [2, T], { dtype: 'i32', device });
 }
 
 export interface CausalAttentionResult {
@@ -510,12 +548,17 @@ export interface CausalAttentionResult {
  * sequenceIds [T] i32: each sequence's tokens are contiguous and in order, and token i attends to
  * the tokens j <= i of its own sequence. All on one device, contiguous (cpu: f32, f64; cuda: f32,
  * bf16 with f32 arithmetic). A sequence id that reappears after another sequence started is a
- * RangeError naming it. The dispatch reads sequenceIds on the host (one small copy on cuda).
+ * RangeError naming it. Without opts.spans the dispatch reads sequenceIds on the host (one small
+ * copy, and a synchronisation, per call on cuda); pass sequenceSpans(ids) to avoid it.
  */
 export function causalAttention(q: Tensor, k: Tensor, v: Tensor, sequenceIds: Tensor, opts: CausalAttentionOptions = {}): CausalAttentionResult {
   const op = 'causalAttention';
-  const r = native.causalAttention(h(q, `${op}: q`), h(k, `${op}: k`), h(v, `${op}: v`), h(sequenceIds, `${op}: sequenceIds`), opts?.scale);
+  const r = native.causalAttention(h(q, `${op}: q`), h(k, `${op}: k`), h(v, `${op}: v`), h(sequenceIds, `${op}: sequenceIds`), opts?.scale, spansArg(opts, op));
   return { out: wrap(r.out), logsumexp: wrap(r.logsumexp) };
+}
+
+function spansArg(opts: CausalAttentionOptions | undefined, op: string): NativeTensor | undefined {
+  return opts?.spans === undefined ? undefined : h(opts.spans, `${op}: spans`);
 }
 
 export interface CausalAttentionGrads {
@@ -550,6 +593,7 @@ export function causalAttentionBackward(
     h(logsumexp, `${op}: logsumexp`),
     h(gradOut, `${op}: gradOut`),
     opts?.scale,
+    spansArg(opts, op),
   );
   return { gradQ: wrap(r.gradQ), gradK: wrap(r.gradK), gradV: wrap(r.gradV) };
 }

@@ -2,8 +2,9 @@
 // f64 against a plain-TS f64 reference (naive softmax per query over its allowed keys, 1e-12
 // relative), packing isolation (each sequence alone gives the same rows, bitwise), the backward
 // against central finite differences of L = sum(G ⊙ out) in f64 with Richardson extrapolation,
-// f32 against the f64 op (1e-5 relative), bitwise determinism under OSP_NUM_THREADS=1 and 2, and
-// the argument checks.
+// f32 against the f64 op (1e-5 relative), bitwise determinism under OSP_NUM_THREADS=1 and 2, the
+// argument checks, and the precomputed `spans` option (sequenceSpans' host checks, results bitwise
+// equal to the sequenceIds path, bad spans refused).
 
 import { Tensor, scope, tensor } from '../src/tensor';
 import * as ops from '../src/ops';
@@ -352,6 +353,186 @@ describe('causalAttention argument checks', () => {
         expect(caught(() => ops.causalAttention(a.q, a.k, a.v, a.ids, { scale }))).toEqual({ errorClass: 'RangeError', message: expect.stringMatching(/^causalAttention: scale is /) });
       }
       expect(caught(() => ops.causalAttention(a.q, a.k, a.v, [0, 0, 0, 0] as unknown as Tensor))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: sequenceIds is not a Tensor/) });
+    });
+  });
+});
+
+describe('sequenceSpans', () => {
+  const spansOf = (ids: number[]) => {
+    const t = ops.sequenceSpans(Int32Array.from(ids), 'cpu');
+    try {
+      expect(t.dtype).toBe('i32');
+      expect(t.device).toBe('cpu');
+      expect(t.shape).toEqual([2, ids.length]);
+      const a = Array.from(t.toArray());
+      return [a.slice(0, ids.length), a.slice(ids.length)];
+    } finally {
+      t.dispose();
+    }
+  };
+
+  it('row 0 holds the first token of each token\'s sequence, row 1 one past its last', () => {
+    expect(spansOf([7, 7, 3, 3, 3, 9])).toEqual([
+      [0, 0, 2, 2, 2, 5],
+      [2, 2, 5, 5, 5, 6],
+    ]);
+    expect(spansOf([4])).toEqual([[0], [1]]);
+    expect(spansOf([1, 2, 3])).toEqual([
+      [0, 1, 2],
+      [1, 2, 3],
+    ]);
+    expect(spansOf([])).toEqual([[], []]);
+  });
+
+  it('unsorted and negative ids are fine as long as each sequence is contiguous', () => {
+    expect(spansOf([5, 5, 1, -3])).toEqual([
+      [0, 0, 2, 3],
+      [2, 2, 3, 4],
+    ]);
+  });
+
+  it('an id that reappears after another sequence started is a RangeError worded like the op\'s', () => {
+    expect(caught(() => ops.sequenceSpans(Int32Array.from([0, 0, 1, 0]), 'cpu'))).toEqual({
+      errorClass: 'RangeError',
+      message: 'sequenceSpans: sequenceIds[3] = 0 reappears after sequence 1 started; expected the tokens of each sequence to be contiguous',
+    });
+    expect(caught(() => ops.sequenceSpans(Int32Array.from([2, 5, 2, 2]), 'cpu'))?.message).toMatch(/^sequenceSpans: sequenceIds\[2\] = 2 reappears after sequence 5/);
+  });
+
+  it('anything but an Int32Array is a TypeError', () => {
+    expect(caught(() => ops.sequenceSpans([0, 0, 1] as unknown as Int32Array, 'cpu'))).toEqual({
+      errorClass: 'TypeError',
+      message: expect.stringMatching(/^sequenceSpans: sequenceIds is not an Int32Array/),
+    });
+  });
+});
+
+describe('causalAttention with precomputed spans', () => {
+  const { next } = seeded('attention spans');
+  const bits = (t: Tensor) => Buffer.from(t.toArray().buffer).toString('base64');
+
+  /** Forward and backward outputs, as bytes, with or without spans. */
+  function run(x: ReturnType<typeof draw>, p: Problem, dtype: FloatType, withSpans: boolean): string[] {
+    return scope(() => {
+      const q = f(x.q, [p.T, p.H, p.Dh], dtype);
+      const k = f(x.k, [p.T, p.Hkv, p.Dh], dtype);
+      const v = f(x.v, [p.T, p.Hkv, p.Dh], dtype);
+      const ids = ints(p.ids);
+      const opts = withSpans ? { spans: ops.sequenceSpans(p.ids, 'cpu') } : {};
+      const r = ops.causalAttention(q, k, v, ids, opts);
+      const g = ops.causalAttentionBackward(q, k, v, ids, r.out, r.logsumexp, f(x.G, [p.T, p.H, p.Dh], dtype), opts);
+      return [r.out, r.logsumexp, g.gradQ, g.gradK, g.gradV].map(bits);
+    });
+  }
+
+  for (const dtype of ['f64', 'f32'] as const) {
+    for (const [H, Hkv] of HEADS) {
+      it(`${dtype} forward and backward are bitwise the same as with sequenceIds alone (H=${H}, Hkv=${Hkv})`, () => {
+        for (const lengths of [[1], [5, 1, 17, 4], [1, 1, 1], [40]]) {
+          const ids = packedIds(lengths);
+          const p: Problem = { T: ids.length, H, Hkv, Dh: 8, ids };
+          const x = draw(next, p);
+          const want = run(x, p, dtype, false);
+          expect(want[0].length).toBeGreaterThan(0);
+          expect(run(x, p, dtype, true)).toEqual(want);
+        }
+      });
+    }
+  }
+
+  it('T = 0 with [2, 0] spans gives empty outputs', () => {
+    scope(() => {
+      const z = f([], [0, 2, 4]);
+      const r = ops.causalAttention(z, z, z, ints([]), { spans: ops.sequenceSpans(new Int32Array(0), 'cpu') });
+      expect(r.out.shape).toEqual([0, 2, 4]);
+      expect(r.logsumexp.shape).toEqual([0, 2]);
+    });
+  });
+
+  it('with spans, sequenceIds is checked for shape, dtype and device but its values are not read', () => {
+    scope(() => {
+      const p: Problem = { T: 4, H: 2, Hkv: 1, Dh: 4, ids: Int32Array.from([0, 0, 1, 1]) };
+      const x = draw(next, p);
+      const [q, k, v] = [f(x.q, [4, 2, 4]), f(x.k, [4, 1, 4]), f(x.v, [4, 1, 4])];
+      const spans = ops.sequenceSpans(p.ids, 'cpu');
+      const a = ops.causalAttention(q, k, v, ints(p.ids), { spans });
+      const b = ops.causalAttention(q, k, v, ints([0, 0, 1, 0]), { spans });
+      expect(bits(b.out)).toBe(bits(a.out));
+      expect(caught(() => ops.causalAttention(q, k, v, ints([0, 0, 1]), { spans }))?.message).toMatch(/^causalAttention: sequenceIds has shape \[3\]/);
+    });
+  });
+
+  describe('a bad spans tensor is a clear error', () => {
+    const T = 4;
+    const ok = () => {
+      const q = f(new Float64Array(T * 2 * 4), [T, 2, 4]);
+      const kv = f(new Float64Array(T * 1 * 4), [T, 1, 4]);
+      return { q, kv, ids: ints([0, 0, 1, 1]) };
+    };
+    const spansT = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), [rows.length, rows[0].length], cpu);
+    const both = (a: ReturnType<typeof ok>, spans: Tensor) => {
+      const fwd = caught(() => ops.causalAttention(a.q, a.kv, a.kv, a.ids, { spans }));
+      const r = ops.causalAttention(a.q, a.kv, a.kv, a.ids);
+      const bwd = caught(() => ops.causalAttentionBackward(a.q, a.kv, a.kv, a.ids, r.out, r.logsumexp, a.q, { spans }));
+      return { fwd, bwd };
+    };
+
+    it('a wrong shape or dtype is a TypeError naming spans', () => {
+      scope(() => {
+        const a = ok();
+        const cases: [Tensor, RegExp][] = [
+          [ints([0, 0, 2, 2]), /^causalAttention(Backward)?: spans has shape \[4\]; expected 2 dimensions/],
+          [spansT([[0, 0, 2, 2, 4], [2, 2, 4, 4, 5]]), /^causalAttention(Backward)?: spans has shape \[2, 5\].*one column per token of q/],
+          [spansT([[0, 0, 2, 2], [2, 2, 4, 4], [0, 0, 0, 0]]), /^causalAttention(Backward)?: spans has shape \[3, 4\].*starts.*ends/],
+          [f([0, 0, 2, 2, 2, 2, 4, 4], [2, 4]), /^causalAttention(Backward)?: spans has dtype f64/],
+        ];
+        for (const [spans, re] of cases) {
+          const { fwd, bwd } = both(a, spans);
+          expect(fwd).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(re) });
+          expect(bwd).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(re) });
+          expect(fwd?.message.startsWith('causalAttention: ')).toBe(true);
+          expect(bwd?.message.startsWith('causalAttentionBackward: ')).toBe(true);
+        }
+        expect(caught(() => ops.causalAttention(a.q, a.kv, a.kv, a.ids, { spans: [[0], [1]] as unknown as Tensor }))).toEqual({
+          errorClass: 'TypeError',
+          message: expect.stringMatching(/^causalAttention: spans is not a Tensor/),
+        });
+      });
+    });
+
+    it('a start or end out of range is a RangeError naming the column', () => {
+      scope(() => {
+        const a = ok();
+        const cases: [number[][], string][] = [
+          [[[0, 0, 2, 2], [2, 2, 4, 5]], 'spans[:, 3] = [2, 5]; expected a start and an end with 0 <= start <= 3 < end <= 4'],
+          [[[-1, 0, 2, 2], [2, 2, 4, 4]], 'spans[:, 0] = [-1, 2]; expected a start and an end with 0 <= start <= 0 < end <= 4'],
+          [[[0, 0, 3, 2], [2, 2, 4, 4]], 'spans[:, 2] = [3, 4]; expected a start and an end with 0 <= start <= 2 < end <= 4'],
+          [[[0, 0, 2, 2], [2, 1, 4, 4]], 'spans[:, 1] = [0, 1]; expected a start and an end with 0 <= start <= 1 < end <= 4'],
+          [[[0, 0, 2, 2], [2, 2, 4, 2147483647]], 'spans[:, 3] = [2, 2147483647]; expected a start and an end with 0 <= start <= 3 < end <= 4'],
+        ];
+        for (const [rows, msg] of cases) {
+          const { fwd, bwd } = both(a, spansT(rows));
+          expect(fwd).toEqual({ errorClass: 'RangeError', message: `causalAttention: ${msg}` });
+          expect(bwd).toEqual({ errorClass: 'RangeError', message: `causalAttentionBackward: ${msg}` });
+        }
+      });
+    });
+
+    it('columns that are in range but do not describe contiguous sequences are a RangeError naming the column', () => {
+      scope(() => {
+        const a = ok();
+        const cases: [number[][], string][] = [
+          // token 1 opens a sequence while token 0's runs to 2
+          [[[0, 1, 2, 2], [2, 2, 4, 4]], 'spans[:, 1] = [1, 2] follows spans[:, 0] = [0, 2]'],
+          // token 2 continues token 1's start with another end
+          [[[0, 0, 0, 3], [3, 3, 4, 4]], 'spans[:, 2] = [0, 4] follows spans[:, 1] = [0, 3]'],
+        ];
+        for (const [rows, msg] of cases) {
+          const { fwd, bwd } = both(a, spansT(rows));
+          expect(fwd).toEqual({ errorClass: 'RangeError', message: expect.stringContaining(`causalAttention: ${msg}; expected the same span`) });
+          expect(bwd?.message).toMatch(/^causalAttentionBackward: spans\[:, \d\]/);
+        }
+      });
     });
   });
 });

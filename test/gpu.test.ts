@@ -24,6 +24,7 @@ function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, fl
 }
 
 const tolerance: Record<'f32' | 'bf16', number> = { f32: 1e-5, bf16: 1e-2 };
+const bits32 = (t: Tensor) => Buffer.from(t.toArray().buffer).toString('base64');
 
 describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name ?? 'no device'})`, () => {
   const { next } = seeded('gpu');
@@ -348,6 +349,52 @@ describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name
       });
     });
   }
+
+  for (const dtype of ['f32', 'bf16'] as const) {
+    it(`causalAttention ${dtype} on cuda with precomputed spans is bitwise the same as with sequenceIds alone`, () => {
+      osp.scope(() => {
+        for (const [lengths, H, Hkv, Dh] of [[[1], 1, 1, 1], [[1, 5, 17], 4, 2, 8], [[3, 60, 1, 200], 8, 2, 64]] as [number[], number, number, number][]) {
+          const T = lengths.reduce((a, b) => a + b, 0);
+          const ids = Int32Array.from(lengths.flatMap((len, s) => Array.from({ length: len }, () => 7 - s)));
+          const d = (n: number, s: number[]) => osp.tensor(normals(next, n), s, { dtype, device: 'cuda' });
+          const [q, k, v, g] = [d(T * H * Dh, [T, H, Dh]), d(T * Hkv * Dh, [T, Hkv, Dh]), d(T * Hkv * Dh, [T, Hkv, Dh]), d(T * H * Dh, [T, H, Dh])];
+          const idsD = osp.tensor(ids, [T], { device: 'cuda' });
+          const spans = ops.sequenceSpans(ids, 'cuda');
+          expect(spans.device).toBe('cuda');
+          const all = (opts: ops.CausalAttentionOptions) => {
+            const r = ops.causalAttention(q, k, v, idsD, opts);
+            const b = ops.causalAttentionBackward(q, k, v, idsD, r.out, r.logsumexp, g, opts);
+            return [r.out, r.logsumexp, b.gradQ, b.gradK, b.gradV].map(bits32);
+          };
+          expect(all({ spans })).toEqual(all({}));
+        }
+      });
+    });
+  }
+
+  it('causalAttention on cuda reports a bad spans column from the kernels as a RangeError naming it', () => {
+    osp.scope(() => {
+      const x = osp.tensor(new Float32Array(4 * 2 * 8), [4, 2, 8], { device: 'cuda' });
+      const ids = osp.tensor(Int32Array.from([0, 0, 1, 1]), [4], { device: 'cuda' });
+      const r = ops.causalAttention(x, x, x, ids);
+      const bad = (rows: number[]) => osp.tensor(Int32Array.from(rows), [2, 4], { device: 'cuda' });
+      for (const [rows, msg] of [
+        [[0, 0, 2, 2, 2, 2, 4, 1000000], 'spans[:, 3] = [2, 1000000]; expected a start and an end with 0 <= start <= 3 < end <= 4'],
+        [[0, 0, -5, 2, 2, 2, 4, 4], 'spans[:, 2] = [-5, 4]; expected a start and an end with 0 <= start <= 2 < end <= 4'],
+      ] as [number[], string][]) {
+        const spans = bad(rows);
+        expect(() => ops.causalAttention(x, x, x, ids, { spans })).toThrow(new RangeError(`causalAttention: ${msg}`));
+        expect(() => ops.causalAttentionBackward(x, x, x, ids, r.out, r.logsumexp, x, { spans })).toThrow(new RangeError(`causalAttentionBackward: ${msg}`));
+      }
+      const chain = bad([0, 1, 2, 2, 2, 2, 4, 4]);
+      expect(() => ops.causalAttention(x, x, x, ids, { spans: chain })).toThrow(/^causalAttention: spans\[:, 1\] = \[1, 2\] follows spans\[:, 0\] = \[0, 2\]/);
+      const onCpu = osp.tensor(Int32Array.from([0, 0, 2, 2, 2, 2, 4, 4]), [2, 4], { device: 'cpu' });
+      expect(() => ops.causalAttention(x, x, x, ids, { spans: onCpu })).toThrow(TypeError);
+      // The op still works after a reported error (the status buffer is reset per launch).
+      const good = ops.sequenceSpans(Int32Array.from([0, 0, 1, 1]), 'cuda');
+      expect(bits32(ops.causalAttention(x, x, x, ids, { spans: good }).out)).toEqual(bits32(r.out));
+    });
+  });
 
   it('causalAttention on cuda names a sequence id that reappears as a RangeError', () => {
     osp.scope(() => {

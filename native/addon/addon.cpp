@@ -728,13 +728,19 @@ std::optional<double> optionalNumberArg(const Napi::CallbackInfo& info, size_t i
   return numberArg(info, i, op, name);
 }
 
-// causalAttention(q, k, v, sequenceIds, scale?) -> {out, logsumexp}
+const Tensor* optionalTensorArg(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  if (info[i].IsUndefined() || info[i].IsNull()) return nullptr;
+  return &tensorArg(info, i, op, name);
+}
+
+// causalAttention(q, k, v, sequenceIds, scale?, spans?) -> {out, logsumexp}
 Napi::Value causalAttentionJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     const char* op = "causalAttention";
     AttentionResult r = causalAttention(tensorArg(info, 0, op, "q"), tensorArg(info, 1, op, "k"), tensorArg(info, 2, op, "v"),
-                                        tensorArg(info, 3, op, "sequenceIds"), optionalNumberArg(info, 4, op, "scale"));
+                                        tensorArg(info, 3, op, "sequenceIds"), optionalNumberArg(info, 4, op, "scale"),
+                                        optionalTensorArg(info, 5, op, "spans"));
     Napi::Object o = Napi::Object::New(env);
     o.Set("out", NativeTensor::wrap(env, r.out));
     o.Set("logsumexp", NativeTensor::wrap(env, r.logsumexp));
@@ -742,7 +748,7 @@ Napi::Value causalAttentionJs(const Napi::CallbackInfo& info) {
   });
 }
 
-// causalAttentionBackward(q, k, v, sequenceIds, out, logsumexp, gradOut, scale?) -> {gradQ, gradK, gradV}
+// causalAttentionBackward(q, k, v, sequenceIds, out, logsumexp, gradOut, scale?, spans?) -> {gradQ, gradK, gradV}
 Napi::Value causalAttentionBackwardJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -750,7 +756,7 @@ Napi::Value causalAttentionBackwardJs(const Napi::CallbackInfo& info) {
     AttentionGrads r = causalAttentionBackward(
         tensorArg(info, 0, op, "q"), tensorArg(info, 1, op, "k"), tensorArg(info, 2, op, "v"),
         tensorArg(info, 3, op, "sequenceIds"), tensorArg(info, 4, op, "out"), tensorArg(info, 5, op, "logsumexp"),
-        tensorArg(info, 6, op, "gradOut"), optionalNumberArg(info, 7, op, "scale"));
+        tensorArg(info, 6, op, "gradOut"), optionalNumberArg(info, 7, op, "scale"), optionalTensorArg(info, 8, op, "spans"));
     Napi::Object o = Napi::Object::New(env);
     o.Set("gradQ", NativeTensor::wrap(env, r.gradQ));
     o.Set("gradK", NativeTensor::wrap(env, r.gradK));

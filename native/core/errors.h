@@ -44,6 +44,7 @@ enum : int {
   StatusProbabilityRange = 4,  // a preference target outside [0, 1] (or NaN)
   StatusSequenceId = 5,        // a sequence id outside [0, count) that is not -1 / ignoreIndex
   StatusIndexOutOfRange = 6,   // an embedding id outside [0, V), or a negative rope position
+  StatusSequenceSpan = 7,      // an attention spans column that is not a valid sequence span
 };
 
 // CPU kernels report from several threads: keep the problem at the lowest index, so the message

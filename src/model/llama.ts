@@ -99,6 +99,8 @@ interface LayerActivations extends LayerCache {
 export interface ForwardCache {
   tokens: Tensor;
   sequenceIds: Tensor;
+  /** ops.sequenceSpans(batch.sequenceIds): every layer's attention, forward and backward, reads these. */
+  spans: Tensor;
   positions: Tensor;
   T: number;
   inputEmbeddingsGiven: boolean;
@@ -135,7 +137,7 @@ export interface HeadOptions {
 
 /** Frees every tensor of a forward cache. */
 export function disposeCache(cache: ForwardCache): void {
-  for (const t of [cache.tokens, cache.sequenceIds, cache.positions, cache.xFinal]) t.dispose();
+  for (const t of [cache.tokens, cache.sequenceIds, cache.spans, cache.positions, cache.xFinal]) t.dispose();
   for (const l of cache.layers) for (const t of Object.values(l)) t.dispose();
 }
 
@@ -312,6 +314,7 @@ export class LlamaModel {
     const c = this.config;
     const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, rmsNormEps: eps } = c;
     const device = this.device;
+    const spans = ops.sequenceSpans(batch.sequenceIds, device); // first: it checks the ids
     const tokens = tensor(batch.tokens, [T], { dtype: 'i32', device });
     const sequenceIds = tensor(batch.sequenceIds, [T], { dtype: 'i32', device });
     const positions = tensor(batch.positions, [T], { dtype: 'i32', device });
@@ -327,7 +330,7 @@ export class LlamaModel {
     }
     const layers: (LayerCache | LayerActivations)[] = [];
     for (let i = 0; i < c.numHiddenLayers; i++) {
-      const { acts, out } = this.layerForward(i, x, positions, sequenceIds);
+      const { acts, out } = this.layerForward(i, x, positions, sequenceIds, spans);
       if (opts.recompute) {
         for (const [k, t] of Object.entries(acts)) if (k !== 'x') t.dispose();
         layers.push({ x });
@@ -337,11 +340,11 @@ export class LlamaModel {
       x = out;
     }
     const hidden = ops.rmsNorm(x, this.param('model.norm.weight'), { eps });
-    return { hidden, cache: { tokens, sequenceIds, positions, T, inputEmbeddingsGiven: opts.inputEmbeddings !== undefined, layers, xFinal: x } };
+    return { hidden, cache: { tokens, sequenceIds, spans, positions, T, inputEmbeddingsGiven: opts.inputEmbeddings !== undefined, layers, xFinal: x } };
   }
 
   /** One decoder layer: x -> x + attn(norm(x)) -> h + mlp(norm(h)), with every activation its backward reads. */
-  private layerForward(i: number, x: Tensor, positions: Tensor, sequenceIds: Tensor): { acts: LayerActivations; out: Tensor } {
+  private layerForward(i: number, x: Tensor, positions: Tensor, sequenceIds: Tensor, spans: Tensor): { acts: LayerActivations; out: Tensor } {
     const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, rmsNormEps: eps } = this.config;
     const T = x.shape[0];
     const p = (n: string) => this.param(`model.layers.${i}.${n}.weight`);
@@ -349,7 +352,7 @@ export class LlamaModel {
     const q = scope(() => ops.rope(reshape(linear(xn1, p('self_attn.q_proj')), [T, H, Dh]), positions, this.ropeOpts));
     const k = scope(() => ops.rope(reshape(linear(xn1, p('self_attn.k_proj')), [T, Hkv, Dh]), positions, this.ropeOpts));
     const v = scope(() => reshape(linear(xn1, p('self_attn.v_proj')), [T, Hkv, Dh]));
-    const { out: attn, logsumexp: lse } = ops.causalAttention(q, k, v, sequenceIds);
+    const { out: attn, logsumexp: lse } = ops.causalAttention(q, k, v, sequenceIds, { spans });
     const attnFlat = reshape(attn, [T, H * Dh]);
     const h = scope(() => ops.add(x, linear(attnFlat, p('self_attn.o_proj'))));
     const hn = ops.rmsNorm(h, p('post_attention_layernorm'), { eps });
@@ -441,7 +444,7 @@ export class LlamaModel {
       const cached = cache.layers[i];
       let recomputed: LayerActivations | null = null;
       if (!('xn1' in cached)) {
-        const r = this.layerForward(i, cached.x, cache.positions, cache.sequenceIds);
+        const r = this.layerForward(i, cached.x, cache.positions, cache.sequenceIds, cache.spans);
         r.out.dispose();
         recomputed = r.acts;
       }
@@ -470,7 +473,7 @@ export class LlamaModel {
       grads.set(name('self_attn.o_proj'), ops.matmul(dh, L.attnFlat, { transA: true }));
       const dAttn = reshape(dAttnFlat, [T, H, Dh]);
       dAttnFlat.dispose();
-      const ag = ops.causalAttentionBackward(L.q, L.k, L.v, cache.sequenceIds, L.attn, L.lse, dAttn);
+      const ag = ops.causalAttentionBackward(L.q, L.k, L.v, cache.sequenceIds, L.attn, L.lse, dAttn, { spans: cache.spans });
       dAttn.dispose();
       const flat = (t: Tensor, heads: number, rotated: boolean): Tensor => {
         const r = rotated ? ops.ropeBackward(t, cache.positions, this.ropeOpts) : t;

@@ -83,30 +83,100 @@ Tensor deviceInts(const std::vector<int32_t>& a, Device d) {
   return fromHost(a.data(), {static_cast<int64_t>(a.size())}, DType::I32, d);
 }
 
+// A precomputed spans tensor: i32 [2, T], contiguous, on q's device.
+void checkSpans(const ArgCheck& c, const Tensor& spans, const Tensor& q, int64_t T) {
+  c.dims(spans, "spans", 2);
+  c.contiguous(spans, "spans");
+  c.dtype(spans, "spans", {DType::I32});
+  c.sameDevice(q, "q", spans, "spans");
+  c.size(spans, "spans", 0, 2, "a row of sequence starts and a row of sequence ends");
+  c.size(spans, "spans", 1, T, "one column per token of q");
+}
+
+// The RangeError for spans column i (found by the host check or reported by a kernel).
+[[noreturn]] void badSpan(const ArgCheck& c, const Tensor& spans, int64_t i, int64_t T) {
+  auto col = [&](int64_t j) {
+    return "spans[:, " + std::to_string(j) + "] = [" + std::to_string(readInt(spans, j)) + ", " +
+           std::to_string(readInt(spans, T + j)) + "]";
+  };
+  const int64_t s = readInt(spans, i), e = readInt(spans, T + i);
+  const std::string is = std::to_string(i);
+  if (!(0 <= s && s <= i && i < e && e <= T))
+    rangeError(c.prefix(col(i).c_str()) + "; expected a start and an end with 0 <= start <= " + is + " < end <= " +
+               std::to_string(T));
+  rangeError(c.prefix(col(i).c_str()) + " follows " + col(i - 1) + "; expected the same span (the same sequence) or one starting at " +
+             is + " where the previous one ends");
+}
+
+// Where the kernels read the starts and ends: from `spans` (checked on the host when it lives on the
+// cpu, by the kernels on cuda) or from host arrays derived from sequenceIds.
+struct Bounds {
+  std::vector<int32_t> starts, ends;  // host copies, without spans
+  Tensor devStarts, devEnds;          // their uploads (cuda, without spans)
+  const int32_t* s = nullptr;
+  const int32_t* e = nullptr;
+};
+
+Bounds bounds(const ArgCheck& c, const Tensor& q, const Tensor& ids, const Tensor* spans, int64_t T) {
+  Bounds b;
+  if (spans) {
+    checkSpans(c, *spans, q, T);
+    if (T == 0) return b;
+    b.s = spans->data<int32_t>();
+    b.e = b.s + T;
+    if (spans->device == Device::CPU)
+      for (int64_t i = 0; i < T; i++)
+        if (!attention::spanValid(b.s, b.e, i, T)) badSpan(c, *spans, i, T);
+    return b;
+  }
+  sequenceBounds(c, ids, b.starts, b.ends);
+  b.s = b.starts.data();
+  b.e = b.ends.data();
+#ifdef OSP_WITH_CUDA
+  if (q.device != Device::CPU && T > 0) {
+    b.devStarts = deviceInts(b.starts, q.device);
+    b.devEnds = deviceInts(b.ends, q.device);
+    b.s = b.devStarts.data<int32_t>();
+    b.e = b.devEnds.data<int32_t>();
+  }
+#endif
+  return b;
+}
+
+#ifdef OSP_WITH_CUDA
+// After a cuda launch: with spans, read the kernels' status and name the bad column.
+void spanStatus(const ArgCheck& c, const Tensor* spans, KernelStatus* st, int64_t T) {
+  cuda::checkLaunch(c.op);
+  if (!st) return;
+  const KernelStatus r = cuda::statusRead();
+  if (r.code == StatusSequenceSpan) badSpan(c, *spans, r.index, T);
+  c.status(r, "kernel reported status " + std::to_string(r.code));
+}
+#endif
+
 }  // namespace
 
 AttentionResult causalAttention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& ids,
-                                std::optional<double> scale) {
+                                std::optional<double> scale, const Tensor* spans) {
   ArgCheck c{"causalAttention"};
   const Dims d = checkArgs(c, q, k, v, ids, scale);
-  std::vector<int32_t> starts, ends;
-  sequenceBounds(c, ids, starts, ends);
   const DType lseType = q.dtype == DType::F64 ? DType::F64 : DType::F32;
+  Bounds b = bounds(c, q, ids, spans, d.T);
   AttentionResult r{Tensor::empty(q.shape, q.dtype, q.device), Tensor::empty({d.T, d.H}, lseType, q.device)};
   if (d.T == 0 || d.H == 0) return r;
   if (q.device == Device::CPU) {
     if (q.dtype == DType::F64)
-      attention::forwardCpu(q.data<double>(), k.data<double>(), v.data<double>(), starts.data(), r.out.data<double>(),
+      attention::forwardCpu(q.data<double>(), k.data<double>(), v.data<double>(), b.s, r.out.data<double>(),
                             r.logsumexp.data<double>(), d.T, d.H, d.Hkv, d.Dh, d.scale);
     else
-      attention::forwardCpu(q.data<float>(), k.data<float>(), v.data<float>(), starts.data(), r.out.data<float>(),
+      attention::forwardCpu(q.data<float>(), k.data<float>(), v.data<float>(), b.s, r.out.data<float>(),
                             r.logsumexp.data<float>(), d.T, d.H, d.Hkv, d.Dh, d.scale);
   } else {
 #ifdef OSP_WITH_CUDA
-    Tensor st = deviceInts(starts, q.device);
-    attention::forwardCuda(q.raw(), k.raw(), v.raw(), st.data<int32_t>(), r.out.raw(), r.logsumexp.data<float>(),
-                           q.dtype == DType::BF16, d.T, d.H, d.Hkv, d.Dh, static_cast<float>(d.scale));
-    cuda::checkLaunch(c.op);
+    KernelStatus* st = spans ? cuda::statusReset() : nullptr;
+    attention::forwardCuda(q.raw(), k.raw(), v.raw(), b.s, b.e, r.out.raw(), r.logsumexp.data<float>(),
+                           q.dtype == DType::BF16, d.T, d.H, d.Hkv, d.Dh, static_cast<float>(d.scale), st);
+    spanStatus(c, spans, st, d.T);
 #endif
   }
   return r;
@@ -114,7 +184,7 @@ AttentionResult causalAttention(const Tensor& q, const Tensor& k, const Tensor& 
 
 AttentionGrads causalAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& ids,
                                        const Tensor& out, const Tensor& lse, const Tensor& gradOut,
-                                       std::optional<double> scale) {
+                                       std::optional<double> scale, const Tensor* spans) {
   ArgCheck c{"causalAttentionBackward"};
   const Dims d = checkArgs(c, q, k, v, ids, scale);
   for (auto [t, name] : {std::pair<const Tensor*, const char*>{&out, "out"}, {&gradOut, "gradOut"}}) {
@@ -130,29 +200,27 @@ AttentionGrads causalAttentionBackward(const Tensor& q, const Tensor& k, const T
   c.dtype(lse, "logsumexp", {q.dtype == DType::F64 ? DType::F64 : DType::F32});
   c.size(lse, "logsumexp", 0, d.T, "one row per token of q");
   c.size(lse, "logsumexp", 1, d.H, "one value per head of q");
-  std::vector<int32_t> starts, ends;
-  sequenceBounds(c, ids, starts, ends);
+  Bounds b = bounds(c, q, ids, spans, d.T);
   AttentionGrads r{Tensor::zeros(q.shape, q.dtype, q.device), Tensor::zeros(k.shape, q.dtype, q.device),
                    Tensor::zeros(v.shape, q.dtype, q.device)};
   if (d.T == 0 || d.H == 0) return r;
   if (q.device == Device::CPU) {
     if (q.dtype == DType::F64)
-      attention::backwardCpu(q.data<double>(), k.data<double>(), v.data<double>(), starts.data(), ends.data(),
-                             out.data<double>(), lse.data<double>(), gradOut.data<double>(), r.gradQ.data<double>(),
-                             r.gradK.data<double>(), r.gradV.data<double>(), d.T, d.H, d.Hkv, d.Dh, d.scale);
+      attention::backwardCpu(q.data<double>(), k.data<double>(), v.data<double>(), b.s, b.e, out.data<double>(),
+                             lse.data<double>(), gradOut.data<double>(), r.gradQ.data<double>(), r.gradK.data<double>(),
+                             r.gradV.data<double>(), d.T, d.H, d.Hkv, d.Dh, d.scale);
     else
-      attention::backwardCpu(q.data<float>(), k.data<float>(), v.data<float>(), starts.data(), ends.data(),
-                             out.data<float>(), lse.data<float>(), gradOut.data<float>(), r.gradQ.data<float>(),
-                             r.gradK.data<float>(), r.gradV.data<float>(), d.T, d.H, d.Hkv, d.Dh, d.scale);
+      attention::backwardCpu(q.data<float>(), k.data<float>(), v.data<float>(), b.s, b.e, out.data<float>(),
+                             lse.data<float>(), gradOut.data<float>(), r.gradQ.data<float>(), r.gradK.data<float>(),
+                             r.gradV.data<float>(), d.T, d.H, d.Hkv, d.Dh, d.scale);
   } else {
 #ifdef OSP_WITH_CUDA
-    Tensor st = deviceInts(starts, q.device), en = deviceInts(ends, q.device);
     Tensor delta = Tensor::empty({d.T, d.H}, DType::F32, q.device);
-    attention::backwardCuda(q.raw(), k.raw(), v.raw(), st.data<int32_t>(), en.data<int32_t>(), out.raw(),
-                            lse.data<float>(), gradOut.raw(), r.gradQ.raw(), r.gradK.raw(), r.gradV.raw(),
-                            delta.data<float>(), q.dtype == DType::BF16, d.T, d.H, d.Hkv, d.Dh,
-                            static_cast<float>(d.scale));
-    cuda::checkLaunch(c.op);
+    KernelStatus* st = spans ? cuda::statusReset() : nullptr;
+    attention::backwardCuda(q.raw(), k.raw(), v.raw(), b.s, b.e, out.raw(), lse.data<float>(), gradOut.raw(),
+                            r.gradQ.raw(), r.gradK.raw(), r.gradV.raw(), delta.data<float>(), q.dtype == DType::BF16, d.T,
+                            d.H, d.Hkv, d.Dh, static_cast<float>(d.scale), st);
+    spanStatus(c, spans, st, d.T);
 #endif
   }
   return r;

@@ -3,6 +3,8 @@
 // (head, query) item), reduces its dot products with shuffles, and keeps its own online-softmax
 // state and Dh-wide accumulators in shared memory; the warps are merged in order at the end, so
 // results are deterministic. f32 arithmetic on f32 or bf16 storage; lse and the D scratch in f32.
+// Every block first checks the span column of its query or key (spanValid, the same for all its
+// threads): a bad one gets NaN outputs and a status report, and nothing else is read.
 #include "../../core/cuda_common.cuh"
 #include "attention.h"
 
@@ -15,6 +17,14 @@ using osp::cuda::toFloat;
 
 constexpr int kWarps = 4;
 constexpr int kBlock = 32 * kWarps;
+
+// Whether the block's span column i is valid; if not, thread 0 reports it (status may be null).
+__device__ __forceinline__ bool blockSpanOk(const int32_t* starts, const int32_t* ends, int64_t i, int64_t T,
+                                            KernelStatus* st) {
+  if (spanValid(starts, ends, i, T)) return true;
+  if (st && threadIdx.x == 0) osp::cuda::reportStatus(st, StatusSequenceSpan, i);
+  return false;
+}
 
 __device__ __forceinline__ float warpSum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -40,8 +50,9 @@ __device__ __forceinline__ float warpDotG(const T* a, const T* b, int64_t Dh, in
 template <typename T>
 __global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ q, const T* __restrict__ k,
                                                         const T* __restrict__ v, const int32_t* __restrict__ starts,
-                                                        T* __restrict__ out, float* __restrict__ lse, int64_t H, int64_t Hkv,
-                                                        int64_t Dh, float scale) {
+                                                        const int32_t* __restrict__ ends, T* __restrict__ out,
+                                                        float* __restrict__ lse, int64_t T_, int64_t H, int64_t Hkv,
+                                                        int64_t Dh, float scale, KernelStatus* st) {
   extern __shared__ float sh[];
   float* qs = sh;
   float* acc = sh + Dh;
@@ -49,6 +60,11 @@ __global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ q,
   float* wl = wm + kWarps;
   const int64_t n = blockIdx.x, i = n / H, h = n % H, g = h / (H / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (!blockSpanOk(starts, ends, i, T_, st)) {
+    for (int64_t d = threadIdx.x; d < Dh; d += kBlock) out[n * Dh + d] = fromFloat<T>(NAN);
+    if (threadIdx.x == 0) lse[n] = NAN;
+    return;
+  }
   for (int64_t d = threadIdx.x; d < Dh; d += kBlock) qs[d] = toFloat(q[n * Dh + d]) * scale;
   float* a = acc + warp * Dh;
   for (int64_t d = lane; d < Dh; d += 32) a[d] = 0.f;
@@ -95,15 +111,20 @@ __global__ void deltaKernel(const T* __restrict__ gradOut, const T* __restrict__
 // dq: shared q[Dh] (unscaled), dO[Dh], acc[kWarps][Dh].
 template <typename T>
 __global__ void __launch_bounds__(kBlock) dqKernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
-                                                   const int32_t* __restrict__ starts, const float* __restrict__ lse,
-                                                   const float* __restrict__ delta, const T* __restrict__ gradOut,
-                                                   T* __restrict__ dq, int64_t H, int64_t Hkv, int64_t Dh, float scale) {
+                                                   const int32_t* __restrict__ starts, const int32_t* __restrict__ ends,
+                                                   const float* __restrict__ lse, const float* __restrict__ delta,
+                                                   const T* __restrict__ gradOut, T* __restrict__ dq, int64_t T_, int64_t H,
+                                                   int64_t Hkv, int64_t Dh, float scale, KernelStatus* st) {
   extern __shared__ float sh[];
   float* qs = sh;
   float* gs = sh + Dh;
   float* acc = gs + Dh;
   const int64_t n = blockIdx.x, i = n / H, h = n % H, g = h / (H / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (!blockSpanOk(starts, ends, i, T_, st)) {
+    for (int64_t d = threadIdx.x; d < Dh; d += kBlock) dq[n * Dh + d] = fromFloat<T>(NAN);
+    return;
+  }
   for (int64_t d = threadIdx.x; d < Dh; d += kBlock) {
     qs[d] = toFloat(q[n * Dh + d]);
     gs[d] = toFloat(gradOut[n * Dh + d]);
@@ -130,10 +151,11 @@ __global__ void __launch_bounds__(kBlock) dqKernel(const T* __restrict__ q, cons
 // the key's later queries, heads outer; warp w takes items w, w + 4, ...
 template <typename T>
 __global__ void __launch_bounds__(kBlock) dkvKernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
-                                                    const int32_t* __restrict__ ends, const float* __restrict__ lse,
-                                                    const float* __restrict__ delta, const T* __restrict__ gradOut,
-                                                    T* __restrict__ dk, T* __restrict__ dv, int64_t H, int64_t Hkv, int64_t Dh,
-                                                    float scale) {
+                                                    const int32_t* __restrict__ starts, const int32_t* __restrict__ ends,
+                                                    const float* __restrict__ lse, const float* __restrict__ delta,
+                                                    const T* __restrict__ gradOut, T* __restrict__ dk, T* __restrict__ dv,
+                                                    int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale,
+                                                    KernelStatus* st) {
   extern __shared__ float sh[];
   float* ks = sh;
   float* vs = sh + Dh;
@@ -141,6 +163,10 @@ __global__ void __launch_bounds__(kBlock) dkvKernel(const T* __restrict__ q, con
   float* av = ak + kWarps * Dh;
   const int64_t n = blockIdx.x, j = n / Hkv, g = n % Hkv, group = H / Hkv;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (!blockSpanOk(starts, ends, j, T_, st)) {
+    for (int64_t d = threadIdx.x; d < Dh; d += kBlock) dk[n * Dh + d] = dv[n * Dh + d] = fromFloat<T>(NAN);
+    return;
+  }
   for (int64_t d = threadIdx.x; d < Dh; d += kBlock) {
     ks[d] = toFloat(k[n * Dh + d]);
     vs[d] = toFloat(v[n * Dh + d]);
@@ -174,51 +200,52 @@ __global__ void __launch_bounds__(kBlock) dkvKernel(const T* __restrict__ q, con
 }
 
 template <typename T>
-void launchForward(const T* q, const T* k, const T* v, const int32_t* starts, T* out, float* lse, int64_t T_, int64_t H,
-                   int64_t Hkv, int64_t Dh, float scale) {
+void launchForward(const T* q, const T* k, const T* v, const int32_t* starts, const int32_t* ends, T* out, float* lse,
+                   int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale, KernelStatus* st) {
   const size_t shm = sizeof(float) * size_t(Dh * (1 + kWarps) + 2 * kWarps);
-  forwardKernel<T><<<static_cast<unsigned>(T_ * H), kBlock, shm, osp::cuda::stream()>>>(q, k, v, starts, out, lse, H, Hkv,
-                                                                                         Dh, scale);
+  forwardKernel<T><<<static_cast<unsigned>(T_ * H), kBlock, shm, osp::cuda::stream()>>>(q, k, v, starts, ends, out, lse, T_,
+                                                                                         H, Hkv, Dh, scale, st);
 }
 
 template <typename T>
 void launchBackward(const T* q, const T* k, const T* v, const int32_t* starts, const int32_t* ends, const T* out,
                     const float* lse, const T* gradOut, T* dq, T* dk, T* dv, float* delta, int64_t T_, int64_t H,
-                    int64_t Hkv, int64_t Dh, float scale) {
+                    int64_t Hkv, int64_t Dh, float scale, KernelStatus* st) {
   auto s = osp::cuda::stream();
   const int64_t rows = T_ * H;
   deltaKernel<T><<<static_cast<unsigned>((rows + kWarps - 1) / kWarps), kBlock, 0, s>>>(gradOut, out, delta, rows, Dh);
   dqKernel<T><<<static_cast<unsigned>(rows), kBlock, sizeof(float) * size_t(Dh * (2 + kWarps)), s>>>(
-      q, k, v, starts, lse, delta, gradOut, dq, H, Hkv, Dh, scale);
+      q, k, v, starts, ends, lse, delta, gradOut, dq, T_, H, Hkv, Dh, scale, st);
   dkvKernel<T><<<static_cast<unsigned>(T_ * Hkv), kBlock, sizeof(float) * size_t(Dh * (2 + 2 * kWarps)), s>>>(
-      q, k, v, ends, lse, delta, gradOut, dk, dv, H, Hkv, Dh, scale);
+      q, k, v, starts, ends, lse, delta, gradOut, dk, dv, T_, H, Hkv, Dh, scale, st);
 }
 
 }  // namespace
 
-void forwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, void* out, float* lse, bool isBf16,
-                 int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale) {
+void forwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, void* out,
+                 float* lse, bool isBf16, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale,
+                 KernelStatus* status) {
   using B = __nv_bfloat16;
   if (isBf16)
-    launchForward(static_cast<const B*>(q), static_cast<const B*>(k), static_cast<const B*>(v), starts, static_cast<B*>(out),
-                  lse, T_, H, Hkv, Dh, scale);
+    launchForward(static_cast<const B*>(q), static_cast<const B*>(k), static_cast<const B*>(v), starts, ends,
+                  static_cast<B*>(out), lse, T_, H, Hkv, Dh, scale, status);
   else
-    launchForward(static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v), starts,
-                  static_cast<float*>(out), lse, T_, H, Hkv, Dh, scale);
+    launchForward(static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v), starts, ends,
+                  static_cast<float*>(out), lse, T_, H, Hkv, Dh, scale, status);
 }
 
 void backwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, const void* out,
                   const float* lse, const void* gradOut, void* dq, void* dk, void* dv, float* delta, bool isBf16, int64_t T_,
-                  int64_t H, int64_t Hkv, int64_t Dh, float scale) {
+                  int64_t H, int64_t Hkv, int64_t Dh, float scale, KernelStatus* status) {
   using B = __nv_bfloat16;
   if (isBf16)
     launchBackward(static_cast<const B*>(q), static_cast<const B*>(k), static_cast<const B*>(v), starts, ends,
                    static_cast<const B*>(out), lse, static_cast<const B*>(gradOut), static_cast<B*>(dq),
-                   static_cast<B*>(dk), static_cast<B*>(dv), delta, T_, H, Hkv, Dh, scale);
+                   static_cast<B*>(dk), static_cast<B*>(dv), delta, T_, H, Hkv, Dh, scale, status);
   else
     launchBackward(static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v), starts, ends,
                    static_cast<const float*>(out), lse, static_cast<const float*>(gradOut), static_cast<float*>(dq),
-                   static_cast<float*>(dk), static_cast<float*>(dv), delta, T_, H, Hkv, Dh, scale);
+                   static_cast<float*>(dk), static_cast<float*>(dv), delta, T_, H, Hkv, Dh, scale, status);
 }
 
 }  // namespace osp::attention

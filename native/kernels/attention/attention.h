@@ -25,16 +25,34 @@
 // for dk, dv; every sum in double. f64 is the ground truth. CUDA (f32 or bf16 storage, f32
 // arithmetic): one 128-thread block per (query, head) in the forward and for dq, one per (key, kv
 // head) for dk/dv; each of the 4 warps takes every 4th key (or (head, query) item), keeps its own
-// online-softmax state / accumulators in shared memory, and the warps are merged in order. The
-// dispatch copies sequenceIds to the host once to check contiguity and build the per-token
-// sequence start and end arrays (a host round trip of 4 T bytes per call), then uploads them.
+// online-softmax state / accumulators in shared memory, and the warps are merged in order.
+//
+// Sequence spans. Without `spans` the dispatch copies sequenceIds to the host to check contiguity
+// and build the per-token start and end arrays (on cuda a host round trip of 4 T bytes and a
+// synchronisation per call), then uploads them. With `spans`, an i32 [2, T] tensor on q's device
+// (row 0: s(i), row 1: e(i); built once per batch on the host by sequenceSpans in src/ops.ts),
+// sequenceIds is only checked for shape, dtype and device and never read. The spans' values are
+// checked where they are read: column i is valid iff 0 <= s(i) <= i < e(i) <= T and, for i > 0,
+// it equals column i - 1 (same sequence) or starts a new sequence (s(i) = i = e(i - 1)); together
+// these say the columns describe contiguous runs covering [0, T). On the cpu the dispatch checks
+// every column before the kernels run; on cuda each block checks the column it reads (spanValid)
+// and, for a bad one, writes NaN to its outputs, reads nothing else and reports
+// StatusSequenceSpan, which the dispatch turns into a RangeError (the status read is one 16-byte
+// copy and a synchronisation, as for every kernel that checks values on the GPU).
 // Pinned by test/attention.test.ts (plain-TS f64 reference, packing isolation, finite
 // differences, f32 vs f64, thread-count determinism, argument checks) and test/gpu.test.ts.
 #pragma once
 #include <cstdint>
 #include <optional>
 
+#include "../../core/errors.h"
 #include "../../core/tensor.h"
+
+#ifdef __CUDACC__
+#define OSP_ATTN_HD __host__ __device__ __forceinline__
+#else
+#define OSP_ATTN_HD inline
+#endif
 
 namespace osp {
 
@@ -45,14 +63,23 @@ struct AttentionGrads {
   Tensor gradQ, gradK, gradV;
 };
 
-// scale: nullopt = 1 / sqrt(Dh).
+// scale: nullopt = 1 / sqrt(Dh). spans: nullptr = derived from sequenceIds on the host.
 AttentionResult causalAttention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& sequenceIds,
-                                std::optional<double> scale);
+                                std::optional<double> scale, const Tensor* spans = nullptr);
 AttentionGrads causalAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& sequenceIds,
                                        const Tensor& out, const Tensor& logsumexp, const Tensor& gradOut,
-                                       std::optional<double> scale);
+                                       std::optional<double> scale, const Tensor* spans = nullptr);
 
 namespace attention {
+
+// Whether column i of (starts, ends) is a valid sequence span of a batch of T tokens (see above).
+// Reads starts[i], ends[i] and, for i > 0, starts[i - 1], ends[i - 1]: all in bounds for i < T.
+OSP_ATTN_HD bool spanValid(const int32_t* starts, const int32_t* ends, int64_t i, int64_t T) {
+  const int64_t s = starts[i], e = ends[i];
+  if (!(0 <= s && s <= i && i < e && e <= T)) return false;
+  if (i == 0) return true;
+  return (s == starts[i - 1] && e == ends[i - 1]) || (s == i && ends[i - 1] == i);
+}
 
 // starts[i] / ends[i]: first token of i's sequence / one past its last; lse in the inputs' dtype.
 template <typename T>
@@ -63,12 +90,15 @@ void backwardCpu(const T* q, const T* k, const T* v, const int32_t* starts, cons
                  const T* gradOut, T* dq, T* dk, T* dv, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, double scale);
 
 // CUDA: q, k, v, out, gradOut, dq, dk, dv in f32 or bf16 (isBf16); lse f32; delta an f32 [T, H]
-// scratch; starts, ends on the device. Queued on the osp stream.
-void forwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, void* out, float* lse, bool isBf16,
-                 int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale);
+// scratch; starts, ends on the device. Every block checks its span column with spanValid; a bad one
+// gets NaN outputs and, where status is not null, StatusSequenceSpan with the column as index.
+// Queued on the osp stream.
+void forwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, void* out,
+                 float* lse, bool isBf16, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale,
+                 KernelStatus* status);
 void backwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, const void* out,
                   const float* lse, const void* gradOut, void* dq, void* dk, void* dv, float* delta, bool isBf16, int64_t T_,
-                  int64_t H, int64_t Hkv, int64_t Dh, float scale);
+                  int64_t H, int64_t Hkv, int64_t Dh, float scale, KernelStatus* status);
 
 }  // namespace attention
 }  // namespace osp
