@@ -208,6 +208,39 @@ describe('truncation', () => {
     expect(new Set(sample(b, 'f64', { seed: 8, temperature: 1, topP: 0.79 }).tokens)).toEqual(new Set([0, 1]));
     expect(new Set(sample(b, 'f64', { seed: 8, temperature: 1, topP: 0.81 }).tokens)).toEqual(new Set([0, 1, 2]));
   });
+
+  it.each([[0.05], [1]])('a flat 32000-wide row (normals * %f) with topP 0.9: the reference token and logprob for many seeds', (scale) => {
+    // The nucleus is most of the vocabulary (~29k tokens at 0.05), the case the CPU path finds
+    // without a comparison sort of the whole row; f64 gives the reference's draw exactly.
+    const V = 32000;
+    const B = 24;
+    const s = { temperature: 1, topP: 0.9 };
+    for (let r = 0; r < 2; r++) {
+      const row = held(normals(next, V, scale), 'f64');
+      const d = refDistribution(row, s);
+      expect(d.cutMargin).toBeGreaterThan(1e-9);
+      const kept = d.probs.filter((q) => q > 0).length;
+      if (scale < 0.1) expect(kept).toBeGreaterThan(25000);
+      const b: Batch = { B, V, x: new Float64Array(B * V), streams: integers(next, B, 0, 1 << 30), steps: integers(next, B, 0, 1 << 20) };
+      for (let i = 0; i < B; i++) b.x.set(row, i * V);
+      let compared = 0;
+      for (let k = 0; k < 6; k++) {
+        const seed = Math.floor(next() * 2 ** 40);
+        const got = sample(b, 'f64', { seed, ...s });
+        for (let i = 0; i < B; i++) {
+          const { token, margin } = refDraw(d, uniformAt(seed, b.streams[i], b.steps[i]));
+          const t = got.tokens[i];
+          expect(d.probs[t]).toBeGreaterThan(0);
+          expectWithin([got.logprobs[i], got.modelLogprobs[i]], [d.logprobs[t], d.modelLogprobs[t]], () => 1e-12 * Math.max(1, Math.abs(d.logprobs[t])), `row ${i} seed ${seed}`);
+          if (margin > 1e-9) {
+            compared++;
+            expect([i, seed, t]).toEqual([i, seed, token]);
+          }
+        }
+      }
+      expect(compared).toBeGreaterThan(B * 6 * 0.9);
+    }
+  });
 });
 
 describe('reproducibility', () => {

@@ -22,9 +22,14 @@
 // naming the row. seed is an integer in [0, 2^53); temperature finite and >= 0; topP in (0, 1]
 // (1 = off); topK an integer >= 0 (0 = off).
 //
-// Cost per row: CPU: one pass for max/lse/argmax, an nth_element for top-k (O(V)), partial sorts of
-// growing prefixes (64, 128, ...) of the top-k survivors for top-p (only when p < 1; O(V log n) for
-// a nucleus of n tokens), two passes for the sums and the draw.
+// Cost per row: CPU: one pass for max/lse/argmax, an nth_element for top-k (O(V)); for top-p (only
+// when p < 1) the top-k survivors in descending logit order: a partial sort of the top 64 (enough
+// for a peaked row), else a stable LSD radix sort of all survivors on the order-preserving key of
+// the logit (11 bits a pass, 3 passes for f32, 6 for f64, a pass skipped when all share its digit;
+// O(V), no comparisons), then the running sum in that order up to p * Z_k. Tied logits have equal
+// weights, so the order among ties does not matter: the cut-off, sums and draws are bitwise those
+// of a full sort. (Should rounding leave the sum short of p * Z_k, as when p rounds to 1 in f32,
+// every survivor is kept.) The weights are computed once and reused by the sums and the draw.
 // CUDA: one block per row, f32 arithmetic, no sort: one pass for max/lse/argmax; top-k by a radix
 // select on the order-preserving 32-bit key of the logits (4 passes of 256-bin shared-memory
 // integer histograms, exact); top-p by bisection on that key (<= 32 passes, each a fixed-order block
