@@ -101,6 +101,7 @@ export interface NativeAddon {
     weightDecay: number,
     step: number,
     gradScale: number,
+    checkFinite?: boolean,
   ): void;
   causalAttention(q: NativeTensor, k: NativeTensor, v: NativeTensor, sequenceIds: NativeTensor, scale?: number, spans?: NativeTensor): { out: NativeTensor; logsumexp: NativeTensor };
   causalAttentionBackward(

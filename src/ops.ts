@@ -437,6 +437,11 @@ export interface AdamWOptions {
   step: number;
   /** The gradient is multiplied by this first, >= 0 (clipGradNorm's scale). Default 1. */
   gradScale?: number;
+  /**
+   * Check grad for NaN / Inf first (default true). Pass false only when the gradients are known to be
+   * finite (e.g. their global norm is): on cuda the check costs one synchronisation per call.
+   */
+  checkFinite?: boolean;
 }
 
 /**
@@ -462,6 +467,7 @@ export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opt
     opts.weightDecay,
     opts.step,
     opts.gradScale ?? 1,
+    opts.checkFinite ?? true,
   );
 }
 

@@ -338,3 +338,19 @@ describe('sumOfSquares and clipGradNorm', () => {
     expectRel(got.p, want.p, 1e-12, 1, 'param');
   });
 });
+
+describe('adamwStep checkFinite', () => {
+  it('checkFinite: false skips the finite check (for callers that checked the global norm): a NaN then reaches param', () => {
+    const p = tensor([1, 2], [2], { device: 'cpu' });
+    const g = tensor([NaN, 1], [2], { device: 'cpu' });
+    const m = tensor([0, 0], [2], { device: 'cpu' });
+    const v = tensor([0, 0], [2], { device: 'cpu' });
+    const o = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 };
+    expect(() => ops.adamwStep(p, g, m, v, o)).toThrow(/grad\[0\] = nan is not finite/i);
+    expect(Array.from(p.toArray())).toEqual([1, 2]);
+    ops.adamwStep(p, g, m, v, { ...o, checkFinite: false });
+    const after = p.toArray();
+    expect(Number.isNaN(after[0])).toBe(true);
+    expect(after[1]).toBeCloseTo(1.9, 6);
+  });
+});

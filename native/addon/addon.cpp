@@ -715,6 +715,7 @@ Napi::Value adamwStepJs(const Napi::CallbackInfo& info) {
     AdamWOptions o{numberArg(info, 4, op, "lr"),          numberArg(info, 5, op, "beta1"), numberArg(info, 6, op, "beta2"),
                    numberArg(info, 7, op, "eps"),         numberArg(info, 8, op, "weightDecay"),
                    numberArg(info, 9, op, "step"),        numberArg(info, 10, op, "gradScale")};
+    if (info.Length() > 11 && !info[11].IsUndefined()) o.checkFinite = boolArg(info, 11, op, "checkFinite");
     adamwStep(tensorArg(info, 0, op, "param"), tensorArg(info, 1, op, "grad"), tensorArg(info, 2, op, "m"),
               tensorArg(info, 3, op, "v"), o);
     return info.Env().Undefined();

@@ -171,6 +171,7 @@ export class AdamW {
         weightDecay: s.decay ? this.config.weightDecay : 0,
         step: this.steps,
         gradScale: clipScale,
+        checkFinite: false, // the global norm above is finite, so is every gradient: no per-tensor check (and no GPU sync)
       });
       if (s.master) ops.copyInto(s.param, s.master);
     }

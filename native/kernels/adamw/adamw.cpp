@@ -90,7 +90,9 @@ void adamwStep(const Tensor& param, const Tensor& grad, const Tensor& m, const T
   const int64_t n = param.numel();
   if (n == 0) return;
   KernelStatus st{};
-  if (cpu) {
+  if (!o.checkFinite) {
+    // skipped: the caller vouches for finite gradients
+  } else if (cpu) {
     if (param.dtype == DType::F64) adamw::findNonFiniteCpu(grad.data<double>(), n, &st);
     else adamw::findNonFiniteCpu(grad.data<float>(), n, &st);
   } else {

@@ -29,6 +29,9 @@ namespace osp {
 
 struct AdamWOptions {
   double lr, beta1, beta2, eps, weightDecay, step, gradScale;
+  // false: the caller already knows grad is finite (e.g. its global norm is), so the check and its
+  // device-to-host status read (one synchronisation per tensor on the GPU) are skipped.
+  bool checkFinite = true;
 };
 
 Tensor sumOfSquares(const Tensor& x);
