@@ -8,14 +8,9 @@ import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { normals, seeded, uniforms } from './helpers/random';
 import { runWithThreads } from './helpers/child';
+import { f, read, f32, maxAbs, cpu } from './helpers/kernelTest';
+import type { FloatType } from './helpers/kernelTest';
 
-type FloatType = 'f32' | 'f64';
-const cpu = { device: 'cpu' } as const;
-const f = (a: ArrayLike<number>, shape: number[], dtype: FloatType = 'f64'): Tensor =>
-  tensor(dtype === 'f64' ? Float64Array.from(a) : Float32Array.from(a), shape, cpu);
-const read = (t: Tensor): Float64Array => Float64Array.from(t.toArray());
-const f32 = (a: ArrayLike<number>): Float64Array => Float64Array.from(a, (v) => Math.fround(v));
-const maxAbs = (x: ArrayLike<number>) => Array.from(x).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
 function expectRel(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, floor: number, what: string): void {
   expect(got.length).toBe(want.length);

@@ -10,27 +10,11 @@ import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { normals, seeded } from './helpers/random';
 import { runWithThreads } from './helpers/child';
+import { f, ints, read, f32, maxAbs, expectRel, cpu } from './helpers/kernelTest';
+import type { FloatType } from './helpers/kernelTest';
 
-type FloatType = 'f32' | 'f64';
-const cpu = { device: 'cpu' } as const;
 
-const f = (a: ArrayLike<number>, shape: number[], dtype: FloatType = 'f64'): Tensor =>
-  tensor(dtype === 'f64' ? Float64Array.from(a) : Float32Array.from(a), shape, cpu);
-const ints = (a: ArrayLike<number>): Tensor => tensor(Int32Array.from(a), [a.length], cpu);
-const read = (t: Tensor): Float64Array => Float64Array.from(t.toArray());
-const f32 = (a: ArrayLike<number>): Float64Array => Float64Array.from(a, (v) => Math.fround(v));
-const maxAbs = (x: ArrayLike<number>) => Array.from(x).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
-/** Fails naming the first element with |got - want| > rel * max(|want|, floor) (NaN fails). */
-function expectRel(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, floor: number, what: string): void {
-  expect(got.length).toBe(want.length);
-  for (let i = 0; i < want.length; i++) {
-    const tol = rel * Math.max(Math.abs(want[i]), floor);
-    if (!(Math.abs(got[i] - want[i]) <= tol)) {
-      throw new Error(`${what}: at [${i}] expected ${want[i]}, got ${got[i]} (|err| ${Math.abs(got[i] - want[i])} > ${tol})`);
-    }
-  }
-}
 
 interface Cache {
   S: number;

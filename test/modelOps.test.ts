@@ -10,17 +10,11 @@ import { caught } from './helpers/errors';
 import { integers, normals, seeded } from './helpers/random';
 import { runWithThreads } from './helpers/child';
 import { richardson } from './helpers/reference';
+import { f, ints, read, f32, maxAbs, cpu } from './helpers/kernelTest';
+import type { FloatType } from './helpers/kernelTest';
 
-type FloatType = 'f32' | 'f64';
-const cpu = { device: 'cpu' } as const;
 
-const f = (a: ArrayLike<number>, shape: number[], dtype: FloatType = 'f64'): Tensor =>
-  tensor(dtype === 'f64' ? Float64Array.from(a) : Float32Array.from(a), shape, cpu);
-const ints = (a: ArrayLike<number>): Tensor => tensor(Int32Array.from(a), [a.length], cpu);
-const read = (t: Tensor): Float64Array => Float64Array.from(t.toArray());
 /** The values an f32 tensor holds. */
-const f32 = (a: ArrayLike<number>): Float64Array => Float64Array.from(a, (v) => Math.fround(v));
-const maxAbs = (x: ArrayLike<number>) => Array.from(x).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
 /** Fails naming the first element with |got - want| > rel * max(|want|, floor) (NaN fails); floor may vary per element. */
 function expectRel(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, floor: number | ((i: number) => number), what: string): void {
