@@ -272,10 +272,10 @@ describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name
             const opts = { theta: 500000, scalingFactor: 2 };
             const ref = ops[dir](osp.tensor(x, [T, H, Dh], { device: 'cpu' }), osp.tensor(pos, [T], { device: 'cpu' }), opts).toArray();
             const got = ops[dir](osp.tensor(x, [T, H, Dh], { dtype, device: 'cuda' }), osp.tensor(pos, [T], { device: 'cuda' }), opts).toArray();
-            // The device works out angle = pos * theta^(-2i/Dh) in f32, as HF does: the f32 exponent
-            // 2i/Dh carries a relative rounding u = 6e-8 that theta^e turns into e ln(theta) u, and
-            // powf, the product and sincosf add a few ulps; the angle is at most maxPos radians. So
-            // tolerance dtype + maxPos (ln(theta) + 4) 2u, floor 1 (the size of the terms).
+            // The device works out angle = pos * inv_freq in f32 from the host's f64 table rounded to
+            // f32 (relative u = 6e-8); the product and sincosf add a few ulps; the angle is at most
+            // maxPos radians. The bound kept from the former in-kernel powf, dtype + maxPos (ln(theta)
+            // + 4) 2u, floor 1 (the size of the terms), is looser than that.
             expectClose(got, ref, tolerance[dtype] + maxPos * (Math.log(opts.theta) + 4) * 1.2e-7, 1);
           }
         }
