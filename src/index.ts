@@ -31,6 +31,7 @@ export {
   swigluBackward,
   rope,
   ropeBackward,
+  ropeInvFreqTable,
   embedding,
   embeddingBackward,
   causalAttention,
@@ -91,7 +92,8 @@ export type {
   ReadOptions as SafetensorsReadOptions,
   ShardOptions,
 } from './model/safetensors';
-export { parseLlamaConfig, toHuggingFaceConfig, loadLlamaConfig, LLAMA_ARCHITECTURES } from './model/config';
+export { parseLlamaConfig, toHuggingFaceConfig, loadLlamaConfig, LLAMA_ARCHITECTURES, ROPE_SCALING_TYPES } from './model/config';
+export { ropeInvFreq, configRopeInvFreq } from './model/rope';
 export type { LlamaConfig, LlamaArchitecture, LlamaModelType, RopeScaling } from './model/config';
 export { LlamaModel, packSequences, llamaParameterShapes, disposeCache } from './model/llama';
 export type {

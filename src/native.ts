@@ -84,8 +84,9 @@ export interface NativeAddon {
   rmsNormBackward(x: NativeTensor, weight: NativeTensor, gradOut: NativeTensor, eps: number): { gradInput: NativeTensor; gradWeight: NativeTensor };
   swiglu(gate: NativeTensor, up: NativeTensor): NativeTensor;
   swigluBackward(gate: NativeTensor, up: NativeTensor, gradOut: NativeTensor): { gradGate: NativeTensor; gradUp: NativeTensor };
-  rope(x: NativeTensor, positions: NativeTensor, theta: number, scalingFactor: number): NativeTensor;
-  ropeBackward(gradOut: NativeTensor, positions: NativeTensor, theta: number, scalingFactor: number): NativeTensor;
+  rope(x: NativeTensor, positions: NativeTensor, theta: number | undefined, scalingFactor: number | undefined, invFreq?: Float64Array): NativeTensor;
+  ropeBackward(gradOut: NativeTensor, positions: NativeTensor, theta: number | undefined, scalingFactor: number | undefined, invFreq?: Float64Array): NativeTensor;
+  ropeInvFreq(theta: number, scalingFactor: number, headDim: number): Float64Array;
   embedding(table: NativeTensor, ids: NativeTensor): NativeTensor;
   embeddingBackward(gradOut: NativeTensor, ids: NativeTensor, vocab: number): NativeTensor;
   sumOfSquares(x: NativeTensor): NativeTensor;

@@ -370,28 +370,53 @@ export function swigluBackward(gate: Tensor, up: Tensor, gradOut: Tensor): Swigl
   return { gradGate: wrap(r.gradGate), gradUp: wrap(r.gradUp) };
 }
 
-export interface RopeOptions {
-  /** The rotary base (rope_theta): inv_freq_i = theta^(-2i / Dh). Llama 2: 10000, Llama 3: 500000. */
-  theta: number;
-  /** Linear rope scaling: positions are divided by this factor. Default 1 (none). */
-  scalingFactor?: number;
+/**
+ * The rotary frequencies, one of:
+ * - `{ theta, scalingFactor? }`: inv_freq_i = theta^(-2i/Dh) / scalingFactor (HF's default and
+ *   "linear" rope scaling). theta is rope_theta (Llama 2: 10000, Llama 3: 500000); scalingFactor
+ *   defaults to 1 (none).
+ * - `{ invFreq }`: the Dh/2 inverse frequencies themselves (finite, > 0), e.g. ropeInvFreq's table for
+ *   a config's rope_scaling ("llama3" included). With ropeInvFreqTable(theta, scalingFactor, Dh)'s
+ *   values the result is bit-identical to the `{ theta, scalingFactor }` form.
+ */
+export type RopeOptions =
+  | { theta: number; scalingFactor?: number; invFreq?: undefined }
+  | { invFreq: Float64Array; theta?: undefined; scalingFactor?: undefined };
+
+function ropeArgs(op: string, opts: RopeOptions): [number | undefined, number | undefined, Float64Array | undefined] {
+  if (opts?.invFreq !== undefined) {
+    if (opts.theta !== undefined || opts.scalingFactor !== undefined) {
+      throw new TypeError(`${op}: pass either invFreq or theta (and scalingFactor), not both`);
+    }
+    return [undefined, undefined, opts.invFreq];
+  }
+  return [opts?.theta, opts?.scalingFactor ?? 1, undefined];
 }
 
 /**
  * Rotary position embedding, Hugging Face rotate-half convention: x [T, H, Dh] (Dh even),
- * positions [T] i32 (>= 0). For i < Dh/2, angle = (pos / scalingFactor) * theta^(-2i/Dh) and the
+ * positions [T] i32 (>= 0). For i < Dh/2, angle = pos * inv_freq_i (see RopeOptions) and the
  * pair (x_i, x_{i+Dh/2}) is rotated by +angle: out_i = x_i cos - x_{i+Dh/2} sin,
- * out_{i+Dh/2} = x_{i+Dh/2} cos + x_i sin. Angles are computed in f64 on the cpu and in f32 on
- * cuda (as HF's float32 inv_freq). cpu: f32, f64; cuda: f32, bf16.
+ * out_{i+Dh/2} = x_{i+Dh/2} cos + x_i sin. The table is built in f64 on the host; angles are
+ * computed in f64 on the cpu and in f32 on cuda (the table rounded to f32, as HF's float32
+ * inv_freq; Dh <= 1024 there). cpu: f32, f64; cuda: f32, bf16.
  */
 export function rope(x: Tensor, positions: Tensor, opts: RopeOptions): Tensor {
-  return wrap(native.rope(h(x, 'rope: x'), h(positions, 'rope: positions'), opts?.theta, opts?.scalingFactor ?? 1));
+  return wrap(native.rope(h(x, 'rope: x'), h(positions, 'rope: positions'), ...ropeArgs('rope', opts)));
 }
 
 /** Backward of rope: gradOut rotated by -angle (the transpose of the rotation). Same options as the forward. */
 export function ropeBackward(gradOut: Tensor, positions: Tensor, opts: RopeOptions): Tensor {
   const op = 'ropeBackward';
-  return wrap(native.ropeBackward(h(gradOut, `${op}: gradOut`), h(positions, `${op}: positions`), opts?.theta, opts?.scalingFactor ?? 1));
+  return wrap(native.ropeBackward(h(gradOut, `${op}: gradOut`), h(positions, `${op}: positions`), ...ropeArgs(op, opts)));
+}
+
+/**
+ * The default rotary table, computed natively (the same code the `{ theta, scalingFactor }` form of
+ * rope uses): inv_freq_i = theta^(-2i/headDim) / scalingFactor for i < headDim/2, in f64.
+ */
+export function ropeInvFreqTable(theta: number, scalingFactor: number, headDim: number): Float64Array {
+  return native.ropeInvFreq(theta, scalingFactor, headDim);
 }
 
 /**

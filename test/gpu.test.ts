@@ -272,13 +272,40 @@ describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name
             const opts = { theta: 500000, scalingFactor: 2 };
             const ref = ops[dir](osp.tensor(x, [T, H, Dh], { device: 'cpu' }), osp.tensor(pos, [T], { device: 'cpu' }), opts).toArray();
             const got = ops[dir](osp.tensor(x, [T, H, Dh], { dtype, device: 'cuda' }), osp.tensor(pos, [T], { device: 'cuda' }), opts).toArray();
-            // The device works out angle = pos * theta^(-2i/Dh) in f32, as HF does: the f32 exponent
-            // 2i/Dh carries a relative rounding u = 6e-8 that theta^e turns into e ln(theta) u, and
-            // powf, the product and sincosf add a few ulps; the angle is at most maxPos radians. So
-            // tolerance dtype + maxPos (ln(theta) + 4) 2u, floor 1 (the size of the terms).
+            // The device works out angle = pos * inv_freq in f32 from the host's f64 table rounded to
+            // f32 (relative u = 6e-8); the product and sincosf add a few ulps; the angle is at most
+            // maxPos radians. The bound kept from the former in-kernel powf, dtype + maxPos (ln(theta)
+            // + 4) 2u, floor 1 (the size of the terms), is looser than that.
             expectClose(got, ref, tolerance[dtype] + maxPos * (Math.log(opts.theta) + 4) * 1.2e-7, 1);
           }
         }
+      });
+    });
+
+    it(`rope with an inverse-frequency table (llama3) ${dtype} on cuda matches f64; the none table equals { theta }`, () => {
+      osp.scope(() => {
+        for (const [T, H, Dh, maxPos] of [[1, 1, 2, 1], [7, 3, 16, 64], [33, 8, 128, 4096]]) {
+          const invFreq = osp.ropeInvFreq(Dh, 500000, { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 });
+          const x = onDevice(normals(next, T * H * Dh), dtype);
+          const pos = integers(next, T, 0, maxPos);
+          for (const dir of ['rope', 'ropeBackward'] as const) {
+            const dx = () => osp.tensor(x, [T, H, Dh], { dtype, device: 'cuda' });
+            const dp = () => osp.tensor(pos, [T], { device: 'cuda' });
+            const ref = ops[dir](osp.tensor(x, [T, H, Dh], { device: 'cpu' }), osp.tensor(pos, [T], { device: 'cpu' }), { invFreq }).toArray();
+            const got = ops[dir](dx(), dp(), { invFreq }).toArray();
+            // The table rounded to f32 (relative 6e-8) and the f32 product pos * inv_freq (inv_freq <= 1)
+            // give an angle error of a few ulps of maxPos; floor 1 (the size of the terms).
+            expectClose(got, ref, tolerance[dtype] + maxPos * 4 * 1.2e-7, 1);
+            const none = osp.ropeInvFreqTable(500000, 2, Dh);
+            expect(Array.from(ops[dir](dx(), dp(), { invFreq: none }).toArray())).toEqual(
+              Array.from(ops[dir](dx(), dp(), { theta: 500000, scalingFactor: 2 }).toArray()),
+            );
+          }
+        }
+        const wide = osp.tensor(new Float32Array(2 * 1 * 1026), [2, 1, 1026], { device: 'cuda' });
+        expect(() => ops.rope(wide, osp.tensor(new Int32Array(2), [2], { device: 'cuda' }), { theta: 10000 })).toThrow(
+          'rope: x has shape [2, 1, 1026]; expected a head dimension <= 1024 on cuda',
+        );
       });
     });
 

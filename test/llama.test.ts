@@ -9,6 +9,11 @@ import { LlamaModel, packSequences, llamaParameterShapes } from '../src/model/ll
 import { integers, normals, seeded } from './helpers/random';
 import { richardson } from './helpers/reference';
 import { tinyConfig } from './helpers/tinyLlama';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { loadLlama, saveLlama } from '../src/model/hub';
+import { RopeScaling } from '../src/model/config';
 
 const cpu = { device: 'cpu' } as const;
 
@@ -75,10 +80,14 @@ describe('LlamaModel parameters', () => {
   });
 });
 
-for (const tie of [false, true]) {
-  describe(`LlamaModel backward against finite differences (f64, ${tie ? 'tied' : 'untied'} embeddings)`, () => {
-    const { seed, next } = seeded(`llama fd ${tie ? 'tied' : 'untied'}`);
-    const config = tinyConfig(tie);
+/** llama3 rope scaling on the tiny config (head_dim 8, theta 1e4): wavelengths 6.3 (kept), 63 (smoothed), 628 and 6283 (scaled). */
+const LLAMA3_ROPE = { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 } as const;
+
+for (const [tie, llama3] of [[false, false], [true, false], [false, true]]) {
+  const label = `${tie ? 'tied' : 'untied'}${llama3 ? ', llama3 rope scaling' : ''}`;
+  describe(`LlamaModel backward against finite differences (f64, ${label} embeddings)`, () => {
+    const { seed, next } = seeded(`llama fd ${tie ? 'tied' : 'untied'}${llama3 ? ' llama3' : ''}`);
+    const config = { ...tinyConfig(tie), ropeScaling: llama3 ? LLAMA3_ROPE : null };
     // std 0.2 rather than 0.02: attention and the norms then work far from their linear regime.
     const model = LlamaModel.init(config, { seed, dtype: 'f64', std: 0.2 });
     const batch = packSequences(randomSequences(next, LENGTHS, config.vocabSize));
@@ -246,6 +255,48 @@ describe('LlamaModel training', () => {
       s.m.dispose();
       s.v.dispose();
     }
+    for (const t of params.values()) t.dispose();
+  });
+});
+
+describe('LlamaModel rope scaling', () => {
+  it('llama3 scaling changes the logits, and the config round-trips through saveLlama / loadLlama', async () => {
+    const config = { ...tinyConfig(false), ropeScaling: LLAMA3_ROPE };
+    const model = LlamaModel.init(config, { seed: 5, dtype: 'f64', std: 0.2 });
+    const seq = Int32Array.from({ length: 20 }, (_, i) => (i * 7 + 3) % 97);
+    const logits = model.logits([seq])[0];
+    const plain = new LlamaModel(tinyConfig(false), model.parameters()).logits([seq])[0];
+    expect(Array.from(logits.slice(0, 97))).toEqual(Array.from(plain.slice(0, 97))); // position 0: no rotation
+    expect(Math.max(...Array.from(logits, (v, i) => Math.abs(v - plain[i])))).toBeGreaterThan(1e-3);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osp-llama3-'));
+    try {
+      await saveLlama(model, path.join(dir, 'm'));
+      const json = JSON.parse(fs.readFileSync(path.join(dir, 'm', 'config.json'), 'utf8'));
+      expect(json.rope_scaling).toEqual({ rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 });
+      const loaded = await loadLlama(path.join(dir, 'm'), { dtype: 'f64' });
+      expect(loaded.config).toEqual({ ...config, torchDtype: 'float32' });
+      // Saved as f32: the logits agree to the f32 rounding of the weights.
+      const back = loaded.logits([seq])[0];
+      for (let i = 0; i < back.length; i++) expect(Math.abs(back[i] - logits[i])).toBeLessThanOrEqual(1e-5);
+      for (const t of loaded.parameters().values()) t.dispose();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      for (const t of model.parameters().values()) t.dispose();
+    }
+  });
+
+  it('the constructor refuses bad llama3 fields and unsupported scaling types, naming them', () => {
+    const config = tinyConfig(true);
+    const params = LlamaModel.init(config, { seed: 1, dtype: 'f64' }).parameters();
+    expect(() => new LlamaModel({ ...config, ropeScaling: { ...LLAMA3_ROPE, highFreqFactor: 0.5 } }, params)).toThrow(
+      'LlamaModel: rope_scaling: high_freq_factor 0.5 is not greater than low_freq_factor 1',
+    );
+    expect(() => new LlamaModel({ ...config, ropeScaling: { ...LLAMA3_ROPE, factor: NaN } }, params)).toThrow(
+      'LlamaModel: rope_scaling: factor is NaN; expected a finite number > 0',
+    );
+    expect(() => new LlamaModel({ ...config, ropeScaling: { type: 'dynamic', factor: 2 } as unknown as RopeScaling }, params)).toThrow(
+      `LlamaModel: rope_scaling: type "dynamic" is not supported; expected 'default', 'linear', 'llama3' ('dynamic' and 'yarn' are not supported)`,
+    );
     for (const t of params.values()) t.dispose();
   });
 });

@@ -193,6 +193,17 @@ test('model_type alone (no architectures) selects the architecture', () => {
   expect(parseLlamaConfig(json).architecture).toBe('MistralForCausalLM');
 });
 
+const LLAMA3_SCALING = { rope_type: 'llama3', factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 };
+
+test('llama3 rope scaling is accepted under rope_type and the older type; rope_type "default" is no scaling', () => {
+  const want = { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 };
+  expect(parseLlamaConfig({ ...TINYLLAMA, rope_scaling: LLAMA3_SCALING }).ropeScaling).toEqual(want);
+  const { rope_type: _, ...rest } = LLAMA3_SCALING;
+  expect(parseLlamaConfig({ ...TINYLLAMA, rope_scaling: { ...rest, type: 'llama3' } }).ropeScaling).toEqual(want);
+  expect(parseLlamaConfig({ ...TINYLLAMA, rope_scaling: { rope_type: 'default' } }).ropeScaling).toBeNull();
+  expect(parseLlamaConfig({ ...TINYLLAMA, rope_scaling: { type: 'default' } }).ropeScaling).toBeNull();
+});
+
 test('linear rope scaling under the older key "type" is accepted', () => {
   expect(parseLlamaConfig({ ...TINYLLAMA, rope_scaling: { type: 'linear', factor: 4 } }).ropeScaling).toEqual({ type: 'linear', factor: 4 });
 });
@@ -227,13 +238,27 @@ test('kv heads that do not divide the heads are an error naming num_key_value_he
 });
 
 test('an unknown rope_scaling type is an error naming rope_scaling', () => {
-  expect(tinyError({ rope_scaling: { rope_type: 'yarn', factor: 4 } })).toMatch(/^TinyLlama\/config\.json: field "rope_scaling\.rope_type": rope_type \(or type\) must be 'linear' or 'llama3'/);
+  expect(tinyError({ rope_scaling: { rope_type: 'yarn', factor: 4 } })).toBe(
+    `TinyLlama/config.json: field "rope_scaling.rope_type": rope_type (or type) must be 'default', 'linear', 'llama3'; got "yarn" ('dynamic' and 'yarn' are not supported)`,
+  );
   expect(tinyError({ rope_scaling: { type: 'dynamic', factor: 2 } })).toMatch(/field "rope_scaling\.rope_type"/);
   expect(tinyError({ rope_scaling: 'linear' })).toMatch(/field "rope_scaling": Expected object, received string/);
 });
 
 test('llama3 rope scaling without its fields is an error naming the missing field', () => {
   expect(tinyError({ rope_scaling: { rope_type: 'llama3', factor: 8 } })).toMatch(/field "rope_scaling\.low_freq_factor": is required/);
+  const { factor: _, ...noFactor } = LLAMA3_SCALING;
+  expect(tinyError({ rope_scaling: noFactor })).toBe('TinyLlama/config.json: field "rope_scaling.factor": is required');
+  expect(tinyError({ rope_scaling: { ...LLAMA3_SCALING, original_max_position_embeddings: 0 } })).toMatch(/field "rope_scaling\.original_max_position_embeddings": Number must be greater than 0/);
+});
+
+test('llama3 rope scaling with high_freq_factor <= low_freq_factor is an error naming high_freq_factor', () => {
+  expect(tinyError({ rope_scaling: { ...LLAMA3_SCALING, high_freq_factor: 1 } })).toBe(
+    'TinyLlama/config.json: field "rope_scaling.high_freq_factor": 1 is not greater than low_freq_factor 1',
+  );
+  expect(tinyError({ rope_scaling: { ...LLAMA3_SCALING, type: 'llama3', rope_type: undefined, high_freq_factor: 0.5 } })).toMatch(
+    /field "rope_scaling\.high_freq_factor": 0\.5 is not greater than low_freq_factor 1/,
+  );
 });
 
 test('a negative vocab_size is an error naming vocab_size', () => {

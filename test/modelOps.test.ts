@@ -12,6 +12,8 @@ import { runWithThreads } from './helpers/child';
 import { richardson } from './helpers/reference';
 import { f, ints, read, f32, maxAbs, cpu } from './helpers/kernelTest';
 import type { FloatType } from './helpers/kernelTest';
+import { ropeInvFreq } from '../src/model/rope';
+import { RopeScaling } from '../src/model/config';
 
 
 /** The values an f32 tensor holds. */
@@ -569,5 +571,128 @@ describe('f32 reductions are bitwise the same under any thread count', () => {
     expect(three.status).toBe(0);
     expect(one.stdout.length).toBeGreaterThan(700 * 300 * 4);
     expect(one.stdout === three.stdout).toBe(true);
+  });
+});
+
+// ---- rope with an inverse-frequency table (ops.rope { invFreq }; src/model/rope.ts) -------------
+
+describe('rope with an inverse-frequency table', () => {
+  const { next } = seeded('rope table');
+
+  it('none and linear: { invFreq: ropeInvFreq(...) } is bit-identical to { theta, scalingFactor }, f64 and f32, both directions', () => {
+    const cases: [number, number | null][] = [
+      [10000, null],
+      [500000, null],
+      [10000, 4],
+      [500000, 2.5],
+    ];
+    for (const [T, H, Dh] of [[1, 1, 2], [5, 3, 10], [16, 4, 128]] as [number, number, number][]) {
+      for (const [theta, factor] of cases) {
+        const table = ropeInvFreq(Dh, theta, factor === null ? null : { type: 'linear', factor });
+        expect(Array.from(table)).toEqual(Array.from(ops.ropeInvFreqTable(theta, factor ?? 1, Dh)));
+        const x = normals(next, T * H * Dh);
+        const pos = integers(next, T, 0, 5000);
+        for (const dtype of ['f64', 'f32'] as FloatType[]) {
+          for (const dir of ['rope', 'ropeBackward'] as const) {
+            scope(() => {
+              const byTheta = read(ops[dir](f(x, [T, H, Dh], dtype), ints(pos), { theta, scalingFactor: factor ?? 1 }));
+              const byTable = read(ops[dir](f(x, [T, H, Dh], dtype), ints(pos), { invFreq: table }));
+              expect(byTable).toEqual(byTheta);
+            });
+          }
+        }
+      }
+    }
+  });
+
+  it('llama3 (Dh 16, theta 5e5, factor 8, low 1, high 4, old ctx 64): kept, smoothed and scaled frequencies by hand', () => {
+    const table = ropeInvFreq(16, 500000, { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 });
+    expect(table.length).toBe(8);
+    // wavelen_i = 2 pi / 500000^(-i/8); high_wl = 64 / 4 = 16, low_wl = 64 / 1 = 64.
+    // i = 0: inv 1, wavelen 6.28 < 16: kept.
+    expect(table[0]).toBe(1);
+    // i = 1: inv 0.193923, wavelen 32.40 in [16, 64]: smooth = (64 / 32.40 - 1) / 3 = 0.325094,
+    // inv' = (1 - smooth) inv / 8 + smooth inv = 0.0794030.
+    const inv1 = Math.pow(500000, -1 / 8);
+    const smooth = (64 / ((2 * Math.PI) / inv1) - 1) / 3;
+    expect(smooth).toBeCloseTo(0.3250936193, 9);
+    expect(table[1]).toBeCloseTo(((1 - smooth) * inv1) / 8 + smooth * inv1, 15);
+    expect(table[1]).toBeCloseTo(0.0794030091792082, 15);
+    // i >= 2: wavelen >= 167 > 64: inv / 8.
+    const low = [0.004700753866357992, 0.0009115830921521387, 0.00017677669529663688, 3.428102195952591e-5, 6.647869871181236e-6, 1.2891731721515574e-6];
+    for (let i = 2; i < 8; i++) {
+      expect(Math.abs(table[i] - Math.pow(500000, -i / 8) / 8)).toBeLessThanOrEqual(2e-16 * table[i]);
+      expect(Math.abs(table[i] - low[i - 2])).toBeLessThanOrEqual(1e-15 * low[i - 2]);
+    }
+  });
+
+  it('llama3 with factor 1 is the none table; with factor 8 the ratio inv / inv\' grows monotonically from 1 to 8', () => {
+    const none = ropeInvFreq(64, 10000, null);
+    const flat = ropeInvFreq(64, 10000, { type: 'llama3', factor: 1, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 256 });
+    for (let i = 0; i < 32; i++) expect(Math.abs(flat[i] - none[i])).toBeLessThanOrEqual(4e-16 * none[i]);
+    const scaled = ropeInvFreq(64, 10000, { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 256 });
+    for (let i = 0; i < 32; i++) {
+      const ratio = none[i] / scaled[i];
+      expect(ratio).toBeGreaterThanOrEqual(1 - 1e-15);
+      expect(ratio).toBeLessThanOrEqual(8 + 1e-12);
+      if (i > 0) expect(ratio).toBeGreaterThanOrEqual(none[i - 1] / scaled[i - 1] - 1e-12); // monotone in wavelength
+    }
+  });
+
+  it('rope with a llama3 table matches the plain-TS rotation by pos * inv_freq (f64, 1e-12) and its gradient passes finite differences', () => {
+    const [T, H, Dh] = [6, 2, 16];
+    const table = ropeInvFreq(Dh, 500000, { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 });
+    const x = normals(next, T * H * Dh);
+    const pos = integers(next, T, 0, 300);
+    for (const sign of [1, -1]) {
+      const want = new Float64Array(T * H * Dh);
+      for (let t = 0; t < T; t++) {
+        for (let k = 0; k < H; k++) {
+          const b = (t * H + k) * Dh;
+          for (let i = 0; i < Dh / 2; i++) {
+            const a = pos[t] * table[i];
+            const [c, s] = [Math.cos(a), sign * Math.sin(a)];
+            want[b + i] = x[b + i] * c - x[b + i + Dh / 2] * s;
+            want[b + i + Dh / 2] = x[b + i + Dh / 2] * c + x[b + i] * s;
+          }
+        }
+      }
+      const got = scope(() => read((sign > 0 ? ops.rope : ops.ropeBackward)(f(x, [T, H, Dh]), ints(pos), { invFreq: table })));
+      expectRel(got, want, 1e-12, 1, `llama3 rope sign ${sign}`);
+    }
+    const G = normals(next, T * H * Dh);
+    const dx = scope(() => read(ops.ropeBackward(f(G, [T, H, Dh]), ints(pos), { invFreq: table })));
+    const L = (xx: Float64Array) => scope(() => dot(G, read(ops.rope(f(xx, [T, H, Dh]), ints(pos), { invFreq: table }))));
+    expectGradient('llama3 rope dx', dx, L, x, next, 12);
+  });
+
+  it('a bad table or llama3 field is an error naming it', () => {
+    const y = f(new Float64Array(24), [3, 2, 4]);
+    expect(caught(() => ops.rope(y, ints([0, 1, 2]), { invFreq: new Float64Array(3) }))).toEqual({
+      errorClass: 'RangeError',
+      message: 'rope: invFreq has length 3; expected 2 (half the head dimension of x [3, 2, 4])',
+    });
+    expect(caught(() => ops.ropeBackward(y, ints([0, 1, 2]), { invFreq: new Float64Array([1, NaN]) }))).toEqual({
+      errorClass: 'RangeError',
+      message: 'ropeBackward: invFreq[1] is nan; expected a finite number > 0',
+    });
+    expect(caught(() => ops.rope(y, ints([0, 1, 2]), { invFreq: new Float64Array([1, 0]) }))?.message).toMatch(/invFreq\[1\] is 0; expected a finite number > 0/);
+    expect(caught(() => ops.rope(y, ints([0, 1, 2]), { invFreq: [1, 0.5] } as unknown as ops.RopeOptions))).toEqual({
+      errorClass: 'TypeError',
+      message: 'rope: invFreq must be a Float64Array',
+    });
+    expect(caught(() => ops.rope(y, ints([0, 1, 2]), { invFreq: new Float64Array(2), theta: 1e4 } as unknown as ops.RopeOptions))).toEqual({
+      errorClass: 'TypeError',
+      message: 'rope: pass either invFreq or theta (and scalingFactor), not both',
+    });
+    const l3 = { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 } as const;
+    expect(() => ropeInvFreq(16, 5e5, { ...l3, factor: undefined } as unknown as RopeScaling)).toThrow('rope_scaling: factor is undefined; expected a finite number > 0');
+    expect(() => ropeInvFreq(16, 5e5, { ...l3, highFreqFactor: 1 })).toThrow('rope_scaling: high_freq_factor 1 is not greater than low_freq_factor 1');
+    expect(() => ropeInvFreq(16, 5e5, { ...l3, lowFreqFactor: -1 })).toThrow('rope_scaling: low_freq_factor is -1; expected a finite number > 0');
+    expect(() => ropeInvFreq(16, 5e5, { type: 'yarn', factor: 4 } as unknown as RopeScaling)).toThrow(
+      `rope_scaling: type "yarn" is not supported; expected 'default', 'linear', 'llama3' ('dynamic' and 'yarn' are not supported)`,
+    );
+    expect(() => ops.ropeInvFreqTable(0, 1, 8)).toThrow('ropeInvFreq: theta is 0; expected a number > 0');
+    expect(() => ops.ropeInvFreqTable(1e4, 1, 7)).toThrow('ropeInvFreq: headDim is 7; expected an even number >= 0');
   });
 });

@@ -3,11 +3,13 @@
 // The maths lives in native/kernels, the storage in native/core.
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <vector>
 
 #include "../core/bf16.h"
 #include "../core/cuda_backend.h"
@@ -668,20 +670,39 @@ Napi::Value swigluBackwardJs(const Napi::CallbackInfo& info) {
   });
 }
 
-// rope(x, positions, theta, scalingFactor) and ropeBackward(gradOut, positions, theta, scalingFactor)
+// rope(x, positions, theta, scalingFactor, invFreq?) and ropeBackward(gradOut, positions, theta, scalingFactor,
+// invFreq?): invFreq, a Float64Array of Dh / 2 inverse frequencies, replaces theta and scalingFactor
+// (which are then ignored); undefined uses ropeInvFreq(theta, scalingFactor, Dh).
+Napi::Value ropeCall(const Napi::CallbackInfo& info, const char* op, const char* xName, int direction) {
+  const Tensor& x = tensorArg(info, 0, op, xName);
+  const Tensor& positions = tensorArg(info, 1, op, "positions");
+  if (info.Length() > 4 && !info[4].IsUndefined()) {
+    if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+      throw Napi::TypeError::New(info.Env(), std::string(op) + ": invFreq must be a Float64Array");
+    auto a = info[4].As<Napi::Float64Array>();
+    std::vector<double> inv(a.Data(), a.Data() + a.ElementLength());
+    return wrapT(info, rope(x, positions, inv, direction));
+  }
+  return wrapT(info, rope(x, positions, numberArg(info, 2, op, "theta"), numberArg(info, 3, op, "scalingFactor"), direction));
+}
+
 Napi::Value ropeJs(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value {
-    const char* op = "rope";
-    return wrapT(info, rope(tensorArg(info, 0, op, "x"), tensorArg(info, 1, op, "positions"), numberArg(info, 2, op, "theta"),
-                            numberArg(info, 3, op, "scalingFactor"), +1));
-  });
+  return guarded(info, [&]() -> Napi::Value { return ropeCall(info, "rope", "x", +1); });
 }
 
 Napi::Value ropeBackwardJs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value { return ropeCall(info, "ropeBackward", "gradOut", -1); });
+}
+
+// ropeInvFreq(theta, scalingFactor, headDim) -> Float64Array of headDim / 2: theta^(-2i / headDim) / scalingFactor.
+Napi::Value ropeInvFreqJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const char* op = "ropeBackward";
-    return wrapT(info, rope(tensorArg(info, 0, op, "gradOut"), tensorArg(info, 1, op, "positions"),
-                            numberArg(info, 2, op, "theta"), numberArg(info, 3, op, "scalingFactor"), -1));
+    const char* op = "ropeInvFreq";
+    std::vector<double> inv = ropeInvFreq(numberArg(info, 0, op, "theta"), numberArg(info, 1, op, "scalingFactor"),
+                                          sizeArg(info, 2, op, "headDim"), op);
+    auto a = Napi::Float64Array::New(info.Env(), inv.size());
+    std::copy(inv.begin(), inv.end(), a.Data());
+    return a;
   });
 }
 
@@ -837,6 +858,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("swigluBackward", Napi::Function::New<swigluBackwardJs>(env, "swigluBackward"));
   exports.Set("rope", Napi::Function::New<ropeJs>(env, "rope"));
   exports.Set("ropeBackward", Napi::Function::New<ropeBackwardJs>(env, "ropeBackward"));
+  exports.Set("ropeInvFreq", Napi::Function::New<ropeInvFreqJs>(env, "ropeInvFreq"));
   exports.Set("embedding", Napi::Function::New<embeddingJs>(env, "embedding"));
   exports.Set("embeddingBackward", Napi::Function::New<embeddingBackwardJs>(env, "embeddingBackward"));
   exports.Set("sumOfSquares", Napi::Function::New<sumOfSquaresJs>(env, "sumOfSquares"));

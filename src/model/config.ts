@@ -56,6 +56,10 @@ const posInt = z.number().int().positive();
 const tokenId = z.number().int().nonnegative();
 const positive = z.number().positive().finite();
 
+/** The rope_scaling types this engine implements ('default' is the same as no rope_scaling). */
+export const ROPE_SCALING_TYPES = ['default', 'linear', 'llama3'] as const;
+
+const defaultScaling = z.object({ rope_type: z.literal('default') });
 const linearScaling = z.object({ rope_type: z.literal('linear'), factor: positive });
 const llama3Scaling = z.object({
   rope_type: z.literal('llama3'),
@@ -65,7 +69,10 @@ const llama3Scaling = z.object({
   original_max_position_embeddings: posInt,
 });
 
-/** rope_scaling: null, or {rope_type | type: 'linear' | 'llama3', ...}; the older key `type` is folded into `rope_type`. */
+/**
+ * rope_scaling: null, or {rope_type | type: 'default' | 'linear' | 'llama3', ...}; the older key
+ * `type` is folded into `rope_type`. llama3 needs high_freq_factor > low_freq_factor.
+ */
 const ropeScalingSchema = z
   .preprocess(
     (v) => {
@@ -74,12 +81,27 @@ const ropeScalingSchema = z
       const { type, ...rest } = o;
       return { ...rest, rope_type: o.rope_type ?? type };
     },
-    z.discriminatedUnion('rope_type', [linearScaling, llama3Scaling], {
-      errorMap: (issue, ctx) =>
-        issue.code === z.ZodIssueCode.invalid_union_discriminator
-          ? { message: "rope_type (or type) must be 'linear' or 'llama3'" }
-          : { message: ctx.defaultError },
-    }),
+    z
+      .discriminatedUnion('rope_type', [defaultScaling, linearScaling, llama3Scaling], {
+        errorMap: (issue, ctx) => {
+          if (issue.code !== z.ZodIssueCode.invalid_union_discriminator) return { message: ctx.defaultError };
+          const got = (ctx.data as Record<string, unknown> | undefined)?.rope_type;
+          return {
+            message:
+              `rope_type (or type) must be ${ROPE_SCALING_TYPES.map((t) => `'${t}'`).join(', ')}; got ` +
+              `${got === undefined ? 'none' : JSON.stringify(got)} ('dynamic' and 'yarn' are not supported)`,
+          };
+        },
+      })
+      .superRefine((rs, ctx) => {
+        if (rs.rope_type === 'llama3' && !(rs.high_freq_factor > rs.low_freq_factor)) {
+          ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            path: ['high_freq_factor'],
+            message: `${rs.high_freq_factor} is not greater than low_freq_factor ${rs.low_freq_factor}`,
+          });
+        }
+      }),
   )
   .nullable();
 
@@ -156,7 +178,7 @@ export function parseLlamaConfig(json: unknown, file = 'config.json'): LlamaConf
   const modelType: LlamaModelType = c.model_type ?? (architecture === 'MistralForCausalLM' ? 'mistral' : 'llama');
   const rs = c.rope_scaling;
   const ropeScaling: RopeScaling | null =
-    rs === null
+    rs === null || rs.rope_type === 'default'
       ? null
       : rs.rope_type === 'linear'
         ? { type: 'linear', factor: rs.factor }

@@ -15,6 +15,7 @@ import { DEFAULT_IGNORE_INDEX } from '../ops';
 import * as ops from '../ops';
 import { Device, Tensor, keep, randn, scope, tensor, zeros } from '../tensor';
 import { LlamaConfig } from './config';
+import { configRopeInvFreq } from './rope';
 
 export type LlamaDType = 'f32' | 'f64' | 'bf16';
 
@@ -197,8 +198,11 @@ export class LlamaModel {
     const { numAttentionHeads: H, numKeyValueHeads: Hkv } = config;
     if (!(H % Hkv === 0)) throw new RangeError(`LlamaModel: num_attention_heads ${H} is not a multiple of num_key_value_heads ${Hkv}`);
     if (config.attentionBias || config.mlpBias) throw new RangeError('LlamaModel: attention_bias / mlp_bias are true; this engine supports bias-free Llama layers only');
-    if (config.ropeScaling !== null && config.ropeScaling.type !== 'linear') {
-      throw new RangeError(`LlamaModel: rope_scaling type '${config.ropeScaling.type}' is not supported by the rope op; expected none or 'linear'`);
+    let invFreq: Float64Array;
+    try {
+      invFreq = configRopeInvFreq(config);
+    } catch (e) {
+      throw new RangeError(`LlamaModel: ${(e as Error).message}`);
     }
     const shapes = llamaParameterShapes(config);
     let first: Tensor | undefined;
@@ -220,7 +224,7 @@ export class LlamaModel {
     }
     this.config = config;
     this.params = new Map(Array.from(shapes.keys(), (n) => [n, params.get(n) as Tensor]));
-    this.ropeOpts = { theta: config.ropeTheta, scalingFactor: config.ropeScaling?.factor ?? 1 };
+    this.ropeOpts = { invFreq };
   }
 
   /** A randomly initialised model: normal(0, std) weights (a distinct seed per tensor), norm weights 1. */

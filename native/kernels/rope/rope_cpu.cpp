@@ -1,4 +1,4 @@
-// CPU rope (maths in rope.h): angles, sin and cos in f64; f64 a plain loop, f32 rows over the pool.
+// CPU rope (maths in rope.h): angle = pos * invFreq[i], its sin and cos in f64; f64 a plain loop, f32 rows over the pool.
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -9,11 +9,9 @@
 namespace osp::rope_kernels {
 
 template <typename T>
-void applyCpu(const T* x, const int32_t* positions, T* out, int64_t T_, int64_t H, int64_t Dh, double theta, double factor,
+void applyCpu(const T* x, const int32_t* positions, T* out, int64_t T_, int64_t H, int64_t Dh, const double* invFreq,
               double sign, bool threaded, KernelStatus* status) {
   const int64_t h = Dh / 2, row = H * Dh;
-  std::vector<double> invFreq(static_cast<size_t>(h));
-  for (int64_t i = 0; i < h; i++) invFreq[i] = std::pow(theta, -2.0 * double(i) / double(Dh));
   auto body = [&](int64_t t0, int64_t t1) {
     std::vector<double> c(static_cast<size_t>(h)), s(static_cast<size_t>(h));
     for (int64_t t = t0; t < t1; t++) {
@@ -25,7 +23,7 @@ void applyCpu(const T* x, const int32_t* positions, T* out, int64_t T_, int64_t 
         for (int64_t j = 0; j < row; j++) orow[j] = std::numeric_limits<T>::quiet_NaN();
         continue;
       }
-      const double pos = double(p) / factor;
+      const double pos = double(p);
       for (int64_t i = 0; i < h; i++) {
         const double a = pos * invFreq[i];
         c[i] = std::cos(a);
@@ -46,9 +44,9 @@ void applyCpu(const T* x, const int32_t* positions, T* out, int64_t T_, int64_t 
   else if (T_ > 0) body(0, T_);
 }
 
-template void applyCpu<float>(const float*, const int32_t*, float*, int64_t, int64_t, int64_t, double, double, double, bool,
+template void applyCpu<float>(const float*, const int32_t*, float*, int64_t, int64_t, int64_t, const double*, double, bool,
                               KernelStatus*);
-template void applyCpu<double>(const double*, const int32_t*, double*, int64_t, int64_t, int64_t, double, double, double,
+template void applyCpu<double>(const double*, const int32_t*, double*, int64_t, int64_t, int64_t, const double*, double,
                                bool, KernelStatus*);
 
 }  // namespace osp::rope_kernels
