@@ -311,7 +311,7 @@ function onlineCommand(program: Command, name: 'train' | 'self-reward'): void {
           else prog.stop();
         },
       }),
-      (m) => `loss ${fmt(m.loss)} | pHat ${fmt(m.pHatMean)} target ${fmt(m.targetMean)} | len ${fmt(m.responseLengthMean, 1)}`,
+      (m) => `loss ${fmt(m.loss)} | pHat ${fmt(m.pHatMean)} target ${fmt(m.targetMean)} | len ${fmt(m.responseLengthMean, 1)} | generate ${fmt(m.tokensPerSecond, 0)} tok/s, judge ${fmt(m.pairsPerSecond, 1)} pairs/s, train ${fmt(m.secondsTrain, 2)} s`,
     );
   });
 }
@@ -364,7 +364,7 @@ function dpoCommand(program: Command): void {
     // Orient every pair so chosen is the preferred side (target >= 0.5); SPCE is unchanged by this.
     for (const q of pairs) if (q.target < 0.5) [q.chosen, q.rejected, q.target] = [q.rejected, q.chosen, 1 - q.target];
     await trainWithLoop('dpo', p, policy, device, pairs.length, steps, s.model, (pol) => offlineStep({ policy: pol, reference }, pairs, { loss: s.loss, beta: s.beta, microBatch: s.microBatch, recompute: s.recompute }),
-      (m) => `loss ${fmt(m.loss)} | pHat ${fmt(m.pHatMean)} | margin ${fmt(m.marginMean)}`);
+      (m) => `loss ${fmt(m.loss)} | pHat ${fmt(m.pHatMean)} | margin ${fmt(m.marginMean)} | ${fmt(m.tokensPerSecond, 0)} tok/s`);
   });
 }
 
@@ -392,7 +392,7 @@ function sftCommand(program: Command): void {
     const model = await LlamaModel.load(s.model, { device, dtype });
     const examples = await encodeSft(tokenizer, records, eosOf(tokenizer, model));
     checkContext(`--data ${s.data}`, model, examples.map((e) => e.prompt.length + e.response.length));
-    await trainWithLoop('sft', p, model, device, examples.length, steps, s.model, (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)}`);
+    await trainWithLoop('sft', p, model, device, examples.length, steps, s.model, (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`);
   });
 }
 
@@ -430,7 +430,7 @@ function augmentCommand(program: Command): void {
     const examples: SftExample[] = items.map((it, i) => ({ prompt: instructions[i], response: Int32Array.of(it.answer) }));
     const steps = totalSteps(p.settings, examples.length, `--pairs ${s.pairs} (2 examples per pair)`);
     writeConfig(p, 'augment', { dataRecords: records.length, examples: examples.length, totalSteps: steps });
-    await trainWithLoop('augment', p, model, device, examples.length, steps, s.model, (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)}`);
+    await trainWithLoop('augment', p, model, device, examples.length, steps, s.model, (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`);
   });
 }
 
