@@ -17,7 +17,7 @@ import { LlamaModel } from '../model/llama';
 import { Tokenizer } from '../model/tokenizer';
 import { makePreferencePairs, makePrompts, score } from '../demo';
 import { writeFileAtomicSync } from '../osp/metrics';
-import { meanWithCi } from '../osp/eval';
+import { meanWithCi, winRate } from '../osp/eval';
 import { UsageError, deviceOption, int, mergeConfig, positiveInt, resolveDevice, validate } from './common';
 
 /** Where the shipped demo models live (the package's demo/ folder; src/cli and dist/cli are both two levels down). */
@@ -72,7 +72,8 @@ async function qualityOf(model: LlamaModel, tok: Tokenizer, prompts: string[], s
   const perPrompt = out.map((o, i) => o.samples.reduce((a, x) => a + score(prompts[i], x.text), 0) / o.samples.length);
   const perfect = out.map((o, i) => o.samples.filter((x) => score(prompts[i], x.text) === 1).length / o.samples.length);
   const lengths = out.flatMap((o) => o.samples.map((x) => x.tokens.length));
-  return { score: meanWithCi(perPrompt, { seed: s.seed }), perfect: meanWithCi(perfect, { seed: s.seed }), length: lengths.reduce((a, b) => a + b, 0) / lengths.length };
+  const texts = out.map((o) => o.samples[0].text);
+  return { score: meanWithCi(perPrompt, { seed: s.seed }), perfect: meanWithCi(perfect, { seed: s.seed }), length: lengths.reduce((a, b) => a + b, 0) / lengths.length, texts };
 }
 
 async function judgeAccuracy(dir: string, device: 'cpu' | 'cuda', n: number, seed: number) {
@@ -144,6 +145,11 @@ export async function runDemo(s: DemoSettings, cli: (argv: string[]) => Promise<
   const nPairs = quick ? 40 : DEMO_DEFAULTS.judgePairs;
   const judgeBefore = await judgeAccuracy(sft, device, nPairs, s.seed);
   const judgeAfter = judgeDir === sft ? judgeBefore : await judgeAccuracy(judgeDir, device, nPairs, s.seed);
+  // The paper's head-to-head: the judge compares OSP's and SFT's greedy answers in both orders.
+  const h2hModel = await LlamaModel.load(judgeDir, { device });
+  const h2hJudge = await Judge.create(h2hModel, await Tokenizer.load(judgeDir), { batchSize: 64 });
+  const h2h = (await winRate(h2hJudge, evalPrompts.map((prompt, i) => ({ prompt, a: results.OSP.greedy.texts[i], b: results.SFT.greedy.texts[i] })), { seed: s.seed })).summary;
+  for (const t of h2hModel.parameters().values()) t.dispose();
   const minutes = (Date.now() - t0) / 60000;
   const rows = [
     ['scorer quality, sampled (T 0.7, top-p 0.9)', num3(results.SFT.sampled.score), num3(results.OSP.sampled.score)],
@@ -152,6 +158,7 @@ export async function runDemo(s: DemoSettings, cli: (argv: string[]) => Promise<
     ['perfect answers, greedy', pct(results.SFT.greedy.perfect), pct(results.OSP.greedy.perfect)],
     ['mean response length (tokens, sampled)', results.SFT.sampled.length.toFixed(2), results.OSP.sampled.length.toFixed(2)],
   ];
+  const h2hLine = `Head to head (the judge, both orders, greedy answers): OSP wins ${h2h.wins}, ties ${h2h.ties}, loses ${h2h.losses} of ${h2h.n}; win rate of OSP over SFT ${pct(h2h.winRate)} (ties count half).`;
   const table = [
     `# osp demo: online self-preferring on the embedded sorting task`,
     '',
@@ -160,6 +167,8 @@ export async function runDemo(s: DemoSettings, cli: (argv: string[]) => Promise<
     '| | SFT model | OSP model |',
     '| --- | --- | --- |',
     ...rows.map((r) => `| ${r.join(' | ')} |`),
+    '',
+    h2hLine,
     '',
     '| judge (held-out pairs, scorer as truth) | accuracy | position disagreement |',
     '| --- | --- | --- |',
@@ -170,7 +179,7 @@ export async function runDemo(s: DemoSettings, cli: (argv: string[]) => Promise<
     `Report with plots: ${path.join(out, 'osp', 'report.html')}`,
   ].join('\n');
   writeFileAtomicSync(path.join(out, 'demo.md'), `${table}\n`);
-  writeFileAtomicSync(path.join(out, 'demo.json'), `${JSON.stringify({ settings: s, device, minutes, results, judge: { before: judgeBefore, after: judgeAfter, dir: judgeDir } }, null, 2)}\n`);
+  writeFileAtomicSync(path.join(out, 'demo.json'), `${JSON.stringify({ settings: s, device, minutes, results, headToHead: h2h, judge: { before: judgeBefore, after: judgeAfter, dir: judgeDir } }, null, 2)}\n`);
   process.stdout.write(`\n${table}\n`);
 }
 
