@@ -10,7 +10,7 @@ import { Tensor, scope, tensor } from '../src/tensor';
 import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { normals, seeded } from './helpers/random';
-import { runWithThreads } from './helpers/child';
+import { expectSameOutputUnderThreads } from './helpers/child';
 import { richardson } from './helpers/reference';
 import { f, ints, read, f32, maxAbs, expectRel, cpu } from './helpers/kernelTest';
 import type { FloatType } from './helpers/kernelTest';
@@ -253,13 +253,7 @@ describe('causalAttention f32 is bitwise the same under any thread count', () =>
       `const r=o.causalAttention(q,k,v,ids), b=o.causalAttentionBackward(q,k,v,ids,r.out,r.logsumexp,g);` +
       `const parts=[r.out,r.logsumexp,b.gradQ,b.gradK,b.gradV].map((a)=>Buffer.from(a.toArray().buffer).toString('base64'));` +
       `process.stdout.write(parts.join('|'))`;
-    const one = runWithThreads(script, '1');
-    const two = runWithThreads(script, '2');
-    expect(one.stderr).toBe('');
-    expect(one.status).toBe(0);
-    expect(two.status).toBe(0);
-    expect(one.stdout.length).toBeGreaterThan(300 * 4 * 32 * 4);
-    expect(one.stdout === two.stdout).toBe(true);
+    expectSameOutputUnderThreads(script, 300 * 4 * 32 * 4);
   });
 });
 

@@ -9,7 +9,7 @@ import { Tensor, scope, tensor } from '../src/tensor';
 import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { normals, seeded } from './helpers/random';
-import { runWithThreads } from './helpers/child';
+import { expectSameOutputUnderThreads } from './helpers/child';
 import { f, ints, read, f32, maxAbs, expectRel, cpu } from './helpers/kernelTest';
 import type { FloatType } from './helpers/kernelTest';
 
@@ -250,13 +250,7 @@ describe('kv cache ops are bitwise the same under any thread count', () => {
       `const r=o.cachedAttention(q,kc,vc,sl,ps);` +
       `const parts=[kc,vc,r].map((a)=>Buffer.from(a.toArray().buffer).toString('base64'));` +
       `process.stdout.write(parts.join('|'))`;
-    const one = runWithThreads(script, '1');
-    const two = runWithThreads(script, '2');
-    expect(one.stderr).toBe('');
-    expect(one.status).toBe(0);
-    expect(two.status).toBe(0);
-    expect(one.stdout.length).toBeGreaterThan(200 * 4 * 32 * 4);
-    expect(one.stdout === two.stdout).toBe(true);
+    expectSameOutputUnderThreads(script, 200 * 4 * 32 * 4);
   });
 });
 

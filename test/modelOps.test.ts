@@ -8,7 +8,7 @@ import { Tensor, scope, tensor } from '../src/tensor';
 import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { integers, normals, seeded } from './helpers/random';
-import { runWithThreads } from './helpers/child';
+import { expectSameOutputUnderThreads } from './helpers/child';
 import { richardson } from './helpers/reference';
 import { f, ints, read, f32, maxAbs, cpu } from './helpers/kernelTest';
 import type { FloatType } from './helpers/kernelTest';
@@ -566,13 +566,7 @@ describe('f32 reductions are bitwise the same under any thread count', () => {
       `const r=o.rmsNormBackward(x,w,g,{eps:1e-5});` +
       `const parts=[r.gradInput,r.gradWeight,o.embeddingBackward(g,ids,V)].map((a)=>Buffer.from(a.toArray().buffer).toString('base64'));` +
       `process.stdout.write(parts.join('|'))`;
-    const one = runWithThreads(script, '1');
-    const three = runWithThreads(script, '3');
-    expect(one.stderr).toBe('');
-    expect(one.status).toBe(0);
-    expect(three.status).toBe(0);
-    expect(one.stdout.length).toBeGreaterThan(700 * 300 * 4);
-    expect(one.stdout === three.stdout).toBe(true);
+    expectSameOutputUnderThreads(script, 700 * 300 * 4, '3');
   });
 });
 

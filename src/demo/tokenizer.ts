@@ -213,11 +213,13 @@ export function buildDemoTokenizer(seed: number, opts: DemoTokenizerOptions = {}
  */
 function serialize(tokenizer: Record<string, unknown>): string {
   const model = tokenizer.model as { vocab: Record<string, number> };
-  const placeholder = '\u0000vocab\u0000';
-  const text = JSON.stringify({ ...tokenizer, model: { ...model, vocab: placeholder } }, null, 2);
+  // JSON.stringify writes a unique marker string where the vocabulary goes; the marker is then
+  // swapped for the vocabulary written in id order.
+  const vocabSlot = '\u0000vocab\u0000';
+  const text = JSON.stringify({ ...tokenizer, model: { ...model, vocab: vocabSlot } }, null, 2);
   const entries = Object.entries(model.vocab).sort((x, y) => x[1] - y[1]);
   const vocab = `{\n${entries.map(([t, id]) => `      ${JSON.stringify(t)}: ${id}`).join(',\n')}\n    }`;
-  return text.replace(JSON.stringify(placeholder), () => vocab) + '\n';
+  return text.replace(JSON.stringify(vocabSlot), () => vocab) + '\n';
 }
 
 /**

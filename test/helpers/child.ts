@@ -11,3 +11,17 @@ export function runWithThreads(script: string, threads: string): SpawnSyncReturn
     maxBuffer: 64 * 2 ** 20,
   });
 }
+
+/**
+ * The determinism check the kernel suites share: the script runs cleanly under OSP_NUM_THREADS=1 and
+ * under `threads`, prints more than `minChars` characters, and prints the same under both.
+ */
+export function expectSameOutputUnderThreads(script: string, minChars: number, threads = '2'): void {
+  const one = runWithThreads(script, '1');
+  const other = runWithThreads(script, threads);
+  expect(one.stderr).toBe('');
+  expect(one.status).toBe(0);
+  expect(other.status).toBe(0);
+  expect(one.stdout.length).toBeGreaterThan(minChars);
+  expect(one.stdout === other.stdout).toBe(true);
+}
