@@ -12,7 +12,7 @@
 // drawn by Chart.js), and keeps every run under runs/repro-mini/. Results are reported as they come.
 import * as fs from 'fs';
 import * as path from 'path';
-import { main } from '../src/cli';
+import * as trainer from '../src/osp/trainer';
 import { DEMO_DEFAULTS, demoAssetsDir } from '../src/cli/demo';
 import { makePreferencePairs, makePrompts, score } from '../src/demo';
 import { generate } from '../src/generate';
@@ -32,10 +32,11 @@ const sft = path.join(assets, 'sft');
 const judgeDir = path.join(assets, 'judge');
 const started = Date.now();
 
-async function osp(argv: string[]): Promise<void> {
-  process.stderr.write(`\n$ osp ${argv.join(' ')}\n`);
-  const code = await main(['node', 'osp', ...argv]);
-  if (code !== 0) throw new Error(`osp ${argv[0]} failed with exit code ${code}`);
+/** Runs a library trainer call, logging it; a stopped or failed run stops the script. */
+async function osp<S>(what: string, fn: (settings: S, hooks: trainer.TrainerHooks) => Promise<trainer.RunResult>, settings: S): Promise<void> {
+  process.stderr.write(`\n$ osp ${what} ${JSON.stringify(settings)}\n`);
+  const r = await fn(settings, { onStepDone: (m, line) => process.stderr.write(`  step ${m.step}: ${line}\n`) });
+  if (r.stopped) throw new Error(`osp ${what} stopped at step ${r.lastStep}`);
 }
 
 function jsonl(file: string, rows: object[]): void {
@@ -49,7 +50,7 @@ async function quality(dir: string, seed: number): Promise<number> {
   const prompts = makePrompts(EVAL_PROMPTS, 999);
   const out = await generate(model, tok, prompts, { maxNewTokens: DEMO_DEFAULTS.maxNewTokens, temperature: DEMO_DEFAULTS.temperature, topP: DEMO_DEFAULTS.topP, seed: 1000 + seed, numSamples: 4 });
   const scores = out.map((o, i) => o.samples.reduce((a, s) => a + score(prompts[i], s.text), 0) / o.samples.length);
-  for (const t of model.parameters().values()) t.dispose();
+  model.dispose();
   return scores.reduce((a, b) => a + b, 0) / scores.length;
 }
 
@@ -58,7 +59,7 @@ async function judgeAccuracy(dir: string): Promise<number> {
   const judge = await Judge.create(model, await Tokenizer.load(dir), { batchSize: 64 });
   const pairs = makePreferencePairs(DEMO_DEFAULTS.judgePairs, 7778, { flipNoise: 0, habit: DEMO_DEFAULTS.habit });
   const prefs = await judge.preferences(pairs.map((p) => ({ prompt: p.prompt, a: p.chosen, b: p.rejected })));
-  for (const t of model.parameters().values()) t.dispose();
+  model.dispose();
   return prefs.reduce((a, q) => a + (q.p > 0.5 ? 1 : q.p === 0.5 ? 0.5 : 0), 0) / prefs.length;
 }
 
@@ -67,36 +68,34 @@ interface MethodSpec {
   run: (seed: number, out: string) => Promise<void>;
 }
 
-const common = (seed: number) => ['--device', 'cpu', '--seed', String(seed), '--save-every', '100000'];
-const online = (extra: string[]) => async (seed: number, out: string) => {
+const common = (seed: number) => ({ device: 'cpu' as const, seed, saveEvery: 100000 });
+const onlineSettings = (seed: number, prompts: string, out: string) => ({
+  model: sft, judge: judgeDir, prompts, out, k: DEMO_DEFAULTS.k, batchSize: DEMO_DEFAULTS.batchSize, microBatch: DEMO_DEFAULTS.microBatch, lr: DEMO_DEFAULTS.lr,
+  beta: DEMO_DEFAULTS.beta, temperature: DEMO_DEFAULTS.temperature, topP: DEMO_DEFAULTS.topP, maxNewTokens: DEMO_DEFAULTS.maxNewTokens, steps: STEPS, scorer: 'demo' as const, ...common(seed),
+});
+const promptsFile = (seed: number) => {
   const prompts = path.join(root, 'data', `prompts-${seed}.jsonl`);
   jsonl(prompts, makePrompts(STEPS * DEMO_DEFAULTS.batchSize, 100 + seed).map((prompt) => ({ prompt })));
-  await osp(['train', '--model', sft, '--judge', judgeDir, '--prompts', prompts, '--out', out, '--k', String(DEMO_DEFAULTS.k), '--batch-size', String(DEMO_DEFAULTS.batchSize),
-    '--micro-batch', String(DEMO_DEFAULTS.microBatch), '--lr', String(DEMO_DEFAULTS.lr), '--beta', String(DEMO_DEFAULTS.beta), '--temperature', String(DEMO_DEFAULTS.temperature),
-    '--top-p', String(DEMO_DEFAULTS.topP), '--max-new-tokens', String(DEMO_DEFAULTS.maxNewTokens), '--steps', String(STEPS), '--scorer', 'demo', ...extra, ...common(seed)]);
+  return prompts;
 };
-const offline = (loss: string) => async (seed: number, out: string) => {
+const online = (extra: Pick<trainer.TrainSettings, 'loss' | 'pairing'>) => async (seed: number, out: string) => {
+  await osp('train', trainer.train, { ...onlineSettings(seed, promptsFile(seed), out), ...extra });
+};
+const offline = (loss: 'dpo' | 'ipo') => async (seed: number, out: string) => {
   const pairs = path.join(root, 'data', `pairs-${seed}.jsonl`);
   jsonl(pairs, makePreferencePairs(STEPS * DEMO_DEFAULTS.batchSize * 2, 200 + seed, { habit: DEMO_DEFAULTS.habit }));
-  await osp(['dpo', '--model', sft, '--pairs', pairs, '--out', out, '--loss', loss, '--beta', String(DEMO_DEFAULTS.beta), '--batch-size', String(DEMO_DEFAULTS.batchSize * 2),
-    '--micro-batch', String(DEMO_DEFAULTS.microBatch), '--lr', String(DEMO_DEFAULTS.lr), '--steps', String(STEPS), ...common(seed)]);
+  await osp('dpo', trainer.dpo, { model: sft, pairs, out, loss, beta: DEMO_DEFAULTS.beta, batchSize: DEMO_DEFAULTS.batchSize * 2, microBatch: DEMO_DEFAULTS.microBatch, lr: DEMO_DEFAULTS.lr, steps: STEPS, ...common(seed) });
 };
 
 const methods: MethodSpec[] = [
   { name: 'SFT', run: async () => undefined },
   { name: 'offline DPO', run: offline('dpo') },
   { name: 'offline IPO', run: offline('ipo') },
-  { name: 'OSP, SPCE loss', run: online(['--loss', 'spce']) },
-  { name: 'OSP, DPO loss', run: online(['--loss', 'dpo']) },
-  { name: 'OSP, IPO loss', run: online(['--loss', 'ipo']) },
-  { name: 'OSP, SPCE, random pairing', run: online(['--loss', 'spce', '--pairing', 'random']) },
-  { name: 'self-rewarding', run: async (seed, out) => {
-    const prompts = path.join(root, 'data', `prompts-${seed}.jsonl`);
-    jsonl(prompts, makePrompts(STEPS * DEMO_DEFAULTS.batchSize, 100 + seed).map((prompt) => ({ prompt })));
-    await osp(['self-reward', '--model', sft, '--judge', judgeDir, '--prompts', prompts, '--out', out, '--k', String(DEMO_DEFAULTS.k), '--batch-size', String(DEMO_DEFAULTS.batchSize),
-      '--micro-batch', String(DEMO_DEFAULTS.microBatch), '--lr', String(DEMO_DEFAULTS.lr), '--beta', String(DEMO_DEFAULTS.beta), '--temperature', String(DEMO_DEFAULTS.temperature),
-      '--top-p', String(DEMO_DEFAULTS.topP), '--max-new-tokens', String(DEMO_DEFAULTS.maxNewTokens), '--steps', String(STEPS), '--scorer', 'demo', ...common(seed)]);
-  } },
+  { name: 'OSP, SPCE loss', run: online({ loss: 'spce' }) },
+  { name: 'OSP, DPO loss', run: online({ loss: 'dpo' }) },
+  { name: 'OSP, IPO loss', run: online({ loss: 'ipo' }) },
+  { name: 'OSP, SPCE, random pairing', run: online({ loss: 'spce', pairing: 'random' }) },
+  { name: 'self-rewarding', run: async (seed, out) => osp('self-reward', trainer.selfReward, onlineSettings(seed, promptsFile(seed), out)) },
 ];
 
 const slug = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
@@ -132,8 +131,7 @@ async function reproduce(): Promise<void> {
       fs.rmSync(out, { recursive: true, force: true });
       const pairs = path.join(root, 'data', `augment-10pct-${seed}.jsonl`);
       jsonl(pairs, makePreferencePairs(1200, 300 + seed, { habit: DEMO_DEFAULTS.habit }));
-      await osp(['augment', '--model', sft, '--pairs', pairs, '--out', out, '--steps', '200', '--batch-size', '32', '--micro-batch', '32', '--lr', '1e-3',
-        '--schedule', 'cosine', '--min-lr-ratio', '0.1', '--warmup-steps', '20', ...common(seed)]);
+      await osp('augment', trainer.augment, { model: sft, pairs, out, steps: 200, batchSize: 32, microBatch: 32, lr: 1e-3, schedule: 'cosine', minLrRatio: 0.1, warmupSteps: 20, ...common(seed) });
     }
     tenPct.push(await judgeAccuracy(path.join(out, 'final')));
   }

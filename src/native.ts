@@ -32,7 +32,7 @@ export interface NativeBackends {
 }
 
 export interface NativePreferenceResult {
-  loss: number;
+  loss: NativeTensor;
   losses: NativeTensor;
   pHat: NativeTensor;
   margins: NativeTensor;
@@ -95,14 +95,18 @@ export interface NativeAddon {
     grad: NativeTensor,
     m: NativeTensor,
     v: NativeTensor,
-    lr: number,
-    beta1: number,
-    beta2: number,
-    eps: number,
-    weightDecay: number,
-    step: number,
-    gradScale: number,
-    checkFinite?: boolean,
+    options: {
+      lr: number;
+      beta1: number;
+      beta2: number;
+      eps: number;
+      weightDecay: number;
+      step: number;
+      gradScale?: number;
+      checkFinite?: boolean;
+      gradSumOfSquares?: NativeTensor;
+      maxGradNorm?: number;
+    },
   ): void;
   causalAttention(q: NativeTensor, k: NativeTensor, v: NativeTensor, sequenceIds: NativeTensor, scale?: number, spans?: NativeTensor): { out: NativeTensor; logsumexp: NativeTensor };
   causalAttentionBackward(

@@ -4,7 +4,9 @@ import { Device } from './device';
 import { native, NativeTensor } from './native';
 import { DType, Tensor, tensor } from './tensor';
 
-export const DEFAULT_IGNORE_INDEX = -100;
+import { DEFAULT_IGNORE_INDEX } from './model/batch';
+
+export { DEFAULT_IGNORE_INDEX };
 
 function h(t: unknown, what: string): NativeTensor {
   if (!(t instanceof Tensor)) throw new TypeError(`${what} is not a Tensor; expected a Tensor made by osp.tensor()`);
@@ -149,8 +151,10 @@ export interface PreferenceOptions {
 }
 
 export interface PreferenceLossResult {
-  /** Mean loss over the B pairs. */
-  loss: number;
+  /** Mean loss over the B pairs, read from meanLoss on first access (on cuda: one host wait). */
+  readonly loss: number;
+  /** The mean loss as a [1] tensor on the inputs' device: a training step keeps it there. */
+  meanLoss: Tensor;
   losses: Tensor;
   /** sigmoid(margins): the policy's implicit preference strength. */
   pHat: Tensor;
@@ -159,6 +163,24 @@ export interface PreferenceLossResult {
   /** d loss / d policyChosen (of the mean). */
   gradPolicyChosen: Tensor;
   gradPolicyRejected: Tensor;
+}
+
+/** The loss getter lives on the prototype so that scope() (which walks own properties) never reads it. */
+class PreferenceResult implements PreferenceLossResult {
+  private cached: number | undefined;
+  constructor(
+    public meanLoss: Tensor,
+    public losses: Tensor,
+    public pHat: Tensor,
+    public margins: Tensor,
+    public gradPolicyChosen: Tensor,
+    public gradPolicyRejected: Tensor,
+  ) {}
+
+  get loss(): number {
+    this.cached ??= this.meanLoss.toArray()[0];
+    return this.cached;
+  }
 }
 
 const KINDS: readonly PreferenceKind[] = ['spce', 'dpo', 'ipo'];
@@ -185,14 +207,7 @@ function preferenceArgs(inputs: PreferenceInputs, opts: PreferenceOptions) {
 export function preferenceLoss(kind: PreferenceKind, inputs: PreferenceInputs, opts: PreferenceOptions): PreferenceLossResult {
   const [pc, pr, rc, rr, target] = preferenceArgs(inputs, opts);
   const r = native.preferenceLoss(kind, pc, pr, rc, rr, target, opts.beta);
-  return {
-    loss: r.loss,
-    losses: wrap(r.losses),
-    pHat: wrap(r.pHat),
-    margins: wrap(r.margins),
-    gradPolicyChosen: wrap(r.gradPolicyChosen),
-    gradPolicyRejected: wrap(r.gradPolicyRejected),
-  };
+  return new PreferenceResult(wrap(r.loss), wrap(r.losses), wrap(r.pHat), wrap(r.margins), wrap(r.gradPolicyChosen), wrap(r.gradPolicyRejected));
 }
 
 // ---- elementwise ops (for the unfused compositions) -------------------------------------------
@@ -295,7 +310,8 @@ export function preferenceLossUnfused(kind: PreferenceKind, inputs: PreferenceIn
       gradPolicyChosen = t(affine(gz, beta / B));
     }
     const gradPolicyRejected = t(affine(gradPolicyChosen, -1));
-    const loss = (t(sum(losses)).toArray()[0] ?? NaN) / B;
+    const meanLoss = t(affine(t(sum(losses)), 1 / B));
+    const loss = meanLoss.toArray()[0] ?? NaN;
     if (inputs.target) {
       const p = inputs.target.toArray();
       const bad = p.findIndex((v) => !(v >= 0 && v <= 1));
@@ -310,8 +326,8 @@ export function preferenceLossUnfused(kind: PreferenceKind, inputs: PreferenceIn
       }
       throw new RangeError(`${op}: the loss is ${loss}; expected finite inputs`);
     }
-    const result = { loss, losses, pHat, margins, gradPolicyChosen, gradPolicyRejected };
-    const outputs = new Set<Tensor>([losses, pHat, margins, gradPolicyChosen, gradPolicyRejected]);
+    const result = new PreferenceResult(meanLoss, losses, pHat, margins, gradPolicyChosen, gradPolicyRejected);
+    const outputs = new Set<Tensor>([meanLoss, losses, pHat, margins, gradPolicyChosen, gradPolicyRejected]);
     for (const x of temps) if (!outputs.has(x)) x.dispose();
     temps.length = 0;
     return result;
@@ -460,65 +476,101 @@ export interface AdamWOptions {
   weightDecay: number;
   /** The 1-based step count of this update (for the bias corrections). */
   step: number;
-  /** The gradient is multiplied by this first, >= 0 (clipGradNorm's scale). Default 1. */
+  /** The gradient is multiplied by this first, >= 0. Default 1. */
   gradScale?: number;
   /**
    * Check grad for NaN / Inf first (default true). Pass false only when the gradients are known to be
    * finite (e.g. their global norm is): on cuda the check costs one synchronisation per call.
    */
   checkFinite?: boolean;
+  /**
+   * Global-norm clipping on the device: gradSumOfSquares(allGrads), a [1] tensor the kernel reads
+   * itself (no host round trip). The gradient is also multiplied by min(1, maxGradNorm / (norm +
+   * 1e-6)); a non-finite total skips the update (nothing is written).
+   */
+  gradSumOfSquares?: Tensor;
+  /** Threshold of that clipping, >= 0 (0: none, the total then only guards against NaN). Default 0. */
+  maxGradNorm?: number;
 }
 
 /**
  * One torch.optim.AdamW step, in place on param, m and v (same shape, contiguous, one device):
- * g = grad * gradScale; param -= lr * weightDecay * param; m = beta1 m + (1 - beta1) g;
+ * g = grad * gradScale * clip; param -= lr * weightDecay * param; m = beta1 m + (1 - beta1) g;
  * v = beta2 v + (1 - beta2) g^2; param -= lr * mhat / (sqrt(vhat) + eps) with
  * mhat = m / (1 - beta1^step), vhat = v / (1 - beta2^step). cpu: all f32 or all f64; cuda: param,
- * m, v f32 and grad f32 or bf16. A NaN or Inf in grad is a RangeError naming grad[i], raised
- * before anything is written.
+ * m, v f32 and grad f32 or bf16. With checkFinite, a NaN or Inf in grad is a RangeError naming
+ * grad[i], raised before anything is written.
  */
 export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opts: AdamWOptions): void {
   const op = 'adamwStep';
   if (typeof opts !== 'object' || opts === null) throw new TypeError(`${op}: opts is ${String(opts)}; expected {lr, beta1, beta2, eps, weightDecay, step}`);
-  native.adamwStep(
-    h(param, `${op}: param`),
-    h(grad, `${op}: grad`),
-    h(m, `${op}: m`),
-    h(v, `${op}: v`),
-    opts.lr,
-    opts.beta1,
-    opts.beta2,
-    opts.eps,
-    opts.weightDecay,
-    opts.step,
-    opts.gradScale ?? 1,
-    opts.checkFinite ?? true,
-  );
+  native.adamwStep(h(param, `${op}: param`), h(grad, `${op}: grad`), h(m, `${op}: m`), h(v, `${op}: v`), {
+    lr: opts.lr,
+    beta1: opts.beta1,
+    beta2: opts.beta2,
+    eps: opts.eps,
+    weightDecay: opts.weightDecay,
+    step: opts.step,
+    gradScale: opts.gradScale ?? 1,
+    checkFinite: opts.checkFinite ?? true,
+    gradSumOfSquares: opts.gradSumOfSquares === undefined ? undefined : h(opts.gradSumOfSquares, `${op}: gradSumOfSquares`),
+    maxGradNorm: opts.maxGradNorm ?? 0,
+  });
+}
+
+/**
+ * The sum of squares of every element of every gradient, a [1] tensor on their device (f64 for f64
+ * gradients, else f32): per-tensor sumOfSquares added in list order on the device, so nothing is
+ * read back. Its square root is the global norm that clipping uses (adamwStep's gradSumOfSquares).
+ */
+export function gradSumOfSquares(grads: Tensor[]): Tensor {
+  const op = 'gradSumOfSquares';
+  if (!Array.isArray(grads) || grads.length === 0) throw new TypeError(`${op}: grads is not a non-empty array of Tensors`);
+  grads.forEach((g, i) => live(g, `${op}: grads[${i}]`));
+  // f64 as soon as one gradient is f64 (cpu only: mixed f32/f64 lists are a cpu reference case).
+  const dtype = grads.some((g) => g.dtype === 'f64') ? 'f64' : undefined;
+  const squares = (g: Tensor) => {
+    const s = sumOfSquares(g);
+    if (!dtype || s.dtype === dtype) return s;
+    const c = s.to({ dtype });
+    s.dispose();
+    return c;
+  };
+  let total = squares(grads[0]);
+  for (let i = 1; i < grads.length; i++) {
+    const s = squares(grads[i]);
+    const next = add(total, s);
+    total.dispose();
+    s.dispose();
+    total = next;
+  }
+  return total;
 }
 
 export interface ClipResult {
   /** The global L2 norm of all the gradients together: sqrt(sum of sumOfSquares). */
   norm: number;
-  /** min(1, maxNorm / (norm + 1e-6)): pass as adamwStep's gradScale. NaN when norm is not finite. */
+  /** min(1, maxNorm / (norm + 1e-6)), the factor clipping applies. NaN when norm is not finite. */
   scale: number;
 }
 
-/** Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_), as a scale for adamwStep rather than in place. */
+/**
+ * Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_) as numbers on the host: the total
+ * is summed on the device and read once. For training, pass gradSumOfSquares to adamwStep instead.
+ */
 export function clipGradNorm(grads: Tensor[], maxNorm: number): ClipResult {
   if (!Array.isArray(grads)) throw new TypeError(`clipGradNorm: grads is not an array; expected an array of Tensors`);
   if (typeof maxNorm !== 'number' || !Number.isFinite(maxNorm) || !(maxNorm > 0))
     throw new RangeError(`clipGradNorm: maxNorm is ${String(maxNorm)}; expected a finite number > 0`);
   grads.forEach((g, i) => live(g, `clipGradNorm: grads[${i}]`));
-  let total = 0;
-  for (let i = 0; i < grads.length; i++) {
-    const s = sumOfSquares(grads[i]);
-    try {
-      total += s.toArray()[0];
-    } finally {
-      s.dispose();
-    }
+  if (grads.length === 0) return { norm: 0, scale: 1 };
+  const total = gradSumOfSquares(grads);
+  let norm: number;
+  try {
+    norm = Math.sqrt(total.toArray()[0]);
+  } finally {
+    total.dispose();
   }
-  const norm = Math.sqrt(total);
   return { norm, scale: Number.isFinite(norm) ? Math.min(1, maxNorm / (norm + 1e-6)) : NaN };
 }
 
@@ -536,35 +588,7 @@ export interface CausalAttentionOptions {
   spans?: Tensor;
 }
 
-/**
- * The per-token sequence spans of a packed batch, for causalAttention's `spans` option: i32 [2, T]
- * on `device` (default: the default device), row 0 the first token of each token's sequence, row 1
- * one past its last. Validated on the host like the op validates sequenceIds: each sequence's tokens
- * are contiguous and in order (ids need not be sorted), and an id that reappears after another
- * sequence started is a RangeError naming it. Compute it once per batch and pass it to every layer.
- */
-export function sequenceSpans(sequenceIds: Int32Array, device?: Device): Tensor {
-  const op = 'sequenceSpans';
-  if (!(sequenceIds instanceof Int32Array)) throw new TypeError(`${op}: sequenceIds is not an Int32Array; expected the batch's host sequence ids`);
-  const T = sequenceIds.length;
-  const spans = new Int32Array(2 * T);
-  const done = new Set<number>();
-  let start = 0;
-  for (let i = 0; i <= T; i++) {
-    if (i < T && i > 0 && sequenceIds[i] === sequenceIds[i - 1]) continue;
-    spans.fill(start, start, i);
-    spans.fill(i, T + start, T + i);
-    if (i === T) break;
-    if (i > 0) done.add(sequenceIds[i - 1]);
-    if (done.has(sequenceIds[i])) {
-      throw new RangeError(
-        `${op}: sequenceIds[${i}] = ${sequenceIds[i]} reappears after sequence ${sequenceIds[i - 1]} started; expected the tokens of each sequence to be contiguous`,
-      );
-    }
-    start = i;
-  }
-  return tensor(spans, [2, T], { dtype: 'i32', device });
-}
+export { sequenceSpans } from './model/batch';
 
 export interface CausalAttentionResult {
   /** softmax(scale q k^T + causal/segment mask) v, [T, H, Dh] in q's dtype. */

@@ -60,7 +60,7 @@ describe('osp train refuses bad settings before any work (exit 2, the setting na
 
   test('--batch-size larger than the data', async () => {
     const out = tiny.out('bad');
-    await expectUsageError(trainArgs(out, ['--batch-size', String(tiny.size + 1)]), out, new RegExp(`^osp: --batch-size ${tiny.size + 1} is larger than the data \\(${tiny.size} records`));
+    await expectUsageError(trainArgs(out, ['--batch-size', String(tiny.size + 1)]), out, new RegExp(`^osp: --batch-size ${tiny.size + 1}: is larger than the data \\(${tiny.size} records`));
   });
 
   test.each([
@@ -144,7 +144,7 @@ describe('osp train refuses bad settings before any work (exit 2, the setting na
 describe('the other commands refuse bad settings the same way', () => {
   test.each([
     ['dpo', ['--pairs', 'PAIRS', '--beta', '0'], /^osp: --beta: beta must be > 0/],
-    ['dpo', ['--pairs', 'PAIRS', '--batch-size', '99'], /^osp: --batch-size 99 is larger than the data/],
+    ['dpo', ['--pairs', 'PAIRS', '--batch-size', '99'], /^osp: --batch-size 99: is larger than the data/],
     ['dpo', ['--pairs', 'MISSING'], /^osp: --pairs .*missing\.jsonl: no such file/],
     ['sft', ['--data', 'MISSING'], /^osp: --data .*missing\.jsonl: no such file/],
     ['sft', ['--data', 'SFT', '--bogus'], /unknown option '--bogus'/],

@@ -6,7 +6,7 @@ import * as path from 'path';
 import * as generateModule from '../src/generate/generate';
 import * as pairing from '../src/judge/pairing';
 import { LlamaModel } from '../src/model/llama';
-import * as steps from '../src/osp/steps';
+import * as steps from '../src/osp/objective';
 import { TinyRun, FAST_ONLINE, mean, osp, readJsonl, readMetrics, tinyConfig, tinyRun } from './helpers/tinyRun';
 
 let tiny: TinyRun;

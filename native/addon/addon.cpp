@@ -520,7 +520,7 @@ Napi::Value preferenceLossJs(const Napi::CallbackInfo& info) {
                                         tensorArg(info, 3, op, "refChosen"), tensorArg(info, 4, op, "refRejected"), target,
                                         numberArg(info, 6, op, "beta"));
     Napi::Object o = Napi::Object::New(env);
-    o.Set("loss", r.loss);
+    o.Set("loss", NativeTensor::wrap(env, r.loss));
     o.Set("losses", NativeTensor::wrap(env, r.losses));
     o.Set("pHat", NativeTensor::wrap(env, r.pHat));
     o.Set("margins", NativeTensor::wrap(env, r.margins));
@@ -729,17 +729,35 @@ Napi::Value sumOfSquaresJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value { return wrapT(info, sumOfSquares(tensorArg(info, 0, "sumOfSquares", "x"))); });
 }
 
-// adamwStep(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale): in place, returns undefined
+// adamwStep(param, grad, m, v, options): in place, returns undefined. options: {lr, beta1, beta2, eps,
+// weightDecay, step, gradScale?, checkFinite?, gradSumOfSquares?, maxGradNorm?} (see adamw.h).
 Napi::Value adamwStepJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
     const char* op = "adamwStep";
-    AdamWOptions o{numberArg(info, 4, op, "lr"),          numberArg(info, 5, op, "beta1"), numberArg(info, 6, op, "beta2"),
-                   numberArg(info, 7, op, "eps"),         numberArg(info, 8, op, "weightDecay"),
-                   numberArg(info, 9, op, "step"),        numberArg(info, 10, op, "gradScale")};
-    if (info.Length() > 11 && !info[11].IsUndefined()) o.checkFinite = boolArg(info, 11, op, "checkFinite");
+    if (!info[4].IsObject()) throw Napi::TypeError::New(env, "adamwStep: options must be an object {lr, beta1, beta2, eps, weightDecay, step}");
+    Napi::Object opts = info[4].As<Napi::Object>();
+    auto number = [&](const char* key, std::optional<double> fallback) -> double {
+      Napi::Value v = opts.Get(key);
+      if (v.IsUndefined() && fallback) return *fallback;
+      if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string(op) + ": options." + key + " must be a number");
+      return v.As<Napi::Number>().DoubleValue();
+    };
+    AdamWOptions o{number("lr", std::nullopt),          number("beta1", std::nullopt), number("beta2", std::nullopt),
+                   number("eps", std::nullopt),         number("weightDecay", std::nullopt),
+                   number("step", std::nullopt),        number("gradScale", 1.0)};
+    Napi::Value cf = opts.Get("checkFinite");
+    if (!cf.IsUndefined()) {
+      if (!cf.IsBoolean()) throw Napi::TypeError::New(env, "adamwStep: options.checkFinite must be a boolean");
+      o.checkFinite = cf.As<Napi::Boolean>().Value();
+    }
+    Napi::Value total = opts.Get("gradSumOfSquares");
+    const std::string totalName = "adamwStep: options.gradSumOfSquares";
+    if (!total.IsUndefined()) o.gradSumOfSquares = &NativeTensor::unwrapChecked(env, total, totalName)->tensor(env, totalName);
+    o.maxGradNorm = number("maxGradNorm", 0.0);
     adamwStep(tensorArg(info, 0, op, "param"), tensorArg(info, 1, op, "grad"), tensorArg(info, 2, op, "m"),
               tensorArg(info, 3, op, "v"), o);
-    return info.Env().Undefined();
+    return env.Undefined();
   });
 }
 

@@ -18,6 +18,8 @@ import { Tokenizer } from '../model/tokenizer';
 import { makePreferencePairs, makePrompts, score } from '../demo';
 import { writeFileAtomicSync } from '../osp/metrics';
 import { meanWithCi, winRate } from '../osp/eval';
+import * as trainer from '../osp/trainer';
+import { runWithProgress } from './train';
 import { UsageError, deviceOption, int, mergeConfig, positiveInt, resolveDevice, validate } from './common';
 
 /** Where the shipped demo models live (the package's demo/ folder; src/cli and dist/cli are both two levels down). */
@@ -92,7 +94,7 @@ async function judgeAccuracy(dir: string, device: 'cpu' | 'cuda', n: number, see
 const pct = (c: { mean: number; lo: number; hi: number }) => `${(100 * c.mean).toFixed(1)}% [${(100 * c.lo).toFixed(1)}, ${(100 * c.hi).toFixed(1)}]`;
 const num3 = (c: { mean: number; lo: number; hi: number }) => `${c.mean.toFixed(3)} [${c.lo.toFixed(3)}, ${c.hi.toFixed(3)}]`;
 
-export async function runDemo(s: DemoSettings, cli: (argv: string[]) => Promise<number>): Promise<void> {
+export async function runDemo(s: DemoSettings): Promise<void> {
   const assets = demoAssetsDir();
   const sft = path.join(assets, 'sft');
   if (!fs.existsSync(path.join(sft, 'config.json'))) throw new UsageError(`the demo model is missing (${sft}); rebuild it with: npm run demo:build`);
@@ -104,17 +106,23 @@ export async function runDemo(s: DemoSettings, cli: (argv: string[]) => Promise<
   const quick = Boolean(s.quick);
   const t0 = Date.now();
   const log = (m: string) => process.stderr.write(`\n== ${m}\n`);
-  const common = ['--device', device, '--seed', String(s.seed)];
+  const common = { device, seed: s.seed };
+  /** A stopped (Ctrl-C) training ends the demo with the run's resume hint, not an error. */
+  const stoppedAt = (r: trainer.RunResult) => {
+    if (r.stopped) process.stderr.write(`the demo stopped during ${r.command}; its run folder is ${r.runDir}\n`);
+    return r.stopped;
+  };
 
   // 1. The judge.
   let judgeDir = path.join(assets, 'judge');
   if (s.augment || !fs.existsSync(path.join(judgeDir, 'config.json'))) {
     log('preference augmentation: fine-tuning the SFT model on judge instructions from scorer-labelled pairs (both orders)');
     jsonl(path.join(out, 'data', 'pairs.jsonl'), makePreferencePairs(quick ? 64 : DEMO_DEFAULTS.augmentPairs, s.seed + 5, { habit: DEMO_DEFAULTS.habit }));
-    const code = await cli(['node', 'osp', 'augment', '--model', sft, '--pairs', path.join(out, 'data', 'pairs.jsonl'), '--out', path.join(out, 'augment'),
-      '--steps', String(quick ? 2 : s.augmentSteps), '--batch-size', '32', '--micro-batch', '32', '--lr', '2e-3', '--schedule', 'cosine', '--warmup-steps', quick ? '0' : '20',
-      '--save-every', '100000', ...common]);
-    if (code !== 0) throw new Error(`preference augmentation failed (exit ${code})`);
+    const r = await runWithProgress('augment', (hooks) => trainer.augment({
+      model: sft, pairs: path.join(out, 'data', 'pairs.jsonl'), out: path.join(out, 'augment'),
+      steps: quick ? 2 : s.augmentSteps, batchSize: 32, microBatch: 32, lr: 2e-3, schedule: 'cosine', warmupSteps: quick ? 0 : 20, saveEvery: 100000, ...common,
+    }, hooks));
+    if (stoppedAt(r)) return;
     judgeDir = path.join(out, 'augment', 'final');
   } else {
     log(`judge: the shipped augmented model ${judgeDir} (pass --augment to redo the augmentation here)`);
@@ -123,11 +131,13 @@ export async function runDemo(s: DemoSettings, cli: (argv: string[]) => Promise<
   // 2. OSP.
   log(`online self-preferring: ${s.steps} steps x ${s.batchSize} prompts x K ${s.k} samples, ${s.loss} loss, ${s.pairing} pairing`);
   jsonl(path.join(out, 'data', 'prompts.jsonl'), makePrompts(Math.max(s.batchSize, s.steps * s.batchSize), s.seed + 11).map((prompt) => ({ prompt })));
-  const code = await cli(['node', 'osp', 'train', '--model', sft, '--judge', judgeDir, '--prompts', path.join(out, 'data', 'prompts.jsonl'), '--out', path.join(out, 'osp'),
-    '--k', String(s.k), '--batch-size', String(s.batchSize), '--micro-batch', String(DEMO_DEFAULTS.microBatch), '--lr', String(DEMO_DEFAULTS.lr), '--beta', String(DEMO_DEFAULTS.beta),
-    '--loss', s.loss, '--pairing', s.pairing, '--temperature', String(DEMO_DEFAULTS.temperature), '--top-p', String(DEMO_DEFAULTS.topP),
-    '--max-new-tokens', String(DEMO_DEFAULTS.maxNewTokens), '--steps', String(s.steps), '--save-every', String(Math.max(10, Math.ceil(s.steps / 3))), '--scorer', 'demo', ...common]);
-  if (code !== 0) throw new Error(`OSP training failed (exit ${code})`);
+  const trained = await runWithProgress('train', (hooks) => trainer.train({
+    model: sft, judge: judgeDir, prompts: path.join(out, 'data', 'prompts.jsonl'), out: path.join(out, 'osp'),
+    k: s.k, batchSize: s.batchSize, microBatch: DEMO_DEFAULTS.microBatch, lr: DEMO_DEFAULTS.lr, beta: DEMO_DEFAULTS.beta,
+    loss: s.loss, pairing: s.pairing, temperature: DEMO_DEFAULTS.temperature, topP: DEMO_DEFAULTS.topP,
+    maxNewTokens: DEMO_DEFAULTS.maxNewTokens, steps: s.steps, saveEvery: Math.max(10, Math.ceil(s.steps / 3)), scorer: 'demo', ...common,
+  }, hooks));
+  if (stoppedAt(trained)) return;
 
   // 3. Evaluation.
   log(`evaluation on ${s.evalPrompts} held-out prompts`);
@@ -183,7 +193,7 @@ export async function runDemo(s: DemoSettings, cli: (argv: string[]) => Promise<
   process.stdout.write(`\n${table}\n`);
 }
 
-export function demoCommand(program: Command, cli: (argv: string[]) => Promise<number>): void {
+export function demoCommand(program: Command): void {
   const cmd = program
     .command('demo')
     .description('the whole OSP pipeline on the embedded sorting task (shipped tiny SFT model and judge): OSP training, then evaluation against the task scorer')
@@ -202,6 +212,6 @@ export function demoCommand(program: Command, cli: (argv: string[]) => Promise<n
     .option('--config <file>', 'JSON file giving any of these settings');
   cmd.action(async (raw: Record<string, unknown>) => {
     const s = validate(schema, mergeConfig(cmd, raw));
-    await runDemo(s, cli);
+    await runDemo(s);
   });
 }

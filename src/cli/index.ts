@@ -12,7 +12,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (s, write) => write(s) });
   trainCommands(program);
   evalCommands(program);
-  demoCommand(program, main);
+  demoCommand(program);
   // Parse errors of any command: thrown (main turns them into exit code 2 and one line), never process.exit.
   for (const cmd of program.commands) {
     cmd.configureOutput({ outputError: () => undefined });

@@ -1,5 +1,6 @@
 // Preference augmentation (METHOD.md section 6): supervised examples that teach the SFT model to
 // answer the judge instruction with the preferred side, each pair shown in both orders.
+import { orientPair } from '../osp/objective';
 import { fillJudgeTemplate, resolveJudgeTemplate, type JudgeTemplate, type ParsedJudgeTemplate } from '../judge/templates';
 import type { PairRecord, SftRecord } from './formats';
 
@@ -26,7 +27,7 @@ export function judgeInstructionExamples(pairs: Iterable<PairRecord>, template?:
   for (const pair of pairs) {
     const s = pair.strength ?? 1;
     if (s === 0.5) continue;
-    const [better, worse] = s > 0.5 ? [pair.chosen, pair.rejected] : [pair.rejected, pair.chosen];
+    const { chosen: better, rejected: worse } = orientPair({ chosen: pair.chosen, rejected: pair.rejected, target: s });
     out.push({ prompt: fillJudgeTemplate(t, pair.prompt, better, worse), response: JUDGE_ANSWER_A });
     out.push({ prompt: fillJudgeTemplate(t, pair.prompt, worse, better), response: JUDGE_ANSWER_B });
   }

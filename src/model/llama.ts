@@ -11,41 +11,16 @@
 //
 // dtypes: f64 and f32 on the cpu; f32 and bf16 on cuda (bf16 weights and activations, f32
 // accumulation inside every kernel; optim.ts keeps f32 master weights).
-import { DEFAULT_IGNORE_INDEX } from '../ops';
 import * as ops from '../ops';
-import { Device, Tensor, keep, randn, scope, tensor, zeros } from '../tensor';
+import { Device, Tensor, keep, randn, scope, tensor } from '../tensor';
+import { DEFAULT_IGNORE_INDEX, PackedBatch, packResponses, packSequences } from './batch';
 import { LlamaConfig } from './config';
+import { LmHeadOptions, linearLogprobs, linearLogprobsBackward } from './lmHead';
 import { configRopeInvFreq } from './rope';
 
 export type LlamaDType = 'f32' | 'f64' | 'bf16';
 
-/** A packed batch: the tokens of several sequences one after another, no padding. */
-export interface PackedBatch {
-  /** Token ids [T]. */
-  tokens: Int32Array;
-  /** The sequence each token belongs to [T]; each sequence's tokens are contiguous. */
-  sequenceIds: Int32Array;
-  /** Position of each token within its sequence [T] (0 at each sequence's first token). */
-  positions: Int32Array;
-}
-
-/** Packs sequences one after another: sequence s gets id s, positions restart at 0 per sequence. */
-export function packSequences(seqs: Int32Array[]): PackedBatch {
-  const T = seqs.reduce((n, s) => n + s.length, 0);
-  const tokens = new Int32Array(T);
-  const sequenceIds = new Int32Array(T);
-  const positions = new Int32Array(T);
-  let t = 0;
-  seqs.forEach((s, id) => {
-    tokens.set(s, t);
-    for (let i = 0; i < s.length; i++) {
-      sequenceIds[t + i] = id;
-      positions[t + i] = i;
-    }
-    t += s.length;
-  });
-  return { tokens, sequenceIds, positions };
-}
+export { PackedBatch, packSequences };
 
 /**
  * Keys and values per layer, [slots, maxLength, numKeyValueHeads, headDim] each, in the model's dtype
@@ -129,12 +104,8 @@ export interface LossAndGrads extends Gradients {
   tokenLogprobs: Float64Array;
 }
 
-export interface HeadOptions {
-  /** Rows of logits computed at a time. Default 256. */
-  chunkSize?: number;
-  /** Targets equal to this count nowhere. Default -100. */
-  ignoreIndex?: number;
-}
+/** The chunked LM head's options (see lmHead.ts). */
+export type HeadOptions = LmHeadOptions;
 
 /** Frees every tensor of a forward cache. */
 export function disposeCache(cache: ForwardCache): void {
@@ -518,71 +489,53 @@ export class LlamaModel {
     return { grads: ordered, gradInputEmbeddings: dx };
   }
 
-  /** Per-token log-probs of targets [T] through the LM head, chunk by chunk (never the full [T, V] logits). */
-  headLogprobs(hidden: Tensor, targets: Int32Array, opts: HeadOptions = {}): Float64Array {
-    const T = hidden.shape[0];
-    if (targets.length !== T) throw new RangeError(`LlamaModel: ${targets.length} targets for ${T} tokens`);
-    const chunk = opts.chunkSize ?? 256;
-    if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`LlamaModel: chunkSize is ${chunk}; expected a positive integer`);
-    const W = this.lmHead;
-    const out = new Float64Array(T);
-    for (let s = 0; s < T; s += chunk) {
-      const e = Math.min(T, s + chunk);
-      scope(() => {
-        const logits = linear(hidden.narrow(0, s, e - s), W);
-        const tc = tensor(targets.subarray(s, e), [e - s], { dtype: 'i32', device: hidden.device });
-        out.set(ops.tokenLogprobs(logits, tc, { ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX }).toArray(), s);
-      });
-    }
-    return out;
-  }
-
-  /** Backward of headLogprobs: recomputes each chunk's logits; returns d L / d hidden [T, D] and d L / d W [V, D]. */
-  headBackward(hidden: Tensor, targets: Int32Array, gradLogprobs: ArrayLike<number>, opts: HeadOptions = {}): { gradHidden: Tensor; gradWeight: Tensor } {
-    const T = hidden.shape[0];
-    const D = this.config.hiddenSize;
-    if (targets.length !== T || gradLogprobs.length !== T) {
-      throw new RangeError(`LlamaModel: ${targets.length} targets and ${gradLogprobs.length} gradients for ${T} tokens`);
-    }
-    const chunk = opts.chunkSize ?? 256;
-    if (!(Number.isInteger(chunk) && chunk > 0)) throw new RangeError(`LlamaModel: chunkSize is ${chunk}; expected a positive integer`);
-    const gHost = hidden.dtype === 'f64' ? Float64Array.from(gradLogprobs) : Float32Array.from(gradLogprobs);
-    const gDtype = hidden.dtype === 'f64' ? 'f64' : 'f32';
-    const W = this.lmHead;
-    const dHidden = zeros([T, D], { dtype: hidden.dtype, device: hidden.device });
-    let dW = zeros(W.shape, { dtype: W.dtype, device: W.device });
-    for (let s = 0; s < T; s += chunk) {
-      const e = Math.min(T, s + chunk);
-      dW = scope(() => {
-        const hc = hidden.narrow(0, s, e - s);
-        const logits = linear(hc, W);
-        const tc = tensor(targets.subarray(s, e), [e - s], { dtype: 'i32', device: hidden.device });
-        const gc = tensor(gHost.subarray(s, e), [e - s], { dtype: gDtype, device: hidden.device });
-        ops.tokenLogprobsBackward(logits, tc, gc, { inPlace: true, ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX });
-        ops.copyInto(dHidden.narrow(0, s, e - s), ops.matmul(logits, W));
-        const next = ops.add(dW, ops.matmul(logits, hc, { transA: true }));
-        dW.dispose();
-        return next;
-      });
-    }
-    return { gradHidden: dHidden, gradWeight: dW };
-  }
-
-  /** Per-token log-probs log p(targets[t] | tokens up to t) over a packed batch; ignored targets give 0. */
-  tokenLogprobs(batch: PackedBatch, targets: Int32Array, opts: HeadOptions & ForwardOptions = {}): Float64Array {
-    return scope(() => this.headLogprobs(this.forward(batch, opts).hidden, targets, opts));
+  /**
+   * Per-token log-probs [T] of targets through the LM head, chunk by chunk (never the full [T, V]
+   * logits): a tensor on the model's device (f64 for an f64 model, else f32); nothing is read back.
+   */
+  headLogprobs(hidden: Tensor, targets: Tensor | Int32Array, opts: HeadOptions = {}): Tensor {
+    return scope(() => linearLogprobs(hidden, this.lmHead, this.targetTensor(targets), opts));
   }
 
   /**
-   * Forward and backward of L = sum(gradTokenLogprobs * tokenLogprobs): the log-probs and the
-   * gradients of every parameter (tied embeddings get both uses) and of the input embeddings.
-   * The returned tensors are the caller's; every intermediate is freed.
+   * Backward of headLogprobs for L = sum_t gradLogprobs[t] logprob[t]: recomputes each chunk's
+   * logits; returns d L / d hidden [T, D] and d L / d W [V, D]. gradLogprobs may be a device tensor
+   * (f64 for an f64 model, else f32) or host numbers.
    */
-  lossAndGrads(batch: PackedBatch, targets: Int32Array, gradTokenLogprobs: ArrayLike<number>, opts: HeadOptions & ForwardOptions = {}): LossAndGrads {
+  headBackward(hidden: Tensor, targets: Tensor | Int32Array, gradLogprobs: Tensor | ArrayLike<number>, opts: HeadOptions = {}): { gradHidden: Tensor; gradWeight: Tensor } {
+    return scope(() => linearLogprobsBackward(hidden, this.lmHead, this.targetTensor(targets), this.gradTensor(gradLogprobs, hidden.shape[0]), opts));
+  }
+
+  private targetTensor(targets: Tensor | Int32Array): Tensor {
+    if (targets instanceof Tensor) return targets;
+    if (!(targets instanceof Int32Array)) throw new TypeError('LlamaModel: targets is not an Int32Array or an i32 Tensor');
+    return tensor(targets, [targets.length], { dtype: 'i32', device: this.device });
+  }
+
+  private gradTensor(g: Tensor | ArrayLike<number>, T: number): Tensor {
+    if (g instanceof Tensor) return g;
+    if (g.length !== T) throw new RangeError(`LlamaModel: ${g.length} token gradients for ${T} tokens`);
+    const dtype = this.dtype === 'f64' ? 'f64' : 'f32';
+    return tensor(dtype === 'f64' ? Float64Array.from(g) : Float32Array.from(g), [T], { dtype, device: this.device });
+  }
+
+  /** Per-token log-probs log p(targets[t] | tokens up to t) over a packed batch, on the host (one read); ignored targets give 0. */
+  tokenLogprobs(batch: PackedBatch, targets: Int32Array, opts: HeadOptions & ForwardOptions = {}): Float64Array {
+    return scope(() => Float64Array.from(this.headLogprobs(this.forward(batch, opts).hidden, targets, opts).toArray()));
+  }
+
+  /**
+   * Forward and backward of L = sum(gradTokenLogprobs * tokenLogprobs): the log-probs (read to the
+   * host: a convenience for tests and users; training uses forward + headLogprobs +
+   * gradientsFromHead, which read nothing) and the gradients of every parameter (tied embeddings
+   * get both uses) and of the input embeddings. The returned tensors are the caller's.
+   */
+  lossAndGrads(batch: PackedBatch, targets: Int32Array, gradTokenLogprobs: Tensor | ArrayLike<number>, opts: HeadOptions & ForwardOptions = {}): LossAndGrads {
     return scope(() => {
       const fwd = this.forward(batch, opts);
-      const logprobs = this.headLogprobs(fwd.hidden, targets, opts);
-      return { tokenLogprobs: logprobs, ...this.gradientsFromHead(fwd, targets, gradTokenLogprobs, opts) };
+      const grads = this.gradientsFromHead(fwd, targets, gradTokenLogprobs, opts);
+      const logprobs = Float64Array.from(this.headLogprobs(fwd.hidden, targets, opts).toArray());
+      return { tokenLogprobs: logprobs, ...grads };
     });
   }
 
@@ -592,7 +545,7 @@ export class LlamaModel {
    * by chunk), then every layer's, with the LM head's gradient added where it belongs (embed_tokens
    * when tied). The forward's cache is the caller's to free (run both halves in one scope).
    */
-  gradientsFromHead(fwd: ForwardResult, targets: Int32Array, gradTokenLogprobs: ArrayLike<number>, opts: HeadOptions = {}): Gradients {
+  gradientsFromHead(fwd: ForwardResult, targets: Tensor | Int32Array, gradTokenLogprobs: Tensor | ArrayLike<number>, opts: HeadOptions = {}): Gradients {
     const head = this.headBackward(fwd.hidden, targets, gradTokenLogprobs, opts);
     const { grads, gradInputEmbeddings } = this.backward(fwd.cache, head.gradHidden);
     head.gradHidden.dispose();
@@ -678,28 +631,19 @@ export class LlamaModel {
    * non-empty prompt (the first response token is predicted from the last prompt token).
    */
   sequenceLogprobs(pairs: { prompt: Int32Array; response: Int32Array }[], opts: HeadOptions = {}): Float64Array {
-    const seqs = pairs.map((pr, i) => {
-      if (pr.prompt.length === 0) throw new RangeError(`LlamaModel.sequenceLogprobs: pairs[${i}].prompt is empty; expected at least one token to predict the response from`);
-      const s = new Int32Array(pr.prompt.length + pr.response.length);
-      s.set(pr.prompt, 0);
-      s.set(pr.response, pr.prompt.length);
-      return s;
-    });
-    const batch = packSequences(seqs);
-    const targets = new Int32Array(batch.tokens.length).fill(DEFAULT_IGNORE_INDEX);
-    let t0 = 0;
     pairs.forEach((pr, i) => {
-      const len = seqs[i].length;
-      // Position j predicts token j + 1; only response tokens (j + 1 >= prompt length) count.
-      for (let j = pr.prompt.length - 1; j + 1 < len; j++) targets[t0 + j] = seqs[i][j + 1];
-      t0 += len;
+      if (pr.prompt.length === 0) throw new RangeError(`LlamaModel.sequenceLogprobs: pairs[${i}].prompt is empty; expected at least one token to predict the response from`);
     });
-    const lp = this.tokenLogprobs(batch, targets, { ...opts, ignoreIndex: DEFAULT_IGNORE_INDEX });
+    const { batch, targets, scoreIds } = packResponses(pairs);
     return scope(() => {
-      const dtype = this.dtype === 'f64' ? 'f64' : 'f32';
-      const lpT = tensor(dtype === 'f64' ? lp : Float32Array.from(lp), [lp.length], { dtype, device: this.device });
-      const ids = tensor(batch.sequenceIds, [lp.length], { dtype: 'i32', device: this.device });
-      return Float64Array.from(ops.sequenceLogprobs(lpT, ids, pairs.length).toArray());
+      const lp = this.headLogprobs(this.forward(batch).hidden, targets, { ...opts, ignoreIndex: DEFAULT_IGNORE_INDEX });
+      const ids = tensor(scoreIds, [scoreIds.length], { dtype: 'i32', device: this.device });
+      return Float64Array.from(ops.sequenceLogprobs(lp, ids, pairs.length).toArray());
     });
+  }
+
+  /** Frees every parameter tensor; the model cannot be used afterwards. */
+  dispose(): void {
+    for (const t of this.params.values()) t.dispose();
   }
 }

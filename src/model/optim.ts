@@ -81,14 +81,39 @@ export interface AdamWConfig {
   noDecay?: (name: string, param: Tensor) => boolean;
 }
 
-export interface StepResult {
-  /** The 1-based count of this update. */
-  step: number;
-  /** Global L2 norm of the gradients before clipping. */
-  gradNorm: number;
-  /** The factor clipping applied (1 when the norm was within bounds). */
-  clipScale: number;
-  lr: number;
+/**
+ * What an update leaves for the host. The gradient norm stays on the device (gradSumOfSquares) until
+ * someone reads it: the getters read it once (one host wait), or a trainer reads it with the rest
+ * of its step's values (DeviceRecord) and passes the number to `settle`.
+ */
+export class StepResult {
+  private total: number | undefined;
+  constructor(
+    /** The 1-based count of this update. */
+    readonly step: number,
+    readonly lr: number,
+    /** Sum of squares of all the gradients, [1] on the device (the optimizer's until the next step). */
+    readonly gradSumOfSquares: Tensor,
+    private readonly maxGradNorm: number | null,
+  ) {}
+
+  /** Records the total read elsewhere, so the getters need no read of their own. */
+  settle(total: number): void {
+    this.total = total;
+  }
+
+  /** Global L2 norm of the gradients before clipping; NaN or Infinity when the update was skipped. */
+  get gradNorm(): number {
+    this.total ??= this.gradSumOfSquares.toArray()[0];
+    return Math.sqrt(this.total);
+  }
+
+  /** The factor clipping applied (1 within bounds; NaN when the norm was not finite and nothing was written). */
+  get clipScale(): number {
+    const n = this.gradNorm;
+    if (!Number.isFinite(n)) return NaN;
+    return this.maxGradNorm === null ? 1 : Math.min(1, this.maxGradNorm / (n + 1e-6));
+  }
 }
 
 interface Slot {
@@ -104,6 +129,7 @@ export class AdamW {
   readonly config: Required<Omit<AdamWConfig, 'noDecay'>>;
   private readonly slots = new Map<string, Slot>();
   private steps = 0;
+  private lastTotal: Tensor | null = null;
 
   constructor(params: Map<string, Tensor>, config: AdamWConfig) {
     const c = {
@@ -148,8 +174,10 @@ export class AdamW {
 
   /**
    * One update from grads (every parameter's gradient, same names; f32/bf16 on cuda, f32/f64 on cpu):
-   * global-norm clipping as a scale inside the update, then AdamW. A non-finite gradient norm skips
-   * the update (nothing is written) and throws, naming the norm, so a bad batch never corrupts weights.
+   * global-norm clipping and AdamW with nothing read back to the host. The sum of squares of all the
+   * gradients is formed on the device and each parameter's kernel reads it to scale its gradient;
+   * a non-finite norm skips the update inside the kernels (nothing is written), and the result's
+   * gradNorm then reads NaN or Infinity: check it (trainers do, with their step's one read).
    */
   step(grads: Map<string, Tensor>, opts: { lr?: number } = {}): StepResult {
     const lr = opts.lr ?? this.config.lr;
@@ -157,9 +185,8 @@ export class AdamW {
     for (const n of this.slots.keys()) if (!grads.has(n)) throw new RangeError(`AdamW.step: no gradient for parameter ${n}`);
     for (const n of grads.keys()) if (!this.slots.has(n)) throw new RangeError(`AdamW.step: gradient ${n} has no parameter`);
     const list = Array.from(this.slots.keys(), (n) => grads.get(n) as Tensor);
-    const clip = ops.clipGradNorm(list, this.config.maxGradNorm ?? Number.MAX_VALUE);
-    if (!Number.isFinite(clip.norm)) throw new RangeError(`AdamW.step: the gradient norm is ${clip.norm}; the update was skipped`);
-    const clipScale = this.config.maxGradNorm === null ? 1 : clip.scale;
+    this.lastTotal?.dispose();
+    this.lastTotal = keep(ops.gradSumOfSquares(list));
     this.steps++;
     for (const [n, s] of this.slots) {
       const target = s.master ?? s.param;
@@ -170,12 +197,13 @@ export class AdamW {
         eps: this.config.eps,
         weightDecay: s.decay ? this.config.weightDecay : 0,
         step: this.steps,
-        gradScale: clipScale,
-        checkFinite: false, // the global norm above is finite, so is every gradient: no per-tensor check (and no GPU sync)
+        checkFinite: false, // the kernel skips the whole update when the global norm is not finite
+        gradSumOfSquares: this.lastTotal,
+        maxGradNorm: this.config.maxGradNorm ?? 0,
       });
       if (s.master) ops.copyInto(s.param, s.master);
     }
-    return { step: this.steps, gradNorm: clip.norm, clipScale, lr };
+    return new StepResult(this.steps, lr, this.lastTotal, this.config.maxGradNorm);
   }
 
   /** The optimizer state for a checkpoint: step count and, per parameter, m, v and the f32 master (bf16 models). */
@@ -211,6 +239,8 @@ export class AdamW {
   }
 
   dispose(): void {
+    this.lastTotal?.dispose();
+    this.lastTotal = null;
     for (const s of this.slots.values()) {
       s.m.dispose();
       s.v.dispose();

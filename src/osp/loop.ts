@@ -10,7 +10,8 @@ import { AdamW } from '../model/optim';
 import { ScheduleKind, learningRate } from '../model/schedule';
 import { Tensor } from '../tensor';
 import { MetricsLog, StepMetrics } from './metrics';
-import { appendSamples, saveCheckpoint } from './run';
+import { DeviceRecord } from './deviceRecord';
+import { appendSamples, latestCheckpoint, saveCheckpoint } from './run';
 import { writeReport } from './report';
 
 /** A seed for step `step` of a run seeded `seed` (an integer in [0, 2^31)). */
@@ -78,8 +79,12 @@ export interface LoopOptions {
 
 export interface StepOutput {
   grads: Map<string, Tensor>;
-  metrics: Partial<StepMetrics>;
-  samples?: object[];
+  /** The step's device values (loss, per-pair values ...); the loop adds the gradient norm and reads it once. */
+  record: DeviceRecord;
+  /** performance.now() / 1e3 when the step's training part (objective, backward) began. */
+  trainStarted: number;
+  /** Metrics and samples from the read record; secondsTrain runs from trainStarted to after the read. */
+  finish(record: DeviceRecord, secondsTrain: number): { metrics: Partial<StepMetrics>; samples?: object[] };
 }
 
 /** One step's work: the example indices of its batch and its seed -> gradients, metrics, samples. */
@@ -116,12 +121,25 @@ export async function runLoop(o: LoopOptions, stepFn: StepFn, hooks: LoopHooks =
     const indices = order.batch(position, o.batchSize);
     const out = await stepFn(next, indices, stepSeed(o.seed, next));
     const lr = learningRate(next, { kind: o.schedule, peak: o.lr, warmupSteps: o.warmupSteps, totalSteps: o.totalSteps, minRatio: o.minLrRatio });
-    let res;
+    let total: number;
     try {
-      res = o.optimizer.step(out.grads, { lr });
+      const res = o.optimizer.step(out.grads, { lr });
+      out.record.add('gradSumOfSquares', res.gradSumOfSquares.reshape([1])); // a view: the optimizer keeps its own handle
+      total = out.record.get('gradSumOfSquares')[0]; // the step's one read of the device
+      res.settle(total);
     } finally {
       for (const g of out.grads.values()) g.dispose();
+      out.record.dispose();
     }
+    const secondsTrain = performance.now() / 1e3 - out.trainStarted;
+    if (!Number.isFinite(total)) {
+      const where = lastCheckpoint ?? latestCheckpoint(o.runDir);
+      throw new Error(
+        `step ${next}: the gradient norm is ${Math.sqrt(total)}; the update was skipped (no weight was written) and the run stopped. ` +
+          (where ? `The last good checkpoint is ${where}.` : 'No checkpoint was written yet.'),
+      );
+    }
+    const done = out.finish(out.record, secondsTrain);
     step = next;
     position += o.batchSize;
     const m: StepMetrics = {
@@ -129,11 +147,11 @@ export async function runLoop(o: LoopOptions, stepFn: StepFn, hooks: LoopHooks =
       epoch: position / o.dataSize,
       elapsedSeconds: (Date.now() - started) / 1e3,
       lr,
-      gradNorm: res.gradNorm,
-      ...out.metrics,
+      gradNorm: Math.sqrt(total),
+      ...done.metrics,
     };
     metricsLog.append(m);
-    if (out.samples) appendSamples(o.runDir, out.samples.map((s) => ({ step, ...s })));
+    if (done.samples) appendSamples(o.runDir, done.samples.map((s) => ({ step, ...s })));
     hooks.onStepDone?.(m);
     const stop = hooks.stopRequested?.() ?? false;
     if (stop || step % o.saveEvery === 0 || step === o.totalSteps) await checkpoint();

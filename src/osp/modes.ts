@@ -6,16 +6,17 @@
 //            from the judge)
 //   sft      supervised fine-tuning, prompt tokens masked (also preference augmentation: SFT on
 //            judge instructions whose answer is the preferred side's letter)
-// Pairs are oriented so that chosen is the judged winner (target >= 0.5): this changes nothing for
-// SPCE (symmetric under the swap with p -> 1 - p) and gives DPO / IPO, which treat every pair as
-// p = 1, the right direction under random pairing.
+// Pairs are oriented so that chosen is the judged winner (orientPair in objective.ts).
+// Each step function queues its objective on the device and returns the gradients with a
+// DeviceRecord; the loop adds the gradient norm, reads the record once, and calls finish().
 import { generate } from '../generate';
 import { Judge } from '../judge/judge';
 import { JudgePairsOptions, judgePairsBatch } from '../judge/pairing';
 import { LlamaModel } from '../model/llama';
 import { Tokenizer } from '../model/tokenizer';
+import { DeviceRecord } from './deviceRecord';
 import { StepFn } from './loop';
-import { LossKind, ScoredPair, SftExample, preferenceStep, sftStep } from './steps';
+import { LossKind, ScoredPair, SftExample, orientPair, preferenceStep, preferenceValues, sftStep } from './objective';
 
 const mean = (a: ArrayLike<number>) => (a.length ? Array.from(a).reduce((s, v) => s + v, 0) / a.length : null);
 const now = () => performance.now() / 1e3;
@@ -69,16 +70,15 @@ export function onlineStep(
     const pairInfo: { prompt: number; chosen: number; rejected: number; target: number; disagreement: number }[] = [];
     judged.forEach((j, i) => {
       for (const p of j.pairs) {
-        const flip = p.target < 0.5;
-        const [c, r] = flip ? [p.rejected, p.chosen] : [p.chosen, p.rejected];
-        const target = flip ? 1 - p.target : p.target;
+        const { chosen: c, rejected: r, target } = orientPair(p);
         pairs.push({ prompt: gen[i].promptTokens, chosen: gen[i].samples[c].tokens, rejected: gen[i].samples[r].tokens, target });
         pairInfo.push({ prompt: i, chosen: c, rejected: r, target, disagreement: Math.abs(p.pAB - (1 - p.pBA)) });
       }
     });
     if (pairs.length === 0) throw new Error(`step ${step}: no pairs were formed (K = ${o.k}); expected K >= 2`);
-    const res = preferenceStep(models.policy, models.reference, pairs, { loss: o.pairing === 'best-worst' ? 'dpo' : o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute });
-    const t3 = now();
+    const step0 = preferenceStep(models.policy, models.reference, pairs, { loss: o.pairing === 'best-worst' ? 'dpo' : o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute });
+    const finish = (record: DeviceRecord, secondsTrain: number) => {
+    const res = preferenceValues(record, step0.pairs);
     const lengths = gen.flatMap((g) => g.samples.map((s) => s.tokens.length));
     const generated = lengths.reduce((a, b) => a + b, 0);
     const kl: number[] = [];
@@ -108,7 +108,7 @@ export function onlineStep(
       sampleScoreMean: sampleScores ? mean(sampleScores.flat()) : null,
       secondsGenerate: t1 - t0,
       secondsJudge: t2 - t1,
-      secondsTrain: t3 - t2,
+      secondsTrain,
       tokensPerSecond: generated / Math.max(1e-9, t1 - t0),
       pairsPerSecond: pairs.length / Math.max(1e-9, t2 - t1),
       pairs: pairs.length,
@@ -122,7 +122,9 @@ export function onlineStep(
         .filter((p) => p.prompt === i)
         .map((p) => ({ chosen: p.chosen, rejected: p.rejected, target: p.target, pHat: res.pHat[p.n], margin: res.margins[p.n] })),
     }));
-    return { grads: res.grads, metrics, samples };
+    return { metrics, samples };
+    };
+    return { grads: step0.grads, record: step0.record, trainStarted: t2, finish };
   };
 }
 
@@ -138,10 +140,10 @@ export function offlineStep(models: { policy: LlamaModel; reference: LlamaModel 
   return async (_step, indices) => {
     const t0 = now();
     const batch = indices.map((i) => pairs[i]);
-    const res = preferenceStep(models.policy, models.reference, batch, { loss: o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute });
-    const t1 = now();
-    return {
-      grads: res.grads,
+    const step0 = preferenceStep(models.policy, models.reference, batch, { loss: o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute });
+    const finish = (record: DeviceRecord, secondsTrain: number) => {
+      const res = preferenceValues(record, step0.pairs);
+      return {
       metrics: {
         loss: res.loss,
         pHatMean: mean(res.pHat),
@@ -152,11 +154,13 @@ export function offlineStep(models: { policy: LlamaModel; reference: LlamaModel 
         rejectedLogprobMean: mean(res.policyRejected),
         refChosenLogprobMean: mean(res.refChosen),
         refRejectedLogprobMean: mean(res.refRejected),
-        secondsTrain: t1 - t0,
-        tokensPerSecond: res.tokens / Math.max(1e-9, t1 - t0),
+        secondsTrain,
+        tokensPerSecond: step0.tokens / Math.max(1e-9, secondsTrain),
         pairs: batch.length,
       },
+      };
     };
+    return { grads: step0.grads, record: step0.record, trainStarted: t0, finish };
   };
 }
 
@@ -165,7 +169,11 @@ export function sftStepFn(model: LlamaModel, examples: SftExample[], o: { microB
   return async (_step, indices) => {
     const t0 = now();
     const res = sftStep(model, indices.map((i) => examples[i]), o);
-    const t1 = now();
-    return { grads: res.grads, metrics: { loss: res.loss, secondsTrain: t1 - t0, tokensPerSecond: res.tokens / Math.max(1e-9, t1 - t0) } };
+    return {
+      grads: res.grads,
+      record: res.record,
+      trainStarted: t0,
+      finish: (record: DeviceRecord, secondsTrain: number) => ({ metrics: { loss: record.get('loss')[0], secondsTrain, tokensPerSecond: res.tokens / Math.max(1e-9, secondsTrain) } }),
+    };
   };
 }

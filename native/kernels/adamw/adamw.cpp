@@ -1,6 +1,7 @@
 // AdamW and sum of squares: argument checks and dispatch to the CPU or CUDA kernels (maths in adamw.h).
 #include "adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "../../core/check.h"
@@ -86,9 +87,24 @@ void adamwStep(const Tensor& param, const Tensor& grad, const Tensor& m, const T
   distinct(c, param, "param", m, "m");
   distinct(c, param, "param", v, "v");
   distinct(c, m, "m", v, "v");
-  const adamw::StepScalars s = checkOptions(c, o);
+  adamw::StepScalars s = checkOptions(c, o);
+  const Tensor* total = o.gradSumOfSquares;
+  if (total) {
+    c.sameDevice(param, "param", *total, "gradSumOfSquares");
+    c.dtype(*total, "gradSumOfSquares", {cpu && param.dtype == DType::F64 ? DType::F64 : DType::F32});
+    c.contiguous(*total, "gradSumOfSquares");
+    if (total->numel() != 1) typeError(c.prefix("gradSumOfSquares") + " has shape " + shapeString(total->shape) + "; expected one element");
+  }
+  if (!(o.maxGradNorm >= 0) || !std::isfinite(o.maxGradNorm))
+    rangeError(c.prefix("maxGradNorm") + " is " + formatNumber(o.maxGradNorm) + "; expected a finite number >= 0 (0: no clipping)");
   const int64_t n = param.numel();
   if (n == 0) return;
+  if (total && cpu) {
+    // The total is in host memory: the clip factor is formed here once, as the CUDA kernel forms it.
+    const double t = total->dtype == DType::F64 ? *total->data<double>() : double(*total->data<float>());
+    if (!std::isfinite(t)) return;  // a non-finite norm skips the update (see AdamWOptions)
+    if (o.maxGradNorm > 0) s.gradScale *= std::min(1.0, o.maxGradNorm / (std::sqrt(t) + 1e-6));
+  }
   KernelStatus st{};
   if (!o.checkFinite) {
     // skipped: the caller vouches for finite gradients
@@ -112,7 +128,8 @@ void adamwStep(const Tensor& param, const Tensor& grad, const Tensor& m, const T
     else adamw::stepCpu(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), n, s);
   } else {
 #ifdef OSP_WITH_CUDA
-    adamw::stepCuda(param.data<float>(), grad.raw(), grad.dtype == DType::BF16, m.data<float>(), v.data<float>(), n, s);
+    adamw::stepCuda(param.data<float>(), grad.raw(), grad.dtype == DType::BF16, m.data<float>(), v.data<float>(), n, s,
+                    total ? total->data<float>() : nullptr, static_cast<float>(o.maxGradNorm));
     cuda::checkLaunch("adamwStep");
 #endif
   }

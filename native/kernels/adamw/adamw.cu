@@ -53,7 +53,14 @@ struct StepF {
 
 template <typename G>
 __global__ void __launch_bounds__(kBlock) stepKernel(float* __restrict__ p, const G* __restrict__ g, float* __restrict__ m,
-                                                     float* __restrict__ v, int64_t n, StepF s) {
+                                                     float* __restrict__ v, int64_t n, StepF s,
+                                                     const float* __restrict__ sumSq, float maxGradNorm) {
+  if (sumSq) {
+    // Global-norm clipping from the device total: every thread reads the same scalar (one cached load).
+    const float total = *sumSq;
+    if (!isfinite(total)) return;  // a non-finite norm skips the update: nothing is written
+    if (maxGradNorm > 0.f) s.gradScale *= fminf(1.f, maxGradNorm / (sqrtf(total) + 1e-6f));
+  }
   const int64_t stride = int64_t(gridDim.x) * kBlock;
   for (int64_t i = int64_t(blockIdx.x) * kBlock + threadIdx.x; i < n; i += stride) {
     const float gi = toFloat(g[i]) * s.gradScale;
@@ -89,12 +96,13 @@ void findNonFiniteCuda(const void* g, bool isBf16, int64_t n, KernelStatus* stat
   else nonFiniteKernel<<<unsigned(gridFor(n)), kBlock, 0, st>>>(static_cast<const float*>(g), n, status);
 }
 
-void stepCuda(float* p, const void* g, bool gradBf16, float* m, float* v, int64_t n, const StepScalars& s) {
+void stepCuda(float* p, const void* g, bool gradBf16, float* m, float* v, int64_t n, const StepScalars& s,
+              const float* sumSq, float maxGradNorm) {
   const StepF f{float(s.beta1), float(s.beta2), float(1.0 - s.beta1), float(1.0 - s.beta2), float(s.eps), float(s.decay),
                 float(s.gradScale), float(s.stepSize), float(s.bc2Sqrt)};
   auto st = osp::cuda::stream();
-  if (gradBf16) stepKernel<<<unsigned(gridFor(n)), kBlock, 0, st>>>(p, static_cast<const __nv_bfloat16*>(g), m, v, n, f);
-  else stepKernel<<<unsigned(gridFor(n)), kBlock, 0, st>>>(p, static_cast<const float*>(g), m, v, n, f);
+  if (gradBf16) stepKernel<<<unsigned(gridFor(n)), kBlock, 0, st>>>(p, static_cast<const __nv_bfloat16*>(g), m, v, n, f, sumSq, maxGradNorm);
+  else stepKernel<<<unsigned(gridFor(n)), kBlock, 0, st>>>(p, static_cast<const float*>(g), m, v, n, f, sumSq, maxGradNorm);
 }
 
 }  // namespace osp::adamw

@@ -8,6 +8,9 @@
 // host). param, m and v are updated in place. sumOfSquares(x) = sum_i x_i^2, a [1] tensor; the
 // global norm is sqrt of the sum of these over all parameters (clipGradNorm in src/ops.ts).
 //
+// Clipping: with gradSumOfSquares, every element's update also reads that one scalar (the norm never
+// travels to the host inside a step; see AdamWOptions).
+//
 // Cost: adamwStep reads param, grad, m, v and writes param, m, v (7 elements moved per parameter,
 // ~15 flops), plus one read of grad for the finite check that runs before anything is written (so
 // a NaN gradient leaves param, m and v untouched). sumOfSquares reads x once. Both memory-bound.
@@ -32,6 +35,13 @@ struct AdamWOptions {
   // false: the caller already knows grad is finite (e.g. its global norm is), so the check and its
   // device-to-host status read (one synchronisation per tensor on the GPU) are skipped.
   bool checkFinite = true;
+  // Global-norm clipping without a host round trip: the sum of squares of ALL the gradients, a [1]
+  // tensor on param's device (f32; f64 for f64 params) that the kernel reads itself. The gradient is
+  // multiplied by clip = min(1, maxGradNorm / (sqrt(total) + 1e-6)) (1 when maxGradNorm is 0); a
+  // non-finite total skips the update (param, m and v unchanged), so the host learns of a bad
+  // step when it next reads the norm, and no weight is ever written from it.
+  const Tensor* gradSumOfSquares = nullptr;
+  double maxGradNorm = 0;
 };
 
 Tensor sumOfSquares(const Tensor& x);
@@ -56,7 +66,9 @@ void stepCpu(T* p, const T* g, T* m, T* v, int64_t n, const StepScalars& s);
 // CUDA: x and grad f32 or bf16 (isBf16); out is an f32 [1]; queued on the osp stream.
 void sumOfSquaresCuda(const void* x, bool isBf16, float* out, int64_t n);
 void findNonFiniteCuda(const void* g, bool isBf16, int64_t n, KernelStatus* st);
-void stepCuda(float* p, const void* g, bool gradBf16, float* m, float* v, int64_t n, const StepScalars& s);
+// sumSq: null, or the device total of AdamWOptions::gradSumOfSquares (read inside the kernel).
+void stepCuda(float* p, const void* g, bool gradBf16, float* m, float* v, int64_t n, const StepScalars& s,
+              const float* sumSq, float maxGradNorm);
 
 }  // namespace adamw
 }  // namespace osp

@@ -35,35 +35,36 @@ PreferenceResult preferenceLoss(PreferenceKind kind, const Tensor& pc, const Ten
   if (B == 0) rangeError("preferenceLoss: no pairs (B = 0); expected at least one");
   const DType dt = pc.dtype;
   const Device dev = pc.device;
-  PreferenceResult r{0, Tensor::empty({B}, dt, dev), Tensor::empty({B}, dt, dev), Tensor::empty({B}, dt, dev),
+  PreferenceResult r{Tensor::empty({1}, dt, dev), Tensor::empty({B}, dt, dev), Tensor::empty({B}, dt, dev), Tensor::empty({B}, dt, dev),
                      Tensor::empty({B}, dt, dev), Tensor::empty({B}, dt, dev)};
   KernelStatus st{};
   const int k = static_cast<int>(kind);
+  double mean = 0;
   if (dev == Device::CPU) {
     if (dt == DType::F64)
       preference_loss::forwardCpu<double>(k, pc.data<double>(), pr.data<double>(), rc.data<double>(), rr.data<double>(),
                                           target ? target->data<double>() : nullptr, beta, B, r.losses.data<double>(),
                                           r.pHat.data<double>(), r.margins.data<double>(), r.gradPolicyChosen.data<double>(),
-                                          r.gradPolicyRejected.data<double>(), &r.loss, &st);
+                                          r.gradPolicyRejected.data<double>(), &mean, &st);
     else
       preference_loss::forwardCpu<float>(k, pc.data<float>(), pr.data<float>(), rc.data<float>(), rr.data<float>(),
                                          target ? target->data<float>() : nullptr, static_cast<float>(beta), B,
                                          r.losses.data<float>(), r.pHat.data<float>(), r.margins.data<float>(),
-                                         r.gradPolicyChosen.data<float>(), r.gradPolicyRejected.data<float>(), &r.loss, &st);
+                                         r.gradPolicyChosen.data<float>(), r.gradPolicyRejected.data<float>(), &mean, &st);
   } else {
 #ifdef OSP_WITH_CUDA
-    Tensor mean = Tensor::empty({1}, DType::F32, dev);
     preference_loss::Outputs o{r.losses.raw(), r.pHat.raw(), r.margins.raw(), r.gradPolicyChosen.raw(),
                                r.gradPolicyRejected.raw()};
     preference_loss::forwardCuda(k, pc.data<float>(), pr.data<float>(), rc.data<float>(), rr.data<float>(),
                                  target ? target->data<float>() : nullptr, static_cast<float>(beta), B, o,
-                                 mean.data<float>(), cuda::statusReset());
+                                 r.loss.data<float>(), cuda::statusReset());
     cuda::checkLaunch("preferenceLoss");
     st = cuda::statusRead();
-    float m = 0;
-    toHost(mean, &m);
-    r.loss = m;
 #endif
+  }
+  if (dev == Device::CPU) {
+    if (dt == DType::F64) *r.loss.data<double>() = mean;
+    else *r.loss.data<float>() = static_cast<float>(mean);
   }
   if (st.code == StatusNonFiniteValue) {
     const int64_t which = st.index / B, i = st.index % B;

@@ -21,7 +21,9 @@ namespace osp {
 enum class PreferenceKind { SPCE = 0, DPO = 1, IPO = 2 };
 
 struct PreferenceResult {
-  double loss;
+  // The mean loss as a [1] tensor on the inputs' device (dtype of the inputs): it stays there, so the
+  // objective of a training step needs no host round trip (the caller reads it with its metrics).
+  Tensor loss;
   Tensor losses, pHat, margins, gradPolicyChosen, gradPolicyRejected;
 };
 

@@ -1,9 +1,10 @@
-// The trainer's two steps on a tiny f64 Llama: preferenceStep (SPCE / DPO / IPO on pairs, policy
+// The trainer's two objectives (src/osp/objective.ts, on the device) on a tiny f64 Llama: preferenceStep (SPCE / DPO / IPO on pairs, policy
 // against a frozen reference) and sftStep (prompt tokens masked): losses from the formulas of
 // METHOD.md section 3, gradients against finite differences, micro-batching that changes nothing.
 import * as osp from '../src';
 import { LlamaModel } from '../src/model/llama';
-import { LossKind, ScoredPair, preferenceStep, responseLogprobs, sftStep } from '../src/osp/steps';
+import * as objective from '../src/osp/objective';
+import { LossKind, ScoredPair, responseLogprobSums } from '../src/osp/objective';
 import { seeded } from './helpers/random';
 import { tinyConfig } from './helpers/tinyLlama';
 
@@ -17,6 +18,22 @@ const pairs: ScoredPair[] = [
   { prompt: rand(1), chosen: rand(5), rejected: rand(5), target: 0.35 },
   { prompt: rand(6), chosen: rand(1), rejected: rand(3), target: 1 },
 ];
+
+/** preferenceStep with its record read: the host values and the gradients. */
+function preferenceStep(pol: LlamaModel, ref: LlamaModel, ps: ScoredPair[], opts: objective.PreferenceStepOptions) {
+  const r = objective.preferenceStep(pol, ref, ps, opts);
+  return { ...objective.preferenceValues(r.record, r.pairs), grads: r.grads };
+}
+
+function sftStep(model: LlamaModel, examples: objective.SftExample[], opts: { microBatch: number }) {
+  const r = objective.sftStep(model, examples, opts);
+  return { loss: r.record.get('loss')[0], grads: r.grads };
+}
+
+/** Sequence log-probs of the items (slot i for item i), read to the host. */
+function responseLogprobs(model: LlamaModel, items: objective.SftExample[], microBatch: number): Float64Array {
+  return Float64Array.from(responseLogprobSums(model, items, items.map((_, i) => i), items.length, microBatch).toArray());
+}
 
 const softplus = (z: number) => Math.max(z, 0) + Math.log1p(Math.exp(-Math.abs(z)));
 

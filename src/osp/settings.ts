@@ -1,0 +1,136 @@
+// The trainer's typed settings, one zod schema per command with its defaults: the single source of
+// every setting's type, range and default. The library validates with them (osp.train(settings)),
+// the CLI turns flags into the same objects (and shows these defaults in --help), and a run's
+// config.json stores the resolved result. Numbers may arrive as numeric strings (flags); null,
+// booleans and arrays are refused for numeric settings.
+import { z } from 'zod';
+
+/** A setting that is wrong: names the setting (camelCase key) and the problem. */
+export class SettingsError extends Error {
+  /** value: the setting's value when the problem is about what it names (a file, a folder). */
+  constructor(readonly setting: string, readonly problem: string, readonly value?: string) {
+    super(`${setting}${value === undefined ? '' : ` ${value}`}: ${problem}`);
+    this.name = 'SettingsError';
+  }
+}
+
+const toNumber = (v: unknown) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v);
+export const num = () => z.preprocess(toNumber, z.number({ invalid_type_error: 'expected a number', required_error: 'expected a number' }).finite('expected a finite number'));
+export const int = () => num().pipe(z.number().int('expected an integer'));
+export const positiveInt = () => int().pipe(z.number().min(1, 'expected an integer >= 1'));
+const flag = () => z.boolean({ invalid_type_error: 'expected true or false' }).optional();
+const path = (what: string) => z.string({ required_error: `expected ${what}`, invalid_type_error: `expected ${what}` }).min(1, `expected ${what}`);
+
+/** Settings every training command shares (the loop, the optimizer, the run folder, the device). */
+function loopShape(d: { batchSize: number; microBatch: number; lr: number }) {
+  return {
+    out: z.string().min(1, 'expected a folder for the run').optional(),
+    batchSize: positiveInt().default(d.batchSize),
+    microBatch: positiveInt().default(d.microBatch),
+    lr: num().pipe(z.number().gt(0, 'expected a learning rate > 0')).default(d.lr),
+    warmupSteps: int().pipe(z.number().min(0, 'expected an integer >= 0')).default(0),
+    schedule: z.enum(['constant', 'linear', 'cosine']).default('constant'),
+    minLrRatio: num().pipe(z.number().min(0).max(1, 'expected a number in [0, 1]')).default(0),
+    weightDecay: num().pipe(z.number().min(0, 'expected a number >= 0')).default(0),
+    maxGradNorm: num().pipe(z.number().gt(0, 'expected a number > 0')).default(1),
+    steps: positiveInt().optional(),
+    epochs: num().pipe(z.number().gt(0, 'expected a number > 0')).default(1),
+    seed: int().pipe(z.number().min(0).lt(2 ** 31, 'expected an integer in [0, 2^31)')).default(0),
+    saveEvery: positiveInt().default(50),
+    keep: positiveInt().default(2),
+    device: z.enum(['cpu', 'cuda']).optional(),
+    dtype: z.enum(['f32', 'bf16']).optional(),
+    recompute: flag(),
+    limit: positiveInt().optional(),
+    skipBad: flag(),
+  };
+}
+
+const beta = () => num().pipe(z.number().gt(0, 'beta must be > 0'));
+
+function onlineShape(selfReward: boolean) {
+  return {
+    model: path('the SFT model folder'),
+    judge: z.string().min(1).optional(),
+    prompts: path('a prompts file (.jsonl or .parquet)'),
+    format: z.enum(['prompts', 'pairs', 'sft', 'hh', 'tldr']).default('prompts'),
+    loss: z.enum(['spce', 'dpo', 'ipo']).default(selfReward ? 'dpo' : 'spce'),
+    pairing: z.enum(['ranked', 'random']).default(selfReward ? 'random' : 'ranked'),
+    sampling: z.enum(['policy', 'sft']).default('policy'),
+    k: int().pipe(z.number().min(2, 'K must be at least 2 (pairs need two responses)')).default(7),
+    beta: beta().default(selfReward ? 0.1 : 0.001),
+    temperature: num().pipe(z.number().min(0, 'expected a number >= 0')).default(0.7),
+    topP: num().pipe(z.number().gt(0).max(1, 'expected a number in (0, 1]')).default(0.9),
+    maxNewTokens: positiveInt().default(512),
+    judgeMaxLength: positiveInt().optional(),
+    template: z.string().min(1).default('hh'),
+    scorer: z.enum(['demo']).optional(),
+    ...loopShape({ batchSize: 16, microBatch: 8, lr: 2e-6 }),
+  };
+}
+
+export const trainSchema = z.object(onlineShape(false)).strict();
+export const selfRewardSchema = z.object(onlineShape(true)).strict();
+export const dpoSchema = z
+  .object({
+    model: path('the SFT model folder'),
+    pairs: path('a pairs file'),
+    format: z.enum(['pairs', 'hh', 'tldr']).default('pairs'),
+    loss: z.enum(['dpo', 'ipo', 'spce']).default('dpo'),
+    labels: z.enum(['data', 'judge']).default('data'),
+    judge: z.string().min(1).optional(),
+    template: z.string().min(1).default('hh'),
+    judgeMaxLength: positiveInt().optional(),
+    beta: beta().default(0.1),
+    ...loopShape({ batchSize: 16, microBatch: 8, lr: 2e-6 }),
+  })
+  .strict();
+export const sftSchema = z
+  .object({
+    model: path('the model folder'),
+    data: path('a data file'),
+    format: z.enum(['sft', 'pairs', 'hh', 'tldr']).default('sft'),
+    ...loopShape({ batchSize: 16, microBatch: 16, lr: 1e-5 }),
+  })
+  .strict();
+export const augmentSchema = z
+  .object({
+    model: path('the SFT model folder'),
+    pairs: path('a pairs file'),
+    format: z.enum(['pairs', 'hh', 'tldr']).default('pairs'),
+    template: z.string().min(1).default('hh'),
+    judgeMaxLength: positiveInt().optional(),
+    ...loopShape({ batchSize: 16, microBatch: 16, lr: 1e-5 }),
+  })
+  .strict();
+
+export const SCHEMAS = { train: trainSchema, 'self-reward': selfRewardSchema, dpo: dpoSchema, sft: sftSchema, augment: augmentSchema } as const;
+export type TrainerCommand = keyof typeof SCHEMAS;
+
+/** What a caller gives (defaults optional) and what the trainer runs with (defaults filled in). */
+export type TrainSettings = z.input<typeof trainSchema>;
+export type SelfRewardSettings = z.input<typeof selfRewardSchema>;
+export type DpoSettings = z.input<typeof dpoSchema>;
+export type SftSettings = z.input<typeof sftSchema>;
+export type AugmentSettings = z.input<typeof augmentSchema>;
+export type ResolvedSettings<C extends TrainerCommand> = z.output<(typeof SCHEMAS)[C]>;
+/** The settings every training command shares, resolved. */
+export type LoopSettings = z.output<z.ZodObject<ReturnType<typeof loopShape>>>;
+
+/** Validates settings for a command; the first problem is a SettingsError naming the setting. */
+export function resolveSettings<C extends TrainerCommand>(command: C, value: unknown): ResolvedSettings<C> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new SettingsError('settings', 'expected an object of settings');
+  const r = SCHEMAS[command].safeParse(value);
+  if (r.success) return r.data as ResolvedSettings<C>;
+  const issue = r.error.issues[0];
+  if (issue.code === 'unrecognized_keys') throw new SettingsError(issue.keys[0], `is not a setting of ${command}`);
+  const key = String(issue.path[0] ?? 'settings');
+  const got = key in (value as Record<string, unknown>) ? JSON.stringify((value as Record<string, unknown>)[key]) : 'missing';
+  throw new SettingsError(key, `${issue.message} (got ${got})`);
+}
+
+/** The default of a setting of a command, or undefined (for --help). */
+export function settingDefault(command: TrainerCommand, key: string): unknown {
+  const field = (SCHEMAS[command].shape as Record<string, z.ZodTypeAny>)[key];
+  return field instanceof z.ZodDefault ? field._def.defaultValue() : undefined;
+}

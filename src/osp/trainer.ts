@@ -1,0 +1,383 @@
+// The trainer as a library: osp.train / selfReward / dpo / sft / augment take typed settings
+// (settings.ts), check them, the model folders and the data before anything is written, then run
+// the shared loop (loop.ts) in a run folder (run.ts) with checkpoints and resume. osp.resume(runDir)
+// continues a run from its saved config.json and last complete checkpoint. The CLI (src/cli/train.ts),
+// `osp demo` and scripts/repro-mini.ts all come through here; progress and Ctrl-C reach the trainer
+// through TrainerHooks.
+import * as fs from 'fs';
+import * as path from 'path';
+import { RecordKind, readRecords } from '../data';
+import { score as demoScore } from '../demo/task';
+import { backends, defaultDevice } from '../device';
+import { Judge } from '../judge/judge';
+import { JudgeTemplate, loadJudgeTemplate } from '../judge/templates';
+import { saveLlama } from '../model/hub';
+import { LlamaModel } from '../model/llama';
+import { AdamW } from '../model/optim';
+import { Tokenizer } from '../model/tokenizer';
+import { LoopResult, StepFn, runLoop } from './loop';
+import { MetricsLog, StepMetrics } from './metrics';
+import { StageEvents, offlineStep, onlineStep, sftStepFn } from './modes';
+import { ScoredPair, SftExample, orientPair } from './objective';
+import { latestCheckpoint, loadCheckpointModel, loadCheckpointOptimizer, readCheckpointState, readRunConfig, startRun, truncateSamples } from './run';
+export type { AugmentSettings, DpoSettings, SelfRewardSettings, SftSettings, TrainSettings } from './settings';
+import {
+  AugmentSettings, DpoSettings, LoopSettings, ResolvedSettings, SelfRewardSettings, SettingsError, SftSettings, TrainSettings, TrainerCommand, resolveSettings,
+} from './settings';
+
+export interface TrainerHooks extends StageEvents {
+  /** The run is about to take its first step (or its first step after a resume). */
+  onStart?(info: { runDir: string; totalSteps: number; startStep: number }): void;
+  /** After each optimizer step: its metrics and a one-line summary. */
+  onStepDone?(m: StepMetrics, summary: string): void;
+  /** Checked after each step: true finishes the run early with a checkpoint (Ctrl-C). */
+  stopRequested?(): boolean;
+  /** Notices (skipped records, resume details); default: stderr. */
+  notice?(line: string): void;
+}
+
+export interface RunResult extends LoopResult {
+  runDir: string;
+  command: TrainerCommand;
+  /** The final Hugging Face folder (runDir/final), or null when the run was stopped early. */
+  finalDir: string | null;
+}
+
+function fail(setting: string, problem: string, value?: string): never {
+  throw new SettingsError(setting, problem, value);
+}
+
+function resolveDevice(d: 'cpu' | 'cuda' | undefined): 'cpu' | 'cuda' {
+  if (d === undefined) return defaultDevice();
+  if (d === 'cuda' && !backends().cuda.available) {
+    const b = backends().cuda;
+    fail('device', `cuda: no CUDA device is available (${b.compiled ? b.reason : 'osp was built without CUDA'})`);
+  }
+  return d;
+}
+
+function resolveDtype(d: 'f32' | 'bf16' | undefined, device: 'cpu' | 'cuda'): 'f32' | 'bf16' {
+  if (d === undefined) return device === 'cuda' ? 'bf16' : 'f32';
+  if (d === 'bf16' && device === 'cpu') fail('dtype', 'bf16 runs on cuda only; on the cpu use f32');
+  return d;
+}
+
+/** Checks a Hugging Face model folder up front (config.json, weights, tokenizer.json), naming what is missing. */
+export function checkModelDir(setting: string, dir: string, needTokenizer = true): void {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) fail(setting, `no such folder`, dir);
+  if (!fs.existsSync(path.join(dir, 'config.json'))) fail(setting, `no config.json (expected a Hugging Face model folder)`, dir);
+  const weights = fs.existsSync(path.join(dir, 'model.safetensors')) || fs.existsSync(path.join(dir, 'model.safetensors.index.json'));
+  if (!weights) fail(setting, `no model.safetensors or model.safetensors.index.json`, dir);
+  if (needTokenizer && !fs.existsSync(path.join(dir, 'tokenizer.json'))) fail(setting, `no tokenizer.json`, dir);
+}
+
+/** The judge template named by a setting: hh, tldr or a template file. */
+export function judgeTemplateOf(setting: string, t: string): 'hh' | 'tldr' | JudgeTemplate {
+  if (t === 'hh' || t === 'tldr') return t;
+  try {
+    return loadJudgeTemplate(t);
+  } catch (e) {
+    fail(setting, `${(e as Error).message}`, t);
+  }
+}
+
+/** Reads a data file's records, reporting skipped ones through `notice`; an empty result is an error naming the setting. */
+export async function readDataSetting<K extends RecordKind>(setting: string, file: string, kind: K, s: { skipBad?: boolean; limit?: number }, notice: (l: string) => void) {
+  if (!fs.existsSync(file)) fail(setting, `no such file`, file);
+  const r = await readRecords(file, kind, { skipBad: Boolean(s.skipBad), limit: s.limit });
+  if (r.skipped > 0) notice(`${file}: skipped ${r.skipped} malformed record(s); first: ${r.problems[0]}`);
+  if (r.records.length === 0) fail(setting, `no usable ${kind} records`, file);
+  return r.records;
+}
+
+function totalSteps(s: LoopSettings, dataSize: number, what: string): number {
+  if (s.batchSize > dataSize) fail('batchSize', `is larger than the data (${dataSize} records in ${what})`, String(s.batchSize));
+  return s.steps ?? Math.max(1, Math.floor((s.epochs * dataSize) / s.batchSize));
+}
+
+function eosOf(tok: Tokenizer, model: LlamaModel): number | undefined {
+  const c = model.config.eosTokenId;
+  return tok.eosTokenId ?? (Array.isArray(c) ? c[0] : c);
+}
+
+function checkContext(setting: string, model: LlamaModel, lengths: number[]): void {
+  const ctx = model.config.maxPositionEmbeddings;
+  const i = lengths.findIndex((n) => n > ctx);
+  if (i >= 0) fail(setting, `record ${i} is ${lengths[i]} tokens, longer than the model's context (${ctx}); shorten it or raise max_position_embeddings`);
+}
+
+async function encodePairs(tok: Tokenizer, records: { prompt: string; chosen: string; rejected: string; strength?: number }[], eos: number | undefined): Promise<ScoredPair[]> {
+  const prompts = await tok.encodeBatch(records.map((r) => r.prompt));
+  const chosen = await tok.encodeBatch(records.map((r) => r.chosen), { addSpecialTokens: false });
+  const rejected = await tok.encodeBatch(records.map((r) => r.rejected), { addSpecialTokens: false });
+  const withEos = (t: Int32Array) => (eos === undefined ? t : Int32Array.from([...t, eos]));
+  return records.map((r, i) => ({ prompt: prompts[i], chosen: withEos(chosen[i]), rejected: withEos(rejected[i]), target: r.strength ?? 1 }));
+}
+
+async function encodeSft(tok: Tokenizer, records: { prompt: string; response: string }[], eos: number | undefined): Promise<SftExample[]> {
+  const prompts = await tok.encodeBatch(records.map((r) => r.prompt));
+  const responses = await tok.encodeBatch(records.map((r) => r.response), { addSpecialTokens: false });
+  return records.map((_, i) => ({ prompt: prompts[i], response: eos === undefined ? responses[i] : Int32Array.from([...responses[i], eos]) }));
+}
+
+const fmt = (v: number | null | undefined, digits = 3) => (v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
+
+/** A prepared run: where, with what settings, resumed or new. */
+interface Prepared<C extends TrainerCommand> {
+  command: C;
+  runDir: string;
+  settings: ResolvedSettings<C>;
+  resuming: boolean;
+}
+
+function prepareNew<C extends TrainerCommand>(command: C, raw: unknown): Prepared<C> {
+  const settings = resolveSettings(command, raw);
+  if (!settings.out) fail('out', 'expected a folder for the run (or --resume RUN_DIR to continue one)');
+  const runDir = settings.out;
+  if (fs.existsSync(path.join(runDir, 'config.json'))) fail('out', `that folder already holds a run; continue it with --resume ${runDir} or choose another --out`, runDir);
+  return { command, runDir, settings, resuming: false };
+}
+
+/**
+ * Loads the policy (from the last checkpoint when resuming), writes config.json for a new run
+ * (only now: settings, models and data have all been checked), and runs the loop.
+ */
+async function runTraining<C extends TrainerCommand>(
+  p: Prepared<C>,
+  policy: LlamaModel,
+  extra: { dataSize: number; steps: number; tokenizerDir: string; config: object },
+  makeStep: (policy: LlamaModel) => StepFn,
+  describe: (m: StepMetrics) => string,
+  hooks: TrainerHooks,
+): Promise<RunResult> {
+  const s = p.settings as LoopSettings;
+  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  let startStep = 0;
+  let startPosition = 0;
+  let startElapsed = 0;
+  let model = policy;
+  let ckpt: string | null = null;
+  if (p.resuming) {
+    ckpt = latestCheckpoint(p.runDir);
+    if (ckpt) {
+      const st = readCheckpointState(ckpt);
+      startStep = st.step;
+      startPosition = st.dataPosition;
+      startElapsed = typeof st.extra?.elapsedSeconds === 'number' ? st.extra.elapsedSeconds : 0;
+      model = await loadCheckpointModel(ckpt, { dtype: policy.dtype as 'f32' | 'bf16', device: policy.device });
+      policy.dispose();
+      new MetricsLog(path.join(p.runDir, 'metrics.jsonl')).truncateAfter(startStep);
+      truncateSamples(p.runDir, startStep);
+      notice(`resuming ${p.runDir} from ${path.basename(ckpt)} (step ${startStep} of ${extra.steps})`);
+    } else {
+      new MetricsLog(path.join(p.runDir, 'metrics.jsonl')).truncateAfter(0);
+      truncateSamples(p.runDir, 0);
+      notice(`resuming ${p.runDir}: no complete checkpoint yet, starting from step 0`);
+    }
+  } else {
+    startRun(p.runDir, { command: p.command, settings: p.settings, ...extra.config, created: new Date().toISOString() });
+  }
+  const optimizer = new AdamW(model.parameters(), { lr: s.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
+  try {
+    if (ckpt) loadCheckpointOptimizer(ckpt, optimizer, model.device);
+    hooks.onStart?.({ runDir: p.runDir, totalSteps: extra.steps, startStep });
+    const result = await runLoop(
+      {
+        runDir: p.runDir, policy: model, optimizer, dataSize: extra.dataSize, batchSize: s.batchSize, totalSteps: extra.steps, seed: s.seed, lr: s.lr,
+        schedule: s.schedule, warmupSteps: s.warmupSteps, minLrRatio: s.minLrRatio, saveEvery: s.saveEvery, keepCheckpoints: s.keep,
+        tokenizerDir: extra.tokenizerDir, startStep, startPosition, startElapsed, title: `osp ${p.command}`, config: { command: p.command, ...s },
+      },
+      makeStep(model),
+      { onStepDone: (m) => hooks.onStepDone?.(m, describe(m)), stopRequested: hooks.stopRequested },
+    );
+    let finalDir: string | null = null;
+    if (!result.stopped) {
+      finalDir = path.join(p.runDir, 'final');
+      await saveLlama(model, finalDir, { dtype: model.dtype === 'bf16' ? 'BF16' : 'F32', tokenizerFrom: extra.tokenizerDir });
+    }
+    return { ...result, runDir: p.runDir, command: p.command, finalDir };
+  } finally {
+    optimizer.dispose();
+  }
+}
+
+// ---- the commands ---------------------------------------------------------------------------------
+
+async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: TrainerHooks): Promise<RunResult> {
+  const s = p.settings as ResolvedSettings<'train'>;
+  const selfReward = p.command === 'self-reward';
+  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  checkModelDir('model', s.model);
+  if (s.judge) checkModelDir('judge', s.judge);
+  const template = judgeTemplateOf('template', s.template);
+  const records = await readDataSetting('prompts', s.prompts, s.format, s, notice);
+  const prompts = records.map((r) => r.prompt);
+  const steps = totalSteps(s, prompts.length, `prompts ${s.prompts}`);
+  const device = resolveDevice(s.device);
+  const dtype = resolveDtype(s.dtype, device);
+  const tokenizer = await Tokenizer.load(s.model);
+  const policy = await LlamaModel.load(s.model, { device, dtype });
+  const reference = await LlamaModel.load(s.model, { device, dtype });
+  const judgeModel = s.judge ? await LlamaModel.load(s.judge, { device, dtype }) : reference;
+  const judgeTok = s.judge ? await Tokenizer.load(s.judge) : tokenizer;
+  try {
+    const judge = await Judge.create(judgeModel, judgeTok, { template, maxLength: s.judgeMaxLength, batchSize: 16 });
+    return await runTraining(p, policy, { dataSize: prompts.length, steps, tokenizerDir: s.model, config: { dataRecords: prompts.length, totalSteps: steps } },
+      (pol) =>
+        onlineStep({ policy: pol, reference, judge, tokenizer }, prompts, {
+          loss: selfReward ? 'dpo' : s.loss, pairing: selfReward ? 'best-worst' : s.pairing, sampling: selfReward ? 'policy' : s.sampling,
+          k: s.k, beta: s.beta, microBatch: s.microBatch, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, recompute: s.recompute,
+          scorer: s.scorer === 'demo' ? demoScore : undefined,
+        }, hooks),
+      (m) => `loss ${fmt(m.loss)} | pHat ${fmt(m.pHatMean)} target ${fmt(m.targetMean)} | len ${fmt(m.responseLengthMean, 1)} | generate ${fmt(m.tokensPerSecond, 0)} tok/s, judge ${fmt(m.pairsPerSecond, 1)} pairs/s, train ${fmt(m.secondsTrain, 2)} s`,
+      hooks);
+  } finally {
+    reference.dispose();
+    if (judgeModel !== reference) judgeModel.dispose();
+  }
+}
+
+async function offline(p: Prepared<'dpo'>, hooks: TrainerHooks): Promise<RunResult> {
+  const s = p.settings;
+  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  checkModelDir('model', s.model);
+  if (s.judge) checkModelDir('judge', s.judge);
+  const template = s.loss === 'spce' && s.labels === 'judge' ? judgeTemplateOf('template', s.template) : null;
+  const records = await readDataSetting('pairs', s.pairs, s.format, s, notice);
+  const steps = totalSteps(s, records.length, `pairs ${s.pairs}`);
+  const device = resolveDevice(s.device);
+  const dtype = resolveDtype(s.dtype, device);
+  const tokenizer = await Tokenizer.load(s.model);
+  const policy = await LlamaModel.load(s.model, { device, dtype });
+  const reference = await LlamaModel.load(s.model, { device, dtype });
+  try {
+    const pairs = await encodePairs(tokenizer, records, eosOf(tokenizer, policy));
+    checkContext('pairs', policy, pairs.map((q) => q.prompt.length + Math.max(q.chosen.length, q.rejected.length)));
+    if (template) {
+      const jm = s.judge ? await LlamaModel.load(s.judge, { device, dtype }) : reference;
+      try {
+        const judge = await Judge.create(jm, s.judge ? await Tokenizer.load(s.judge) : tokenizer, { template, maxLength: s.judgeMaxLength, batchSize: 16 });
+        for (let i = 0; i < records.length; i += 64) {
+          const prefs = await judge.preferences(records.slice(i, i + 64).map((r) => ({ prompt: r.prompt, a: r.chosen, b: r.rejected })));
+          prefs.forEach((q, j) => (pairs[i + j].target = q.p));
+          hooks.onStage?.('judge', { step: 0, done: Math.min(records.length, i + 64), total: records.length });
+        }
+      } finally {
+        if (jm !== reference) jm.dispose();
+      }
+    }
+    const oriented = pairs.map((q) => ({ prompt: q.prompt, ...orientPair(q) }));
+    return await runTraining(p, policy, { dataSize: oriented.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, totalSteps: steps } },
+      (pol) => offlineStep({ policy: pol, reference }, oriented, { loss: s.loss, beta: s.beta, microBatch: s.microBatch, recompute: s.recompute }),
+      (m) => `loss ${fmt(m.loss)} | pHat ${fmt(m.pHatMean)} | margin ${fmt(m.marginMean)} | ${fmt(m.tokensPerSecond, 0)} tok/s`,
+      hooks);
+  } finally {
+    reference.dispose();
+  }
+}
+
+async function supervised(p: Prepared<'sft'>, hooks: TrainerHooks): Promise<RunResult> {
+  const s = p.settings;
+  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  checkModelDir('model', s.model);
+  const records = s.format === 'sft'
+    ? await readDataSetting('data', s.data, 'sft', s, notice)
+    : (await readDataSetting('data', s.data, s.format, s, notice)).map((r) => ({ prompt: r.prompt, response: r.chosen }));
+  const steps = totalSteps(s, records.length, `data ${s.data}`);
+  const device = resolveDevice(s.device);
+  const dtype = resolveDtype(s.dtype, device);
+  const tokenizer = await Tokenizer.load(s.model);
+  const model = await LlamaModel.load(s.model, { device, dtype });
+  const examples = await encodeSft(tokenizer, records, eosOf(tokenizer, model));
+  checkContext('data', model, examples.map((e) => e.prompt.length + e.response.length));
+  return runTraining(p, model, { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, totalSteps: steps } },
+    (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
+}
+
+async function augmentation(p: Prepared<'augment'>, hooks: TrainerHooks): Promise<RunResult> {
+  const s = p.settings;
+  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  checkModelDir('model', s.model);
+  const template = judgeTemplateOf('template', s.template);
+  const records = await readDataSetting('pairs', s.pairs, s.format, s, notice);
+  const device = resolveDevice(s.device);
+  const dtype = resolveDtype(s.dtype, device);
+  const tokenizer = await Tokenizer.load(s.model);
+  const model = await LlamaModel.load(s.model, { device, dtype });
+  const judge = await Judge.create(model, tokenizer, { template, maxLength: s.judgeMaxLength });
+  // Both orders of each pair, the preferred side first after orientPair; 0.5 teaches nothing.
+  const items: { prompt: string; a: string; b: string; answer: number }[] = [];
+  for (const r of records) {
+    const st = r.strength ?? 1;
+    if (st === 0.5) continue;
+    const { chosen: w, rejected: l } = orientPair({ chosen: r.chosen, rejected: r.rejected, target: st });
+    items.push({ prompt: r.prompt, a: w, b: l, answer: judge.answerTokens.a }, { prompt: r.prompt, a: l, b: w, answer: judge.answerTokens.b });
+  }
+  if (items.length === 0) fail('pairs', `every pair has strength 0.5; nothing to learn`, s.pairs);
+  const instructions = await judge.instructions(items);
+  const examples: SftExample[] = items.map((it, i) => ({ prompt: instructions[i], response: Int32Array.of(it.answer) }));
+  const steps = totalSteps(s, examples.length, `pairs ${s.pairs} (2 examples per pair)`);
+  return runTraining(p, model, { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, examples: examples.length, totalSteps: steps } },
+    (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
+}
+
+function dispatch(p: Prepared<TrainerCommand>, hooks: TrainerHooks): Promise<RunResult> {
+  switch (p.command) {
+    case 'train':
+    case 'self-reward':
+      return online(p as Prepared<'train'>, hooks);
+    case 'dpo':
+      return offline(p as Prepared<'dpo'>, hooks);
+    case 'sft':
+      return supervised(p as Prepared<'sft'>, hooks);
+    case 'augment':
+      return augmentation(p as Prepared<'augment'>, hooks);
+  }
+}
+
+/** Online self-preferring (the paper's Algorithm 1) into settings.out. */
+export function train(settings: TrainSettings, hooks: TrainerHooks = {}): Promise<RunResult> {
+  return dispatch(prepareNew('train', settings), hooks);
+}
+
+/** The self-rewarding baseline: best vs worst sampled response by the same judge, DPO loss. */
+export function selfReward(settings: SelfRewardSettings, hooks: TrainerHooks = {}): Promise<RunResult> {
+  return dispatch(prepareNew('self-reward', settings), hooks);
+}
+
+/** Offline DPO / IPO / SPCE on fixed preference pairs. */
+export function dpo(settings: DpoSettings, hooks: TrainerHooks = {}): Promise<RunResult> {
+  return dispatch(prepareNew('dpo', settings), hooks);
+}
+
+/** Supervised fine-tuning, prompt tokens masked. */
+export function sft(settings: SftSettings, hooks: TrainerHooks = {}): Promise<RunResult> {
+  return dispatch(prepareNew('sft', settings), hooks);
+}
+
+/** Preference augmentation: fine-tunes a model on judge instructions built from human pairs, both orders. */
+export function augment(settings: AugmentSettings, hooks: TrainerHooks = {}): Promise<RunResult> {
+  return dispatch(prepareNew('augment', settings), hooks);
+}
+
+/** Which command made a run folder (its config.json). */
+export function runCommandOf(runDir: string): TrainerCommand {
+  let saved: Record<string, unknown>;
+  if (!fs.existsSync(path.join(runDir, 'config.json'))) fail('resume', 'not a run folder (no config.json)', runDir);
+  try {
+    saved = readRunConfig(runDir);
+  } catch (e) {
+    fail('resume', (e as Error).message);
+  }
+  const command = saved.command as TrainerCommand;
+  if (!['train', 'self-reward', 'dpo', 'sft', 'augment'].includes(command)) fail('resume', `config.json names no training command`, runDir);
+  return command;
+}
+
+/** Continues the run in runDir with its saved settings from its last complete checkpoint. */
+export function resume(runDir: string, hooks: TrainerHooks = {}): Promise<RunResult> {
+  const command = runCommandOf(runDir);
+  const saved = readRunConfig(runDir).settings as Record<string, unknown>;
+  const settings = resolveSettings(command, saved);
+  return dispatch({ command, runDir, settings, resuming: true }, hooks);
+}
