@@ -95,7 +95,7 @@ export type {
 export { parseLlamaConfig, toHuggingFaceConfig, loadLlamaConfig, LLAMA_ARCHITECTURES, ROPE_SCALING_TYPES } from './model/config';
 export { ropeInvFreq, configRopeInvFreq } from './model/rope';
 export type { LlamaConfig, LlamaArchitecture, LlamaModelType, RopeScaling } from './model/config';
-export { LlamaModel, packSequences, llamaParameterShapes, disposeCache } from './model/llama';
+export { LlamaModel, loadLlama, packSequences, llamaParameterShapes, disposeCache } from './model/llama';
 export type {
   LlamaDType,
   PackedBatch,
@@ -109,7 +109,7 @@ export type {
 } from './model/llama';
 export { learningRate } from './model/schedule';
 export type { ScheduleKind, ScheduleOptions } from './model/schedule';
-export { loadLlama, saveLlama, WEIGHTS_FILE, TOKENIZER_FILES, DEFAULT_MAX_SHARD_BYTES } from './model/hub';
+export { saveLlama, readLlamaFolder, WEIGHTS_FILE, TOKENIZER_FILES, DEFAULT_MAX_SHARD_BYTES } from './model/hub';
 export type { LoadLlamaOptions, SaveLlamaOptions } from './model/hub';
 export { Tokenizer } from './model/tokenizer';
 export type { EncodeOptions, DecodeOptions } from './model/tokenizer';

@@ -1,8 +1,7 @@
 // The kernels as typed functions. Each one checks that its tensor arguments are Tensors and passes
 // them to the native op, which validates dtypes, shapes, devices and values (see native/kernels).
-import { Device } from './device';
 import { native, NativeTensor } from './native';
-import { DType, Tensor, tensor } from './tensor';
+import { DType, Tensor } from './tensor';
 
 import { DEFAULT_IGNORE_INDEX } from './model/batch';
 

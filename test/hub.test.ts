@@ -4,7 +4,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { loadLlama, saveLlama } from '../src/model/hub';
+import { saveLlama } from '../src/model/hub';
+import { loadLlama } from '../src/model/llama';
 import { LlamaModel, packSequences } from '../src/model/llama';
 import { INDEX_FILE, bf16ToF32, f32ToBf16, readSafetensors, writeSafetensors } from '../src/model/safetensors';
 import { tinyConfig } from './helpers/tinyLlama';

@@ -12,7 +12,8 @@ import { tinyConfig } from './helpers/tinyLlama';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { loadLlama, saveLlama } from '../src/model/hub';
+import { saveLlama } from '../src/model/hub';
+import { loadLlama } from '../src/model/llama';
 import { RopeScaling } from '../src/model/config';
 
 const cpu = { device: 'cpu' } as const;

@@ -3,7 +3,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { MetricsLog, STEP_METRIC_FIELDS, writeFileAtomicSync } from '../src/osp/metrics';
+import { MetricsLog, STEP_METRIC_FIELDS } from '../src/osp/metrics';
+import { writeFileAtomicSync } from '../src/util/atomicWrite';
 import type { StepMetrics } from '../src/osp/metrics';
 
 // The module object itself (an `import * as` namespace is read-only, so it cannot be spied on).

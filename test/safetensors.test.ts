@@ -384,7 +384,8 @@ function escape(s: string): string {
 
 // ---- atomic writes --------------------------------------------------------------------------------
 
-const tmpFiles = (d: string) => fs.readdirSync(d).filter((f) => f.includes('.tmp-'));
+// The temporary files of src/util/atomicWrite.ts: .<name>.<pid>.<random>.tmp beside the target.
+const tmpFiles = (d: string) => fs.readdirSync(d).filter((f) => f.endsWith('.tmp'));
 
 /** A tensor whose data getter calls `during` once the write has started (a temp file exists in `d`). */
 function failingTensor(d: string, during: () => void): { tensor: TensorToWrite; sawTemp: () => boolean } {

@@ -15,7 +15,7 @@
 // The loss is a scalar: plain relative error. Set OSP_PARITY_REPORT=1 to print the worst ratios.
 import * as fs from 'fs';
 import * as path from 'path';
-import { loadLlama } from '../src/model/hub';
+import { loadLlama } from '../src/model/llama';
 import { LlamaModel, packSequences } from '../src/model/llama';
 import { DEFAULT_IGNORE_INDEX } from '../src/ops';
 

@@ -3,13 +3,9 @@
 // loading with device/dtype defaults, progress bars with ETA (cli-progress; plain lines when stdout is
 // not a terminal), and Ctrl-C handling for the training loops.
 import * as fs from 'fs';
-import * as path from 'path';
 import { Command, Option } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { z } from 'zod';
-import { backends, defaultDevice } from '../device';
-import { loadLlama } from '../model/hub';
-import { LlamaModel } from '../model/llama';
 
 export class UsageError extends Error {}
 
@@ -60,10 +56,9 @@ export function validate<T extends z.ZodTypeAny>(schema: T, value: Record<string
   throw new UsageError(`${flag}: ${issue.message} (got ${got})`);
 }
 
-// Numbers arrive as strings from the command line and as numbers from a config file.
-export const num = () => z.coerce.number({ invalid_type_error: 'expected a number' }).refine(Number.isFinite, 'expected a finite number');
-export const int = () => num().refine(Number.isInteger, 'expected an integer');
-export const positiveInt = () => int().refine((v) => v >= 1, 'expected an integer >= 1');
+// Numbers arrive as strings from the command line and as numbers from a config file (settings.ts).
+export { num, int, positiveInt } from '../osp/settings';
+export { checkModelDir, resolveDevice, resolveDtype } from '../osp/trainer';
 
 export function deviceOption(): Option {
   return new Option('--device <device>', 'cpu or cuda (default: cuda when a GPU answers, else cpu)').choices(['cpu', 'cuda']);
@@ -71,34 +66,6 @@ export function deviceOption(): Option {
 
 export function dtypeOption(): Option {
   return new Option('--dtype <dtype>', 'weights in memory: f32 or bf16 (default: bf16 on cuda, f32 on cpu)').choices(['f32', 'bf16']);
-}
-
-export function resolveDevice(d: unknown): 'cpu' | 'cuda' {
-  if (d === undefined) return defaultDevice();
-  if (d === 'cuda' && !backends().cuda.available) {
-    const b = backends().cuda;
-    throw new UsageError(`--device cuda: no CUDA device is available (${b.compiled ? b.reason : 'osp was built without CUDA'})`);
-  }
-  return d as 'cpu' | 'cuda';
-}
-
-export function resolveDtype(d: unknown, device: 'cpu' | 'cuda'): 'f32' | 'bf16' {
-  if (d === undefined) return device === 'cuda' ? 'bf16' : 'f32';
-  if (d === 'bf16' && device === 'cpu') throw new UsageError('--dtype bf16 runs on cuda only; on the cpu use f32');
-  return d as 'f32' | 'bf16';
-}
-
-/** Checks a Hugging Face model folder up front (config.json, weights, tokenizer.json), naming what is missing. */
-export function checkModelDir(flag: string, dir: string, needTokenizer = true): void {
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`${flag} ${dir}: no such folder`);
-  if (!fs.existsSync(path.join(dir, 'config.json'))) throw new UsageError(`${flag} ${dir}: no config.json (expected a Hugging Face model folder)`);
-  const weights = fs.existsSync(path.join(dir, 'model.safetensors')) || fs.existsSync(path.join(dir, 'model.safetensors.index.json'));
-  if (!weights) throw new UsageError(`${flag} ${dir}: no model.safetensors or model.safetensors.index.json`);
-  if (needTokenizer && !fs.existsSync(path.join(dir, 'tokenizer.json'))) throw new UsageError(`${flag} ${dir}: no tokenizer.json`);
-}
-
-export async function loadModel(dir: string, device: 'cpu' | 'cuda', dtype: 'f32' | 'bf16'): Promise<LlamaModel> {
-  return loadLlama(dir, { device, dtype });
 }
 
 /** A progress bar with ETA on a terminal; on a pipe, one line per update at most every few seconds. */

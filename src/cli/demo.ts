@@ -16,7 +16,7 @@ import { Judge } from '../judge/judge';
 import { LlamaModel } from '../model/llama';
 import { Tokenizer } from '../model/tokenizer';
 import { makePreferencePairs, makePrompts, score } from '../demo';
-import { writeFileAtomicSync } from '../osp/metrics';
+import { writeFileAtomicSync } from '../util/atomicWrite';
 import { meanWithCi, winRate } from '../osp/eval';
 import * as trainer from '../osp/trainer';
 import { runWithProgress } from './train';

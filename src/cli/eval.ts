@@ -2,20 +2,21 @@
 // Lines) and eval (A vs B head to head: judged win rate in both orders, ROUGE-L against references,
 // response lengths; see src/osp/eval.ts for the definitions). Settings are resolved and checked before
 // any model is loaded or any response generated.
+import { judgeTemplateOf, readDataSetting } from '../osp/trainer';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
-import { RecordKind, readRecords, writeJsonl } from '../data';
+import { writeJsonl } from '../data';
 import { score as demoScore } from '../demo';
 import { generate } from '../generate/generate';
 import { Judge, findAnswerTokens } from '../judge/judge';
-import { JudgeTemplate, fillJudgeTemplate, loadJudgeTemplate, resolveJudgeTemplate } from '../judge/templates';
+import { fillJudgeTemplate, resolveJudgeTemplate } from '../judge/templates';
 import { loadLlamaConfig } from '../model/config';
 import { LlamaModel } from '../model/llama';
 import { Tokenizer } from '../model/tokenizer';
 import { evaluateHeadToHead, formatEvalTable } from '../osp/eval';
-import { writeFileAtomicSync } from '../osp/metrics';
+import { writeFileAtomicSync } from '../util/atomicWrite';
 import { Progress, UsageError, checkModelDir, deviceOption, dtypeOption, int, mergeConfig, num, positiveInt, resolveDevice, resolveDtype, validate } from './common';
 
 // ---- shared settings --------------------------------------------------------------------------------
@@ -74,18 +75,7 @@ interface SamplingSettings {
   stop?: string[];
 }
 
-async function readData<K extends RecordKind>(flag: string, file: string, kind: K, s: { skipBad?: boolean; limit?: number }) {
-  if (!fs.existsSync(file)) throw new UsageError(`${flag} ${file}: no such file`);
-  let r;
-  try {
-    r = await readRecords(file, kind, { skipBad: Boolean(s.skipBad), limit: s.limit });
-  } catch (e) {
-    throw new UsageError(`${flag} ${file}: ${(e as Error).message}`);
-  }
-  if (r.skipped > 0) process.stderr.write(`${file}: skipped ${r.skipped} malformed record(s); first: ${r.problems[0]}\n`);
-  if (r.records.length === 0) throw new UsageError(`${flag} ${file}: no usable ${kind} records`);
-  return r.records;
-}
+const notice = (line: string) => process.stderr.write(`${line}\n`);
 
 function checkOut(flag: string, out: string, isDir: boolean): void {
   const st = fs.statSync(out, { throwIfNoEntry: false });
@@ -93,7 +83,7 @@ function checkOut(flag: string, out: string, isDir: boolean): void {
 }
 
 function disposeModel(model: LlamaModel): void {
-  for (const t of model.parameters().values()) t.dispose();
+  model.dispose();
 }
 
 /** Samples k responses per prompt with a progress bar (prompts in chunks, so the bar moves). */
@@ -141,9 +131,9 @@ function generateCommand(program: Command): void {
       ...samplingSchema,
     });
     const s = validate(schema, mergeConfig(cmd, raw));
-    checkModelDir('--model', s.model);
+    checkModelDir('model', s.model);
     checkOut('--out', s.out, false);
-    const records = await readData('--prompts', s.prompts, s.format, s);
+    const records = await readDataSetting('prompts', s.prompts, s.format, s, notice);
     const device = resolveDevice(s.device);
     const dtype = resolveDtype(s.dtype, device);
     const prompts = records.map((r) => r.prompt);
@@ -196,20 +186,11 @@ function resolveSide(flag: string, value: string): Side {
   const st = fs.statSync(value, { throwIfNoEntry: false });
   if (!st) throw new UsageError(`${flag} ${value}: no such folder or file (expected a model folder or a responses .jsonl from osp generate)`);
   if (st.isDirectory()) {
-    checkModelDir(flag, value);
+    checkModelDir(flag.replace(/^--/, ''), value);
     return { kind: 'model', dir: value };
   }
   if (!value.endsWith('.jsonl')) throw new UsageError(`${flag} ${value}: expected a model folder or a responses .jsonl file from osp generate`);
   return { kind: 'file', file: value, byPrompt: readResponses(flag, value) };
-}
-
-function templateOf(t: string): 'hh' | 'tldr' | JudgeTemplate {
-  if (t === 'hh' || t === 'tldr') return t;
-  try {
-    return loadJudgeTemplate(t);
-  } catch (e) {
-    throw new UsageError(`--template ${t}: ${(e as Error).message.replace(/^judge template file [^:]*: /, '')} (expected hh, tldr or a template file with {prompt}, {a}, {b})`);
-  }
 }
 
 function evalCommand(program: Command): void {
@@ -243,11 +224,11 @@ function evalCommand(program: Command): void {
     // Everything that can be checked without a model, before any work.
     const sideA = resolveSide('--a', s.a);
     const sideB = resolveSide('--b', s.b);
-    checkModelDir('--judge', s.judge);
+    checkModelDir('judge', s.judge);
     checkOut('--out', s.out, true);
-    const template = templateOf(s.template);
+    const template = judgeTemplateOf('template', s.template);
     if (s.references && s.format === 'prompts') throw new UsageError('--references: --format prompts has no reference responses; use sft, pairs, hh or tldr data');
-    const records = await readData('--prompts', s.prompts, s.format, s);
+    const records = await readDataSetting('prompts', s.prompts, s.format, s, notice);
     const prompts = records.map((r) => r.prompt);
     const references = s.references ? records.map((r) => ('response' in r ? r.response : (r as { chosen: string }).chosen)) : undefined;
     for (const [flag, side] of [['--a', sideA], ['--b', sideB]] as const) {

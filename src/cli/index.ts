@@ -1,5 +1,6 @@
 // The `osp` command line: `osp <command> --help` documents every flag of every command.
 import { Command } from 'commander';
+import { SettingsError } from '../osp/settings';
 import { UsageError, takeExitCode } from './common';
 import { trainCommands } from './train';
 import { evalCommands } from './eval';
@@ -40,6 +41,12 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof UsageError) {
       process.stderr.write(`osp: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof SettingsError) {
+      // The library names settings in camelCase; the command line names its flag.
+      const flag = e.setting === 'settings' ? '--config' : `--${e.setting.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      process.stderr.write(`osp: ${flag}${e.value === undefined ? '' : ` ${e.value}`}: ${e.problem}\n`);
       return 2;
     }
     process.stderr.write(`osp: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -5,7 +5,7 @@
 // --resume RUN_DIR continues a run with its saved settings.
 import { Command, Option } from 'commander';
 import * as trainer from '../osp/trainer';
-import { SettingsError, TrainerCommand, settingDefault } from '../osp/settings';
+import { TrainerCommand, settingDefault } from '../osp/settings';
 import { Progress, UsageError, setExitCode, deviceOption, dtypeOption, installStopHandler, mergeConfig } from './common';
 
 function loopOptions(cmd: Command): Command {
@@ -41,8 +41,6 @@ function withDefaults(cmd: Command, command: TrainerCommand): Command {
   }
   return cmd;
 }
-
-const kebab = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 /** Flags -> settings: --config merged under the command line, CLI-only flags dropped, unset flags left to the trainer. */
 function settingsOf(cmd: Command, raw: Record<string, unknown>): Record<string, unknown> {
@@ -84,12 +82,6 @@ export async function runWithProgress(command: TrainerCommand, start: (hooks: tr
       process.stderr.write(`done: ${r.lastStep} steps; model in ${r.finalDir}; report ${r.runDir}/report.html\n`);
     }
     return r;
-  } catch (e) {
-    if (e instanceof SettingsError) {
-      const flag = e.setting === 'settings' ? '--config' : kebab(e.setting);
-      throw new UsageError(`${flag}${e.value === undefined ? '' : ` ${e.value}`}: ${e.problem}`);
-    }
-    throw e;
   } finally {
     bar.stop();
     stepBar.stop();

@@ -11,7 +11,7 @@
 //   format        a wrong separator: "1, 3", "1,3" or "[1 3]"  (also changes nothing else)
 // so small slips are common and gross errors rare. A response with k corruptions usually scores lower
 // the larger k is, but not always (two swaps can cancel), which is what the scorer is for.
-import { checkSeed, Rng, sigmoid } from './random';
+import { checkSeed, Rng, sigmoid } from '../util/random';
 import { drawProblem, formatPrompt, score, sortedTarget, SortProblem, taskOptions, TaskOptions } from './task';
 
 /** An SFT demonstration. */

@@ -1,7 +1,7 @@
 // The embedded demo task: sorting short lists of small numbers (task.ts: prompts, the perfect
 // answer, the graded scorer), its training data (data.ts: imperfect demonstrations, noisily labelled
 // preference pairs), its tokenizer (tokenizer.ts) and the seeded generator behind them (random.ts).
-export { Rng, sigmoid, hashString } from './random';
+export { Rng, sigmoid, hashString } from '../util/random';
 export {
   DEFAULT_TASK_OPTIONS,
   SCORE_WEIGHTS,

@@ -31,7 +31,7 @@
 // credit: with t = 1 3 5 7 9, "1 3 5 7 9" 1; "1, 3, 5, 7, 9" 0.95; "1 3 3 5 7 9" (duplicate) 0.88;
 // "1 5 3 7 9" (adjacent swap) 0.86; "1 3 7 9" (drop) 0.86; "7 1 9 3 5" (unsorted) 0.72; "1 3 5" 0.71;
 // "9 7 5 3 1" (wrong direction) 0.44; "2 4 6" or "hello" or "" 0. Use scoreDetails for the parts.
-import { checkSeed, Rng } from './random';
+import { checkSeed, Rng } from '../util/random';
 
 export type Direction = 'ascending' | 'descending';
 

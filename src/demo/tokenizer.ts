@@ -25,7 +25,7 @@ import * as path from 'path';
 import { Tokenizer as HfTokenizer } from 'tokenizers';
 import { fillJudgeTemplate, resolveJudgeTemplate } from '../judge/templates';
 import { makePreferencePairs, makeSftExamples } from './data';
-import { checkSeed } from './random';
+import { checkSeed } from '../util/random';
 import { bestResponse, makePrompts } from './task';
 
 export const UNK_TOKEN = '<unk>';

@@ -11,6 +11,7 @@
 // slots = prompts x K and length = the longest prompt + maxNewTokens (capped by the context).
 // Prompts are taken in groups whose cache fits maxCacheBytes; a single prompt whose K samples do not
 // fit is refused before any work, with the numbers.
+import { fnv1a32 } from '../util/random';
 import * as os from 'os';
 import { backends } from '../device';
 import { LlamaModel } from '../model/llama';
@@ -84,17 +85,7 @@ function formatBytes(n: number): string {
 
 /** 31-bit FNV-1a hash of the prompt's tokens, its occurrence number and the sample index. */
 function streamOf(prompt: Int32Array, occurrence: number, sample: number): number {
-  let h = 0x811c9dc5;
-  const mix = (v: number) => {
-    for (let b = 0; b < 4; b++) {
-      h ^= (v >>> (8 * b)) & 0xff;
-      h = Math.imul(h, 0x01000193);
-    }
-  };
-  for (const t of prompt) mix(t);
-  mix(0x5eed0000 ^ occurrence);
-  mix(0x7a3b0000 ^ sample);
-  return h >>> 1;
+  return fnv1a32([0x5eed0000 ^ occurrence, 0x7a3b0000 ^ sample], fnv1a32(prompt)) >>> 1;
 }
 
 function checkOptions(model: LlamaModel, opts: GenerateOptions): Required<Omit<GenerateOptions, 'onStep' | 'eosTokenIds' | 'maxCacheBytes'>> {

@@ -4,6 +4,7 @@
 // with odd K the median is unused), and judge each pair on the pair itself, in both orders, for the
 // target p(y_high > y_low). Every judge call is batched: one Judge.preferences call for all blank
 // comparisons (of all prompts, in judgePairsBatch), then one for all pairs.
+import { seededUniform } from '../util/random';
 import { Judge, JudgeItem } from './judge';
 
 export interface RankedPair {
@@ -64,17 +65,7 @@ export function rankedPairs(scores: ArrayLike<number>): RankedPair[] {
   return pairs;
 }
 
-/** mulberry32: a small seeded generator of uniforms in [0, 1). */
-export function seededUniform(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededUniform };
 
 /** The seed of prompt i of a batch seeded with `seed` (a 32-bit mix, so neighbouring prompts differ). */
 export function pairSeed(seed: number, i: number): number {

@@ -275,3 +275,25 @@ export function loadLlamaConfig(dir: string): LlamaConfig {
   }
   return parseLlamaConfig(json, file);
 }
+
+/** The Hugging Face parameter names and shapes of a config, in a fixed order. */
+export function llamaParameterShapes(config: LlamaConfig): Map<string, number[]> {
+  const { hiddenSize: D, intermediateSize: F, numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, vocabSize: V } = config;
+  const shapes = new Map<string, number[]>();
+  shapes.set('model.embed_tokens.weight', [V, D]);
+  for (let i = 0; i < config.numHiddenLayers; i++) {
+    const p = `model.layers.${i}`;
+    shapes.set(`${p}.input_layernorm.weight`, [D]);
+    shapes.set(`${p}.self_attn.q_proj.weight`, [H * Dh, D]);
+    shapes.set(`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]);
+    shapes.set(`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]);
+    shapes.set(`${p}.self_attn.o_proj.weight`, [D, H * Dh]);
+    shapes.set(`${p}.post_attention_layernorm.weight`, [D]);
+    shapes.set(`${p}.mlp.gate_proj.weight`, [F, D]);
+    shapes.set(`${p}.mlp.up_proj.weight`, [F, D]);
+    shapes.set(`${p}.mlp.down_proj.weight`, [D, F]);
+  }
+  shapes.set('model.norm.weight', [D]);
+  if (!config.tieWordEmbeddings) shapes.set('lm_head.weight', [V, D]);
+  return shapes;
+}

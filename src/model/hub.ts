@@ -7,7 +7,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Device, Tensor, keep, tensor } from '../tensor';
 import { LlamaConfig, loadLlamaConfig, toHuggingFaceConfig } from './config';
-import { LlamaModel, llamaParameterShapes } from './llama';
+import { llamaParameterShapes } from './config';
+import type { LlamaModel } from './llama';
 import {
   INDEX_FILE,
   SAFETENSORS_DTYPE_SIZES,
@@ -97,7 +98,7 @@ function shapeHint(c: LlamaConfig): string {
  * not imply are an error, except rotary_emb.inv_freq buffers (ignored) and, with tied embeddings,
  * an lm_head.weight, which is accepted only if it equals model.embed_tokens.weight.
  */
-export async function loadLlama(dir: string, opts: LoadLlamaOptions = {}): Promise<LlamaModel> {
+export async function readLlamaFolder(dir: string, opts: LoadLlamaOptions = {}): Promise<{ config: LlamaConfig; params: Map<string, Tensor> }> {
   const dtype = opts.dtype ?? 'f32';
   if (!['f32', 'f64', 'bf16'].includes(dtype)) throw new TypeError(`loadLlama: dtype ${JSON.stringify(dtype)} is not one of 'f32', 'f64', 'bf16'`);
   if (dtype === 'f64' && opts.device !== undefined && opts.device !== 'cpu') {
@@ -167,7 +168,7 @@ export async function loadLlama(dir: string, opts: LoadLlamaOptions = {}): Promi
         );
       }
     }
-    return new LlamaModel(config, params);
+    return { config, params };
   } catch (e) {
     for (const t of params.values()) t.dispose();
     throw e;

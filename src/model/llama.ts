@@ -14,13 +14,14 @@
 import * as ops from '../ops';
 import { Device, Tensor, keep, randn, scope, tensor } from '../tensor';
 import { DEFAULT_IGNORE_INDEX, PackedBatch, packResponses, packSequences } from './batch';
-import { LlamaConfig } from './config';
+import { LlamaConfig, llamaParameterShapes } from './config';
+import { LoadLlamaOptions, SaveLlamaOptions, readLlamaFolder, saveLlama } from './hub';
 import { LmHeadOptions, linearLogprobs, linearLogprobsBackward } from './lmHead';
 import { configRopeInvFreq } from './rope';
 
 export type LlamaDType = 'f32' | 'f64' | 'bf16';
 
-export { PackedBatch, packSequences };
+export { PackedBatch, packSequences, llamaParameterShapes };
 
 /**
  * Keys and values per layer, [slots, maxLength, numKeyValueHeads, headDim] each, in the model's dtype
@@ -113,28 +114,6 @@ export function disposeCache(cache: ForwardCache): void {
   for (const l of cache.layers) for (const t of Object.values(l)) t.dispose();
 }
 
-/** The Hugging Face parameter names and shapes of a config, in a fixed order. */
-export function llamaParameterShapes(config: LlamaConfig): Map<string, number[]> {
-  const { hiddenSize: D, intermediateSize: F, numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, vocabSize: V } = config;
-  const shapes = new Map<string, number[]>();
-  shapes.set('model.embed_tokens.weight', [V, D]);
-  for (let i = 0; i < config.numHiddenLayers; i++) {
-    const p = `model.layers.${i}`;
-    shapes.set(`${p}.input_layernorm.weight`, [D]);
-    shapes.set(`${p}.self_attn.q_proj.weight`, [H * Dh, D]);
-    shapes.set(`${p}.self_attn.k_proj.weight`, [Hkv * Dh, D]);
-    shapes.set(`${p}.self_attn.v_proj.weight`, [Hkv * Dh, D]);
-    shapes.set(`${p}.self_attn.o_proj.weight`, [D, H * Dh]);
-    shapes.set(`${p}.post_attention_layernorm.weight`, [D]);
-    shapes.set(`${p}.mlp.gate_proj.weight`, [F, D]);
-    shapes.set(`${p}.mlp.up_proj.weight`, [F, D]);
-    shapes.set(`${p}.mlp.down_proj.weight`, [D, F]);
-  }
-  shapes.set('model.norm.weight', [D]);
-  if (!config.tieWordEmbeddings) shapes.set('lm_head.weight', [V, D]);
-  return shapes;
-}
-
 /** [T, a*b] <-> [T, a, b]: a view of the same memory. */
 function reshape(x: Tensor, shape: number[]): Tensor {
   return x.reshape(shape);
@@ -198,19 +177,23 @@ export class LlamaModel {
     this.ropeOpts = { invFreq };
   }
 
-  /** A randomly initialised model: normal(0, std) weights (a distinct seed per tensor), norm weights 1. */
-  /** Loads a Hugging Face folder (config.json + safetensors); see loadLlama in ./hub. */
-  static async load(dir: string, opts: import('./hub').LoadLlamaOptions = {}): Promise<LlamaModel> {
-    const { loadLlama } = await import('./hub'); // lazy: hub imports this module
-    return loadLlama(dir, opts);
+  /** Loads a Hugging Face folder (config.json + safetensors): the checks of readLlamaFolder in ./hub, then the model's. */
+  static async load(dir: string, opts: LoadLlamaOptions = {}): Promise<LlamaModel> {
+    const { config, params } = await readLlamaFolder(dir, opts);
+    try {
+      return new LlamaModel(config, params);
+    } catch (e) {
+      for (const t of params.values()) t.dispose();
+      throw e;
+    }
   }
 
   /** Writes a Hugging Face folder atomically; see saveLlama in ./hub. */
-  async save(dir: string, opts: import('./hub').SaveLlamaOptions = {}): Promise<void> {
-    const { saveLlama } = await import('./hub');
+  async save(dir: string, opts: SaveLlamaOptions = {}): Promise<void> {
     return saveLlama(this, dir, opts);
   }
 
+  /** A randomly initialised model: normal(0, std) weights (a distinct seed per tensor), norm weights 1. */
   static init(config: LlamaConfig, opts: LlamaInitOptions): LlamaModel {
     const dtype = opts.dtype ?? 'f32';
     const device = opts.device ?? (dtype === 'f64' ? 'cpu' : undefined);
@@ -287,7 +270,7 @@ export class LlamaModel {
   forward(batch: PackedBatch, opts: ForwardOptions = {}): ForwardResult {
     const T = this.checkBatch(batch);
     const c = this.config;
-    const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, rmsNormEps: eps } = c;
+    const { rmsNormEps: eps } = c;
     const device = this.device;
     const spans = ops.sequenceSpans(batch.sequenceIds, device); // first: it checks the ids
     const tokens = tensor(batch.tokens, [T], { dtype: 'i32', device });
@@ -646,4 +629,9 @@ export class LlamaModel {
   dispose(): void {
     for (const t of this.params.values()) t.dispose();
   }
+}
+
+/** Loads a Hugging Face model folder (LlamaModel.load). */
+export function loadLlama(dir: string, opts: LoadLlamaOptions = {}): Promise<LlamaModel> {
+  return LlamaModel.load(dir, opts);
 }

@@ -10,6 +10,7 @@
 // tensor and the field. F16 and BF16 decode exactly to Float32Array; the writer rounds f32 to
 // BF16 / F16 to nearest even, pads the header with spaces to a multiple of 8 bytes, writes tensors
 // in sorted name order and replaces the target atomically (temp file, then rename).
+import { writeAtomically } from '../util/atomicWrite';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -423,32 +424,6 @@ function buildHeader(entries: [string, TensorToWrite][], sizes: number[], metada
 function writeAll(fd: number, bytes: Uint8Array): void {
   let done = 0;
   while (done < bytes.byteLength) done += fs.writeSync(fd, bytes, done, Math.min(bytes.byteLength - done, CHUNK));
-}
-
-/**
- * Writes `file` atomically: the bytes go to `${file}.tmp-<pid>`, which is renamed over `file` only
- * once complete; on any error the temp file is removed and `file` is left as it was.
- */
-function writeAtomically(file: string, write: (fd: number) => void): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  let fd: number | undefined = fs.openSync(tmp, 'w');
-  try {
-    write(fd);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    if (fd !== undefined) {
-      try {
-        fs.closeSync(fd);
-      } catch {
-        /* already failing */
-      }
-    }
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
 }
 
 /**

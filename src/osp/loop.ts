@@ -4,7 +4,7 @@
 // (Ctrl-C) honoured after the step in progress: a checkpoint is written, then the loop returns.
 // Resuming from a checkpoint's (step, dataPosition) with the same seed replays the same batches and
 // the same per-step seeds, so on the cpu the resumed run's metrics equal an uninterrupted run's.
-import { seededUniform } from '../judge/pairing';
+import { seededUniform } from '../util/random';
 import { LlamaModel } from '../model/llama';
 import { AdamW } from '../model/optim';
 import { ScheduleKind, learningRate } from '../model/schedule';

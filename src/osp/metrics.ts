@@ -4,8 +4,8 @@
 // A line counts as written once its terminating '\n' is on disk: append() writes the whole line,
 // newline included, with a single write call, so a run killed mid-write leaves at most one
 // unterminated last line, which read() ignores and the next append() cuts off before writing.
+import { writeFileAtomicSync } from '../util/atomicWrite';
 import * as fs from 'fs';
-import * as path from 'path';
 
 /** One optimizer step of a run. Every field but `step` is optional; null means "not measured". */
 export interface StepMetrics {
@@ -78,30 +78,6 @@ export type StepMetricField = (typeof STEP_METRIC_FIELDS)[number];
 export interface MetricsLogOptions {
   /** fsync after every appended line (durable across power loss, slower). Default false. */
   fsync?: boolean;
-}
-
-/**
- * Writes `data` to `file` atomically: a temporary file in the same folder, fsynced, then renamed
- * over `file`, so readers see either the old or the new content, never a part.
- */
-export function writeFileAtomicSync(file: string, data: string | Uint8Array): void {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(tmp, 'wx');
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    if (fd !== undefined) {
-      try { fs.closeSync(fd); } catch { /* already failing */ }
-    }
-    try { fs.unlinkSync(tmp); } catch { /* never created or already renamed */ }
-    throw e;
-  }
 }
 
 function checkStep(step: unknown, where: string): number {

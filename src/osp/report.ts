@@ -2,7 +2,8 @@
 // line/bar chart per plot group of metrics.jsonl, plus tables of the run's config and summary.
 import * as fs from 'fs';
 import * as path from 'path';
-import { MetricsLog, writeFileAtomicSync } from './metrics';
+import { writeFileAtomicSync } from '../util/atomicWrite';
+import { MetricsLog } from './metrics';
 import type { StepMetricField, StepMetrics } from './metrics';
 
 export interface ReportOptions {

@@ -9,12 +9,11 @@
 //   report.html         plots of metrics.jsonl (report.ts)
 import * as fs from 'fs';
 import * as path from 'path';
-import { loadLlama } from '../model/hub';
-import { LlamaModel } from '../model/llama';
+import { LlamaModel, loadLlama } from '../model/llama';
 import { AdamW } from '../model/optim';
 import { readSafetensors, writeSafetensors, TensorToWrite } from '../model/safetensors';
 import { Tensor, tensor } from '../tensor';
-import { writeFileAtomicSync } from './metrics';
+import { writeFileAtomicSync } from '../util/atomicWrite';
 
 export interface CheckpointState {
   /** Optimizer steps completed. */

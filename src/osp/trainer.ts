@@ -47,18 +47,20 @@ function fail(setting: string, problem: string, value?: string): never {
   throw new SettingsError(setting, problem, value);
 }
 
-function resolveDevice(d: 'cpu' | 'cuda' | undefined): 'cpu' | 'cuda' {
+/** The device a setting names, or the default; cuda without a GPU is an error naming the setting. */
+export function resolveDevice(d: 'cpu' | 'cuda' | undefined): 'cpu' | 'cuda' {
   if (d === undefined) return defaultDevice();
   if (d === 'cuda' && !backends().cuda.available) {
     const b = backends().cuda;
-    fail('device', `cuda: no CUDA device is available (${b.compiled ? b.reason : 'osp was built without CUDA'})`);
+    fail('device', `no CUDA device is available (${b.compiled ? b.reason : 'osp was built without CUDA'})`, 'cuda');
   }
   return d;
 }
 
-function resolveDtype(d: 'f32' | 'bf16' | undefined, device: 'cpu' | 'cuda'): 'f32' | 'bf16' {
+/** The dtype a setting names, or the default for the device (bf16 on cuda, f32 on the cpu). */
+export function resolveDtype(d: 'f32' | 'bf16' | undefined, device: 'cpu' | 'cuda'): 'f32' | 'bf16' {
   if (d === undefined) return device === 'cuda' ? 'bf16' : 'f32';
-  if (d === 'bf16' && device === 'cpu') fail('dtype', 'bf16 runs on cuda only; on the cpu use f32');
+  if (d === 'bf16' && device === 'cpu') fail('dtype', 'runs on cuda only; on the cpu use f32', 'bf16');
   return d;
 }
 
@@ -77,14 +79,19 @@ export function judgeTemplateOf(setting: string, t: string): 'hh' | 'tldr' | Jud
   try {
     return loadJudgeTemplate(t);
   } catch (e) {
-    fail(setting, `${(e as Error).message}`, t);
+    fail(setting, `${(e as Error).message.replace(/^judge template file [^:]*: /, '')} (expected hh, tldr or a template file with {prompt}, {a}, {b})`, t);
   }
 }
 
 /** Reads a data file's records, reporting skipped ones through `notice`; an empty result is an error naming the setting. */
 export async function readDataSetting<K extends RecordKind>(setting: string, file: string, kind: K, s: { skipBad?: boolean; limit?: number }, notice: (l: string) => void) {
   if (!fs.existsSync(file)) fail(setting, `no such file`, file);
-  const r = await readRecords(file, kind, { skipBad: Boolean(s.skipBad), limit: s.limit });
+  let r;
+  try {
+    r = await readRecords(file, kind, { skipBad: Boolean(s.skipBad), limit: s.limit });
+  } catch (e) {
+    fail(setting, (e as Error).message, file);
+  }
   if (r.skipped > 0) notice(`${file}: skipped ${r.skipped} malformed record(s); first: ${r.problems[0]}`);
   if (r.records.length === 0) fail(setting, `no usable ${kind} records`, file);
   return r.records;

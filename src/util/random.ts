@@ -1,8 +1,39 @@
-// A small seeded pseudo-random generator for the demo task, so that prompts, demonstrations,
-// preference pairs and the tokenizer are bit-for-bit reproducible from one integer seed (no
-// Math.random anywhere). The generator is mulberry32 (32-bit state, period 2^32), seeded through a
-// murmur3-style mix of the seed's two 32-bit halves and a stream label, so that the streams of one
-// seed ('prompts', 'sft', 'pairs', ...) are unrelated to each other and to other seeds.
+// The one seeded random source on the host (the kernels have their own, native/kernels/random):
+// mulberry32 (32-bit state, period 2^32) and the FNV-1a hash that derives streams. Everything that
+// must be reproducible from an integer seed draws from here, never from Math.random:
+//   Rng            the demo task's prompts, demonstrations, pairs and tokenizer (a murmur3-style mix
+//                  of the seed's two 32-bit halves and a stream label picks the state, so the
+//                  streams of one seed, 'prompts', 'sft', 'pairs' ..., are unrelated);
+//   seededUniform  random pairing and the trainer's data order and per-step seeds (raw state);
+//   fnv1a32        the sampling stream of a generated sample (src/generate).
+// A maintained package would add a dependency for these fifteen lines; the demo's bit-for-bit
+// rebuild (demo/README.md checksums) depends on this exact generator.
+
+/** One mulberry32 step: advances the state and returns 32 random bits. */
+function mulberry32(state: { s: number }): number {
+  state.s = (state.s + 0x6d2b79f5) >>> 0;
+  let t = state.s;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return (t ^ (t >>> 14)) >>> 0;
+}
+
+/** Uniforms in [0, 1) from mulberry32 seeded with the raw 32-bit state `seed`. */
+export function seededUniform(seed: number): () => number {
+  const state = { s: seed >>> 0 };
+  return () => mulberry32(state) / 4294967296;
+}
+
+/** 32-bit FNV-1a over the bytes of 32-bit words (little-endian), continuing from `h`. */
+export function fnv1a32(words: Iterable<number>, h = 0x811c9dc5): number {
+  for (const v of words) {
+    for (let b = 0; b < 4; b++) {
+      h ^= (v >>> (8 * b)) & 0xff;
+      h = Math.imul(h, 0x01000193);
+    }
+  }
+  return h >>> 0;
+}
 
 /** murmur3's 32-bit finaliser: a bijective avalanche mix. */
 function fmix32(h: number): number {
@@ -31,22 +62,18 @@ export function checkSeed(seed: number, where: string): void {
 
 /** Seeded generator: mulberry32 over a state derived from (seed, stream). */
 export class Rng {
-  private state: number;
+  private readonly state: { s: number };
 
   constructor(seed: number, stream = '') {
     checkSeed(seed, 'Rng');
     const lo = seed >>> 0; // low 32 bits (two's complement for negative seeds)
     const hi = Math.floor(seed / 2 ** 32) >>> 0;
-    this.state = fmix32(fmix32(lo ^ 0x9e3779b9) ^ fmix32(hi + 0x7f4a7c15) ^ hashString(stream));
+    this.state = { s: fmix32(fmix32(lo ^ 0x9e3779b9) ^ fmix32(hi + 0x7f4a7c15) ^ hashString(stream)) };
   }
 
   /** The next 32-bit unsigned integer. */
   nextUint32(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
+    return mulberry32(this.state);
   }
 
   /** A double in [0, 1) (32 random bits). */
