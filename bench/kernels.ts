@@ -345,7 +345,7 @@ async function benchGeneration(device: Device): Promise<void> {
       }
     }
   } finally {
-    for (const p of model.parameters().values()) p.dispose();
+    model.dispose();
   }
 }
 

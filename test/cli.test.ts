@@ -69,7 +69,7 @@ async function expectCompleteRun(out: string, o: { command: string; steps: numbe
     const w = final.parameters().get('model.norm.weight')!;
     expect(Array.from(w.toArray())).toEqual(Array.from(last.get('model.norm.weight')!.data as Float32Array));
   } finally {
-    for (const t of final.parameters().values()) t.dispose();
+    final.dispose();
   }
   return metrics;
 }

@@ -155,7 +155,7 @@ describe('a short cpu run of osp train learns the judged soft preferences', () =
       try {
         await m.save(dir, { tokenizerFrom: tiny.model });
       } finally {
-        for (const t of m.parameters().values()) t.dispose();
+        m.dispose();
       }
     }
     const prompts = path.join(root, 'prompts.jsonl');

@@ -180,7 +180,7 @@ describe('osp generate and osp eval', () => {
     for (const [dir, seed] of [[modelA, 1], [modelB, 2]] as const) {
       const m = LlamaModel.init(config, { seed, std: 0.5 });
       await m.save(dir, { tokenizerFrom: tokDir });
-      for (const t of m.parameters().values()) t.dispose();
+      m.dispose();
     }
     data = path.join(root, 'sft.jsonl');
     fs.writeFileSync(data, examples.map((e) => JSON.stringify(e)).join('\n') + '\n');

@@ -21,7 +21,7 @@ afterEach(() => {
 const cpu = { device: 'cpu' } as const;
 const models: LlamaModel[] = [];
 function dispose(m: LlamaModel): void {
-  for (const t of m.parameters().values()) t.dispose();
+  m.dispose();
 }
 afterEach(() => {
   for (const m of models.splice(0)) dispose(m);

@@ -102,7 +102,7 @@ for (const [tie, llama3] of [[false, false], [true, false], [false, true]]) {
     afterAll(() => {
       for (const t of result.grads.values()) t.dispose();
       result.gradInputEmbeddings.dispose();
-      for (const t of model.parameters().values()) t.dispose();
+      model.dispose();
     });
 
     it('returns a gradient for every parameter, same names and shapes; the ignored target has log-prob 0', () => {
@@ -155,7 +155,7 @@ describe('LlamaModel packing and sequenceLogprobs', () => {
   const config = tinyConfig(false);
   const model = LlamaModel.init(config, { seed, dtype: 'f64', std: 0.2 });
   afterAll(() => {
-    for (const t of model.parameters().values()) t.dispose();
+    model.dispose();
   });
 
   it("a sequence's log-probs are the same alone and packed with others", () => {
@@ -279,10 +279,10 @@ describe('LlamaModel rope scaling', () => {
       // Saved as f32: the logits agree to the f32 rounding of the weights.
       const back = loaded.logits([seq])[0];
       for (let i = 0; i < back.length; i++) expect(Math.abs(back[i] - logits[i])).toBeLessThanOrEqual(1e-5);
-      for (const t of loaded.parameters().values()) t.dispose();
+      loaded.dispose();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
-      for (const t of model.parameters().values()) t.dispose();
+      model.dispose();
     }
   });
 

@@ -91,7 +91,7 @@ describe('judgePairs', () => {
     judge = await Judge.create(model, tok, { batchSize: 4 });
   });
   afterAll(() => {
-    for (const t of model.parameters().values()) t.dispose();
+    model.dispose();
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 

@@ -87,7 +87,7 @@ async function judgeAccuracy(dir: string, device: 'cpu' | 'cuda', n: number, see
   const prefs = await judge.preferences(pairs.map((p) => ({ prompt: p.prompt, a: p.chosen, b: p.rejected })));
   const correct = prefs.map((q) => (q.p > 0.5 ? 1 : q.p === 0.5 ? 0.5 : 0));
   const disagreement = prefs.reduce((a, q) => a + Math.abs(q.pAB - (1 - q.pBA)), 0) / prefs.length;
-  for (const t of model.parameters().values()) t.dispose();
+  model.dispose();
   return { accuracy: meanWithCi(correct, { seed }), disagreement };
 }
 
@@ -150,7 +150,7 @@ export async function runDemo(s: DemoSettings): Promise<void> {
       sampled: await qualityOf(model, tok, evalPrompts, { temperature: DEMO_DEFAULTS.temperature, seed: s.seed + 3, samples: quick ? 1 : DEMO_DEFAULTS.evalSamples }),
       greedy: await qualityOf(model, tok, evalPrompts, { temperature: 0, seed: s.seed + 3, samples: 1 }),
     };
-    for (const t of model.parameters().values()) t.dispose();
+    model.dispose();
   }
   const nPairs = quick ? 40 : DEMO_DEFAULTS.judgePairs;
   const judgeBefore = await judgeAccuracy(sft, device, nPairs, s.seed);
@@ -159,7 +159,7 @@ export async function runDemo(s: DemoSettings): Promise<void> {
   const h2hModel = await LlamaModel.load(judgeDir, { device });
   const h2hJudge = await Judge.create(h2hModel, await Tokenizer.load(judgeDir), { batchSize: 64 });
   const h2h = (await winRate(h2hJudge, evalPrompts.map((prompt, i) => ({ prompt, a: results.OSP.greedy.texts[i], b: results.SFT.greedy.texts[i] })), { seed: s.seed })).summary;
-  for (const t of h2hModel.parameters().values()) t.dispose();
+  h2hModel.dispose();
   const minutes = (Date.now() - t0) / 60000;
   const rows = [
     ['scorer quality, sampled (T 0.7, top-p 0.9)', num3(results.SFT.sampled.score), num3(results.OSP.sampled.score)],

@@ -69,7 +69,7 @@ export async function makeTinyRun(opts: { seed?: number; size?: number } = {}): 
   try {
     await m.save(model, { tokenizerFrom: tokDir });
   } finally {
-    for (const t of m.parameters().values()) t.dispose();
+    m.dispose();
   }
   const prompts = path.join(root, 'prompts.jsonl');
   const sft = path.join(root, 'sft.jsonl');
