@@ -5,13 +5,32 @@
 
 #include "../../core/check.h"
 #include "../../core/cuda_backend.h"
+#include "../../core/sync.h"
 
 namespace osp {
+
+namespace {
+
+const char* const names[5] = {"policyChosen", "policyRejected", "refChosen", "refRejected", "target"};
+
+// ins: the four log-probability vectors and the target (null without one); B pairs.
+void raise(const ArgCheck& c, const KernelStatus& st, const Tensor* const ins[5], int64_t B) {
+  if (st.code == StatusNonFiniteValue) {
+    const int64_t which = st.index / B, i = st.index % B;
+    c.status(st, std::string(names[which]) + "[" + std::to_string(i) + "] is " + formatNumber(readFloat(*ins[which], i)) +
+                     "; expected finite log-probabilities");
+  }
+  if (st.code == StatusProbabilityRange)
+    c.status(st, "target[" + std::to_string(st.index) + "] is " + formatNumber(readFloat(*ins[4], st.index)) +
+                     "; expected a preference strength in [0, 1]");
+  c.status(st, "kernel reported status " + std::to_string(st.code));
+}
+
+}  // namespace
 
 PreferenceResult preferenceLoss(PreferenceKind kind, const Tensor& pc, const Tensor& pr, const Tensor& rc,
                                 const Tensor& rr, const Tensor* target, double beta) {
   ArgCheck c{"preferenceLoss"};
-  const char* names[5] = {"policyChosen", "policyRejected", "refChosen", "refRejected", "target"};
   const Tensor* ins[5] = {&pc, &pr, &rc, &rr, target};
   const int nIn = target ? 5 : 4;
   if (kind == PreferenceKind::SPCE && !target)
@@ -50,30 +69,33 @@ PreferenceResult preferenceLoss(PreferenceKind kind, const Tensor& pc, const Ten
                                          target ? target->data<float>() : nullptr, static_cast<float>(beta), B,
                                          r.losses.data<float>(), r.pHat.data<float>(), r.margins.data<float>(),
                                          r.gradPolicyChosen.data<float>(), r.gradPolicyRejected.data<float>(), &r.loss, &st);
+    // The loss is a value handed to the host, a read on the gpu: counted here too so that cpu
+    // tests see the gpu's count.
+    countWait(Wait::Read);
   } else {
 #ifdef OSP_WITH_CUDA
     Tensor mean = Tensor::empty({1}, DType::F32, dev);
     preference_loss::Outputs o{r.losses.raw(), r.pHat.raw(), r.margins.raw(), r.gradPolicyChosen.raw(),
                                r.gradPolicyRejected.raw()};
-    preference_loss::forwardCuda(k, pc.data<float>(), pr.data<float>(), rc.data<float>(), rr.data<float>(),
-                                 target ? target->data<float>() : nullptr, static_cast<float>(beta), B, o,
-                                 mean.data<float>(), cuda::statusReset());
-    cuda::checkLaunch("preferenceLoss");
-    st = cuda::statusRead();
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* s) {
+          preference_loss::forwardCuda(k, pc.data<float>(), pr.data<float>(), rc.data<float>(), rr.data<float>(),
+                                       target ? target->data<float>() : nullptr, static_cast<float>(beta), B, o,
+                                       mean.data<float>(), s);
+        },
+        [c, pc, pr, rc, rr, t = target ? *target : Tensor(), hasTarget = target != nullptr, B](const KernelStatus& s) {
+          const Tensor* const in[5] = {&pc, &pr, &rc, &rr, hasTarget ? &t : nullptr};
+          raise(c, s, in, B);
+        });
+    // The loss is needed on the host now: this read is the op's one wait, and it raises the check
+    // queued above (and any earlier one) in the same wait.
     float m = 0;
     toHost(mean, &m);
     r.loss = m;
 #endif
   }
-  if (st.code == StatusNonFiniteValue) {
-    const int64_t which = st.index / B, i = st.index % B;
-    c.status(st, std::string(names[which]) + "[" + std::to_string(i) + "] is " + formatNumber(readFloat(*ins[which], i)) +
-                     "; expected finite log-probabilities");
-  }
-  if (st.code == StatusProbabilityRange)
-    c.status(st, "target[" + std::to_string(st.index) + "] is " + formatNumber(readFloat(*target, st.index)) +
-                     "; expected a preference strength in [0, 1]");
-  c.status(st, "kernel reported status " + std::to_string(st.code));
+  raise(c, st, ins, B);
   return r;
 }
 
