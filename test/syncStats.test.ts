@@ -2,6 +2,7 @@
 // tensor bytes and synchronize), so these counts are the ones a GPU run shows for the same calls.
 // CPU ops compute their value checks synchronously: a bad value still throws at the op.
 import * as osp from '../src';
+import { forward20 } from './helpers/forward20';
 
 const cpu = { device: 'cpu' as const };
 
@@ -58,6 +59,17 @@ describe('syncStats on the cpu backend', () => {
       osp.sum(lp);
       expect(stats().hostWaits).toBe(0);
       lp.toArray();
+    });
+    expect(stats()).toEqual({ hostWaits: 1, reads: 1, synchronizes: 0, statusReads: 0, uploadWaits: 0 });
+  });
+
+  it('counts no wait over a 20-op forward, then one read for its result (the count test/gpuSync.test.ts expects on cuda)', () => {
+    osp.scope(() => {
+      const f = forward20('cpu');
+      osp.resetSyncStats();
+      const loss = f.run();
+      expect(stats().hostWaits).toBe(0);
+      expect(Number.isFinite(loss.toArray()[0])).toBe(true);
     });
     expect(stats()).toEqual({ hostWaits: 1, reads: 1, synchronizes: 0, statusReads: 0, uploadWaits: 0 });
   });

@@ -97,7 +97,8 @@ struct Context {
 };
 
 Context& context() {
-  static Context ctx;
+  // Never destroyed: queued checks hold tensors, whose storage may be freed at exit through ctx.
+  static Context& ctx = *new Context();
   static std::once_flag once;
   std::call_once(once, [] {
     int count = 0;

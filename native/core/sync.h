@@ -6,8 +6,10 @@
 // synchronously and never wait), so CPU tests can assert the counts a GPU run would show.
 //
 // Deferred checks: a CUDA op's kernel writes its status to a slot of a device pool; runCudaOp queues
-// the slot with a closure that turns a bad status into the op's error. The next host wait (a read
-// or synchronize) copies all pending slots in one copy and throws the first failing check's error.
+// the slot with a closure that turns a bad status into the op's error. The next host wait (a read,
+// synchronize, or an op's own status read such as adamwStep's) copies all pending slots in one copy
+// and throws the first failing check's error, then the queue is empty. Tensors the closures hold
+// stay allocated until then.
 // OSP_SYNC_CHECKS=1 (read once at start-up) reads each op's status right after its launch instead.
 //
 // Implemented in cuda_backend.cpp, which both builds compile.
