@@ -238,6 +238,7 @@ char* stageSpace(Context& ctx, size_t bytes) {
     cudaEvent_t e = ctx.staged[static_cast<size_t>(last)].done;
     cudaError_t q = cudaEventQuery(e);
     if (q == cudaErrorNotReady) {
+      cudaGetLastError();  // "not ready" is no failure: keep it from the next launch check (as PyTorch does)
       countWait(Wait::UploadWait);
       q = cudaEventSynchronize(e);
     }
