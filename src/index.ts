@@ -1,6 +1,7 @@
 // osp: Online Self-Preferring alignment of Llama-family models over native CUDA/C++ kernels.
 export { backends, defaultDevice, synchronize, memoryStats, resetPeakMemory } from './device';
 export type { Backends, Device, MemoryStats } from './device';
+export { syncStats, resetSyncStats, type SyncStats } from './sync';
 export { tensor, zeros, randn, scope, keep, Tensor } from './tensor';
 export type { DType, TensorData, TensorOptions, RandomOptions } from './tensor';
 export {

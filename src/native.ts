@@ -124,6 +124,17 @@ export interface NativeAddon {
   cachedAttention(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, slots: NativeTensor, positions: NativeTensor, scale?: number): NativeTensor;
   memoryStats(): Record<'cpu' | 'cuda', { currentBytes: number; peakBytes: number }>;
   resetPeakMemory(): void;
+  syncStats(): NativeSyncStats;
+  resetSyncStats(): void;
+}
+
+/** Host waits since the last resetSyncStats(), by kind; hostWaits is their sum. */
+export interface NativeSyncStats {
+  hostWaits: number;
+  reads: number;
+  synchronizes: number;
+  statusReads: number;
+  uploadWaits: number;
 }
 
 function load(): NativeAddon {

@@ -15,6 +15,7 @@
 #include "../core/cuda_backend.h"
 #include "../core/errors.h"
 #include "../core/parallel.h"
+#include "../core/sync.h"
 #include "../core/tensor.h"
 #include "../kernels/adamw/adamw.h"
 #include "../kernels/attention/attention.h"
@@ -432,7 +433,7 @@ Napi::Value backends(const Napi::CallbackInfo& info) {
 
 Napi::Value synchronize(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    if (cuda::available()) cuda::synchronize();
+    osp::synchronize();  // counted on every backend; on cuda also raises pending value checks
     return info.Env().Undefined();
   });
 }
@@ -843,6 +844,24 @@ Napi::Value resetPeakMemoryJs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Host waits since the last reset, by kind (sync.h says what counts).
+Napi::Value syncStatsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const SyncStats s = syncStats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("hostWaits", double(s.hostWaits()));
+  o.Set("reads", double(s.reads));
+  o.Set("synchronizes", double(s.synchronizes));
+  o.Set("statusReads", double(s.statusReads));
+  o.Set("uploadWaits", double(s.uploadWaits));
+  return o;
+}
+
+Napi::Value resetSyncStatsJs(const Napi::CallbackInfo& info) {
+  resetSyncStats();
+  return info.Env().Undefined();
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   Napi::Function cls = NativeTensor::define(env);
@@ -887,6 +906,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("cachedAttention", Napi::Function::New<cachedAttentionJs>(env, "cachedAttention"));
   exports.Set("memoryStats", Napi::Function::New<memoryStatsJs>(env, "memoryStats"));
   exports.Set("resetPeakMemory", Napi::Function::New<resetPeakMemoryJs>(env, "resetPeakMemory"));
+  exports.Set("syncStats", Napi::Function::New<syncStatsJs>(env, "syncStats"));
+  exports.Set("resetSyncStats", Napi::Function::New<resetSyncStatsJs>(env, "resetSyncStats"));
   return exports;
 }
 

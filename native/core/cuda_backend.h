@@ -1,5 +1,7 @@
 // The GPU side of the core as seen from plain C++: whether CUDA was compiled in, which devices
 // answer, allocation and copies, and the status buffer that kernels write value errors into.
+// Uploads of up to 1 MiB return without waiting (staged through pinned memory); reads wait, and
+// raise the deferred value checks of sync.h.
 // Every function exists in both builds; without CUDA they report "not compiled" or throw.
 #pragma once
 #include <cstddef>
@@ -32,8 +34,9 @@ void copyDeviceToDevice(void* dst, const void* src, size_t bytes);
 void memsetZero(void* dst, size_t bytes);
 void synchronize();
 
-// A zeroed KernelStatus on the device for the next launch, and the read-back after it. The read
-// waits for the stream: value checks on the GPU cost one 16-byte copy and one synchronisation.
+// The immediate form of a value check, for ops not yet on runCudaOp (sync.h): a zeroed
+// KernelStatus for the next launch, and its read-back, which waits for the stream (a counted status
+// read, which also raises any pending deferred check first).
 KernelStatus* statusReset();
 KernelStatus statusRead();
 void checkLaunch(const char* what);  // throws on a launch error

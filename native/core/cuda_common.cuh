@@ -1,5 +1,6 @@
-// Shared device code for the CUDA kernels: loads of f32/bf16 as float, the stream, block
-// reductions, and first-wins status reporting. Included only by .cu files.
+// Shared device code for the CUDA kernels (llm.c's cuda_utils.cuh is the model): the stream,
+// loads of f32/bf16 as float, the f32/bf16 dispatch of a launch, warp and block reductions, and
+// first-wins status reporting. Included only by .cu files.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -19,6 +20,55 @@ template <typename T> __device__ __forceinline__ T fromFloat(float x);
 template <> __device__ __forceinline__ float fromFloat<float>(float x) { return x; }
 template <> __device__ __forceinline__ __nv_bfloat16 fromFloat<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
 
+// ---- dtype dispatch ----------------------------------------------------------------------------
+
+template <typename T> struct TypeTag {
+  using type = T;
+};
+
+// Calls f with TypeTag<__nv_bfloat16> or TypeTag<float>, so one launch serves both storage types:
+//   dispatchFloat(isBf16, [&](auto tag) { using T = typename decltype(tag)::type; kernel<T><<<...>>>(...); });
+template <typename F>
+inline void dispatchFloat(bool isBf16, F&& f) {
+  if (isBf16) f(TypeTag<__nv_bfloat16>{});
+  else f(TypeTag<float>{});
+}
+
+// ---- reductions ----------------------------------------------------------------------------------
+// Xor-shuffle butterflies: every lane (and, for the block forms, every thread) gets the result, and
+// the order of operations is fixed, so sums are the same on every run. Block forms need blockDim.x
+// a multiple of 32, at most 1024, and must be reached by every thread of the block.
+
+struct SumOp {
+  template <typename T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOp {
+  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+template <typename T, typename Op>
+__device__ __forceinline__ T warpReduce(T v, Op op) {
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+template <typename T> __device__ __forceinline__ T warpSum(T v) { return warpReduce(v, SumOp{}); }
+__device__ __forceinline__ float warpMax(float v) { return warpReduce(v, MaxOp{}); }
+
+// `identity` fills the lanes past the last warp (0 for a sum, -Inf for a max).
+template <typename T, typename Op>
+__device__ __forceinline__ T blockReduce(T v, Op op, T identity) {
+  __shared__ T sh[32];
+  v = warpReduce(v, op);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  __syncthreads();  // the shared array may still be read from an earlier call
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  v = lane < warps ? sh[lane] : identity;
+  return warpReduce(v, op);
+}
+template <typename T> __device__ __forceinline__ T blockReduceSum(T v) { return blockReduce(v, SumOp{}, T(0)); }
+__device__ __forceinline__ float blockReduceMax(float v) { return blockReduce(v, MaxOp{}, -INFINITY); }
+
 // Record the first problem found by any thread; later ones are dropped.
 __device__ __forceinline__ void reportStatus(KernelStatus* st, int code, long long index) {
   if (atomicCAS(&st->code, 0, code) == 0) st->index = index;
@@ -32,7 +82,7 @@ __device__ __forceinline__ void mergeMaxSum(float& m, float& s, float m2, float 
   m = mn;
 }
 
-// Block-wide reduction of (max, sum) pairs; every thread gets the result. blockDim.x <= 1024.
+// Block-wide reduction of online-softmax (max, sum) pairs; every thread gets the result.
 __device__ __forceinline__ void blockReduceMaxSum(float& m, float& s) {
   __shared__ float sm[32], ss[32];
   for (int o = 16; o > 0; o >>= 1) {
@@ -51,19 +101,6 @@ __device__ __forceinline__ void blockReduceMaxSum(float& m, float& s) {
     float s2 = __shfl_xor_sync(0xffffffffu, s, o);
     mergeMaxSum(m, s, m2, s2);
   }
-}
-
-// Block-wide sum of a float in a fixed order (deterministic); every thread gets the result.
-__device__ __forceinline__ float blockReduceSum(float v) {
-  __shared__ float sh[32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-  __syncthreads();
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  v = lane < warps ? sh[lane] : 0.f;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
 }
 
 }  // namespace osp::cuda

@@ -12,6 +12,7 @@
 #include "bf16.h"
 #include "cuda_backend.h"
 #include "errors.h"
+#include "sync.h"
 
 namespace osp {
 
@@ -213,6 +214,7 @@ Tensor fromHost(const void* data, const std::vector<int64_t>& shape, DType dtype
 
 void toHost(const Tensor& t, void* dst) {
   if (t.nbytes() == 0) return;
+  countWait(Wait::Read);  // on the cpu too, so that cpu tests see the counts a gpu run would
   if (t.device == Device::CPU) std::memcpy(dst, t.raw(), t.nbytes());
   else cuda::copyToHost(dst, t.raw(), t.nbytes());
 }
@@ -262,6 +264,7 @@ static std::vector<char> denseHostBytes(const Tensor& src) {
   }
   // A view: fetch the whole underlying buffer, then gather.
   std::vector<char> whole(src.storage->bytes);
+  countWait(Wait::Read);
   if (src.device == Device::CPU) std::memcpy(whole.data(), src.storage->ptr, whole.size());
   else cuda::copyToHost(whole.data(), src.storage->ptr, whole.size());
   gatherStrided(src, whole.data() + src.offset * static_cast<int64_t>(dtypeSize(src.dtype)), out.data());

@@ -8,6 +8,7 @@
 
 #include "../../core/check.h"
 #include "../../core/cuda_backend.h"
+#include "../../core/sync.h"
 
 namespace osp {
 
@@ -144,13 +145,18 @@ Bounds bounds(const ArgCheck& c, const Tensor& q, const Tensor& ids, const Tenso
 }
 
 #ifdef OSP_WITH_CUDA
-// After a cuda launch: with spans, read the kernels' status and name the bad column.
-void spanStatus(const ArgCheck& c, const Tensor* spans, KernelStatus* st, int64_t T) {
-  cuda::checkLaunch(c.op);
-  if (!st) return;
-  const KernelStatus r = cuda::statusRead();
-  if (r.code == StatusSequenceSpan) badSpan(c, *spans, r.index, T);
-  c.status(r, "kernel reported status " + std::to_string(r.code));
+// A cuda launch: with spans the kernels check them (a deferred check naming the bad column);
+// without, the bounds came from the host and need no check.
+void launchChecked(const ArgCheck& c, const Tensor* spans, int64_t T, const std::function<void(KernelStatus*)>& launch) {
+  if (!spans) {
+    launch(nullptr);
+    cuda::checkLaunch(c.op);
+    return;
+  }
+  cuda::runCudaOp(c.op, launch, [c, sp = *spans, T](const KernelStatus& r) {
+    if (r.code == StatusSequenceSpan) badSpan(c, sp, r.index, T);
+    c.status(r, "kernel reported status " + std::to_string(r.code));
+  });
 }
 #endif
 
@@ -173,10 +179,10 @@ AttentionResult causalAttention(const Tensor& q, const Tensor& k, const Tensor& 
                             r.logsumexp.data<float>(), d.T, d.H, d.Hkv, d.Dh, d.scale);
   } else {
 #ifdef OSP_WITH_CUDA
-    KernelStatus* st = spans ? cuda::statusReset() : nullptr;
-    attention::forwardCuda(q.raw(), k.raw(), v.raw(), b.s, b.e, r.out.raw(), r.logsumexp.data<float>(),
-                           q.dtype == DType::BF16, d.T, d.H, d.Hkv, d.Dh, static_cast<float>(d.scale), st);
-    spanStatus(c, spans, st, d.T);
+    launchChecked(c, spans, d.T, [&](KernelStatus* st) {
+      attention::forwardCuda(q.raw(), k.raw(), v.raw(), b.s, b.e, r.out.raw(), r.logsumexp.data<float>(),
+                             q.dtype == DType::BF16, d.T, d.H, d.Hkv, d.Dh, static_cast<float>(d.scale), st);
+    });
 #endif
   }
   return r;
@@ -216,11 +222,11 @@ AttentionGrads causalAttentionBackward(const Tensor& q, const Tensor& k, const T
   } else {
 #ifdef OSP_WITH_CUDA
     Tensor delta = Tensor::empty({d.T, d.H}, DType::F32, q.device);
-    KernelStatus* st = spans ? cuda::statusReset() : nullptr;
-    attention::backwardCuda(q.raw(), k.raw(), v.raw(), b.s, b.e, out.raw(), lse.data<float>(), gradOut.raw(),
-                            r.gradQ.raw(), r.gradK.raw(), r.gradV.raw(), delta.data<float>(), q.dtype == DType::BF16, d.T,
-                            d.H, d.Hkv, d.Dh, static_cast<float>(d.scale), st);
-    spanStatus(c, spans, st, d.T);
+    launchChecked(c, spans, d.T, [&](KernelStatus* st) {
+      attention::backwardCuda(q.raw(), k.raw(), v.raw(), b.s, b.e, out.raw(), lse.data<float>(), gradOut.raw(),
+                              r.gradQ.raw(), r.gradK.raw(), r.gradV.raw(), delta.data<float>(), q.dtype == DType::BF16,
+                              d.T, d.H, d.Hkv, d.Dh, static_cast<float>(d.scale), st);
+    });
 #endif
   }
   return r;

@@ -14,6 +14,7 @@ namespace {
 
 using osp::cuda::fromFloat;
 using osp::cuda::toFloat;
+using osp::cuda::warpSum;
 
 constexpr int kWarps = 4;
 constexpr int kBlock = 32 * kWarps;
@@ -24,11 +25,6 @@ __device__ __forceinline__ bool blockSpanOk(const int32_t* starts, const int32_t
   if (spanValid(starts, ends, i, T)) return true;
   if (st && threadIdx.x == 0) osp::cuda::reportStatus(st, StatusSequenceSpan, i);
   return false;
-}
-
-__device__ __forceinline__ float warpSum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
 }
 
 // a (shared, f32) . b (global row), over one warp; every lane gets the result.
@@ -225,27 +221,22 @@ void launchBackward(const T* q, const T* k, const T* v, const int32_t* starts, c
 void forwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, void* out,
                  float* lse, bool isBf16, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale,
                  KernelStatus* status) {
-  using B = __nv_bfloat16;
-  if (isBf16)
-    launchForward(static_cast<const B*>(q), static_cast<const B*>(k), static_cast<const B*>(v), starts, ends,
-                  static_cast<B*>(out), lse, T_, H, Hkv, Dh, scale, status);
-  else
-    launchForward(static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v), starts, ends,
-                  static_cast<float*>(out), lse, T_, H, Hkv, Dh, scale, status);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    launchForward(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), starts, ends,
+                  static_cast<T*>(out), lse, T_, H, Hkv, Dh, scale, status);
+  });
 }
 
 void backwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, const void* out,
                   const float* lse, const void* gradOut, void* dq, void* dk, void* dv, float* delta, bool isBf16, int64_t T_,
                   int64_t H, int64_t Hkv, int64_t Dh, float scale, KernelStatus* status) {
-  using B = __nv_bfloat16;
-  if (isBf16)
-    launchBackward(static_cast<const B*>(q), static_cast<const B*>(k), static_cast<const B*>(v), starts, ends,
-                   static_cast<const B*>(out), lse, static_cast<const B*>(gradOut), static_cast<B*>(dq),
-                   static_cast<B*>(dk), static_cast<B*>(dv), delta, T_, H, Hkv, Dh, scale, status);
-  else
-    launchBackward(static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v), starts, ends,
-                   static_cast<const float*>(out), lse, static_cast<const float*>(gradOut), static_cast<float*>(dq),
-                   static_cast<float*>(dk), static_cast<float*>(dv), delta, T_, H, Hkv, Dh, scale, status);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    launchBackward(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), starts, ends,
+                   static_cast<const T*>(out), lse, static_cast<const T*>(gradOut), static_cast<T*>(dq), static_cast<T*>(dk),
+                   static_cast<T*>(dv), delta, T_, H, Hkv, Dh, scale, status);
+  });
 }
 
 }  // namespace osp::attention

@@ -55,24 +55,23 @@ __global__ void __launch_bounds__(1024) sumKernel(const float* __restrict__ x, f
 using bf16 = __nv_bfloat16;
 
 void binaryCuda(int op, const void* a, const void* b, void* out, bool isBf16, int64_t n) {
-  if (isBf16)
-    binaryKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(op, static_cast<const bf16*>(a), static_cast<const bf16*>(b),
-                                                                 static_cast<bf16*>(out), n);
-  else
-    binaryKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(op, static_cast<const float*>(a), static_cast<const float*>(b),
-                                                                 static_cast<float*>(out), n);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    binaryKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(op, static_cast<const T*>(a), static_cast<const T*>(b),
+                                                                 static_cast<T*>(out), n);
+  });
 }
 void unaryCuda(int op, const void* x, void* out, bool isBf16, int64_t n) {
-  if (isBf16)
-    unaryKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(op, static_cast<const bf16*>(x), static_cast<bf16*>(out), n);
-  else
-    unaryKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(op, static_cast<const float*>(x), static_cast<float*>(out), n);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    unaryKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(op, static_cast<const T*>(x), static_cast<T*>(out), n);
+  });
 }
 void affineCuda(const void* x, void* out, bool isBf16, float scale, float shift, int64_t n) {
-  if (isBf16)
-    affineKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(static_cast<const bf16*>(x), static_cast<bf16*>(out), scale, shift, n);
-  else
-    affineKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(static_cast<const float*>(x), static_cast<float*>(out), scale, shift, n);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    affineKernel<<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(static_cast<const T*>(x), static_cast<T*>(out), scale, shift, n);
+  });
 }
 void castCuda(const void* src, bool srcBf16, void* dst, bool dstBf16, int64_t n) {
   auto st = osp::cuda::stream();

@@ -3,6 +3,7 @@
 
 #include "../../core/check.h"
 #include "../../core/cuda_backend.h"
+#include "../../core/sync.h"
 
 namespace osp {
 
@@ -48,10 +49,12 @@ Tensor embedding(const Tensor& table, const Tensor& ids) {
     else embedding_kernels::forwardCpu(table.data<float>(), ids.data<int32_t>(), out.data<float>(), T, V, D, true, &st);
   } else {
 #ifdef OSP_WITH_CUDA
-    embedding_kernels::forwardCuda(table.raw(), ids.data<int32_t>(), out.raw(), table.dtype == DType::BF16, T, V, D,
-                                   cuda::statusReset());
-    cuda::checkLaunch("embedding");
-    st = cuda::statusRead();
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* s) {
+          embedding_kernels::forwardCuda(table.raw(), ids.data<int32_t>(), out.raw(), table.dtype == DType::BF16, T, V, D, s);
+        },
+        [c, ids, V](const KernelStatus& s) { raise(c, s, ids, V); });
 #endif
   }
   raise(c, st, ids, V);
@@ -73,10 +76,13 @@ Tensor embeddingBackward(const Tensor& gradOut, const Tensor& ids, int64_t vocab
   } else {
 #ifdef OSP_WITH_CUDA
     if (T > 0) {
-      embedding_kernels::backwardCuda(gradOut.raw(), ids.data<int32_t>(), d.raw(), gradOut.dtype == DType::BF16, T, vocab, D,
-                                      cuda::statusReset());
-      cuda::checkLaunch("embeddingBackward");
-      st = cuda::statusRead();
+      cuda::runCudaOp(
+          c.op,
+          [&](KernelStatus* s) {
+            embedding_kernels::backwardCuda(gradOut.raw(), ids.data<int32_t>(), d.raw(), gradOut.dtype == DType::BF16, T,
+                                            vocab, D, s);
+          },
+          [c, ids, vocab](const KernelStatus& s) { raise(c, s, ids, vocab); });
     }
 #endif
   }

@@ -64,25 +64,23 @@ void launchBackward(const T* g, const int32_t* ids, T* d, int64_t T_, int64_t V,
 
 void forwardCuda(const void* table, const int32_t* ids, void* out, bool isBf16, int64_t T_, int64_t V, int64_t D,
                  KernelStatus* status) {
-  using B = __nv_bfloat16;
-  auto s = osp::cuda::stream();
-  if (isBf16)
-    forwardKernel<B><<<static_cast<unsigned>(T_), kBlock, 0, s>>>(static_cast<const B*>(table), ids, static_cast<B*>(out), V, D,
-                                                                  status);
-  else
-    forwardKernel<float><<<static_cast<unsigned>(T_), kBlock, 0, s>>>(static_cast<const float*>(table), ids,
-                                                                      static_cast<float*>(out), V, D, status);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    forwardKernel<T><<<static_cast<unsigned>(T_), kBlock, 0, osp::cuda::stream()>>>(static_cast<const T*>(table), ids,
+                                                                                   static_cast<T*>(out), V, D, status);
+  });
 }
 
 void backwardCuda(const void* g, const int32_t* ids, void* dtable, bool isBf16, int64_t T_, int64_t V, int64_t D,
                   KernelStatus* status) {
-  using B = __nv_bfloat16;
   if (T_ > 0) {
     int64_t b = (T_ + kBlock - 1) / kBlock;
     checkIdsKernel<<<static_cast<unsigned>(b > 65535 ? 65535 : b), kBlock, 0, osp::cuda::stream()>>>(ids, T_, V, status);
   }
-  if (isBf16) launchBackward(static_cast<const B*>(g), ids, static_cast<B*>(dtable), T_, V, D);
-  else launchBackward(static_cast<const float*>(g), ids, static_cast<float*>(dtable), T_, V, D);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    launchBackward(static_cast<const T*>(g), ids, static_cast<T*>(dtable), T_, V, D);
+  });
 }
 
 }  // namespace osp::embedding_kernels

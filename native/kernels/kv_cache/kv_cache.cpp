@@ -7,6 +7,7 @@
 
 #include "../../core/check.h"
 #include "../../core/cuda_backend.h"
+#include "../../core/sync.h"
 
 namespace osp {
 
@@ -78,10 +79,13 @@ void kvCacheWrite(const Tensor& cache, const Tensor& values, const Tensor& slots
                          L, row, &st);
   } else {
 #ifdef OSP_WITH_CUDA
-    kv_cache::writeCuda(cache.raw(), values.raw(), slots.data<int32_t>(), positions.data<int32_t>(),
-                        cache.dtype == DType::BF16, N, S, L, row, cuda::statusReset());
-    cuda::checkLaunch(c.op);
-    st = cuda::statusRead();
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* s) {
+          kv_cache::writeCuda(cache.raw(), values.raw(), slots.data<int32_t>(), positions.data<int32_t>(),
+                              cache.dtype == DType::BF16, N, S, L, row, s);
+        },
+        [c, slots, positions, S, L](const KernelStatus& s) { raise(c, s, slots, positions, S, L); });
 #endif
   }
   raise(c, st, slots, positions, S, L);
@@ -127,11 +131,14 @@ Tensor cachedAttention(const Tensor& q, const Tensor& kCache, const Tensor& vCac
 #ifdef OSP_WITH_CUDA
     if (N * H > 2147483647)
       rangeError("cachedAttention: " + std::to_string(N) + " queries x " + std::to_string(H) + " heads exceed the CUDA grid's 2^31 - 1 blocks");
-    kv_cache::attentionCuda(q.raw(), kCache.raw(), vCache.raw(), slots.data<int32_t>(), positions.data<int32_t>(),
-                            out.raw(), q.dtype == DType::BF16, N, H, k.Hkv, Dh, k.S, k.L, static_cast<float>(s),
-                            cuda::statusReset());
-    cuda::checkLaunch(c.op);
-    st = cuda::statusRead();
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* status) {
+          kv_cache::attentionCuda(q.raw(), kCache.raw(), vCache.raw(), slots.data<int32_t>(), positions.data<int32_t>(),
+                                  out.raw(), q.dtype == DType::BF16, N, H, k.Hkv, Dh, k.S, k.L, static_cast<float>(s),
+                                  status);
+        },
+        [c, slots, positions, S = k.S, L = k.L](const KernelStatus& st) { raise(c, st, slots, positions, S, L); });
 #endif
   }
   raise(c, st, slots, positions, k.S, k.L);

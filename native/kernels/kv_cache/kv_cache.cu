@@ -13,17 +13,13 @@ namespace {
 
 using osp::cuda::fromFloat;
 using osp::cuda::toFloat;
+using osp::cuda::warpSum;
 
 constexpr int kWarps = 4;
 constexpr int kBlock = 32 * kWarps;
 constexpr int kWriteBlock = 256;
 
 __device__ __forceinline__ bool inRange(int32_t x, int64_t n) { return x >= 0 && x < n; }
-
-__device__ __forceinline__ float warpSum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // a (shared, f32) . b (global row), over one warp; every lane gets the result.
 template <typename T>
@@ -122,23 +118,20 @@ void launchAttention(const T* q, const T* k, const T* v, const int32_t* slots, c
 
 void writeCuda(void* cache, const void* values, const int32_t* slots, const int32_t* positions, bool isBf16, int64_t N,
                int64_t S, int64_t L, int64_t row, KernelStatus* status) {
-  using B = __nv_bfloat16;
-  if (isBf16)
-    launchWrite(static_cast<B*>(cache), static_cast<const B*>(values), slots, positions, N, S, L, row, status);
-  else
-    launchWrite(static_cast<float*>(cache), static_cast<const float*>(values), slots, positions, N, S, L, row, status);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    launchWrite(static_cast<T*>(cache), static_cast<const T*>(values), slots, positions, N, S, L, row, status);
+  });
 }
 
 void attentionCuda(const void* q, const void* k, const void* v, const int32_t* slots, const int32_t* positions, void* out,
                    bool isBf16, int64_t N, int64_t H, int64_t Hkv, int64_t Dh, int64_t S, int64_t L, float scale,
                    KernelStatus* status) {
-  using B = __nv_bfloat16;
-  if (isBf16)
-    launchAttention(static_cast<const B*>(q), static_cast<const B*>(k), static_cast<const B*>(v), slots, positions,
-                    static_cast<B*>(out), N, H, Hkv, Dh, S, L, scale, status);
-  else
-    launchAttention(static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v), slots,
-                    positions, static_cast<float*>(out), N, H, Hkv, Dh, S, L, scale, status);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    launchAttention(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), slots, positions,
+                    static_cast<T*>(out), N, H, Hkv, Dh, S, L, scale, status);
+  });
 }
 
 }  // namespace osp::kv_cache

@@ -3,6 +3,7 @@
 
 #include "../../core/check.h"
 #include "../../core/cuda_backend.h"
+#include "../../core/sync.h"
 
 namespace osp {
 
@@ -29,6 +30,12 @@ void raiseTargets(const ArgCheck& c, const KernelStatus& st, const Tensor& targe
   c.status(st, "kernel reported status " + std::to_string(st.code));
 }
 
+void raiseRows(const ArgCheck& c, const KernelStatus& st) {
+  if (st.code == StatusNonFiniteRow)
+    c.status(st, "logits row " + std::to_string(st.index) + " contains NaN or +Inf (or no finite value); expected finite logits");
+  c.status(st, "kernel reported status " + std::to_string(st.code));
+}
+
 }  // namespace
 
 Tensor logSoftmax(const Tensor& logits) {
@@ -43,13 +50,12 @@ Tensor logSoftmax(const Tensor& logits) {
     else log_softmax::forwardCpu(logits.data<float>(), y.data<float>(), N, V, &st);
   } else {
 #ifdef OSP_WITH_CUDA
-    log_softmax::forwardCuda(logits.raw(), y.raw(), logits.dtype == DType::BF16, N, V, cuda::statusReset());
-    cuda::checkLaunch("logSoftmax");
-    st = cuda::statusRead();
+    cuda::runCudaOp(
+        c.op, [&](KernelStatus* s) { log_softmax::forwardCuda(logits.raw(), y.raw(), logits.dtype == DType::BF16, N, V, s); },
+        [c](const KernelStatus& s) { raiseRows(c, s); });
 #endif
   }
-  if (st.code == StatusNonFiniteRow)
-    c.status(st, "logits row " + std::to_string(st.index) + " contains NaN or +Inf (or no finite value); expected finite logits");
+  raiseRows(c, st);
   return y;
 }
 
@@ -91,10 +97,13 @@ Tensor gather(const Tensor& values, const Tensor& targets, int32_t ignoreIndex) 
     else log_softmax::gatherCpu(values.data<float>(), targets.data<int32_t>(), out.data<float>(), N, V, ignoreIndex, &st);
   } else {
 #ifdef OSP_WITH_CUDA
-    log_softmax::gatherCuda(values.raw(), values.dtype == DType::BF16, targets.data<int32_t>(), out.data<float>(), N, V,
-                            ignoreIndex, cuda::statusReset());
-    cuda::checkLaunch("gather");
-    st = cuda::statusRead();
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* s) {
+          log_softmax::gatherCuda(values.raw(), values.dtype == DType::BF16, targets.data<int32_t>(), out.data<float>(), N,
+                                  V, ignoreIndex, s);
+        },
+        [c, targets, V, ignoreIndex](const KernelStatus& s) { raiseTargets(c, s, targets, V, ignoreIndex); });
 #endif
   }
   raiseTargets(c, st, targets, V, ignoreIndex);
@@ -122,10 +131,13 @@ Tensor gatherBackward(const Tensor& grad, const Tensor& targets, int64_t vocab, 
     else log_softmax::gatherBackwardCpu(grad.data<float>(), targets.data<int32_t>(), dy.data<float>(), N, vocab, ignoreIndex, &st);
   } else {
 #ifdef OSP_WITH_CUDA
-    log_softmax::gatherBackwardCuda(grad.data<float>(), targets.data<int32_t>(), dy.raw(), outType == DType::BF16, N, vocab, ignoreIndex,
-                                    cuda::statusReset());
-    cuda::checkLaunch("gatherBackward");
-    st = cuda::statusRead();
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* s) {
+          log_softmax::gatherBackwardCuda(grad.data<float>(), targets.data<int32_t>(), dy.raw(), outType == DType::BF16, N,
+                                          vocab, ignoreIndex, s);
+        },
+        [c, targets, vocab, ignoreIndex](const KernelStatus& s) { raiseTargets(c, s, targets, vocab, ignoreIndex); });
 #endif
   }
   raiseTargets(c, st, targets, vocab, ignoreIndex);

@@ -12,18 +12,6 @@ using osp::cuda::fromFloat;
 using osp::cuda::toFloat;
 constexpr int kBlock = 256;
 
-__device__ __forceinline__ float blockMax(float v) {
-  __shared__ float sh[32];
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-  __syncthreads();
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  v = lane < warps ? sh[lane] : -INFINITY;
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
 template <typename T>
 __global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ x, T* __restrict__ y, int64_t V, KernelStatus* st) {
   const int64_t n = blockIdx.x;
@@ -37,7 +25,7 @@ __global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ x,
     bad |= !(f < INFINITY);
   }
   bad = __syncthreads_or(bad);
-  m = blockMax(m);
+  m = osp::cuda::blockReduceMax(m);
   float s = 0.f;
   for (int64_t v = threadIdx.x; v < V; v += kBlock) s += __expf(toFloat(xr[v]) - m);
   s = osp::cuda::blockReduceSum(s);
@@ -83,32 +71,35 @@ __global__ void __launch_bounds__(kBlock) gatherBackwardKernel(const float* __re
 }  // namespace
 
 void forwardCuda(const void* x, void* y, bool isBf16, int64_t N, int64_t V, KernelStatus* st) {
-  auto s = osp::cuda::stream();
-  if (isBf16) forwardKernel<<<N, kBlock, 0, s>>>(static_cast<const __nv_bfloat16*>(x), static_cast<__nv_bfloat16*>(y), V, st);
-  else forwardKernel<<<N, kBlock, 0, s>>>(static_cast<const float*>(x), static_cast<float*>(y), V, st);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    forwardKernel<<<N, kBlock, 0, osp::cuda::stream()>>>(static_cast<const T*>(x), static_cast<T*>(y), V, st);
+  });
 }
 
 void backwardCuda(const void* dy, const void* y, void* dx, bool isBf16, int64_t N, int64_t V) {
-  auto s = osp::cuda::stream();
-  if (isBf16)
-    backwardKernel<<<N, kBlock, 0, s>>>(static_cast<const __nv_bfloat16*>(dy), static_cast<const __nv_bfloat16*>(y),
-                                        static_cast<__nv_bfloat16*>(dx), V);
-  else backwardKernel<<<N, kBlock, 0, s>>>(static_cast<const float*>(dy), static_cast<const float*>(y), static_cast<float*>(dx), V);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    backwardKernel<<<N, kBlock, 0, osp::cuda::stream()>>>(static_cast<const T*>(dy), static_cast<const T*>(y),
+                                                          static_cast<T*>(dx), V);
+  });
 }
 
 void gatherCuda(const void* y, bool isBf16, const int32_t* t, float* out, int64_t N, int64_t V, int32_t ignoreIndex,
                 KernelStatus* st) {
-  auto s = osp::cuda::stream();
   const int64_t blocks = (N + kBlock - 1) / kBlock;
-  if (isBf16) gatherKernel<<<blocks, kBlock, 0, s>>>(static_cast<const __nv_bfloat16*>(y), t, out, N, V, ignoreIndex, st);
-  else gatherKernel<<<blocks, kBlock, 0, s>>>(static_cast<const float*>(y), t, out, N, V, ignoreIndex, st);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    gatherKernel<<<blocks, kBlock, 0, osp::cuda::stream()>>>(static_cast<const T*>(y), t, out, N, V, ignoreIndex, st);
+  });
 }
 
 void gatherBackwardCuda(const float* g, const int32_t* t, void* dy, bool isBf16, int64_t N, int64_t V, int32_t ignoreIndex,
                         KernelStatus* st) {
-  auto s = osp::cuda::stream();
-  if (isBf16) gatherBackwardKernel<<<N, kBlock, 0, s>>>(g, t, static_cast<__nv_bfloat16*>(dy), V, ignoreIndex, st);
-  else gatherBackwardKernel<<<N, kBlock, 0, s>>>(g, t, static_cast<float*>(dy), V, ignoreIndex, st);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    gatherBackwardKernel<<<N, kBlock, 0, osp::cuda::stream()>>>(g, t, static_cast<T*>(dy), V, ignoreIndex, st);
+  });
 }
 
 }  // namespace osp::log_softmax

@@ -89,10 +89,10 @@ void launch(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bool 
 }  // namespace
 
 void gemmCuda(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t N, int64_t K, bool transA, bool transB) {
-  if (isBf16)
-    launch(static_cast<const __nv_bfloat16*>(a), static_cast<const __nv_bfloat16*>(b), static_cast<__nv_bfloat16*>(c), M, N,
-           K, transA, transB);
-  else launch(static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(c), M, N, K, transA, transB);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    launch(static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(c), M, N, K, transA, transB);
+  });
 }
 
 }  // namespace osp::matmul_kernels

@@ -5,13 +5,32 @@
 
 #include "../../core/check.h"
 #include "../../core/cuda_backend.h"
+#include "../../core/sync.h"
 
 namespace osp {
+
+namespace {
+
+const char* const names[5] = {"policyChosen", "policyRejected", "refChosen", "refRejected", "target"};
+
+// ins: the four log-probability vectors and the target (null without one); B pairs.
+void raise(const ArgCheck& c, const KernelStatus& st, const Tensor* const ins[5], int64_t B) {
+  if (st.code == StatusNonFiniteValue) {
+    const int64_t which = st.index / B, i = st.index % B;
+    c.status(st, std::string(names[which]) + "[" + std::to_string(i) + "] is " + formatNumber(readFloat(*ins[which], i)) +
+                     "; expected finite log-probabilities");
+  }
+  if (st.code == StatusProbabilityRange)
+    c.status(st, "target[" + std::to_string(st.index) + "] is " + formatNumber(readFloat(*ins[4], st.index)) +
+                     "; expected a preference strength in [0, 1]");
+  c.status(st, "kernel reported status " + std::to_string(st.code));
+}
+
+}  // namespace
 
 PreferenceResult preferenceLoss(PreferenceKind kind, const Tensor& pc, const Tensor& pr, const Tensor& rc,
                                 const Tensor& rr, const Tensor* target, double beta) {
   ArgCheck c{"preferenceLoss"};
-  const char* names[5] = {"policyChosen", "policyRejected", "refChosen", "refRejected", "target"};
   const Tensor* ins[5] = {&pc, &pr, &rc, &rr, target};
   const int nIn = target ? 5 : 4;
   if (kind == PreferenceKind::SPCE && !target)
@@ -55,26 +74,24 @@ PreferenceResult preferenceLoss(PreferenceKind kind, const Tensor& pc, const Ten
 #ifdef OSP_WITH_CUDA
     preference_loss::Outputs o{r.losses.raw(), r.pHat.raw(), r.margins.raw(), r.gradPolicyChosen.raw(),
                                r.gradPolicyRejected.raw()};
-    preference_loss::forwardCuda(k, pc.data<float>(), pr.data<float>(), rc.data<float>(), rr.data<float>(),
-                                 target ? target->data<float>() : nullptr, static_cast<float>(beta), B, o,
-                                 r.loss.data<float>(), cuda::statusReset());
-    cuda::checkLaunch("preferenceLoss");
-    st = cuda::statusRead();
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* s) {
+          preference_loss::forwardCuda(k, pc.data<float>(), pr.data<float>(), rc.data<float>(), rr.data<float>(),
+                                       target ? target->data<float>() : nullptr, static_cast<float>(beta), B, o,
+                                       r.loss.data<float>(), s);
+        },
+        [c, pc, pr, rc, rr, t = target ? *target : Tensor(), hasTarget = target != nullptr, B](const KernelStatus& s) {
+          const Tensor* const in[5] = {&pc, &pr, &rc, &rr, hasTarget ? &t : nullptr};
+          raise(c, s, in, B);
+        });
 #endif
   }
   if (dev == Device::CPU) {
     if (dt == DType::F64) *r.loss.data<double>() = mean;
     else *r.loss.data<float>() = static_cast<float>(mean);
   }
-  if (st.code == StatusNonFiniteValue) {
-    const int64_t which = st.index / B, i = st.index % B;
-    c.status(st, std::string(names[which]) + "[" + std::to_string(i) + "] is " + formatNumber(readFloat(*ins[which], i)) +
-                     "; expected finite log-probabilities");
-  }
-  if (st.code == StatusProbabilityRange)
-    c.status(st, "target[" + std::to_string(st.index) + "] is " + formatNumber(readFloat(*target, st.index)) +
-                     "; expected a preference strength in [0, 1]");
-  c.status(st, "kernel reported status " + std::to_string(st.code));
+  raise(c, st, ins, B);
   return r;
 }
 

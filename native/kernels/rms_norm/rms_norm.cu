@@ -76,20 +76,19 @@ void launchBackward(const T* x, const T* w, const T* g, T* dx, T* dw, float* rst
 }  // namespace
 
 void forwardCuda(const void* x, const void* w, void* y, bool isBf16, int64_t T_, int64_t D, float eps) {
-  using B = __nv_bfloat16;
-  if (isBf16) launchForward(static_cast<const B*>(x), static_cast<const B*>(w), static_cast<B*>(y), T_, D, eps);
-  else launchForward(static_cast<const float*>(x), static_cast<const float*>(w), static_cast<float*>(y), T_, D, eps);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    launchForward(static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y), T_, D, eps);
+  });
 }
 
 void backwardCuda(const void* x, const void* w, const void* g, void* dx, void* dw, float* rstd, bool isBf16, int64_t T_,
                   int64_t D, float eps) {
-  using B = __nv_bfloat16;
-  if (isBf16)
-    launchBackward(static_cast<const B*>(x), static_cast<const B*>(w), static_cast<const B*>(g), static_cast<B*>(dx),
-                   static_cast<B*>(dw), rstd, T_, D, eps);
-  else
-    launchBackward(static_cast<const float*>(x), static_cast<const float*>(w), static_cast<const float*>(g),
-                   static_cast<float*>(dx), static_cast<float*>(dw), rstd, T_, D, eps);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    launchBackward(static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(g), static_cast<T*>(dx),
+                   static_cast<T*>(dw), rstd, T_, D, eps);
+  });
 }
 
 }  // namespace osp::rms_norm

@@ -6,6 +6,7 @@
 
 #include "../../core/check.h"
 #include "../../core/cuda_backend.h"
+#include "../../core/sync.h"
 
 namespace osp {
 
@@ -40,6 +41,13 @@ std::vector<double> invFreqTable(const ArgCheck& c, double theta, double scaling
   return inv;
 }
 
+void raisePositions(const ArgCheck& c, const KernelStatus& st, const Tensor& positions) {
+  if (st.code == StatusIndexOutOfRange)
+    c.status(st, "positions[" + std::to_string(st.index) + "] = " + std::to_string(readInt(positions, st.index)) +
+                     " is negative; expected positions >= 0");
+  c.status(st, "kernel reported status " + std::to_string(st.code));
+}
+
 Tensor apply(const ArgCheck& c, const Tensor& x, const Tensor& positions, const std::vector<double>& invFreq,
              int direction) {
   const int64_t T = x.shape[0], H = x.shape[1], Dh = x.shape[2];
@@ -68,16 +76,17 @@ Tensor apply(const ArgCheck& c, const Tensor& x, const Tensor& positions, const 
       typeError(c.prefix(inputName(direction)) + " has shape " + shapeString(x.shape) + "; expected a head dimension <= " +
                 std::to_string(2 * kRopeMaxHalf) + " on cuda");
     std::vector<float> inv32(invFreq.begin(), invFreq.end());
-    rope_kernels::applyCuda(x.raw(), positions.data<int32_t>(), out.raw(), x.dtype == DType::BF16, T, H, Dh, inv32.data(),
-                            static_cast<float>(sign), cuda::statusReset());
-    cuda::checkLaunch(c.op);
-    st = cuda::statusRead();
+    // The table travels by value as a kernel argument (rope.cu), so inv32 may go away after launch.
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* s) {
+          rope_kernels::applyCuda(x.raw(), positions.data<int32_t>(), out.raw(), x.dtype == DType::BF16, T, H, Dh,
+                                  inv32.data(), static_cast<float>(sign), s);
+        },
+        [c, positions](const KernelStatus& s) { raisePositions(c, s, positions); });
 #endif
   }
-  if (st.code == StatusIndexOutOfRange)
-    c.status(st, "positions[" + std::to_string(st.index) + "] = " + std::to_string(readInt(positions, st.index)) +
-                     " is negative; expected positions >= 0");
-  c.status(st, "kernel reported status " + std::to_string(st.code));
+  raisePositions(c, st, positions);
   return out;
 }
 

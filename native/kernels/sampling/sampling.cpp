@@ -5,6 +5,7 @@
 
 #include "../../core/check.h"
 #include "../../core/cuda_backend.h"
+#include "../../core/sync.h"
 
 namespace osp {
 
@@ -27,6 +28,13 @@ void checkIndexVector(const ArgCheck& c, const Tensor& t, const char* name, cons
   c.dtype(t, name, {DType::I32});
   c.sameDevice(logits, "logits", t, name);
   c.size(t, name, 0, logits.shape[0], "one per row of logits");
+}
+
+void raise(const ArgCheck& c, const KernelStatus& st) {
+  if (st.code == StatusNonFiniteRow)
+    c.status(st, "logits row " + std::to_string(st.index) +
+                     " contains NaN or +Inf, or has no finite value (all -Inf); expected finite logits (-Inf is allowed for excluded tokens)");
+  c.status(st, "kernel reported status " + std::to_string(st.code));
 }
 
 }  // namespace
@@ -58,17 +66,16 @@ SampleResult sampleTokens(const Tensor& logits, const Tensor& streams, const Ten
   } else {
 #ifdef OSP_WITH_CUDA
     if (B > 2147483647) rangeError("sampleTokens: " + std::to_string(B) + " rows exceed the CUDA grid's 2^31 - 1 blocks");
-    sampling::sampleCuda(logits.raw(), logits.dtype == DType::BF16, streams.data<int32_t>(), steps.data<int32_t>(), B, V,
-                         p, r.tokens.data<int32_t>(), r.logprobs.data<float>(), r.modelLogprobs.data<float>(),
-                         cuda::statusReset());
-    cuda::checkLaunch("sampleTokens");
-    st = cuda::statusRead();
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* s) {
+          sampling::sampleCuda(logits.raw(), logits.dtype == DType::BF16, streams.data<int32_t>(), steps.data<int32_t>(), B,
+                               V, p, r.tokens.data<int32_t>(), r.logprobs.data<float>(), r.modelLogprobs.data<float>(), s);
+        },
+        [c](const KernelStatus& s) { raise(c, s); });
 #endif
   }
-  if (st.code == StatusNonFiniteRow)
-    c.status(st, "logits row " + std::to_string(st.index) +
-                     " contains NaN or +Inf, or has no finite value (all -Inf); expected finite logits (-Inf is allowed for excluded tokens)");
-  c.status(st, "kernel reported status " + std::to_string(st.code));
+  raise(c, st);
   return r;
 }
 

@@ -25,17 +25,7 @@ __device__ __forceinline__ uint32_t orderedKey(float f) {
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-__device__ __forceinline__ int blockSumInt(int v) {
-  __shared__ int sh[kWarps];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __syncthreads();
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  v = lane < kWarps ? sh[lane] : 0;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
+__device__ __forceinline__ int blockSumInt(int v) { return osp::cuda::blockReduceSum(v); }
 
 // Block-wide (max value, lowest index among maxima); every thread gets the result.
 __device__ __forceinline__ void blockArgMax(float& m, int64_t& i) {
@@ -55,17 +45,8 @@ __device__ __forceinline__ void blockArgMax(float& m, int64_t& i) {
 }
 
 __device__ __forceinline__ int64_t blockMinI64(int64_t v, bool wantMax) {
-  __shared__ int64_t sh[kWarps];
   auto pick = [wantMax](int64_t a, int64_t b) { return wantMax ? (a > b ? a : b) : (a < b ? a : b); };
-  const int64_t neutral = wantMax ? LLONG_MIN : LLONG_MAX;
-  for (int o = 16; o > 0; o >>= 1) v = pick(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __syncthreads();
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  v = lane < kWarps ? sh[lane] : neutral;
-  for (int o = 16; o > 0; o >>= 1) v = pick(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
+  return osp::cuda::blockReduce(v, pick, wantMax ? int64_t(LLONG_MIN) : int64_t(LLONG_MAX));
 }
 
 // Block-wide exclusive prefix sum in thread order (fixed order: deterministic).
@@ -245,12 +226,11 @@ void sampleCuda(const void* logits, bool isBf16, const int32_t* streams, const i
   auto s = osp::cuda::stream();
   const float t = static_cast<float>(p.temperature), topP = static_cast<float>(p.topP);
   const bool nucleus = p.topP < 1;  // decided in double, as on the CPU
-  if (isBf16)
-    sampleKernel<__nv_bfloat16><<<B, kBlock, 0, s>>>(static_cast<const __nv_bfloat16*>(logits), streams, steps, V, p.seed, t,
-                                                     nucleus, topP, p.topK, tokens, logprobs, modelLogprobs, status);
-  else
-    sampleKernel<float><<<B, kBlock, 0, s>>>(static_cast<const float*>(logits), streams, steps, V, p.seed, t, nucleus, topP, p.topK,
-                                             tokens, logprobs, modelLogprobs, status);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    sampleKernel<T><<<B, kBlock, 0, s>>>(static_cast<const T*>(logits), streams, steps, V, p.seed, t, nucleus, topP, p.topK,
+                                         tokens, logprobs, modelLogprobs, status);
+  });
 }
 
 }  // namespace osp::sampling

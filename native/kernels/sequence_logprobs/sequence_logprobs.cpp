@@ -3,6 +3,7 @@
 
 #include "../../core/check.h"
 #include "../../core/cuda_backend.h"
+#include "../../core/sync.h"
 
 namespace osp {
 
@@ -49,10 +50,12 @@ Tensor sequenceLogprobs(const Tensor& lp, const Tensor& ids, int64_t count, int3
     else sequence_logprobs::forwardCpu(lp.data<float>(), ids.data<int32_t>(), out.data<float>(), N, count, ignoreIndex, &st);
   } else {
 #ifdef OSP_WITH_CUDA
-    sequence_logprobs::forwardCuda(lp.data<float>(), ids.data<int32_t>(), out.data<float>(), N, count, ignoreIndex,
-                                   cuda::statusReset());
-    cuda::checkLaunch("sequenceLogprobs");
-    st = cuda::statusRead();
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* s) {
+          sequence_logprobs::forwardCuda(lp.data<float>(), ids.data<int32_t>(), out.data<float>(), N, count, ignoreIndex, s);
+        },
+        [c, ids, lp, count, ignoreIndex](const KernelStatus& s) { raise(c, s, ids, lp, "tokenLogprobs", count, ignoreIndex); });
 #endif
   }
   raise(c, st, ids, lp, "tokenLogprobs", count, ignoreIndex);
@@ -73,10 +76,12 @@ Tensor sequenceLogprobsBackward(const Tensor& g, const Tensor& ids, int32_t igno
     else sequence_logprobs::backwardCpu(g.data<float>(), ids.data<int32_t>(), d.data<float>(), N, count, ignoreIndex, &st);
   } else {
 #ifdef OSP_WITH_CUDA
-    sequence_logprobs::backwardCuda(g.data<float>(), ids.data<int32_t>(), d.data<float>(), N, count, ignoreIndex,
-                                    cuda::statusReset());
-    cuda::checkLaunch("sequenceLogprobsBackward");
-    st = cuda::statusRead();
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* s) {
+          sequence_logprobs::backwardCuda(g.data<float>(), ids.data<int32_t>(), d.data<float>(), N, count, ignoreIndex, s);
+        },
+        [c, ids, g, count, ignoreIndex](const KernelStatus& s) { raise(c, s, ids, g, "gradSequences", count, ignoreIndex); });
 #endif
   }
   raise(c, st, ids, g, "gradSequences", count, ignoreIndex);

@@ -39,25 +39,20 @@ __global__ void backwardKernel(const T* __restrict__ gate, const T* __restrict__
 }  // namespace
 
 void forwardCuda(const void* gate, const void* up, void* out, bool isBf16, int64_t n) {
-  using B = __nv_bfloat16;
-  auto s = osp::cuda::stream();
-  if (isBf16)
-    forwardKernel<B><<<gridFor(n), kBlock, 0, s>>>(static_cast<const B*>(gate), static_cast<const B*>(up), static_cast<B*>(out), n);
-  else
-    forwardKernel<float><<<gridFor(n), kBlock, 0, s>>>(static_cast<const float*>(gate), static_cast<const float*>(up),
-                                                        static_cast<float*>(out), n);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    forwardKernel<T><<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(static_cast<const T*>(gate), static_cast<const T*>(up),
+                                                                    static_cast<T*>(out), n);
+  });
 }
 
 void backwardCuda(const void* gate, const void* up, const void* g, void* dgate, void* dup, bool isBf16, int64_t n) {
-  using B = __nv_bfloat16;
-  auto s = osp::cuda::stream();
-  if (isBf16)
-    backwardKernel<B><<<gridFor(n), kBlock, 0, s>>>(static_cast<const B*>(gate), static_cast<const B*>(up),
-                                                     static_cast<const B*>(g), static_cast<B*>(dgate), static_cast<B*>(dup), n);
-  else
-    backwardKernel<float><<<gridFor(n), kBlock, 0, s>>>(static_cast<const float*>(gate), static_cast<const float*>(up),
-                                                         static_cast<const float*>(g), static_cast<float*>(dgate),
-                                                         static_cast<float*>(dup), n);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    backwardKernel<T><<<gridFor(n), kBlock, 0, osp::cuda::stream()>>>(static_cast<const T*>(gate), static_cast<const T*>(up),
+                                                                     static_cast<const T*>(g), static_cast<T*>(dgate),
+                                                                     static_cast<T*>(dup), n);
+  });
 }
 
 }  // namespace osp::swiglu_kernels

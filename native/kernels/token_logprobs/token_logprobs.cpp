@@ -3,6 +3,7 @@
 
 #include "../../core/check.h"
 #include "../../core/cuda_backend.h"
+#include "../../core/sync.h"
 
 namespace osp {
 
@@ -50,10 +51,14 @@ Tensor tokenLogprobs(const Tensor& logits, const Tensor& targets, int32_t ignore
                                     ignoreIndex, &st);
   } else {
 #ifdef OSP_WITH_CUDA
-    token_logprobs::forwardCuda(logits.raw(), logits.dtype == DType::BF16, targets.data<int32_t>(), out.data<float>(),
-                                N, V, ignoreIndex, cuda::statusReset());
-    cuda::checkLaunch("tokenLogprobs");
-    st = cuda::statusRead();
+    const int64_t n = N, v = V;  // C++17 lambdas cannot capture structured bindings
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* s) {
+          token_logprobs::forwardCuda(logits.raw(), logits.dtype == DType::BF16, targets.data<int32_t>(),
+                                      out.data<float>(), n, v, ignoreIndex, s);
+        },
+        [c, targets, V = v, ignoreIndex](const KernelStatus& s) { raise(c, s, targets, V, ignoreIndex); });
 #endif
   }
   raise(c, st, targets, V, ignoreIndex);
@@ -81,10 +86,14 @@ Tensor tokenLogprobsBackward(const Tensor& logits, const Tensor& targets, const 
                                      d.data<float>(), N, V, ignoreIndex, &st);
   } else {
 #ifdef OSP_WITH_CUDA
-    token_logprobs::backwardCuda(logits.raw(), logits.dtype == DType::BF16, targets.data<int32_t>(),
-                                 gradLogprobs.data<float>(), d.raw(), N, V, ignoreIndex, cuda::statusReset());
-    cuda::checkLaunch("tokenLogprobsBackward");
-    st = cuda::statusRead();
+    const int64_t n = N, v = V;
+    cuda::runCudaOp(
+        c.op,
+        [&](KernelStatus* s) {
+          token_logprobs::backwardCuda(logits.raw(), logits.dtype == DType::BF16, targets.data<int32_t>(),
+                                       gradLogprobs.data<float>(), d.raw(), n, v, ignoreIndex, s);
+        },
+        [c, targets, V = v, ignoreIndex](const KernelStatus& s) { raise(c, s, targets, V, ignoreIndex); });
 #endif
   }
   raise(c, st, targets, V, ignoreIndex);

@@ -193,16 +193,18 @@ void launchBackward(const T* logits, const int32_t* targets, const float* g, T* 
 
 void forwardCuda(const void* logits, bool isBf16, const int32_t* targets, float* out, int64_t N, int64_t V,
                  int32_t ignoreIndex, KernelStatus* status) {
-  if (isBf16) launchForward(static_cast<const __nv_bfloat16*>(logits), targets, out, N, V, ignoreIndex, status);
-  else launchForward(static_cast<const float*>(logits), targets, out, N, V, ignoreIndex, status);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    launchForward(static_cast<const T*>(logits), targets, out, N, V, ignoreIndex, status);
+  });
 }
 
 void backwardCuda(const void* logits, bool isBf16, const int32_t* targets, const float* g, void* dlogits, int64_t N,
                   int64_t V, int32_t ignoreIndex, KernelStatus* status) {
-  if (isBf16)
-    launchBackward(static_cast<const __nv_bfloat16*>(logits), targets, g, static_cast<__nv_bfloat16*>(dlogits), N, V,
-                   ignoreIndex, status);
-  else launchBackward(static_cast<const float*>(logits), targets, g, static_cast<float*>(dlogits), N, V, ignoreIndex, status);
+  osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    launchBackward(static_cast<const T*>(logits), targets, g, static_cast<T*>(dlogits), N, V, ignoreIndex, status);
+  });
 }
 
 }  // namespace osp::token_logprobs
