@@ -1,7 +1,7 @@
 // The kernels as typed functions. Each one checks that its tensor arguments are Tensors and passes
 // them to the native op, which validates dtypes, shapes, devices and values (see native/kernels).
 import { native, NativeTensor } from './native';
-import { DType, Tensor } from './tensor';
+import { DType, Tensor, zeros } from './tensor';
 
 import { DEFAULT_IGNORE_INDEX } from './model/batch';
 
@@ -531,7 +531,8 @@ export function gradSumOfSquares(grads: Tensor[]): Tensor {
   const squares = (g: Tensor) => {
     const s = sumOfSquares(g);
     if (!dtype || s.dtype === dtype) return s;
-    const c = s.to({ dtype });
+    const c = zeros([1], { dtype, device: s.device });
+    copyInto(c, s);
     s.dispose();
     return c;
   };

@@ -18,13 +18,13 @@ afterAll(() => tiny.cleanup());
 const ONLINE_FIELDS = [
   'step', 'epoch', 'lr', 'gradNorm', 'loss', 'pHatMean', 'targetMean', 'absErrorMean', 'marginMean',
   'chosenLogprobMean', 'rejectedLogprobMean', 'refChosenLogprobMean', 'refRejectedLogprobMean',
-  'klEstimate', 'responseLengthMean', 'judgeDisagreementMean', 'pairs', 'samples',
+  'klEstimate', 'responseLengthMean', 'judgeDisagreementMean', 'pairs', 'samples', 'hostWaits', 'hostWaitsTrain',
 ];
 const OFFLINE_FIELDS = [
   'step', 'epoch', 'lr', 'gradNorm', 'loss', 'pHatMean', 'targetMean', 'absErrorMean', 'marginMean',
-  'chosenLogprobMean', 'rejectedLogprobMean', 'refChosenLogprobMean', 'refRejectedLogprobMean', 'pairs',
+  'chosenLogprobMean', 'rejectedLogprobMean', 'refChosenLogprobMean', 'refRejectedLogprobMean', 'pairs', 'hostWaits', 'hostWaitsTrain',
 ];
-const SFT_FIELDS = ['step', 'epoch', 'lr', 'gradNorm', 'loss'];
+const SFT_FIELDS = ['step', 'epoch', 'lr', 'gradNorm', 'loss', 'hostWaits', 'hostWaitsTrain'];
 
 /** Checks the folder layout every finished run shares; returns the metrics lines. */
 async function expectCompleteRun(out: string, o: { command: string; steps: number; batchSize: number; saveEvery: number; fields: string[]; absent?: string[] }) {
@@ -41,6 +41,8 @@ async function expectCompleteRun(out: string, o: { command: string; steps: numbe
       expect(Number.isFinite((m as unknown as Record<string, number>)[f])).toBe(true);
     }
     for (const f of o.absent ?? []) expect(m).not.toHaveProperty(f);
+    // The training part of every step waits on the device once: the one read of its values.
+    expect(m.hostWaitsTrain).toBe(1);
   }
 
   // Checkpoints at every saveEvery and at the end; `latest` names the last.

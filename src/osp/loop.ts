@@ -10,6 +10,7 @@ import { AdamW } from '../model/optim';
 import { ScheduleKind, learningRate } from '../model/schedule';
 import { Tensor } from '../tensor';
 import { MetricsLog, StepMetrics } from './metrics';
+import { syncStats } from '../sync';
 import { DeviceRecord } from './deviceRecord';
 import { appendSamples, latestCheckpoint, saveCheckpoint } from './run';
 import { writeReport } from './report';
@@ -83,6 +84,8 @@ export interface StepOutput {
   record: DeviceRecord;
   /** performance.now() / 1e3 when the step's training part (objective, backward) began. */
   trainStarted: number;
+  /** syncStats().hostWaits when the training part began. */
+  trainWaits: number;
   /** Metrics and samples from the read record; secondsTrain runs from trainStarted to after the read. */
   finish(record: DeviceRecord, secondsTrain: number): { metrics: Partial<StepMetrics>; samples?: object[] };
 }
@@ -119,6 +122,7 @@ export async function runLoop(o: LoopOptions, stepFn: StepFn, hooks: LoopHooks =
   while (step < o.totalSteps) {
     const next = step + 1;
     const indices = order.batch(position, o.batchSize);
+    const waits = syncStats().hostWaits;
     const out = await stepFn(next, indices, stepSeed(o.seed, next));
     const lr = learningRate(next, { kind: o.schedule, peak: o.lr, warmupSteps: o.warmupSteps, totalSteps: o.totalSteps, minRatio: o.minLrRatio });
     let total: number;
@@ -149,6 +153,8 @@ export async function runLoop(o: LoopOptions, stepFn: StepFn, hooks: LoopHooks =
       lr,
       gradNorm: Math.sqrt(total),
       ...done.metrics,
+      hostWaits: syncStats().hostWaits - waits,
+      hostWaitsTrain: syncStats().hostWaits - out.trainWaits,
     };
     metricsLog.append(m);
     if (done.samples) appendSamples(o.runDir, done.samples.map((s) => ({ step, ...s })));

@@ -61,6 +61,10 @@ export interface StepMetrics {
   pairs?: number | null;
   /** Number of sampled responses in the step. */
   samples?: number | null;
+  /** Times the host waited for the device over the whole step (sampling reads each new token). */
+  hostWaits?: number | null;
+  /** Times the host waited in the step's training part: objective, backward, optimizer and the one read of the step's values. */
+  hostWaitsTrain?: number | null;
 }
 
 /** The optional numeric fields of StepMetrics, in their documented order. */
@@ -70,7 +74,7 @@ export const STEP_METRIC_FIELDS = [
   'chosenLogprobMean', 'rejectedLogprobMean', 'refChosenLogprobMean', 'refRejectedLogprobMean',
   'klEstimate', 'responseLengthMean', 'judgeDisagreementMean', 'judgeAccuracy', 'sampleScoreMean',
   'secondsGenerate', 'secondsJudge', 'secondsTrain',
-  'tokensPerSecond', 'pairsPerSecond', 'pairs', 'samples',
+  'tokensPerSecond', 'pairsPerSecond', 'pairs', 'samples', 'hostWaits', 'hostWaitsTrain',
 ] as const;
 
 export type StepMetricField = (typeof STEP_METRIC_FIELDS)[number];

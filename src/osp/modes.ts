@@ -14,6 +14,7 @@ import { Judge } from '../judge/judge';
 import { JudgePairsOptions, judgePairsBatch } from '../judge/pairing';
 import { LlamaModel } from '../model/llama';
 import { Tokenizer } from '../model/tokenizer';
+import { syncStats } from '../sync';
 import { DeviceRecord } from './deviceRecord';
 import { StepFn } from './loop';
 import { LossKind, ScoredPair, SftExample, orientPair, preferenceStep, preferenceValues, sftStep } from './objective';
@@ -65,6 +66,7 @@ export function onlineStep(
     const groups = gen.map((g, i) => ({ prompt: batchPrompts[i], responses: g.samples.map((s) => s.text) }));
     const judged = await judgePairsBatch(models.judge, groups, { mode: o.pairing as JudgePairsOptions['mode'], seed });
     const t2 = now();
+    const trainWaits = syncStats().hostWaits;
     events.onStage?.('train', { step });
     const pairs: ScoredPair[] = [];
     const pairInfo: { prompt: number; chosen: number; rejected: number; target: number; disagreement: number }[] = [];
@@ -124,7 +126,7 @@ export function onlineStep(
     }));
     return { metrics, samples };
     };
-    return { grads: step0.grads, record: step0.record, trainStarted: t2, finish };
+    return { grads: step0.grads, record: step0.record, trainStarted: t2, trainWaits, finish };
   };
 }
 
@@ -139,6 +141,7 @@ export interface OfflineOptions {
 export function offlineStep(models: { policy: LlamaModel; reference: LlamaModel }, pairs: ScoredPair[], o: OfflineOptions): StepFn {
   return async (_step, indices) => {
     const t0 = now();
+    const trainWaits = syncStats().hostWaits;
     const batch = indices.map((i) => pairs[i]);
     const step0 = preferenceStep(models.policy, models.reference, batch, { loss: o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute });
     const finish = (record: DeviceRecord, secondsTrain: number) => {
@@ -160,7 +163,7 @@ export function offlineStep(models: { policy: LlamaModel; reference: LlamaModel 
       },
       };
     };
-    return { grads: step0.grads, record: step0.record, trainStarted: t0, finish };
+    return { grads: step0.grads, record: step0.record, trainStarted: t0, trainWaits, finish };
   };
 }
 
@@ -168,11 +171,13 @@ export function offlineStep(models: { policy: LlamaModel; reference: LlamaModel 
 export function sftStepFn(model: LlamaModel, examples: SftExample[], o: { microBatch: number; recompute?: boolean }): StepFn {
   return async (_step, indices) => {
     const t0 = now();
+    const trainWaits = syncStats().hostWaits;
     const res = sftStep(model, indices.map((i) => examples[i]), o);
     return {
       grads: res.grads,
       record: res.record,
       trainStarted: t0,
+      trainWaits,
       finish: (record: DeviceRecord, secondsTrain: number) => ({ metrics: { loss: record.get('loss')[0], secondsTrain, tokensPerSecond: res.tokens / Math.max(1e-9, secondsTrain) } }),
     };
   };

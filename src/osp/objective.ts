@@ -84,8 +84,12 @@ function sequenceDtype(model: LlamaModel): 'f32' | 'f64' {
   return model.device === 'cpu' ? 'f64' : 'f32';
 }
 
+/** t in another dtype, converted on its device (copyInto: no host round trip). */
 function cast(t: Tensor, dtype: 'f32' | 'f64'): Tensor {
-  return t.dtype === dtype ? t : t.to({ dtype });
+  if (t.dtype === dtype) return t;
+  const out = zeros(t.shape, { dtype, device: t.device });
+  ops.copyInto(out, t);
+  return out;
 }
 
 function ids(model: LlamaModel, a: Int32Array): Tensor {
