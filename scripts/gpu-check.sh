@@ -18,11 +18,13 @@
 #
 # Budget on one H100/H200, as timeouts in seconds (their sum is the most it can take) and estimates
 # from the steps' sizes:
-#   unpack 15 (xz of ~45 MiB: ~3 s) | cuBLAS search 10 (globs, no import: ~1 s) | addon load 10 (~1 s)
-#   rebuild 75, only when the addon fails (15 .cu + 35 .cpp for one architecture on 16 cores: ~40 s)
-#   probe 10 (importing torch and transformers: ~5 s)
+#   unpack 15 (a 33 MiB xz: 4 s measured on a 2-core VM) | addon load 10 (~1 s)
+#   cuBLAS 5 + 10 (globs, no import: ~1 s; then each candidate is loaded once by node: ~1 s each)
+#   rebuild 70 + 5, only when the addon fails (15 .cu + 35 .cpp for sm_90: 158 s of compile jobs
+#     measured here, the longest 17 s, so ~30 s on 16 cores), then the addon is loaded again
+#   probe 15 (importing torch and transformers: ~5 s)
 #   GPU suites 100 (185 tests in 6 files on 16 workers; the f64 CPU references dominate: ~40-60 s)
-#   benches 100 (--quick: one [4096, 32000] logits shape, 4096^3 matmul, the 1.1B-shape model and
+#   benches 90 (--quick: one [4096, 32000] logits shape, 4096^3 matmul, the 1.1B-shape model and
 #     generation at 3 repeats: ~60-90 s)
 #   parity 30 + 30 (a 2-layer hidden-32 model in f64 on the CPU, python start-up ~10 s; jest ~15 s)
 #   memcheck 20, racecheck 20 (each ~60 small launches, 10-100x slower under the sanitizer: ~10 s)
@@ -139,7 +141,7 @@ for d in site.getsitepackages() + [site.getusersitepackages()] + sys.path:
 backends_json() { "$NODE" -e "process.stdout.write(JSON.stringify(require('./dist').backends()))" 2>&1; }
 CUBLAS_STATE="not loaded"
 if [ -z "${OSP_CUBLAS_LIB:-}" ]; then
-  mapfile -t CUBLAS_CANDIDATES < <(timeout 10 bash -c "$(declare -f find_cublas); find_cublas")
+  mapfile -t CUBLAS_CANDIDATES < <(timeout 5 bash -c "$(declare -f find_cublas); find_cublas")
 else
   CUBLAS_CANDIDATES=("$OSP_CUBLAS_LIB")
 fi
@@ -165,8 +167,8 @@ if [ -n "$rebuild_reason" ]; then
     note "rebuild: would rebuild for sm_90 ($rebuild_reason): ${rebuild_cmd[*]}"
   else
     echo "REBUILDING the addon here for sm_90 only (output in rebuild.txt): $rebuild_reason"
-    QUIET=1 timed rebuild 75 "$OUT/rebuild.txt" "${rebuild_cmd[@]}"
-    STATE=$(addon_state)
+    QUIET=1 timed rebuild 70 "$OUT/rebuild.txt" "${rebuild_cmd[@]}"
+    STATE=$(timeout 5 bash -c "$(declare -f addon_state); NODE='$NODE' addon_state" || echo "noload: timed out")
     note "addon after the rebuild: $STATE"
   fi
 else
@@ -177,8 +179,11 @@ note "rebuild prerequisites: cmake $(command -v cmake >/dev/null && cmake --vers
 # cuBLAS: the first candidate with which the addon makes a handle (a CUDA 13 cuBLAS needs a new
 # enough driver; an older one may work). The loaded one's folder joins LD_LIBRARY_PATH (cublasLt).
 if [ "${STATE%%:*}" = gpu ]; then
+  cublas_deadline=$((SECONDS + 10))  # all tries together
   for lib in "${CUBLAS_CANDIDATES[@]}"; do
-    blas=$(OSP_CUBLAS_LIB=$lib LD_LIBRARY_PATH="$(dirname "$lib"):${LD_LIBRARY_PATH:-}" timeout 10 "$NODE" -e "console.log(require('./dist').backends().cuda.blas)" 2>&1 | tail -1)
+    left=$((cublas_deadline - SECONDS))
+    [ "$left" -ge 2 ] || { note "cuBLAS: out of time before trying $lib"; break; }
+    blas=$(OSP_CUBLAS_LIB=$lib LD_LIBRARY_PATH="$(dirname "$lib"):${LD_LIBRARY_PATH:-}" timeout "$left" "$NODE" -e "console.log(require('./dist').backends().cuda.blas)" 2>&1 | tail -1)
     note "cuBLAS try $lib: $blas"
     if [[ $blas == cuBLAS* ]]; then
       export OSP_CUBLAS_LIB=$lib LD_LIBRARY_PATH="$(dirname "$lib"):${LD_LIBRARY_PATH:-}"
@@ -186,7 +191,7 @@ if [ "${STATE%%:*}" = gpu ]; then
       break
     fi
   done
-  [ "$CUBLAS_STATE" = "not loaded" ] && CUBLAS_STATE="not loaded: $(timeout 10 "$NODE" -e "console.log(require('./dist').backends().cuda.blas)" 2>&1 | tail -1)"
+  [ "$CUBLAS_STATE" = "not loaded" ] && CUBLAS_STATE="not loaded: $([ ${#CUBLAS_CANDIDATES[@]} = 0 ] && echo 'no libcublas.so found' || echo "none of ${#CUBLAS_CANDIDATES[@]} candidates made a handle (see below)")"
 else
   CUBLAS_STATE="not loaded: no GPU answers the addon (${STATE#*: })"
 fi
@@ -210,7 +215,7 @@ probe() {
   echo "python: $(command -v python3 || echo none) $(python3 -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__)' 2>&1 | tail -1)"
   "$NODE" -e "console.log(JSON.stringify(require('./dist').backends(), null, 1))" | tee "$OUT/backends.json"
 }
-timed probe 10 "$OUT/probe.txt" bash -c "$(declare -f probe); NODE='$NODE' OUT='$OUT' probe"
+timed probe 15 "$OUT/probe.txt" bash -c "$(declare -f probe); NODE='$NODE' OUT='$OUT' probe"
 
 # ---- 2. the GPU suites ----
 echo "== 2. GPU suites (test/gpu*.test.ts, OSP_GPU_TESTS=require, $NPROC workers)"
@@ -241,7 +246,7 @@ mark_no_cublas() {
     fs.writeFileSync(f, JSON.stringify(d, null, 2));" "$OUT/bench.json"
 }
 if [ $HAVE_GPU = 1 ]; then
-  timed bench 100 "$OUT/bench.txt" "${BENCH[@]}" --device cuda --quick --no-torch --json "$OUT/bench.json"
+  timed bench 90 "$OUT/bench.txt" "${BENCH[@]}" --device cuda --quick --no-torch --json "$OUT/bench.json"
   [ $CUBLAS_OK = 0 ] && mark_no_cublas
 else
   "${BENCH[@]}" --help >/dev/null 2>&1 && echo "   ts-node runs bench/kernels.ts (--help)" || { echo "   FAIL: ts-node cannot run bench/kernels.ts"; record bench failed 0 - "ts-node"; }
@@ -250,7 +255,8 @@ fi
 
 # ---- 4. parity against transformers ----
 echo "== 4. parity against transformers' LlamaForCausalLM (scripts/hf-parity.py, test/torchParity)"
-if python3 -c 'import torch, transformers' >/dev/null 2>&1 && [ $DRY = 0 ]; then
+# The probe tried the import already (importing torch takes seconds).
+if [ $DRY = 0 ] && grep -q '^python: .* torch .* transformers ' "$OUT/probe.txt"; then
   if timed hf-parity-reference 30 "$OUT/hf-parity-python.txt" python3 scripts/hf-parity.py "$OUT/hf-parity"; then
     OSP_HF_PARITY_DIR="$OUT/hf-parity" OSP_PARITY_REPORT=1 timed hf-parity 30 "$OUT/hf-parity.txt" \
       "$NODE" "${JEST[@]}" --ci test/torchParity
