@@ -76,6 +76,8 @@ describe('GPU suite tolerances against a simulation of the device rounding', () 
       worstRatio = Math.max(worstRatio, err / tol);
     }
     process.stdout.write(`bf16 unfused vs fused backward: worst simulated error ${worst.toFixed(4)} (${(100 * worstRatio).toFixed(0)}% of the derived bound)\n`);
+    // One draw exceeds 2e-2 with probability ~0.93 (186 of 200 simulated), so all 20 staying
+    // below it has probability ~1e-23.
     expect(worst).toBeGreaterThan(2e-2);
   });
 });
