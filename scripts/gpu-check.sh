@@ -43,7 +43,8 @@ case "${1:-}" in
   '') ;;
   *) echo "usage: bash scripts/gpu-check.sh [--dry-run]" >&2; exit 2 ;;
 esac
-OUT=${OUT:-$ROOT/gpu-out}
+# Default: ./gpu-out, or for a dry run a temporary folder (nothing left in the tree).
+OUT=${OUT:-$([ $DRY = 1 ] && mktemp -d /tmp/osp-gpu-check.XXXXXX || echo "$ROOT/gpu-out")}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu-check.log") 2>&1
 TEE_PID=$!
@@ -264,8 +265,10 @@ if [ $DRY = 0 ] && grep -q '^python: .* torch .* transformers ' "$OUT/probe.txt"
     skip hf-parity "scripts/hf-parity.py failed"
   fi
 else
-  python3 -m py_compile scripts/hf-parity.py 2>&1 && echo "   scripts/hf-parity.py compiles"
-  "$NODE" "${JEST[@]}" --listTests test/torchParity 2>&1 | grep -q torchParity && echo "   jest finds test/torchParity"
+  if python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read())' scripts/hf-parity.py 2>&1; then echo "   scripts/hf-parity.py parses"
+  else echo "   FAIL: scripts/hf-parity.py does not parse"; record hf-parity failed 0 - "hf-parity.py does not parse"; fi
+  if "$NODE" "${JEST[@]}" --listTests test/torchParity 2>&1 | grep -q torchParity; then echo "   jest finds test/torchParity"
+  else echo "   FAIL: jest does not find test/torchParity"; record hf-parity failed 0 - "jest finds no test/torchParity"; fi
   skip hf-parity "$([ $DRY = 1 ] && echo 'dry run' || echo 'python3 lacks torch or transformers')"
 fi
 
