@@ -74,7 +74,7 @@ timed() {
   return "$rc"
 }
 
-echo "== scripts/gpu-check.sh$([ $DRY = 1 ] && echo ' --dry-run') at $(date -u +%FT%TZ) on $(hostname), results in $OUT"
+echo "== scripts/gpu-check.sh$([ $DRY = 1 ] && echo ' --dry-run') at $(date -u +%FT%TZ) on ${HOSTNAME:-?}, results in $OUT"
 
 # ---- 0. set-up (quiet: its verdicts are printed together below) ----
 setup_log="$OUT/setup.txt"
@@ -107,6 +107,7 @@ for cand in "$ROOT/.device/bin/node" "$(command -v node 2>/dev/null)"; do
   if [ -n "$cand" ] && [ -x "$cand" ] && "$cand" --version >/dev/null 2>&1; then NODE=$cand; break; fi
 done
 if [ -z "$NODE" ]; then
+  cat "$setup_log"
   echo "FATAL: no node that runs here (bundled: $("$ROOT/.device/bin/node" --version 2>&1 | head -1))"
   record node failed 0 - "no runnable node"
   exit 1
