@@ -1,4 +1,7 @@
-// CUDA random fill (see random.h): one thread per element, grid-stride.
+// CUDA random fill (see random.h): one thread per element, grid-stride. Compiled without
+// --use_fast_math (CMakeLists.txt): the precise logf, cosf and sqrtf keep each value within a few
+// f32 ulps of the CPU's. (__logf's documented error near u = 1 is absolute, 2^-21.4, against |log u|
+// down to 6e-8 there, so some normals near 0 came out wrong in every digit.)
 #include "../../core/cuda_common.cuh"
 #include "random.h"
 #include "random_common.h"
@@ -9,8 +12,15 @@ namespace {
 
 template <typename T>
 __global__ void normalKernel(T* out, int64_t n, uint64_t seed, float mean, float std) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = osp::cuda::fromFloat<T>(mean + std * normalAt(seed, static_cast<uint64_t>(i)));
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    float z = normalAt(seed, static_cast<uint64_t>(i));
+    // The guard on sqrt(-2 log u1): u1 is in (0, 1], so log u1 <= 0, but an approximate logf may
+    // return a tiny positive value for u1 near 1, and sqrt of the negative argument is NaN. NaN can
+    // arise no other way here (u1 > 0, both factors finite), and sqrt(max(0, -2 log u1)) = 0 is the
+    // value the guard would give, so a NaN is that 0. (The precise logf never needs it.)
+    if (isnan(z)) z = 0.0f;
+    out[i] = osp::cuda::fromFloat<T>(mean + std * z);
+  }
 }
 
 }  // namespace

@@ -1,7 +1,10 @@
 // CUDA rope (maths in rope.h): one 256-thread block per token; each thread takes pairs (k, i)
 // of that token's H x Dh/2 pairs. The inverse frequencies (f32) travel by value in the launch's
 // parameters (Dh/2 <= kRopeMaxHalf, 2 KiB, a __grid_constant__ so it is not copied per thread)
-// and each block stages its h values in shared memory (threads of a warp read different ones); angles, sin and cos in f32 (sincosf, full precision).
+// and each block stages its h values in shared memory (threads of a warp read different ones); angles, sin and cos in f32.
+// sincosf is the full-precision one (about 1 ulp at any angle) because CMakeLists.txt compiles this file
+// without --use_fast_math: __sincosf's error is ~2^-21 only inside [-pi, pi] and grows with the angle,
+// and angles here reach the context length in radians.
 #include "../../core/cuda_common.cuh"
 #include "rope.h"
 
