@@ -34,6 +34,8 @@ interface Row {
   gbPerS: number;
   fractionOfCopy: number | null;
   peakExtraMiB: number;
+  /** model train-step rows: times the host waited for the device in one step (osp.syncStats). */
+  hostWaits?: number;
 }
 
 const argv = process.argv.slice(2);
@@ -182,9 +184,12 @@ function benchMatmul(device: Device, copyBw: number): void {
     const ref = one('reference', 'f64', 128, 256, 256);
     ratios.push(`${'matmul'.padEnd(24)} ${'cpu'.padEnd(16)}  blocked f32 GEMM ${(blocked.gflopPerS ?? 0).toFixed(1)} GFLOP/s is ${((blocked.gflopPerS ?? 0) / (ref.gflopPerS ?? 1)).toFixed(1)}x the f64 reference loop (${(ref.gflopPerS ?? 0).toFixed(2)} GFLOP/s)`);
   } else {
+    // What ran: cuBLAS when it loaded at run time (backends().cuda.blas), else osp's tiled kernel.
+    const blas = osp.backends().cuda.blas;
+    const variant = /^cublas/i.test(blas) ? 'cublas' : 'tiled';
     for (const dtype of ['f32', 'bf16'] as DType[]) {
-      const r = one('tiled', dtype, 4096, 4096, 4096);
-      ratios.push(`${'matmul'.padEnd(24)} ${r.shape.padEnd(16)} ${dtype.padEnd(4)} cuda  tiled kernel ${((r.gflopPerS ?? 0) / 1e3).toFixed(2)} TFLOP/s`);
+      const r = one(variant, dtype, 4096, 4096, 4096);
+      ratios.push(`${'matmul'.padEnd(24)} ${r.shape.padEnd(16)} ${dtype.padEnd(4)} cuda  ${variant === 'cublas' ? 'cuBLAS' : 'tiled kernel (without cuBLAS)'} ${((r.gflopPerS ?? 0) / 1e3).toFixed(2)} TFLOP/s (${blas})`);
     }
   }
 }
@@ -193,9 +198,12 @@ function benchMatmul(device: Device, copyBw: number): void {
  * The model section: a random Llama on a packed batch (next-token targets within each sequence).
  * cpu: f32, 4 layers, hidden 256, V 8000, 4 x 128 tokens. cuda: the TinyLlama-1.1B shape (22 layers,
  * hidden 2048, 32 heads, 4 KV heads, FFN 5632, V 32000) in bf16 with f32 master weights, 4 x 512
- * tokens. 'forward' is model.tokenLogprobs (linear log-probs head); 'train-step' is lossAndGrads
- * (mean next-token loss) + AdamW.step (clipping at 1.0); 'train-step recompute' the same with
- * per-layer activation recomputation. With --torch (default on cuda when python3 has torch and
+ * tokens. 'forward' is model.tokenLogprobs (linear log-probs head); 'train-step' is the trainer's
+ * SFT objective on the device (sftStep: mean next-token loss) + AdamW.step (clipping at 1.0 on the
+ * device) + the step's one read of its values; 'train-step recompute' the same with per-layer
+ * activation recomputation; 'train-step host log-probs' the earlier shape of a step (lossAndGrads
+ * reads the token log-probs, uploads their gradients, and the norm is read on its own). Each
+ * train-step row counts the host's waits in one step (syncStats). With --torch (default on cuda when python3 has torch and
  * transformers), bench/torch_model.py times transformers' LlamaForCausalLM on the same shapes in the
  * same run, and the ratios are printed.
  */
@@ -223,32 +231,48 @@ function benchModel(device: Device, copyBw: number): void {
   }
   const grad = Float64Array.from(targets, (v) => (v === osp.DEFAULT_IGNORE_INDEX ? 0 : -1 / counted));
   const model = osp.LlamaModel.init(config, { seed: 31, dtype, device });
-  const params = model.parameters();
-  const opt = new osp.AdamW(params, { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1.0 });
+  const opt = new osp.AdamW(model.parameters(), { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1.0 });
   const forward = () => void model.tokenLogprobs(batch, targets);
+  // The same examples as the trainer sees them: prompt = each sequence's first token, response = the rest.
+  const examples = seqs.map((s) => ({ prompt: s.subarray(0, 1), response: s.subarray(1) }));
   const train = (recompute: boolean) => () => {
-    const r = model.lossAndGrads(batch, targets, grad, { recompute });
-    opt.step(r.grads);
+    const r = osp.sftStep(model, examples, { microBatch: B, recompute });
+    const res = opt.step(r.grads);
+    for (const g of r.grads.values()) g.dispose();
+    r.record.add('gradSumOfSquares', res.gradSumOfSquares.reshape([1]));
+    r.record.read();
+  };
+  const trainHost = () => {
+    const r = model.lossAndGrads(batch, targets, grad);
+    void opt.step(r.grads).gradNorm;
+  };
+  const waitsOf = (fn: () => void) => {
+    osp.resetSyncStats();
+    osp.scope(fn);
+    return osp.syncStats().hostWaits;
   };
   const shape = `${config.numHiddenLayers}L d${config.hiddenSize} V${config.vocabSize} ${B}x${L}`;
   const reps = device === 'cpu' ? Math.min(repeats, 3) : repeats;
   const ours: Row[] = [];
   try {
-    for (const [variant, fn] of [['forward', forward], ['train-step', train(false)], ['train-step recompute', train(true)]] as const) {
+    const variants = [['forward', forward], ['train-step', train(false)], ['train-step recompute', train(true)], ['train-step host log-probs', trainHost]] as const;
+    for (const [variant, fn] of variants) {
       const extra = peakExtra(device, () => osp.scope(fn));
       const ms = time(() => osp.scope(fn), reps);
       const row = record('llama', shape, dtype, device, variant, ms, 0, copyBw, extra);
       row.fractionOfCopy = null;
       row.gbPerS = 0;
       row.tokensPerS = T / (ms / 1e3);
+      if (variant !== 'forward') row.hostWaits = waitsOf(fn);
       ours.push(row);
-      console.log(`llama ${variant.padEnd(20)} ${dtype.padEnd(4)} ${device.padEnd(4)} ${shape}  ${ms.toFixed(1)} ms  ${row.tokensPerS.toFixed(0)} tokens/s  peak extra ${extra.toFixed(1)} MiB`);
+      console.log(`llama ${variant.padEnd(25)} ${dtype.padEnd(4)} ${device.padEnd(4)} ${shape}  ${ms.toFixed(1)} ms  ${row.tokensPerS.toFixed(0)} tokens/s  peak extra ${extra.toFixed(1)} MiB${row.hostWaits === undefined ? '' : `  ${row.hostWaits} host waits`}`);
     }
-    const [f, t] = ours as [Row, Row];
+    const [f, t, , h] = ours as [Row, Row, Row, Row];
     ratios.push(`${'llama'.padEnd(24)} ${shape.padEnd(16)} ${dtype.padEnd(4)} ${device.padEnd(4)}  forward ${(f.tokensPerS ?? 0).toFixed(0)} tokens/s, train step ${(t.tokensPerS ?? 0).toFixed(0)} tokens/s (${(t.medianMs / f.medianMs).toFixed(2)}x the forward's time)`);
+    ratios.push(`${'llama train step'.padEnd(24)} ${shape.padEnd(16)} ${dtype.padEnd(4)} ${device.padEnd(4)}  objective on the device: ${t.hostWaits} host wait(s) per step; the step with host log-probs (${h.hostWaits} waits) takes ${(h.medianMs / t.medianMs).toFixed(2)}x its time`);
   } finally {
     opt.dispose();
-    for (const p of params.values()) p.dispose();
+    model.dispose();
   }
   if (process.argv.includes('--torch') || (gpu && !process.argv.includes('--no-torch'))) torchBaseline(device, config, B, L, dtype, ours);
 }
@@ -365,9 +389,30 @@ function fmtBytes(b: number): string {
   return b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : `${(b / 2 ** 10).toFixed(1)} KiB`;
 }
 
+const started = Date.now();
+
+/** Writes the figures so far (after every section, so a run cut short keeps what it measured). */
+function writeResults(): string {
+  const b = osp.backends();
+  const out = flag('json') ?? path.join(__dirname, 'results', 'latest.json');
+  const doc = {
+    date: new Date().toISOString(),
+    host: { cpu: os.cpus()[0]?.model, threads: b.cpu.threads, node: process.version },
+    cuda: b.cuda,
+    repeats,
+    seconds: (Date.now() - started) / 1e3,
+    rows,
+    ratios,
+    skipped,
+  };
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(`${out}.tmp`, JSON.stringify(doc, null, 2));
+  fs.renameSync(`${out}.tmp`, out);
+  return out;
+}
+
 async function main(): Promise<void> {
   const b = osp.backends();
-  const started = Date.now();
   for (const device of devices) {
     const name = device === 'cuda' ? (b.cuda.devices[0]?.name ?? 'cuda') : `${os.cpus()[0]?.model ?? 'cpu'} (${b.cpu.threads} threads)`;
     console.log(`\n== ${device}: ${name}`);
@@ -376,22 +421,29 @@ async function main(): Promise<void> {
     if (device === 'cpu') {
       benchTokenLogprobs('cpu', quick ? 256 : 2048, 32000, 'f32', copyBw);
       benchPreference('cpu', quick ? 4096 : 1 << 20, copyBw);
+      writeResults();
       benchMatmul('cpu', copyBw);
+      writeResults();
       benchModel('cpu', copyBw);
+      writeResults();
       await benchGeneration('cpu');
     } else {
       const shapes: [number, number][] = quick ? [[4096, 32000]] : [[4096, 32000], [4096, 128256], [16384, 32000], [16384, 128256]];
       for (const dtype of ['f32', 'bf16'] as DType[]) for (const [N, V] of shapes) guard(`tokenLogprobs ${N}x${V} ${dtype}`, () => benchTokenLogprobs('cuda', N, V, dtype, copyBw));
       guard('preferenceLoss B=4096', () => benchPreference('cuda', 4096, copyBw));
       guard('preferenceLoss B=4M', () => benchPreference('cuda', 1 << 22, copyBw));
+      writeResults();
       guard('matmul 4096^3', () => benchMatmul('cuda', copyBw));
+      writeResults();
       guard('llama model', () => benchModel('cuda', copyBw));
+      writeResults();
       try {
         await benchGeneration('cuda');
       } catch (e) {
         skipped.push(`generate: ${e instanceof Error ? e.message : String(e)}`);
       }
     }
+    writeResults();
   }
 
   const header = ['op', 'shape', 'dtype', 'backend', 'variant', 'median ms', 'bytes moved', 'GB/s', '%copy', 'extra MiB', 'tokens/s'];
@@ -406,20 +458,7 @@ async function main(): Promise<void> {
   if (skipped.length) console.log(`\nskipped:\n${skipped.join('\n')}`);
   console.log(`\n(${((Date.now() - started) / 1e3).toFixed(0)} s; median of ${repeats} after a warm-up)`);
 
-  const out = flag('json') ?? path.join(__dirname, 'results', 'latest.json');
-  const doc = {
-    date: new Date().toISOString(),
-    host: { cpu: os.cpus()[0]?.model, threads: b.cpu.threads, node: process.version },
-    cuda: b.cuda,
-    repeats,
-    rows,
-    ratios,
-    skipped,
-  };
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(`${out}.tmp`, JSON.stringify(doc, null, 2));
-  fs.renameSync(`${out}.tmp`, out);
-  console.log(`wrote ${out}`);
+  console.log(`wrote ${writeResults()}`);
 }
 
 main().catch((e) => {

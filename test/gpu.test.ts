@@ -98,8 +98,8 @@ describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name
     osp.scope(() => {
       const logits = osp.randn([4, 10], { device: 'cuda', seed: 3 });
       const targets = osp.tensor(new Int32Array([1, 2, 10, 3]), [4], { device: 'cuda' });
-      expect(() => osp.tokenLogprobs(logits, targets)).toThrow(/targets\[2\] = 10 is outside \[0, 10\)/);
-      expect(() => osp.tokenLogprobsBackward(logits, targets, osp.randn([4], { device: 'cuda' }))).toThrow(RangeError);
+      expect(() => { osp.tokenLogprobs(logits, targets); osp.synchronize(); }).toThrow(/targets\[2\] = 10 is outside \[0, 10\)/);
+      expect(() => { osp.tokenLogprobsBackward(logits, targets, osp.randn([4], { device: 'cuda' })); osp.synchronize(); }).toThrow(RangeError);
     });
   });
 
@@ -109,7 +109,7 @@ describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name
       x[2 * 64 + 5] = NaN;
       const logits = osp.tensor(x, [4, 64], { dtype: 'f32', device: 'cuda' });
       const targets = osp.tensor(new Int32Array([0, 1, 2, 3]), [4], { device: 'cuda' });
-      expect(() => osp.tokenLogprobs(logits, targets)).toThrow(/logits row 2/);
+      expect(() => { osp.tokenLogprobs(logits, targets); osp.synchronize(); }).toThrow(/logits row 2/);
     });
   });
 
@@ -426,11 +426,11 @@ describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name
         [[0, 0, -5, 2, 2, 2, 4, 4], 'spans[:, 2] = [-5, 4]; expected a start and an end with 0 <= start <= 2 < end <= 4'],
       ] as [number[], string][]) {
         const spans = bad(rows);
-        expect(() => ops.causalAttention(x, x, x, ids, { spans })).toThrow(new RangeError(`causalAttention: ${msg}`));
-        expect(() => ops.causalAttentionBackward(x, x, x, ids, r.out, r.logsumexp, x, { spans })).toThrow(new RangeError(`causalAttentionBackward: ${msg}`));
+        expect(() => { ops.causalAttention(x, x, x, ids, { spans }); osp.synchronize(); }).toThrow(new RangeError(`causalAttention: ${msg}`));
+        expect(() => { ops.causalAttentionBackward(x, x, x, ids, r.out, r.logsumexp, x, { spans }); osp.synchronize(); }).toThrow(new RangeError(`causalAttentionBackward: ${msg}`));
       }
       const chain = bad([0, 1, 2, 2, 2, 2, 4, 4]);
-      expect(() => ops.causalAttention(x, x, x, ids, { spans: chain })).toThrow(/^causalAttention: spans\[:, 1\] = \[1, 2\] follows spans\[:, 0\] = \[0, 2\]/);
+      expect(() => { ops.causalAttention(x, x, x, ids, { spans: chain }); osp.synchronize(); }).toThrow(/^causalAttention: spans\[:, 1\] = \[1, 2\] follows spans\[:, 0\] = \[0, 2\]/);
       const onCpu = osp.tensor(Int32Array.from([0, 0, 2, 2, 2, 2, 4, 4]), [2, 4], { device: 'cpu' });
       expect(() => ops.causalAttention(x, x, x, ids, { spans: onCpu })).toThrow(TypeError);
       // The op still works after a reported error (the status buffer is reset per launch).
@@ -450,13 +450,13 @@ describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name
   it('rope and embedding on cuda report a negative position / an out-of-range id as a RangeError naming it', () => {
     osp.scope(() => {
       const x = osp.randn([3, 2, 4], { device: 'cuda', seed: 5 });
-      expect(() => ops.rope(x, osp.tensor(new Int32Array([0, -4, 1]), [3], { device: 'cuda' }), { theta: 10000 })).toThrow(
+      expect(() => { ops.rope(x, osp.tensor(new Int32Array([0, -4, 1]), [3], { device: 'cuda' }), { theta: 10000 }); osp.synchronize(); }).toThrow(
         'rope: positions[1] = -4 is negative; expected positions >= 0',
       );
       const table = osp.randn([5, 3], { device: 'cuda', seed: 6 });
       const bad = osp.tensor(new Int32Array([0, 4, 5]), [3], { device: 'cuda' });
-      expect(() => ops.embedding(table, bad)).toThrow('embedding: ids[2] = 5 is outside [0, 5)');
-      expect(() => ops.embeddingBackward(osp.randn([3, 3], { device: 'cuda' }), bad, 5)).toThrow(RangeError);
+      expect(() => { ops.embedding(table, bad); osp.synchronize(); }).toThrow('embedding: ids[2] = 5 is outside [0, 5)');
+      expect(() => { ops.embeddingBackward(osp.randn([3, 3], { device: 'cuda' }), bad, 5); osp.synchronize(); }).toThrow(RangeError);
     });
   });
 

@@ -2,7 +2,7 @@
 #pragma once
 #include <cmath>
 
-#include "../preference_loss/preference_pair.h"
+#include "../../core/math.h"
 
 namespace osp::elementwise {
 
@@ -19,9 +19,9 @@ template <typename T> OSP_HD T applyUnary(int op, T x) {
   using std::log;
   switch (op) {
     case 0: return -x;
-    case 1: return preference_loss::sigmoidStable(x);
-    case 2: return preference_loss::softplusStable(x);
-    case 3: return -preference_loss::softplusStable(-x);  // log sigmoid
+    case 1: return sigmoidStable(x);
+    case 2: return softplusStable(x);
+    case 3: return -softplusStable(-x);  // log sigmoid
     case 4: return x * x;
     case 5: return exp(x);
     default: return log(x);

@@ -5,11 +5,7 @@
 #pragma once
 #include <cmath>
 
-#ifdef __CUDACC__
-#define OSP_HD __host__ __device__ __forceinline__
-#else
-#define OSP_HD inline
-#endif
+#include "../../core/math.h"  // OSP_HD, softplusStable, sigmoidStable
 
 namespace osp::preference_loss {
 
@@ -17,18 +13,6 @@ template <typename T>
 struct PairResult {
   T loss, pHat, margin, dPolicyChosen;  // dPolicyChosen: d loss_i / d policyChosen_i (before the 1/B of the mean)
 };
-
-template <typename T> OSP_HD T softplusStable(T z) {
-  using std::exp;
-  using std::log1p;
-  return (z > 0 ? z : T(0)) + log1p(exp(-(z < 0 ? -z : z)));
-}
-
-template <typename T> OSP_HD T sigmoidStable(T z) {
-  using std::exp;
-  const T e = exp(-(z < 0 ? -z : z));  // in (0, 1]: never overflows
-  return z >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
-}
 
 template <typename T>
 OSP_HD PairResult<T> preferencePair(int kind, T pc, T pr, T rc, T rr, T p, T beta) {

@@ -13,12 +13,7 @@ namespace {
 template <typename T>
 __global__ void normalKernel(T* out, int64_t n, uint64_t seed, float mean, float std) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    float z = normalAt(seed, static_cast<uint64_t>(i));
-    // The guard on sqrt(-2 log u1): u1 is in (0, 1], so log u1 <= 0, but an approximate logf may
-    // return a tiny positive value for u1 near 1, and sqrt of the negative argument is NaN. NaN can
-    // arise no other way here (u1 > 0, both factors finite), and sqrt(max(0, -2 log u1)) = 0 is the
-    // value the guard would give, so a NaN is that 0. (The precise logf never needs it.)
-    if (isnan(z)) z = 0.0f;
+    const float z = normalAt(seed, static_cast<uint64_t>(i));  // guarded against sqrt of a negative in random_common.h
     out[i] = osp::cuda::fromFloat<T>(mean + std * z);
   }
 }

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "../preference_loss/preference_pair.h"  // OSP_HD
+#include "../../core/math.h"  // OSP_HD
 
 namespace osp::random {
 
@@ -19,7 +19,9 @@ OSP_HD float normalAt(uint64_t seed, uint64_t i) {
   const uint64_t r = splitmix64(splitmix64(seed) ^ (i * 0xd1b54a32d192ed03ull));
   const float u1 = (float((r >> 40) & 0xffffffull) + 1.0f) * (1.0f / 16777216.0f);
   const float u2 = float((r >> 8) & 0xffffffull) * (1.0f / 16777216.0f);
-  return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647f * u2);
+  // The guard: u1 is in (0, 1], so log u1 <= 0, but a log that rounds to a tiny positive value near
+  // u1 = 1 would make the argument negative and the result NaN; one guard serves CPU and GPU alike.
+  return sqrtf(fmaxf(0.0f, -2.0f * logf(u1))) * cosf(6.28318530717958647f * u2);
 }
 
 }  // namespace osp::random
