@@ -95,18 +95,8 @@ export interface NativeAddon {
     grad: NativeTensor,
     m: NativeTensor,
     v: NativeTensor,
-    options: {
-      lr: number;
-      beta1: number;
-      beta2: number;
-      eps: number;
-      weightDecay: number;
-      step: number;
-      gradScale?: number;
-      checkFinite?: boolean;
-      gradSumOfSquares?: NativeTensor;
-      maxGradNorm?: number;
-    },
+    options: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale?: number; checkFinite?: boolean; gradSumOfSquares?: NativeTensor; maxGradNorm?: number },
+
   ): void;
   causalAttention(q: NativeTensor, k: NativeTensor, v: NativeTensor, sequenceIds: NativeTensor, scale?: number, spans?: NativeTensor): { out: NativeTensor; logsumexp: NativeTensor };
   causalAttentionBackward(

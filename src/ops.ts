@@ -503,17 +503,10 @@ export interface AdamWOptions {
 export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opts: AdamWOptions): void {
   const op = 'adamwStep';
   if (typeof opts !== 'object' || opts === null) throw new TypeError(`${op}: opts is ${String(opts)}; expected {lr, beta1, beta2, eps, weightDecay, step}`);
+  const { gradSumOfSquares, ...numbers } = opts;
   native.adamwStep(h(param, `${op}: param`), h(grad, `${op}: grad`), h(m, `${op}: m`), h(v, `${op}: v`), {
-    lr: opts.lr,
-    beta1: opts.beta1,
-    beta2: opts.beta2,
-    eps: opts.eps,
-    weightDecay: opts.weightDecay,
-    step: opts.step,
-    gradScale: opts.gradScale ?? 1,
-    checkFinite: opts.checkFinite ?? true,
-    gradSumOfSquares: opts.gradSumOfSquares === undefined ? undefined : h(opts.gradSumOfSquares, `${op}: gradSumOfSquares`),
-    maxGradNorm: opts.maxGradNorm ?? 0,
+    ...numbers,
+    gradSumOfSquares: gradSumOfSquares === undefined ? undefined : h(gradSumOfSquares, `${op}: gradSumOfSquares`),
   });
 }
 

@@ -1,46 +1,113 @@
 // The training commands: train (online self-preferring), self-reward, dpo (offline dpo / ipo / spce),
-// sft and augment (preference augmentation of the judge). Each turns its flags (and --config FILE)
-// into the trainer's settings (src/osp/settings.ts, whose defaults --help shows) and calls the
-// library trainer (src/osp/trainer.ts) with progress bars and Ctrl-C; nothing else happens here.
-// --resume RUN_DIR continues a run with its saved settings.
+// sft and augment (preference augmentation of the judge). Each is a table row: its flags and their
+// help; the trainer's settings (src/osp/settings.ts) give every flag's type, choices and default.
+// A command turns its flags (and --config FILE) into those settings and calls the library trainer
+// (src/osp/trainer.ts) with progress bars and Ctrl-C; nothing else happens here. --resume RUN_DIR
+// continues a run with its saved settings.
 import { Command, Option } from 'commander';
 import * as trainer from '../osp/trainer';
-import { TrainerCommand, settingDefault } from '../osp/settings';
-import { Progress, UsageError, setExitCode, deviceOption, dtypeOption, installStopHandler, mergeConfig } from './common';
+import { TrainerCommand, settingHelp } from '../osp/settings';
+import { Progress, UsageError, setExitCode, installStopHandler, mergeConfig } from './common';
 
-function loopOptions(cmd: Command): Command {
-  return cmd
-    .option('--out <dir>', 'run folder to create (config, metrics, samples, checkpoints, report)')
-    .option('--resume <dir>', 'continue the run in this folder from its last complete checkpoint')
-    .option('--batch-size <n>', 'examples (prompts or pairs) per optimizer step')
-    .option('--micro-batch <n>', 'examples per forward/backward (gradients are accumulated)')
-    .option('--lr <x>', 'peak learning rate')
-    .option('--warmup-steps <n>', 'linear warm-up steps')
-    .addOption(new Option('--schedule <kind>', 'learning-rate schedule after warm-up').choices(['constant', 'linear', 'cosine']))
-    .option('--min-lr-ratio <x>', 'final learning rate of linear/cosine decay as a fraction of --lr')
-    .option('--weight-decay <x>', 'AdamW decoupled weight decay (not on norm weights)')
-    .option('--max-grad-norm <x>', 'global gradient-norm clipping')
-    .option('--steps <n>', 'optimizer steps (default: --epochs over the data)')
-    .option('--epochs <x>', 'passes over the data when --steps is not given')
-    .option('--seed <n>', 'seed of the data order, sampling and pairing')
-    .option('--save-every <n>', 'checkpoint every n steps (and at the end, and on Ctrl-C)')
-    .option('--keep <n>', 'checkpoints to keep')
-    .addOption(deviceOption())
-    .addOption(dtypeOption())
-    .option('--recompute', 'recompute activations per layer in the backward (less memory, one more forward)')
-    .option('--limit <n>', 'use only the first n records of the data')
-    .option('--skip-bad', 'skip malformed records (counted) instead of stopping at the first')
-    .option('--config <file>', 'JSON file giving any of these settings (flags on the command line win)');
-}
+/** A flag with its argument and its help; choices and default come from the command's settings. */
+type Flag = [flags: string, help: string];
 
-/** The trainer's defaults become commander's, so --help shows them and the values stay where they are defined. */
-function withDefaults(cmd: Command, command: TrainerCommand): Command {
-  for (const o of cmd.options) {
-    const d = settingDefault(command, o.attributeName());
-    if (d !== undefined) o.default(String(d));
-  }
-  return cmd;
-}
+const LOOP_FLAGS: Flag[] = [
+  ['--out <dir>', 'run folder to create (config, metrics, samples, checkpoints, report)'],
+  ['--resume <dir>', 'continue the run in this folder from its last complete checkpoint'],
+  ['--batch-size <n>', 'examples (prompts or pairs) per optimizer step'],
+  ['--micro-batch <n>', 'examples per forward/backward (gradients are accumulated)'],
+  ['--lr <x>', 'peak learning rate'],
+  ['--warmup-steps <n>', 'linear warm-up steps'],
+  ['--schedule <kind>', 'learning-rate schedule after warm-up'],
+  ['--min-lr-ratio <x>', 'final learning rate of linear/cosine decay as a fraction of --lr'],
+  ['--weight-decay <x>', 'AdamW decoupled weight decay (not on norm weights)'],
+  ['--max-grad-norm <x>', 'global gradient-norm clipping'],
+  ['--steps <n>', 'optimizer steps (default: --epochs over the data)'],
+  ['--epochs <x>', 'passes over the data when --steps is not given'],
+  ['--seed <n>', 'seed of the data order, sampling and pairing'],
+  ['--save-every <n>', 'checkpoint every n steps (and at the end, and on Ctrl-C)'],
+  ['--keep <n>', 'checkpoints to keep'],
+  ['--device <device>', 'cpu or cuda (default: cuda when a GPU answers, else cpu)'],
+  ['--dtype <dtype>', 'weights in memory: f32 or bf16 (default: bf16 on cuda, f32 on cpu)'],
+  ['--recompute', 'recompute activations per layer in the backward (less memory, one more forward)'],
+  ['--limit <n>', 'use only the first n records of the data'],
+  ['--skip-bad', 'skip malformed records (counted) instead of stopping at the first'],
+  ['--config <file>', 'JSON file giving any of these settings (flags on the command line win)'],
+];
+
+const ONLINE_FLAGS: Flag[] = [
+  ['--model <dir>', 'the SFT model (Hugging Face folder): the policy starts here; also the frozen reference and judge'],
+  ['--judge <dir>', 'a separate judge model folder (default: --model)'],
+  ['--prompts <file>', 'prompts (.jsonl or .parquet)'],
+  ['--format <kind>', 'record format of --prompts (the prompt field is used)'],
+  ['--k <n>', 'responses sampled per prompt'],
+  ['--beta <x>', 'scale of the log-ratio margin'],
+  ['--temperature <x>', 'sampling temperature'],
+  ['--top-p <x>', 'nucleus sampling mass'],
+  ['--max-new-tokens <n>', 'longest sampled response'],
+  ['--judge-max-length <n>', "longest judge instruction in tokens (default: the judge's context)"],
+  ['--template <name>', 'judge template: hh, tldr, or a file with {prompt}, {a}, {b}'],
+  ['--scorer <task>', "score samples and judge pairs with a task's programmatic scorer (metrics only; the embedded demo task: demo)"],
+];
+
+const COMMANDS: { name: TrainerCommand; description: string; flags: Flag[]; start: (s: Record<string, unknown>, hooks: trainer.TrainerHooks) => Promise<trainer.RunResult> }[] = [
+  {
+    name: 'train',
+    description: 'online self-preferring (OSP): sample K responses per prompt, rank them with the frozen judge against the blank response, pair highest with lowest, train on the judged soft preferences',
+    flags: [
+      ...ONLINE_FLAGS,
+      ['--loss <kind>', 'preference loss'],
+      ['--pairing <kind>', 'ranked (the paper) or random (ablation)'],
+      ['--sampling <from>', 'sample from the policy (on-policy) or from the frozen SFT model (ablation)'],
+    ],
+    start: (s, hooks) => trainer.train(s as trainer.TrainSettings, hooks),
+  },
+  {
+    name: 'self-reward',
+    description: 'the self-rewarding baseline: sample K responses per prompt, judge them against the blank response with the frozen model, train on best vs worst with the DPO loss',
+    flags: ONLINE_FLAGS,
+    start: (s, hooks) => trainer.selfReward(s as trainer.SelfRewardSettings, hooks),
+  },
+  {
+    name: 'dpo',
+    description: 'offline preference optimisation on fixed pairs: DPO, IPO, or SPCE with soft labels from the data (strength) or from the judge',
+    flags: [
+      ['--model <dir>', 'the SFT model (Hugging Face folder): the policy starts here and is the frozen reference'],
+      ['--pairs <file>', 'preference pairs (.jsonl or .parquet)'],
+      ['--format <kind>', 'record format of --pairs'],
+      ['--loss <kind>', 'preference loss'],
+      ['--labels <from>', "spce's soft labels: the data's strength field (missing = 1) or the judge"],
+      ['--judge <dir>', 'judge model folder for --labels judge (default: --model)'],
+      ['--template <name>', 'judge template for --labels judge: hh, tldr or a file'],
+      ['--judge-max-length <n>', 'longest judge instruction in tokens'],
+      ['--beta <x>', 'scale of the log-ratio margin'],
+    ],
+    start: (s, hooks) => trainer.dpo(s as trainer.DpoSettings, hooks),
+  },
+  {
+    name: 'sft',
+    description: 'supervised fine-tuning on prompt/response pairs (prompt tokens masked in the loss)',
+    flags: [
+      ['--model <dir>', 'the model to fine-tune (Hugging Face folder)'],
+      ['--data <file>', 'examples (.jsonl or .parquet): {prompt, response}, or pairs/hh/tldr whose chosen side is used'],
+      ['--format <kind>', 'record format of --data'],
+    ],
+    start: (s, hooks) => trainer.sft(s as trainer.SftSettings, hooks),
+  },
+  {
+    name: 'augment',
+    description: 'preference augmentation: fine-tune the model on judge instructions built from human preference pairs (each pair in both orders, the answer token naming the preferred side)',
+    flags: [
+      ['--model <dir>', 'the SFT model to turn into a better judge (Hugging Face folder)'],
+      ['--pairs <file>', 'human preference pairs (.jsonl or .parquet)'],
+      ['--format <kind>', 'record format of --pairs'],
+      ['--template <name>', 'judge template: hh, tldr or a file'],
+      ['--judge-max-length <n>', "longest judge instruction in tokens (default: the model's context)"],
+    ],
+    start: (s, hooks) => trainer.augment(s as trainer.AugmentSettings, hooks),
+  },
+];
 
 /** Flags -> settings: --config merged under the command line, CLI-only flags dropped, unset flags left to the trainer. */
 function settingsOf(cmd: Command, raw: Record<string, unknown>): Record<string, unknown> {
@@ -109,83 +176,16 @@ function action(command: TrainerCommand, cmd: Command, startNew: (s: Record<stri
   };
 }
 
-function onlineCommand(program: Command, name: 'train' | 'self-reward'): void {
-  const selfReward = name === 'self-reward';
-  const cmd = program
-    .command(name)
-    .description(
-      selfReward
-        ? 'the self-rewarding baseline: sample K responses per prompt, judge them against the blank response with the frozen model, train on best vs worst with the DPO loss'
-        : 'online self-preferring (OSP): sample K responses per prompt, rank them with the frozen judge against the blank response, pair highest with lowest, train on the judged soft preferences',
-    )
-    .option('--model <dir>', 'the SFT model (Hugging Face folder): the policy starts here; also the frozen reference and judge')
-    .option('--judge <dir>', 'a separate judge model folder (default: --model)')
-    .option('--prompts <file>', 'prompts (.jsonl or .parquet)')
-    .addOption(new Option('--format <kind>', 'record format of --prompts (the prompt field is used)').choices(['prompts', 'pairs', 'sft', 'hh', 'tldr']));
-  if (!selfReward) {
-    cmd
-      .addOption(new Option('--loss <kind>', 'preference loss').choices(['spce', 'dpo', 'ipo']))
-      .addOption(new Option('--pairing <kind>', 'ranked (the paper) or random (ablation)').choices(['ranked', 'random']))
-      .addOption(new Option('--sampling <from>', 'sample from the policy (on-policy) or from the frozen SFT model (ablation)').choices(['policy', 'sft']));
-  }
-  cmd
-    .option('--k <n>', 'responses sampled per prompt')
-    .option('--beta <x>', 'scale of the log-ratio margin')
-    .option('--temperature <x>', 'sampling temperature')
-    .option('--top-p <x>', 'nucleus sampling mass')
-    .option('--max-new-tokens <n>', 'longest sampled response')
-    .option('--judge-max-length <n>', "longest judge instruction in tokens (default: the judge's context)")
-    .option('--template <name>', 'judge template: hh, tldr, or a file with {prompt}, {a}, {b}')
-    .addOption(new Option('--scorer <task>', "score samples and judge pairs with a task's programmatic scorer (metrics only; the embedded demo task: demo)").choices(['demo']));
-  withDefaults(loopOptions(cmd), name);
-  cmd.action(action(name, cmd, (s, hooks) => (selfReward ? trainer.selfReward(s as trainer.SelfRewardSettings, hooks) : trainer.train(s as trainer.TrainSettings, hooks))));
-}
-
-function dpoCommand(program: Command): void {
-  const cmd = program
-    .command('dpo')
-    .description('offline preference optimisation on fixed pairs: DPO, IPO, or SPCE with soft labels from the data (strength) or from the judge')
-    .option('--model <dir>', 'the SFT model (Hugging Face folder): the policy starts here and is the frozen reference')
-    .option('--pairs <file>', 'preference pairs (.jsonl or .parquet)')
-    .addOption(new Option('--format <kind>', 'record format of --pairs').choices(['pairs', 'hh', 'tldr']))
-    .addOption(new Option('--loss <kind>', 'preference loss').choices(['dpo', 'ipo', 'spce']))
-    .addOption(new Option('--labels <from>', "spce's soft labels: the data's strength field (missing = 1) or the judge").choices(['data', 'judge']))
-    .option('--judge <dir>', 'judge model folder for --labels judge (default: --model)')
-    .option('--template <name>', 'judge template for --labels judge: hh, tldr or a file')
-    .option('--judge-max-length <n>', 'longest judge instruction in tokens')
-    .option('--beta <x>', 'scale of the log-ratio margin');
-  withDefaults(loopOptions(cmd), 'dpo');
-  cmd.action(action('dpo', cmd, (s, hooks) => trainer.dpo(s as trainer.DpoSettings, hooks)));
-}
-
-function sftCommand(program: Command): void {
-  const cmd = program
-    .command('sft')
-    .description('supervised fine-tuning on prompt/response pairs (prompt tokens masked in the loss)')
-    .option('--model <dir>', 'the model to fine-tune (Hugging Face folder)')
-    .option('--data <file>', 'examples (.jsonl or .parquet): {prompt, response}, or pairs/hh/tldr whose chosen side is used')
-    .addOption(new Option('--format <kind>', 'record format of --data').choices(['sft', 'pairs', 'hh', 'tldr']));
-  withDefaults(loopOptions(cmd), 'sft');
-  cmd.action(action('sft', cmd, (s, hooks) => trainer.sft(s as trainer.SftSettings, hooks)));
-}
-
-function augmentCommand(program: Command): void {
-  const cmd = program
-    .command('augment')
-    .description('preference augmentation: fine-tune the model on judge instructions built from human preference pairs (each pair in both orders, the answer token naming the preferred side)')
-    .option('--model <dir>', 'the SFT model to turn into a better judge (Hugging Face folder)')
-    .option('--pairs <file>', 'human preference pairs (.jsonl or .parquet)')
-    .addOption(new Option('--format <kind>', 'record format of --pairs').choices(['pairs', 'hh', 'tldr']))
-    .option('--template <name>', 'judge template: hh, tldr or a file')
-    .option('--judge-max-length <n>', "longest judge instruction in tokens (default: the model's context)");
-  withDefaults(loopOptions(cmd), 'augment');
-  cmd.action(action('augment', cmd, (s, hooks) => trainer.augment(s as trainer.AugmentSettings, hooks)));
-}
-
 export function trainCommands(program: Command): void {
-  onlineCommand(program, 'train');
-  onlineCommand(program, 'self-reward');
-  dpoCommand(program);
-  sftCommand(program);
-  augmentCommand(program);
+  for (const c of COMMANDS) {
+    const cmd = program.command(c.name).description(c.description);
+    for (const [flags, help] of [...c.flags, ...LOOP_FLAGS]) {
+      const o = new Option(flags, help);
+      const h = settingHelp(c.name, o.attributeName());
+      if (h.choices) o.choices(h.choices);
+      if (h.default !== undefined) o.default(String(h.default));
+      cmd.addOption(o);
+    }
+    cmd.action(action(c.name, cmd, c.start));
+  }
 }

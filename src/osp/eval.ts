@@ -241,17 +241,12 @@ export interface SideStats {
   lengthChars: LengthStats;
 }
 
-export interface EvalItem {
+/** One prompt of an evaluation: the judged outcome (WinRateItem) with the texts and their measures. */
+export interface EvalItem extends WinRateItem {
   prompt: string;
   a: string;
   b: string;
   reference?: string;
-  p: number;
-  pAB: number;
-  pBA: number;
-  outcome: Outcome;
-  positionDisagreement: number;
-  ordersDisagree: boolean;
   tokensA: number;
   tokensB: number;
   rougeA?: number;

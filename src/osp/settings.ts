@@ -129,8 +129,15 @@ export function resolveSettings<C extends TrainerCommand>(command: C, value: unk
   throw new SettingsError(key, `${issue.message} (got ${got})`);
 }
 
-/** The default of a setting of a command, or undefined (for --help). */
-export function settingDefault(command: TrainerCommand, key: string): unknown {
-  const field = (SCHEMAS[command].shape as Record<string, z.ZodTypeAny>)[key];
-  return field instanceof z.ZodDefault ? field._def.defaultValue() : undefined;
+/** What --help shows of a setting: its default and, for an enum, its choices (undefined when none). */
+export function settingHelp(command: TrainerCommand, key: string): { default?: unknown; choices?: readonly string[] } {
+  let field = (SCHEMAS[command].shape as Record<string, z.ZodTypeAny>)[key];
+  const help: { default?: unknown; choices?: readonly string[] } = {};
+  if (field instanceof z.ZodDefault) {
+    help.default = field._def.defaultValue();
+    field = field._def.innerType;
+  }
+  if (field instanceof z.ZodOptional) field = field._def.innerType;
+  if (field instanceof z.ZodEnum) help.choices = field.options as string[];
+  return help;
 }
