@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 // Builds the native addon at `npm install`.
-//  - CMake present: cmake-js (CMakeLists.txt); CUDA kernels when a CUDA compiler is found.
-//      OSP_CUDA=OFF          skip the CUDA kernels
-//      OSP_CUDA_ARCHS=90     CUDA architectures (CMake syntax, ';' or ',' separated)
+//  - CMake present: cmake-js (CMakeLists.txt). The CUDA kernels are compiled when a GPU is visible
+//    (nvidia-smi lists one), for that GPU's architecture only; with no GPU visible the CPU backend
+//    alone is built (compiling four CUDA architectures takes ~15 minutes on 2 cores) and the
+//    output says how to add CUDA.
+//      OSP_CUDA=ON           compile the CUDA kernels even with no GPU visible (CI does)
+//      OSP_CUDA=OFF          never compile them
+//      OSP_CUDA_ARCHS=90     CUDA architectures (CMake syntax, ';' or ',' separated; default: the
+//                            visible GPU's, or CMakeLists.txt's four with OSP_CUDA=ON and no GPU)
 //  - CMake absent: node-gyp (binding.gyp), CPU backend only; a matching prebuild is used as is.
 //  - OSP_BUILD=gyp|cmake forces one; --force rebuilds even when a prebuild would do.
 'use strict';
@@ -40,12 +45,35 @@ function buildWithGyp() {
   return run(cmd, [...pre, 'rebuild', '--release', `--jobs=${process.env.OSP_JOBS || 'max'}`]);
 }
 
+/** The compute capabilities of the GPUs nvidia-smi lists (e.g. ['90']), or [] when none is visible. */
+function visibleGpuArchs() {
+  const r = spawnSync('nvidia-smi', ['--query-gpu=compute_cap', '--format=csv,noheader'], { encoding: 'utf8', timeout: 15000 });
+  if (r.status !== 0 || !r.stdout) return [];
+  return [...new Set(r.stdout.split('\n').map((l) => l.trim().replace('.', '')).filter((l) => /^\d+$/.test(l)))];
+}
+
+/** Whether to compile CUDA, and for which architectures (undefined: CMakeLists.txt's default). */
+function cudaPlan() {
+  const flag = (process.env.OSP_CUDA || '').toUpperCase();
+  const archs = process.env.OSP_CUDA_ARCHS ? process.env.OSP_CUDA_ARCHS.replace(/,/g, ';') : undefined;
+  if (flag === 'OFF') return { cuda: false, why: 'OSP_CUDA=OFF' };
+  if (flag === 'ON') return { cuda: true, archs, why: 'OSP_CUDA=ON' };
+  const gpus = visibleGpuArchs();
+  if (gpus.length === 0) return { cuda: false, why: 'no GPU visible (nvidia-smi lists none)' };
+  return { cuda: true, archs: archs ?? gpus.join(';'), why: `GPU visible (compute capability ${gpus.join(', ')})` };
+}
+
 function buildWithCmake() {
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const args = [cmakeJs, 'rebuild', '--release', '--parallel', String(process.env.OSP_JOBS || require('os').cpus().length)];
+  const plan = cudaPlan();
   // Always pass OSP_CUDA: CMake caches options between builds.
-  args.push(`--CDOSP_CUDA=${(process.env.OSP_CUDA || '').toUpperCase() === 'OFF' ? 'OFF' : 'ON'}`);
-  if (process.env.OSP_CUDA_ARCHS) args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.OSP_CUDA_ARCHS.replace(/,/g, ';')}`);
+  args.push(`--CDOSP_CUDA=${plan.cuda ? 'ON' : 'OFF'}`);
+  if (plan.cuda && plan.archs) args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${plan.archs}`);
+  console.log(plan.cuda
+    ? `[osp] CUDA kernels: on (${plan.why}), architectures ${plan.archs ?? 'of CMakeLists.txt'}`
+    : `[osp] CUDA kernels: off (${plan.why}); the CPU backend only. To add CUDA: OSP_CUDA=ON npm run build:native ` +
+      '(all architectures; OSP_CUDA_ARCHS=90 for one)');
   return run(process.execPath, args);
 }
 
