@@ -42,6 +42,8 @@ export interface SaveLlamaOptions {
   dtype?: WritableDType;
   /** A folder whose tokenizer files (TOKENIZER_FILES, those present) are copied along. */
   tokenizerFrom?: string;
+  /** Refuse (an Error naming the tensor and element) to write a weight that is NaN or infinite. Default false. */
+  requireFinite?: boolean;
 }
 
 /** Tensors in Hugging Face checkpoints that carry nothing this engine needs (recomputed buffers). */
@@ -212,6 +214,8 @@ export async function saveLlama(model: LlamaModel, dir: string, opts: SaveLlamaO
       model_type: model.config.modelType,
       torch_dtype: TORCH_DTYPE[dtype],
     });
+    // What transformers' generate() reads beside config.json.
+    writeJson(path.join(tmp, 'generation_config.json'), { bos_token_id: model.config.bosTokenId, eos_token_id: model.config.eosTokenId });
     if (opts.tokenizerFrom !== undefined) {
       for (const f of TOKENIZER_FILES) {
         const src = path.join(opts.tokenizerFrom, f);
@@ -223,6 +227,10 @@ export async function saveLlama(model: LlamaModel, dir: string, opts: SaveLlamaO
     for (const [name, t] of model.parameters()) {
       const a = t.toArray();
       const data = a instanceof Float32Array ? a : Float32Array.from(a);
+      if (opts.requireFinite) {
+        const bad = data.findIndex((v) => !Number.isFinite(v));
+        if (bad >= 0) throw new Error(`${name}[${bad}] is ${data[bad]}; a weight that is not finite is never saved`);
+      }
       tensors.set(name, { dtype, shape: t.shape.slice(), data });
       total += data.length * SAFETENSORS_DTYPE_SIZES[dtype];
     }
