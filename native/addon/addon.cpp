@@ -286,50 +286,27 @@ Napi::Value NativeTensor::toArray(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeTensor::transpose(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const Tensor& t = tensor(info.Env(), "tensor");
-    int32_t a = int32Arg(info, 0, "transpose", "dim0"), b = int32Arg(info, 1, "transpose", "dim1");
-    if (a < 0 || b < 0 || a >= t.dim() || b >= t.dim())
-      rangeError("transpose: dimensions " + std::to_string(a) + ", " + std::to_string(b) + " are outside [0, " +
-                 std::to_string(t.dim()) + ") for " + t.describe());
-    Tensor v = t;
-    std::swap(v.shape[a], v.shape[b]);
-    std::swap(v.strides[a], v.strides[b]);
-    return wrap(info.Env(), v);
+    const Tensor& t = tensor(info.Env(), "transpose: tensor");
+    const int32_t a = int32Arg(info, 0, "transpose", "dim0"), b = int32Arg(info, 1, "transpose", "dim1");
+    return wrap(info.Env(), transposeView(t, a, b, "transpose"));
   });
 }
 
 // A view with another shape over the same contiguous memory (no copy).
 Napi::Value NativeTensor::reshape(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const Tensor& t = tensor(info.Env(), "tensor");
-    std::vector<int64_t> shape = shapeArg(info, 0, "reshape");
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    if (n != t.numel())
-      rangeError("reshape: " + t.describe() + " has " + std::to_string(t.numel()) + " elements; shape " + shapeString(shape) +
-                 " has " + std::to_string(n));
-    if (!t.isContiguous()) typeError("reshape: " + t.describe() + " is a non-contiguous view; call .contiguous() first");
-    Tensor v = t;
-    v.shape = shape;
-    v.strides = contiguousStrides(shape);
-    return wrap(info.Env(), v);
+    const Tensor& t = tensor(info.Env(), "reshape: tensor");
+    return wrap(info.Env(), reshapeView(t, shapeArg(info, 0, "reshape"), "reshape"));
   });
 }
 
 // A view of `length` entries of dimension `dim` from `start` (no copy).
 Napi::Value NativeTensor::narrow(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const Tensor& t = tensor(info.Env(), "tensor");
+    const Tensor& t = tensor(info.Env(), "narrow: tensor");
     const int32_t dim = int32Arg(info, 0, "narrow", "dim");
     const int64_t start = sizeArg(info, 1, "narrow", "start"), length = sizeArg(info, 2, "narrow", "length");
-    if (dim < 0 || dim >= t.dim()) rangeError("narrow: dim " + std::to_string(dim) + " is outside [0, " + std::to_string(t.dim()) + ") for " + t.describe());
-    if (start + length > t.shape[dim])
-      rangeError("narrow: [" + std::to_string(start) + ", " + std::to_string(start + length) + ") is outside dimension " +
-                 std::to_string(dim) + " of " + t.describe());
-    Tensor v = t;
-    v.offset += start * t.strides[dim];
-    v.shape[dim] = length;
-    return wrap(info.Env(), v);
+    return wrap(info.Env(), narrowView(t, dim, start, length, "narrow"));
   });
 }
 
@@ -354,9 +331,8 @@ Napi::Value fromArray(const Napi::CallbackInfo& info) {
       throw Napi::TypeError::New(env, "tensor: data must be a Float32Array, Float64Array, Int32Array or Uint16Array (bf16 bits)");
     auto ta = info[0].As<Napi::TypedArray>();
     std::vector<int64_t> shape = shapeArg(info, 1, op);
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
     DType dt = dtypeArg(info, 2, op);
+    const int64_t numel = checkedNumel(shape, dt, "tensor: shape");
     Device dev = deviceArg(info, 3, op);
     checkDeviceDtype(env, op, dt, dev);
     if (static_cast<int64_t>(ta.ElementLength()) != numel)
@@ -395,6 +371,7 @@ Napi::Value zerosJs(const Napi::CallbackInfo& info) {
     DType dt = dtypeArg(info, 1, op);
     Device dev = deviceArg(info, 2, op);
     checkDeviceDtype(info.Env(), op, dt, dev);
+    checkedNumel(shape, dt, "zeros: shape");
     return NativeTensor::wrap(info.Env(), Tensor::zeros(shape, dt, dev));
   });
 }
@@ -583,6 +560,7 @@ Napi::Value randomNormalJs(const Napi::CallbackInfo& info) {
     DType dt = dtypeArg(info, 1, op);
     Device dev = deviceArg(info, 2, op);
     checkDeviceDtype(info.Env(), op, dt, dev);
+    checkedNumel(shape, dt, "randomNormal: shape");
     double seed = numberArg(info, 3, op, "seed");
     if (!(seed >= 0) || seed != std::floor(seed) || seed > 9007199254740991.0)
       throw Napi::RangeError::New(info.Env(), "randomNormal: seed must be a non-negative integer");

@@ -1,0 +1,90 @@
+// Runs a list of cases in child Node processes so that a case that kills its process (a segfault,
+// an abort, a SIGFPE) is reported as that case's outcome instead of killing the Jest worker.
+//
+// A case module exports a factory `(arg: string) => IsolatedCase[]` that makes the same list in the
+// parent and in the child (so `arg` carries anything random, e.g. a seed). One child runs the cases
+// in order, writing a line before and after each; if it dies, the case it had started is reported
+// as `died` with the signal or exit status, and a new child continues with the next case.
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import path from 'path';
+
+export interface IsolatedCase {
+  name: string;
+  run: () => unknown;
+}
+
+export interface IsolatedResult {
+  name: string;
+  /** returned: no exception; threw: a JavaScript exception; died: the process ended inside the case. */
+  outcome: 'returned' | 'threw' | 'died';
+  /** Constructor name of what was thrown (threw), or the signal / exit status (died). */
+  errorClass: string;
+  message: string;
+}
+
+export type CaseFactory = (arg: string) => IsolatedCase[];
+
+const ROOT = path.join(__dirname, '..', '..');
+
+/** Runs `factory(arg)`'s cases (the factory exported as `exportName` by `modulePath`) in child processes. */
+export function runIsolated(modulePath: string, exportName: string, arg: string, opts: { timeoutMs?: number } = {}): IsolatedResult[] {
+  const total = (require(modulePath) as Record<string, CaseFactory>)[exportName](arg).length;
+  const results: IsolatedResult[] = [];
+  let start = 0;
+  const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
+  while (start < total) {
+    const env = { ...process.env };
+    delete env.OSP_DEVICE;
+    const child = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', __filename, modulePath, exportName, arg, String(start)], {
+      cwd: ROOT,
+      env,
+      encoding: 'utf8',
+      timeout: Math.max(1000, deadline - Date.now()),
+      maxBuffer: 256 * 2 ** 20,
+    });
+    let started = -1;
+    for (const line of String(child.stdout ?? '').split('\n')) {
+      if (!line.startsWith('{')) continue;
+      const r = JSON.parse(line) as { start?: number; i?: number; result?: IsolatedResult };
+      if (r.start !== undefined) started = r.start;
+      else if (r.result) {
+        results.push(r.result);
+        started = -1;
+      }
+    }
+    const done = results.length;
+    if (child.status === 0 && child.signal === null && done >= total) break;
+    const at = started >= 0 ? started : done;
+    if (at !== done || at >= total) {
+      throw new Error(`isolated runner: status ${child.status} signal ${child.signal} after ${done} of ${total} cases: ${String(child.stderr).slice(-2000)}`);
+    }
+    const how = child.signal ?? (child.error ? `error ${child.error.message}` : `exit status ${child.status}`);
+    const name = (require(modulePath) as Record<string, CaseFactory>)[exportName](arg)[at].name;
+    results.push({ name, outcome: 'died', errorClass: String(how), message: String(child.stderr ?? '').slice(-500) });
+    start = at + 1;
+    if (Date.now() > deadline) throw new Error(`isolated cases ran past ${opts.timeoutMs ?? 120_000} ms`);
+  }
+  return results;
+}
+
+/** What one case did, in process. */
+export function runOne(c: IsolatedCase): IsolatedResult {
+  try {
+    c.run();
+  } catch (e) {
+    const err = e as { constructor?: { name?: string }; message?: unknown } | null;
+    return { name: c.name, outcome: 'threw', errorClass: err?.constructor?.name ?? typeof e, message: String(err?.message ?? e) };
+  }
+  return { name: c.name, outcome: 'returned', errorClass: '', message: '' };
+}
+
+if (require.main === module) {
+  const [modulePath, exportName, arg, from] = process.argv.slice(2);
+  const cases = (require(path.resolve(ROOT, modulePath)) as Record<string, CaseFactory>)[exportName](arg);
+  // fs.writeSync: the line is out before the next case can kill the process.
+  for (let i = Number(from); i < cases.length; i++) {
+    fs.writeSync(1, `${JSON.stringify({ start: i })}\n`);
+    fs.writeSync(1, `${JSON.stringify({ i, result: runOne(cases[i]) })}\n`);
+  }
+}
