@@ -20,6 +20,7 @@ export interface IsolatedResult {
   outcome: 'returned' | 'threw' | 'died';
   /** Constructor name of what was thrown (threw), or the signal / exit status (died). */
   errorClass: string;
+  /** The error's message (threw), the end of stderr (died), or what the case returned if a string. */
   message: string;
 }
 
@@ -70,13 +71,14 @@ export function runIsolated(modulePath: string, exportName: string, arg: string,
 
 /** What one case did, in process. */
 export function runOne(c: IsolatedCase): IsolatedResult {
+  let value: unknown;
   try {
-    c.run();
+    value = c.run();
   } catch (e) {
     const err = e as { constructor?: { name?: string }; message?: unknown } | null;
     return { name: c.name, outcome: 'threw', errorClass: err?.constructor?.name ?? typeof e, message: String(err?.message ?? e) };
   }
-  return { name: c.name, outcome: 'returned', errorClass: '', message: '' };
+  return { name: c.name, outcome: 'returned', errorClass: '', message: typeof value === 'string' ? value : '' };
 }
 
 if (require.main === module) {
