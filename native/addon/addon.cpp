@@ -144,7 +144,7 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   Napi::Value reshape(const Napi::CallbackInfo& info);
   Napi::Value narrow(const Napi::CallbackInfo& info);
   Napi::Value contiguous(const Napi::CallbackInfo& info) {
-    return guarded(info, [&]() -> Napi::Value { return wrap(info.Env(), osp::contiguous(tensor(info.Env(), "tensor"))); });
+    return guarded(info, [&]() -> Napi::Value { return wrap(info.Env(), osp::contiguous(tensor(info.Env(), "contiguous: tensor"))); });
   }
   Napi::Value to(const Napi::CallbackInfo& info);
 
@@ -163,10 +163,19 @@ Napi::Object NativeTensor::wrap(Napi::Env env, Tensor t) {
   return o;
 }
 
+// The NativeTensor that v wraps, or nullptr: an object that merely inherits from one (Object.create)
+// passes instanceof but wraps nothing.
+NativeTensor* unwrapOrNull(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(env.GetInstanceData<AddonData>()->tensorClass.Value())) return nullptr;
+  void* p = nullptr;
+  if (napi_unwrap(env, v, &p) != napi_ok) return nullptr;
+  return static_cast<NativeTensor*>(p);
+}
+
 NativeTensor* NativeTensor::unwrapChecked(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(env.GetInstanceData<AddonData>()->tensorClass.Value()))
-    throw Napi::TypeError::New(env, what + " is not a tensor; expected a Tensor made by osp.tensor()");
-  return NativeTensor::Unwrap(v.As<Napi::Object>());
+  NativeTensor* t = unwrapOrNull(env, v);
+  if (!t) throw Napi::TypeError::New(env, what + " is not a tensor; expected a Tensor made by osp.tensor()");
+  return t;
 }
 
 // ---- argument helpers ---------------------------------------------------------------------------
@@ -253,7 +262,7 @@ std::vector<int64_t> shapeArg(const Napi::CallbackInfo& info, size_t i, const ch
 Napi::Value NativeTensor::toArray(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    const Tensor& t = tensor(env, "tensor");
+    const Tensor& t = tensor(env, "toArray: tensor");
     Tensor dense = t.isContiguous() ? t : osp::contiguous(t);
     const size_t n = static_cast<size_t>(dense.numel());
     switch (dense.dtype) {
@@ -312,10 +321,14 @@ Napi::Value NativeTensor::narrow(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeTensor::to(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const Tensor& t = tensor(info.Env(), "tensor");
+    const Tensor& t = tensor(info.Env(), "to: tensor");
     DType d = dtypeArg(info, 0, "to");
     Device dev = deviceArg(info, 1, "to");
     checkDeviceDtype(info.Env(), "to", d, dev);
+    if ((d == DType::I32) != (t.dtype == DType::I32))
+      typeError(std::string("to: dtype ") + dtypeName(d) + " for tensor " + t.describe() +
+                ": integer and floating-point tensors do not convert into each other; expected " +
+                (t.dtype == DType::I32 ? "i32" : "f32, f64 or bf16"));
     return wrap(info.Env(), convert(t, d, dev));
   });
 }
@@ -509,13 +522,13 @@ Napi::Value preferenceLossJs(const Napi::CallbackInfo& info) {
 
 Napi::Value binaryJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const char* op = "binary";
-    std::string k = stringArg(info, 0, op, "op");
+    std::string k = stringArg(info, 0, "binary", "op");
     BinaryOp b;
     if (k == "add") b = BinaryOp::Add;
     else if (k == "sub") b = BinaryOp::Sub;
     else if (k == "mul") b = BinaryOp::Mul;
     else throw Napi::TypeError::New(info.Env(), "binary: op '" + k + "' is unknown; expected add, sub or mul");
+    const char* op = b == BinaryOp::Add ? "add" : b == BinaryOp::Sub ? "sub" : "mul";
     return wrapT(info, binary(b, tensorArg(info, 1, op, "a"), tensorArg(info, 2, op, "b")));
   });
 }
@@ -555,15 +568,15 @@ Napi::Value copyIntoJs(const Napi::CallbackInfo& info) {
 
 Napi::Value randomNormalJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const char* op = "randomNormal";
+    const char* op = "randn";
     auto shape = shapeArg(info, 0, op);
     DType dt = dtypeArg(info, 1, op);
     Device dev = deviceArg(info, 2, op);
     checkDeviceDtype(info.Env(), op, dt, dev);
-    checkedNumel(shape, dt, "randomNormal: shape");
+    checkedNumel(shape, dt, "randn: shape");
     double seed = numberArg(info, 3, op, "seed");
     if (!(seed >= 0) || seed != std::floor(seed) || seed > 9007199254740991.0)
-      throw Napi::RangeError::New(info.Env(), "randomNormal: seed must be a non-negative integer");
+      throw Napi::RangeError::New(info.Env(), "randn: seed must be a non-negative integer");
     return wrapT(info, randomNormal(shape, dt, dev, static_cast<uint64_t>(seed), numberArg(info, 4, op, "mean"),
                                     numberArg(info, 5, op, "std")));
   });
@@ -675,7 +688,7 @@ Napi::Value ropeBackwardJs(const Napi::CallbackInfo& info) {
 // ropeInvFreq(theta, scalingFactor, headDim) -> Float64Array of headDim / 2: theta^(-2i / headDim) / scalingFactor.
 Napi::Value ropeInvFreqJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const char* op = "ropeInvFreq";
+    const char* op = "ropeInvFreqTable";
     std::vector<double> inv = ropeInvFreq(numberArg(info, 0, op, "theta"), numberArg(info, 1, op, "scalingFactor"),
                                           sizeArg(info, 2, op, "headDim"), op);
     auto a = Napi::Float64Array::New(info.Env(), inv.size());
@@ -798,6 +811,11 @@ Napi::Value memoryStatsJs(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// isTensor(v): whether v is a NativeTensor made by this addon (not an object inheriting from one).
+Napi::Value isTensorJs(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), unwrapOrNull(info.Env(), info[0]) != nullptr);
+}
+
 Napi::Value resetPeakMemoryJs(const Napi::CallbackInfo& info) {
   resetPeakMemory();
   return info.Env().Undefined();
@@ -809,6 +827,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   data->tensorClass = Napi::Persistent(cls);
   env.SetInstanceData<AddonData>(data);
   exports.Set("NativeTensor", cls);
+  exports.Set("isTensor", Napi::Function::New<isTensorJs>(env, "isTensor"));
   exports.Set("fromArray", Napi::Function::New<fromArray>(env, "fromArray"));
   exports.Set("zeros", Napi::Function::New<zerosJs>(env, "zeros"));
   exports.Set("backends", Napi::Function::New<backends>(env, "backends"));

@@ -201,9 +201,9 @@ Tensor reshapeView(const Tensor& t, const std::vector<int64_t>& shape, const cha
   const std::string o(op);
   const int64_t n = checkedNumel(shape, t.dtype, o + ": shape");
   if (n != t.numel())
-    rangeError(o + ": " + t.describe() + " has " + std::to_string(t.numel()) + " elements; shape " + shapeString(shape) +
+    rangeError(o + ": tensor " + t.describe() + " has " + std::to_string(t.numel()) + " elements; shape " + shapeString(shape) +
                " has " + std::to_string(n) + "; expected the same number of elements");
-  if (!t.isContiguous()) typeError(o + ": " + t.describe() + " is a non-contiguous view; call .contiguous() first");
+  if (!t.isContiguous()) typeError(o + ": tensor " + t.describe() + " is a non-contiguous view; call .contiguous() first");
   Tensor v = t;
   v.shape = shape;
   v.strides = contiguousStrides(shape);
@@ -214,10 +214,10 @@ Tensor reshapeView(const Tensor& t, const std::vector<int64_t>& shape, const cha
 Tensor narrowView(const Tensor& t, int64_t dim, int64_t start, int64_t length, const char* op) {
   const std::string o(op);
   if (dim < 0 || dim >= t.dim())
-    rangeError(o + ": dim " + std::to_string(dim) + " is outside [0, " + std::to_string(t.dim()) + ") for " + t.describe());
+    rangeError(o + ": dim " + std::to_string(dim) + " is outside [0, " + std::to_string(t.dim()) + ") for tensor " + t.describe());
   if (start < 0 || length < 0 || start > t.shape[dim] || length > t.shape[dim] - start)
     rangeError(o + ": [start, start + length) = [" + std::to_string(start) + ", " + std::to_string(start + length) +
-               ") is outside dimension " + std::to_string(dim) + " of " + t.describe());
+               ") is outside dimension " + std::to_string(dim) + " of tensor " + t.describe());
   Tensor v = t;
   v.offset += start * t.strides[dim];
   v.shape[dim] = length;
@@ -229,7 +229,7 @@ Tensor transposeView(const Tensor& t, int64_t dim0, int64_t dim1, const char* op
   const std::string o(op);
   if (dim0 < 0 || dim1 < 0 || dim0 >= t.dim() || dim1 >= t.dim())
     rangeError(o + ": dimensions " + std::to_string(dim0) + ", " + std::to_string(dim1) + " (dim0, dim1) are outside [0, " +
-               std::to_string(t.dim()) + ") for " + t.describe());
+               std::to_string(t.dim()) + ") for tensor " + t.describe());
   Tensor v = t;
   std::swap(v.shape[dim0], v.shape[dim1]);
   std::swap(v.strides[dim0], v.strides[dim1]);
