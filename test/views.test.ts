@@ -129,3 +129,21 @@ describe('checked shapes', () => {
     });
   });
 });
+
+describe('results whose shape comes from several arguments', () => {
+  it('matmul of [2^31 - 1, 0] and [0, 2^31 - 1] (a result of 2^62 elements) is a RangeError naming matmul', () => {
+    osp.scope(() => {
+      const a = osp.zeros([2 ** 31 - 1, 0], cpu);
+      const b = osp.zeros([0, 2 ** 31 - 1], cpu);
+      expect(caught(() => osp.matmul(a, b))).toEqual({ errorClass: 'RangeError', message: expect.stringMatching(/^matmul: a and b: the result's shape \[2147483647, 2147483647\]/) });
+    });
+  });
+
+  it('gatherBackward with vocab 2^53 - 1 is a RangeError naming gatherBackward: vocab', () => {
+    osp.scope(() => {
+      const g = osp.zeros([2], cpu);
+      const t = osp.tensor(new Int32Array([0, 1]), [2], cpu);
+      expect(caught(() => osp.gatherBackward(g, t, 2 ** 53 - 1))).toEqual({ errorClass: 'RangeError', message: expect.stringMatching(/^gatherBackward: vocab\b/) });
+    });
+  });
+});
