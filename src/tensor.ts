@@ -78,7 +78,7 @@ export class Tensor {
 
   /** Frees the memory now. Using the tensor afterwards is a TypeError. Idempotent. */
   dispose(): void {
-    this.handle.dispose();
+    receiver(this, 'dispose').dispose();
   }
 
   /** A view with two dimensions swapped (not contiguous: ops that need rows refuse it). */

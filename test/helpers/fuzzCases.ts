@@ -289,6 +289,7 @@ const SPECS: Spec[] = [
       ['transpose', { dim0: 0, dim1: 1 }, (t: osp.Tensor, a: Args) => osp.Tensor.prototype.transpose.call(t, a.dim0 as number, a.dim1 as number)],
       ['toArray', {}, (t: osp.Tensor) => osp.Tensor.prototype.toArray.call(t)],
       ['contiguous', {}, (t: osp.Tensor) => osp.Tensor.prototype.contiguous.call(t)],
+      ['dispose', {}, (t: osp.Tensor) => osp.Tensor.prototype.dispose.call(t)],
       ['to', { dtype: 'f64', device: 'cpu' }, (t: osp.Tensor, a: Args) => osp.Tensor.prototype.to.call(t, optsOf(a, ['dtype', 'device']) as osp.TensorOptions)],
     ] as const
   ).map(
