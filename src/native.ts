@@ -42,6 +42,8 @@ export interface NativePreferenceResult {
 
 export interface NativeAddon {
   NativeTensor: abstract new () => NativeTensor;
+  /** Whether v is a tensor handle made by the addon (not an object that only inherits from one). */
+  isTensor(v: unknown): boolean;
   zeros(shape: number[], dtype: string, device: string): NativeTensor;
   fromArray(data: ArrayBufferView, shape: number[], dtype: string, device: string): NativeTensor;
   backends(): NativeBackends;

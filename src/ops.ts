@@ -1,14 +1,16 @@
 // The kernels as typed functions. Each one checks that its tensor arguments are Tensors and passes
 // them to the native op, which validates dtypes, shapes, devices and values (see native/kernels).
 import { native, NativeTensor } from './native';
-import { DType, Tensor, zeros } from './tensor';
+import { DType, optionsArg, Tensor, zeros } from './tensor';
 
 import { DEFAULT_IGNORE_INDEX } from './model/batch';
 
 export { DEFAULT_IGNORE_INDEX };
 
 function h(t: unknown, what: string): NativeTensor {
-  if (!(t instanceof Tensor)) throw new TypeError(`${what} is not a Tensor; expected a Tensor made by osp.tensor()`);
+  // isTensor: a Tensor-like object whose handle only inherits from a native one is refused here
+  // (its native getters would throw "Invalid argument", its methods "Illegal invocation").
+  if (!(t instanceof Tensor) || !native.isTensor(t.handle)) throw new TypeError(`${what} is not a Tensor; expected a Tensor made by osp.tensor()`);
   return t.handle;
 }
 
@@ -23,6 +25,24 @@ function wrap(n: NativeTensor): Tensor {
   return new Tensor(n);
 }
 
+/**
+ * Runs a composition of other ops as `op`: an error of an inner op ("logSoftmax: logits ...") is
+ * rethrown, same class, as op's own ("tokenLogprobsUnfused: logits ..."), with the inner argument
+ * names that differ from op's renamed (`rename`: inner name -> op's name).
+ */
+function composed<T>(op: string, rename: Record<string, string>, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (!(e instanceof TypeError || e instanceof RangeError)) throw e;
+    const m = /^(\w+): (\w+)([^]*)$/.exec(e.message);
+    if (!m || m[1] === op) throw e;
+    let rest = m[3];
+    for (const [from, to] of Object.entries(rename)) if (from !== 'dtype') rest = rest.replace(new RegExp(`\\b${from}\\b`, 'g'), to);
+    throw new (e instanceof RangeError ? RangeError : TypeError)(`${op}: ${rename[m[2]] ?? m[2]}${rest}`);
+  }
+}
+
 export interface IgnoreOptions {
   /** Rows whose target equals this give 0 and get no gradient. Default -100. */
   ignoreIndex?: number;
@@ -34,6 +54,7 @@ export interface IgnoreOptions {
  * targets [N] i32. Returns [N] (f64 for f64 logits, else f32).
  */
 export function tokenLogprobs(logits: Tensor, targets: Tensor, opts: IgnoreOptions = {}): Tensor {
+  opts = optionsArg('tokenLogprobs', opts);
   return wrap(
     native.tokenLogprobs(h(logits, 'tokenLogprobs: logits'), h(targets, 'tokenLogprobs: targets'), opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX),
   );
@@ -47,6 +68,7 @@ export interface BackwardOptions extends IgnoreOptions {
 /** dlogits[n, v] = g[n] * (onehot(t_n) - softmax(logits[n]))[v]; zero on ignored rows. */
 export function tokenLogprobsBackward(logits: Tensor, targets: Tensor, gradLogprobs: Tensor, opts: BackwardOptions = {}): Tensor {
   const op = 'tokenLogprobsBackward';
+  opts = optionsArg(op, opts);
   const out = native.tokenLogprobsBackward(
     h(logits, `${op}: logits`),
     h(targets, `${op}: targets`),
@@ -71,11 +93,13 @@ export function logSoftmaxBackward(gradOut: Tensor, logSoftmaxOut: Tensor): Tens
 
 /** out[n] = values[n, t_n] (0 on ignored rows). */
 export function gather(values: Tensor, targets: Tensor, opts: IgnoreOptions = {}): Tensor {
+  opts = optionsArg('gather', opts);
   return wrap(native.gather(h(values, 'gather: values'), h(targets, 'gather: targets'), opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX));
 }
 
 /** Backward of gather: a [N, vocab] tensor with g[n] at (n, t_n). dtype: cuda may write bf16. */
 export function gatherBackward(grad: Tensor, targets: Tensor, vocab: number, opts: IgnoreOptions & { dtype?: DType } = {}): Tensor {
+  opts = optionsArg('gatherBackward', opts);
   return wrap(
     native.gatherBackward(h(grad, 'gatherBackward: grad'), h(targets, 'gatherBackward: targets'), vocab, opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX, opts.dtype),
   );
@@ -83,33 +107,42 @@ export function gatherBackward(grad: Tensor, targets: Tensor, vocab: number, opt
 
 /** The unfused composition gather(logSoftmax(logits)), freeing the [N, V] intermediate. */
 export function tokenLogprobsUnfused(logits: Tensor, targets: Tensor, opts: IgnoreOptions = {}): Tensor {
-  const y = logSoftmax(logits);
-  try {
-    return gather(y, targets, opts);
-  } finally {
-    y.dispose();
-  }
+  return composed('tokenLogprobsUnfused', { values: 'logits' }, () => {
+    const o = optionsArg('gather', opts);
+    const y = logSoftmax(logits);
+    try {
+      return gather(y, targets, o);
+    } finally {
+      y.dispose();
+    }
+  });
 }
 
 /** The unfused backward: gatherBackward then logSoftmaxBackward (recomputes log_softmax). */
 export function tokenLogprobsBackwardUnfused(logits: Tensor, targets: Tensor, gradLogprobs: Tensor, opts: IgnoreOptions = {}): Tensor {
   const op = 'tokenLogprobsBackwardUnfused';
-  live(logits, `${op}: logits`);
+  const o = optionsArg(op, opts);
+  const l = live(logits, `${op}: logits`);
   live(targets, `${op}: targets`);
   const g = live(gradLogprobs, `${op}: gradLogprobs`);
-  if (g.shape.length !== 1 || g.shape[0] !== logits.shape[0]) {
-    throw new TypeError(`${op}: gradLogprobs has shape [${g.shape.join(', ')}]; expected [${logits.shape[0]}] (one gradient per row of logits)`);
+  if (l.shape.length !== 2 || l.shape[1] < 1) {
+    throw new TypeError(`${op}: logits has shape [${l.shape.join(', ')}]; expected [N, V] with V >= 1`);
   }
-  const temps: Tensor[] = [];
-  try {
-    const y = logSoftmax(logits);
-    temps.push(y);
-    const dy = gatherBackward(gradLogprobs, targets, logits.shape[1] ?? 0, { ...opts, dtype: logits.dtype });
-    temps.push(dy);
-    return logSoftmaxBackward(dy, y);
-  } finally {
-    for (const t of temps) t.dispose();
+  if (g.shape.length !== 1 || g.shape[0] !== l.shape[0]) {
+    throw new TypeError(`${op}: gradLogprobs has shape [${g.shape.join(', ')}]; expected [${l.shape[0]}] (one gradient per row of logits)`);
   }
+  return composed(op, { grad: 'gradLogprobs', dtype: 'logits dtype' }, () => {
+    const temps: Tensor[] = [];
+    try {
+      const y = logSoftmax(logits);
+      temps.push(y);
+      const dy = gatherBackward(gradLogprobs, targets, l.shape[1], { ...o, dtype: l.dtype });
+      temps.push(dy);
+      return logSoftmaxBackward(dy, y);
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  });
 }
 
 /**
@@ -118,6 +151,7 @@ export function tokenLogprobsBackwardUnfused(logits: Tensor, targets: Tensor, gr
  */
 export function sequenceLogprobs(tokenLogprobs: Tensor, sequenceIds: Tensor, count: number, opts: IgnoreOptions = {}): Tensor {
   const op = 'sequenceLogprobs';
+  opts = optionsArg(op, opts);
   return wrap(
     native.sequenceLogprobs(h(tokenLogprobs, `${op}: tokenLogprobs`), h(sequenceIds, `${op}: sequenceIds`), count, opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX),
   );
@@ -126,6 +160,7 @@ export function sequenceLogprobs(tokenLogprobs: Tensor, sequenceIds: Tensor, cou
 /** Backward of sequenceLogprobs: dTokens[n] = g[sequenceIds[n]] (0 for uncounted tokens). */
 export function sequenceLogprobsBackward(gradSequences: Tensor, sequenceIds: Tensor, opts: IgnoreOptions = {}): Tensor {
   const op = 'sequenceLogprobsBackward';
+  opts = optionsArg(op, opts);
   return wrap(
     native.sequenceLogprobsBackward(h(gradSequences, `${op}: gradSequences`), h(sequenceIds, `${op}: sequenceIds`), opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX),
   );
@@ -184,8 +219,7 @@ class PreferenceResult implements PreferenceLossResult {
 
 const KINDS: readonly PreferenceKind[] = ['spce', 'dpo', 'ipo'];
 
-function preferenceArgs(inputs: PreferenceInputs, opts: PreferenceOptions) {
-  const op = 'preferenceLoss';
+function preferenceArgs(op: string, inputs: PreferenceInputs, opts: PreferenceOptions) {
   if (inputs === null || typeof inputs !== 'object') throw new TypeError(`${op}: inputs must be an object of tensors`);
   if (opts === null || typeof opts !== 'object' || typeof opts.beta !== 'number') {
     throw new TypeError(`${op}: opts.beta must be a number (e.g. { beta: 0.1 })`);
@@ -204,7 +238,7 @@ function preferenceArgs(inputs: PreferenceInputs, opts: PreferenceOptions) {
  * (METHOD.md section 3): SPCE softplus(z) - p z, DPO -log sigmoid(z), IPO (h - 1/(2 beta))^2.
  */
 export function preferenceLoss(kind: PreferenceKind, inputs: PreferenceInputs, opts: PreferenceOptions): PreferenceLossResult {
-  const [pc, pr, rc, rr, target] = preferenceArgs(inputs, opts);
+  const [pc, pr, rc, rr, target] = preferenceArgs('preferenceLoss', inputs, opts);
   const r = native.preferenceLoss(kind, pc, pr, rc, rr, target, opts.beta);
   return new PreferenceResult(wrap(r.loss), wrap(r.losses), wrap(r.pHat), wrap(r.margins), wrap(r.gradPolicyChosen), wrap(r.gradPolicyRejected));
 }
@@ -215,7 +249,7 @@ export const add = (a: Tensor, b: Tensor): Tensor => wrap(native.binary('add', h
 export const sub = (a: Tensor, b: Tensor): Tensor => wrap(native.binary('sub', h(a, 'sub: a'), h(b, 'sub: b')));
 export const mul = (a: Tensor, b: Tensor): Tensor => wrap(native.binary('mul', h(a, 'mul: a'), h(b, 'mul: b')));
 export type UnaryOp = 'neg' | 'sigmoid' | 'softplus' | 'logSigmoid' | 'square' | 'exp' | 'log';
-export const unary = (op: UnaryOp, x: Tensor): Tensor => wrap(native.unary(op, h(x, `${op}: x`)));
+export const unary = (op: UnaryOp, x: Tensor): Tensor => wrap(native.unary(op, h(x, 'unary: x')));
 /** scale * x + shift */
 export const affine = (x: Tensor, scale: number, shift = 0): Tensor => wrap(native.affine(h(x, 'affine: x'), scale, shift));
 /** Sum of all elements, as a [1] tensor. */
@@ -252,6 +286,7 @@ export interface MatmulOptions {
  * On the cpu the f32 result is bitwise the same for any OSP_NUM_THREADS.
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  opts = optionsArg('matmul', opts);
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
   const impl = opts.impl ?? 'auto';
@@ -268,7 +303,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 export function preferenceLossUnfused(kind: PreferenceKind, inputs: PreferenceInputs, opts: PreferenceOptions): PreferenceLossResult {
   const op = 'preferenceLossUnfused';
   if (!KINDS.includes(kind)) throw new TypeError(`${op}: kind '${String(kind)}' is unknown; expected spce, dpo or ipo`);
-  preferenceArgs(inputs, opts);
+  preferenceArgs(op, inputs, opts);
   const { beta } = opts;
   if (!(beta > 0) || !Number.isFinite(beta)) throw new RangeError(`${op}: beta is ${beta}; expected a finite number > 0`);
   if ((kind === 'spce') !== (inputs.target !== undefined)) {
@@ -323,7 +358,7 @@ export function preferenceLossUnfused(kind: PreferenceKind, inputs: PreferenceIn
         const bad = v.findIndex((e) => !Number.isFinite(e));
         if (bad >= 0) throw new RangeError(`${op}: ${k}[${bad}] is ${v[bad]}; expected finite log-probabilities`);
       }
-      throw new RangeError(`${op}: the loss is ${loss}; expected finite inputs`);
+      throw new RangeError(`${op}: the loss is ${loss} with beta ${beta}; expected finite inputs and a beta that keeps the margins finite`);
     }
     const result = new PreferenceResult(meanLoss, losses, pHat, margins, gradPolicyChosen, gradPolicyRejected);
     const outputs = new Set<Tensor>([meanLoss, losses, pHat, margins, gradPolicyChosen, gradPolicyRejected]);
@@ -348,6 +383,7 @@ export interface RmsNormOptions {
  * [T, D] in x's dtype.
  */
 export function rmsNorm(x: Tensor, weight: Tensor, opts: RmsNormOptions = {}): Tensor {
+  opts = optionsArg('rmsNorm', opts);
   return wrap(native.rmsNorm(h(x, 'rmsNorm: x'), h(weight, 'rmsNorm: weight'), opts.eps ?? 1e-6));
 }
 
@@ -361,6 +397,7 @@ export interface RmsNormGrads {
 /** Backward of rmsNorm given gradOut = d loss / d y [T, D]; same eps as the forward. */
 export function rmsNormBackward(x: Tensor, weight: Tensor, gradOut: Tensor, opts: RmsNormOptions = {}): RmsNormGrads {
   const op = 'rmsNormBackward';
+  opts = optionsArg(op, opts);
   const r = native.rmsNormBackward(h(x, `${op}: x`), h(weight, `${op}: weight`), h(gradOut, `${op}: gradOut`), opts.eps ?? 1e-6);
   return { gradInput: wrap(r.gradInput), gradWeight: wrap(r.gradWeight) };
 }
@@ -399,6 +436,9 @@ export type RopeOptions =
   | { invFreq: Float64Array; theta?: undefined; scalingFactor?: undefined };
 
 function ropeArgs(op: string, opts: RopeOptions): [number | undefined, number | undefined, Float64Array | undefined] {
+  if (opts === null || typeof opts !== 'object') {
+    throw new TypeError(`${op}: opts is ${opts === null ? 'null' : typeof opts}; expected { theta, scalingFactor? } or { invFreq }`);
+  }
   if (opts?.invFreq !== undefined) {
     if (opts.theta !== undefined || opts.scalingFactor !== undefined) {
       throw new TypeError(`${op}: pass either invFreq or theta (and scalingFactor), not both`);
@@ -515,10 +555,16 @@ export function adamwStep(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opt
  * gradients, else f32): per-tensor sumOfSquares added in list order on the device, so nothing is
  * read back. Its square root is the global norm that clipping uses (adamwStep's gradSumOfSquares).
  */
-export function gradSumOfSquares(grads: Tensor[]): Tensor {
-  const op = 'gradSumOfSquares';
+export function gradSumOfSquares(grads: Tensor[], op = 'gradSumOfSquares'): Tensor {
   if (!Array.isArray(grads) || grads.length === 0) throw new TypeError(`${op}: grads is not a non-empty array of Tensors`);
-  grads.forEach((g, i) => live(g, `${op}: grads[${i}]`));
+  grads.forEach((g, i) => {
+    live(g, `${op}: grads[${i}]`);
+    // The per-tensor kernel's own checks, named here so that an error names this op and the gradient.
+    if (g.dtype === 'i32' || (g.dtype === 'bf16' && g.device === 'cpu') || (g.dtype === 'f64' && g.device !== 'cpu')) {
+      throw new TypeError(`${op}: grads[${i}] has dtype ${g.dtype} on ${g.device}; expected f32 or f64 on the cpu, f32 or bf16 on cuda`);
+    }
+    if (!g.isContiguous) throw new TypeError(`${op}: grads[${i}] is a non-contiguous view; expected contiguous memory (call .contiguous())`);
+  });
   // f64 as soon as one gradient is f64 (cpu only: mixed f32/f64 lists are a cpu reference case).
   const dtype = grads.some((g) => g.dtype === 'f64') ? 'f64' : undefined;
   const squares = (g: Tensor) => {
@@ -555,9 +601,8 @@ export function clipGradNorm(grads: Tensor[], maxNorm: number): ClipResult {
   if (!Array.isArray(grads)) throw new TypeError(`clipGradNorm: grads is not an array; expected an array of Tensors`);
   if (typeof maxNorm !== 'number' || !Number.isFinite(maxNorm) || !(maxNorm > 0))
     throw new RangeError(`clipGradNorm: maxNorm is ${String(maxNorm)}; expected a finite number > 0`);
-  grads.forEach((g, i) => live(g, `clipGradNorm: grads[${i}]`));
   if (grads.length === 0) return { norm: 0, scale: 1 };
-  const total = gradSumOfSquares(grads);
+  const total = gradSumOfSquares(grads, 'clipGradNorm');
   let norm: number;
   try {
     norm = Math.sqrt(total.toArray()[0]);
@@ -601,6 +646,7 @@ export interface CausalAttentionResult {
  */
 export function causalAttention(q: Tensor, k: Tensor, v: Tensor, sequenceIds: Tensor, opts: CausalAttentionOptions = {}): CausalAttentionResult {
   const op = 'causalAttention';
+  opts = optionsArg(op, opts);
   const r = native.causalAttention(h(q, `${op}: q`), h(k, `${op}: k`), h(v, `${op}: v`), h(sequenceIds, `${op}: sequenceIds`), opts?.scale, spansArg(opts, op));
   return { out: wrap(r.out), logsumexp: wrap(r.logsumexp) };
 }
@@ -632,6 +678,7 @@ export function causalAttentionBackward(
   opts: CausalAttentionOptions = {},
 ): CausalAttentionGrads {
   const op = 'causalAttentionBackward';
+  opts = optionsArg(op, opts);
   const r = native.causalAttentionBackward(
     h(q, `${op}: q`),
     h(k, `${op}: k`),
@@ -683,6 +730,7 @@ export function cachedAttention(
   opts: CachedAttentionOptions = {},
 ): Tensor {
   const op = 'cachedAttention';
+  opts = optionsArg(op, opts);
   return wrap(
     native.cachedAttention(
       h(q, `${op}: q`),

@@ -17,11 +17,34 @@ export interface TensorOptions {
 
 const scopes: Set<Tensor>[] = [];
 
+/**
+ * The options argument of `op`: {} when undefined, else it must be an object (a TypeError naming
+ * `opts` otherwise, instead of a "Cannot read properties of null" from deep inside).
+ */
+export function optionsArg<T extends object>(op: string, opts: T | undefined): Partial<T> {
+  if (opts === undefined) return {};
+  if (opts === null || typeof opts !== 'object') {
+    throw new TypeError(`${op}: opts is ${opts === null ? 'null' : typeof opts}; expected an options object or undefined`);
+  }
+  return opts;
+}
+
+/** The native handle of a Tensor method's receiver, checked (a method called on something else). */
+function receiver(self: unknown, op: string): NativeTensor {
+  if (!(self instanceof Tensor) || !native.isTensor(self.handle)) {
+    throw new TypeError(`${op}: tensor (the receiver) is not a Tensor; expected a method call on a Tensor made by osp`);
+  }
+  return self.handle;
+}
+
 export class Tensor {
   /** The native handle; for the op wrappers in this package. */
   readonly handle: NativeTensor;
 
   constructor(handle: NativeTensor) {
+    if (!native.isTensor(handle)) {
+      throw new TypeError('Tensor: handle is not a native tensor; expected one made by osp (osp.tensor, osp.zeros, an op)');
+    }
     this.handle = handle;
     scopes[scopes.length - 1]?.add(this);
   }
@@ -50,37 +73,39 @@ export class Tensor {
 
   /** A copy on the host: Float32Array (f32, bf16), Float64Array (f64) or Int32Array (i32). */
   toArray(): Float32Array | Float64Array | Int32Array {
-    return this.handle.toArray();
+    return receiver(this, 'toArray').toArray();
   }
 
   /** Frees the memory now. Using the tensor afterwards is a TypeError. Idempotent. */
   dispose(): void {
-    this.handle.dispose();
+    receiver(this, 'dispose').dispose();
   }
 
   /** A view with two dimensions swapped (not contiguous: ops that need rows refuse it). */
   transpose(dim0: number, dim1: number): Tensor {
-    return new Tensor(this.handle.transpose(dim0, dim1));
+    return new Tensor(receiver(this, 'transpose').transpose(dim0, dim1));
   }
 
   /** A view with another shape over the same memory (contiguous tensors only; no copy). */
   reshape(shape: number[]): Tensor {
-    return new Tensor(this.handle.reshape(shape));
+    return new Tensor(receiver(this, 'reshape').reshape(shape));
   }
 
   /** A view of `length` entries of dimension `dim` starting at `start` (no copy). Rows of a contiguous tensor stay contiguous. */
   narrow(dim: number, start: number, length: number): Tensor {
-    return new Tensor(this.handle.narrow(dim, start, length));
+    return new Tensor(receiver(this, 'narrow').narrow(dim, start, length));
   }
 
   /** A contiguous copy. */
   contiguous(): Tensor {
-    return new Tensor(this.handle.contiguous());
+    return new Tensor(receiver(this, 'contiguous').contiguous());
   }
 
   /** A copy converted to another dtype and/or moved to another device. */
   to(opts: TensorOptions): Tensor {
-    return new Tensor(this.handle.to(opts.dtype ?? this.dtype, opts.device ?? this.device));
+    const handle = receiver(this, 'to');
+    const o = optionsArg('to', opts);
+    return new Tensor(handle.to(o.dtype ?? handle.dtype, o.device ?? handle.device));
   }
 
   toString(): string {
@@ -100,6 +125,7 @@ function inferDtype(data: TensorData): DType {
 /** Makes a tensor from host data (copied). */
 export function tensor(data: TensorData, shape: number[], opts: TensorOptions = {}): Tensor {
   if (!Array.isArray(shape)) throw new TypeError('tensor: shape must be an array of non-negative integers');
+  opts = optionsArg('tensor', opts);
   const dtype = opts.dtype ?? inferDtype(data);
   let view: ArrayBufferView;
   if (Array.isArray(data)) {
@@ -116,6 +142,7 @@ export function tensor(data: TensorData, shape: number[], opts: TensorOptions = 
 /** A tensor of zeros, made where it lives (no host transfer). Default dtype f32. */
 export function zeros(shape: number[], opts: TensorOptions = {}): Tensor {
   if (!Array.isArray(shape)) throw new TypeError('zeros: shape must be an array of non-negative integers');
+  opts = optionsArg('zeros', opts);
   const dtype = opts.dtype ?? 'f32';
   const device = opts.device ?? (dtype === 'f64' ? 'cpu' : defaultDevice());
   return new Tensor(native.zeros(shape, dtype, device));
@@ -130,6 +157,7 @@ export interface RandomOptions extends TensorOptions {
 
 /** A tensor of normal draws mean + std * N(0, 1), generated where it lives (no host transfer). */
 export function randn(shape: number[], opts: RandomOptions = {}): Tensor {
+  opts = optionsArg('randn', opts);
   const dtype = opts.dtype ?? 'f32';
   const device = opts.device ?? (dtype === 'f64' ? 'cpu' : defaultDevice());
   return new Tensor(native.randomNormal(shape, dtype, device, opts.seed ?? 0, opts.mean ?? 0, opts.std ?? 1));

@@ -129,10 +129,10 @@ describeGpu(`kv cache ops on cuda against the f64 CPU op (${cuda.devices[0]?.nam
       const values = osp.tensor(new Float32Array(3 * 8), [3, 1, 8], d);
       const q = osp.tensor(new Float32Array(3 * 2 * 8), [3, 2, 8], d);
       const ints = (a: number[]) => osp.tensor(Int32Array.from(a), [a.length], d);
-      expect(() => { ops.kvCacheWrite(cache, values, ints([0, 2, 1]), ints([0, 0, 0])); osp.synchronize(); }).toThrow(new RangeError('kvCacheWrite: slots[1] = 2 is outside [0, 2)'));
-      expect(() => { ops.kvCacheWrite(cache, values, ints([0, 1, 1]), ints([0, 0, 4])); osp.synchronize(); }).toThrow(new RangeError('kvCacheWrite: positions[2] = 4 is outside [0, 4)'));
-      expect(() => { ops.cachedAttention(q, cache, cache, ints([-1, 0, 0]), ints([0, 0, 0])); osp.synchronize(); }).toThrow(new RangeError('cachedAttention: slots[0] = -1 is outside [0, 2)'));
-      expect(() => { ops.cachedAttention(q, cache, cache, ints([0, 0, 0]), ints([0, -3, 0])); osp.synchronize(); }).toThrow(new RangeError('cachedAttention: positions[1] = -3 is outside [0, 4)'));
+      expect(() => { ops.kvCacheWrite(cache, values, ints([0, 2, 1]), ints([0, 0, 0])); osp.synchronize(); }).toThrow(new RangeError('kvCacheWrite: slots[1] = 2 is outside [0, 2) (the slots of cache)'));
+      expect(() => { ops.kvCacheWrite(cache, values, ints([0, 1, 1]), ints([0, 0, 4])); osp.synchronize(); }).toThrow(new RangeError('kvCacheWrite: positions[2] = 4 is outside [0, 4) (the positions of cache)'));
+      expect(() => { ops.cachedAttention(q, cache, cache, ints([-1, 0, 0]), ints([0, 0, 0])); osp.synchronize(); }).toThrow(new RangeError('cachedAttention: slots[0] = -1 is outside [0, 2) (the slots of kCache)'));
+      expect(() => { ops.cachedAttention(q, cache, cache, ints([0, 0, 0]), ints([0, -3, 0])); osp.synchronize(); }).toThrow(new RangeError('cachedAttention: positions[1] = -3 is outside [0, 4) (the positions of kCache)'));
     });
   });
 

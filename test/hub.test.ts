@@ -81,7 +81,9 @@ describe('saveLlama -> loadLlama', () => {
       const model = init(tie);
       const dir = path.join(root, 'm');
       await saveLlama(model, dir);
-      expect(fs.readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors']);
+      expect(fs.readdirSync(dir).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors']);
+      // transformers' generate() reads the special tokens from generation_config.json.
+      expect(JSON.parse(fs.readFileSync(path.join(dir, 'generation_config.json'), 'utf8'))).toEqual({ bos_token_id: model.config.bosTokenId, eos_token_id: model.config.eosTokenId });
       const hf = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
       expect(hf.architectures).toEqual(['LlamaForCausalLM']);
       expect(hf.model_type).toBe('llama');
@@ -144,7 +146,7 @@ describe('saveLlama -> loadLlama', () => {
     fs.writeFileSync(path.join(dir, 'stale.txt'), 'old');
     const model = init(true, 2);
     await saveLlama(model, dir, { tokenizerFrom: tokDir });
-    expect(fs.readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    expect(fs.readdirSync(dir).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
     expect(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')).toBe('{"x":1}');
     expectSameParameters(model, await load(dir));
     expect(fs.readdirSync(root).sort()).toEqual(['m', 'tok']);

@@ -105,14 +105,14 @@ describe('kvCacheWrite', () => {
       const values = f([1, 1, 2, 2, 3, 3], [3, 1, 2]);
       expect(caught(() => ops.kvCacheWrite(cache, values, ints([0, 2, -1]), ints([0, 0, 0])))).toEqual({
         errorClass: 'RangeError',
-        message: 'kvCacheWrite: slots[1] = 2 is outside [0, 2)',
+        message: 'kvCacheWrite: slots[1] = 2 is outside [0, 2) (the slots of cache)',
       });
       expect(caught(() => ops.kvCacheWrite(cache, values, ints([0, 1, 1]), ints([0, 1, -1])))).toEqual({
         errorClass: 'RangeError',
-        message: 'kvCacheWrite: positions[2] = -1 is outside [0, 3)',
+        message: 'kvCacheWrite: positions[2] = -1 is outside [0, 3) (the positions of cache)',
       });
       expect(caught(() => ops.kvCacheWrite(cache, values, ints([0, 1, 1]), ints([3, 1, 1])))?.message).toBe(
-        'kvCacheWrite: positions[0] = 3 is outside [0, 3)',
+        'kvCacheWrite: positions[0] = 3 is outside [0, 3) (the positions of cache)',
       );
       expect(read(cache)).toEqual(new Float64Array(12));
     });
@@ -345,14 +345,14 @@ describe('kv cache argument checks', () => {
       const a = ok('f32');
       expect(caught(() => ops.cachedAttention(a.q, a.cache, a.vCache, ints([0, 5, -2]), a.positions))).toEqual({
         errorClass: 'RangeError',
-        message: 'cachedAttention: slots[1] = 5 is outside [0, 2)',
+        message: 'cachedAttention: slots[1] = 5 is outside [0, 2) (the slots of kCache)',
       });
       expect(caught(() => ops.cachedAttention(a.q, a.cache, a.vCache, a.slots, ints([0, 1, 4])))).toEqual({
         errorClass: 'RangeError',
-        message: 'cachedAttention: positions[2] = 4 is outside [0, 4)',
+        message: 'cachedAttention: positions[2] = 4 is outside [0, 4) (the positions of kCache)',
       });
       expect(caught(() => ops.cachedAttention(a.q, a.cache, a.vCache, a.slots, ints([-1, 1, 2])))?.message).toBe(
-        'cachedAttention: positions[0] = -1 is outside [0, 4)',
+        'cachedAttention: positions[0] = -1 is outside [0, 4) (the positions of kCache)',
       );
     });
   });

@@ -522,15 +522,15 @@ describe('embedding', () => {
       const table = f(new Float64Array(10), [5, 2]);
       expect(caught(() => ops.embedding(table, ints([0, 4, 5, 1])))).toEqual({
         errorClass: 'RangeError',
-        message: 'embedding: ids[2] = 5 is outside [0, 5)',
+        message: 'embedding: ids[2] = 5 is outside [0, 5) (the rows of table)',
       });
       expect(caught(() => ops.embedding(f(new Float32Array(10), [5, 2], 'f32'), ints([-1])))).toEqual({
         errorClass: 'RangeError',
-        message: 'embedding: ids[0] = -1 is outside [0, 5)',
+        message: 'embedding: ids[0] = -1 is outside [0, 5) (the rows of table)',
       });
       expect(caught(() => ops.embeddingBackward(f(new Float64Array(6), [3, 2]), ints([1, 9, -3]), 5))).toEqual({
         errorClass: 'RangeError',
-        message: 'embeddingBackward: ids[1] = 9 is outside [0, 5)',
+        message: 'embeddingBackward: ids[1] = 9 is outside [0, 5) (vocab)',
       });
       expect(caught(() => ops.embedding(tensor(new Int32Array(10), [5, 2], cpu), ints([0])))).toEqual({
         errorClass: 'TypeError',
@@ -688,7 +688,7 @@ describe('rope with an inverse-frequency table', () => {
     expect(() => ropeInvFreq(16, 5e5, { type: 'yarn', factor: 4 } as unknown as RopeScaling)).toThrow(
       `rope_scaling: type "yarn" is not supported; expected 'default', 'linear', 'llama3' ('dynamic' and 'yarn' are not supported)`,
     );
-    expect(() => ops.ropeInvFreqTable(0, 1, 8)).toThrow('ropeInvFreq: theta is 0; expected a number > 0');
-    expect(() => ops.ropeInvFreqTable(1e4, 1, 7)).toThrow('ropeInvFreq: headDim is 7; expected an even number >= 0');
+    expect(() => ops.ropeInvFreqTable(0, 1, 8)).toThrow('ropeInvFreqTable: theta is 0; expected a number > 0');
+    expect(() => ops.ropeInvFreqTable(1e4, 1, 7)).toThrow('ropeInvFreqTable: headDim is 7; expected an even number >= 0');
   });
 });

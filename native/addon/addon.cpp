@@ -145,7 +145,7 @@ class NativeTensor : public Napi::ObjectWrap<NativeTensor> {
   Napi::Value reshape(const Napi::CallbackInfo& info);
   Napi::Value narrow(const Napi::CallbackInfo& info);
   Napi::Value contiguous(const Napi::CallbackInfo& info) {
-    return guarded(info, [&]() -> Napi::Value { return wrap(info.Env(), osp::contiguous(tensor(info.Env(), "tensor"))); });
+    return guarded(info, [&]() -> Napi::Value { return wrap(info.Env(), osp::contiguous(tensor(info.Env(), "contiguous: tensor"))); });
   }
   Napi::Value to(const Napi::CallbackInfo& info);
 
@@ -164,10 +164,19 @@ Napi::Object NativeTensor::wrap(Napi::Env env, Tensor t) {
   return o;
 }
 
+// The NativeTensor that v wraps, or nullptr: an object that merely inherits from one (Object.create)
+// passes instanceof but wraps nothing.
+NativeTensor* unwrapOrNull(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(env.GetInstanceData<AddonData>()->tensorClass.Value())) return nullptr;
+  void* p = nullptr;
+  if (napi_unwrap(env, v, &p) != napi_ok) return nullptr;
+  return static_cast<NativeTensor*>(p);
+}
+
 NativeTensor* NativeTensor::unwrapChecked(Napi::Env env, const Napi::Value& v, const std::string& what) {
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(env.GetInstanceData<AddonData>()->tensorClass.Value()))
-    throw Napi::TypeError::New(env, what + " is not a tensor; expected a Tensor made by osp.tensor()");
-  return NativeTensor::Unwrap(v.As<Napi::Object>());
+  NativeTensor* t = unwrapOrNull(env, v);
+  if (!t) throw Napi::TypeError::New(env, what + " is not a tensor; expected a Tensor made by osp.tensor()");
+  return t;
 }
 
 // ---- argument helpers ---------------------------------------------------------------------------
@@ -254,7 +263,7 @@ std::vector<int64_t> shapeArg(const Napi::CallbackInfo& info, size_t i, const ch
 Napi::Value NativeTensor::toArray(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    const Tensor& t = tensor(env, "tensor");
+    const Tensor& t = tensor(env, "toArray: tensor");
     Tensor dense = t.isContiguous() ? t : osp::contiguous(t);
     const size_t n = static_cast<size_t>(dense.numel());
     switch (dense.dtype) {
@@ -287,59 +296,40 @@ Napi::Value NativeTensor::toArray(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeTensor::transpose(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const Tensor& t = tensor(info.Env(), "tensor");
-    int32_t a = int32Arg(info, 0, "transpose", "dim0"), b = int32Arg(info, 1, "transpose", "dim1");
-    if (a < 0 || b < 0 || a >= t.dim() || b >= t.dim())
-      rangeError("transpose: dimensions " + std::to_string(a) + ", " + std::to_string(b) + " are outside [0, " +
-                 std::to_string(t.dim()) + ") for " + t.describe());
-    Tensor v = t;
-    std::swap(v.shape[a], v.shape[b]);
-    std::swap(v.strides[a], v.strides[b]);
-    return wrap(info.Env(), v);
+    const Tensor& t = tensor(info.Env(), "transpose: tensor");
+    const int32_t a = int32Arg(info, 0, "transpose", "dim0"), b = int32Arg(info, 1, "transpose", "dim1");
+    return wrap(info.Env(), transposeView(t, a, b, "transpose"));
   });
 }
 
 // A view with another shape over the same contiguous memory (no copy).
 Napi::Value NativeTensor::reshape(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const Tensor& t = tensor(info.Env(), "tensor");
-    std::vector<int64_t> shape = shapeArg(info, 0, "reshape");
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    if (n != t.numel())
-      rangeError("reshape: " + t.describe() + " has " + std::to_string(t.numel()) + " elements; shape " + shapeString(shape) +
-                 " has " + std::to_string(n));
-    if (!t.isContiguous()) typeError("reshape: " + t.describe() + " is a non-contiguous view; call .contiguous() first");
-    Tensor v = t;
-    v.shape = shape;
-    v.strides = contiguousStrides(shape);
-    return wrap(info.Env(), v);
+    const Tensor& t = tensor(info.Env(), "reshape: tensor");
+    return wrap(info.Env(), reshapeView(t, shapeArg(info, 0, "reshape"), "reshape"));
   });
 }
 
 // A view of `length` entries of dimension `dim` from `start` (no copy).
 Napi::Value NativeTensor::narrow(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const Tensor& t = tensor(info.Env(), "tensor");
+    const Tensor& t = tensor(info.Env(), "narrow: tensor");
     const int32_t dim = int32Arg(info, 0, "narrow", "dim");
     const int64_t start = sizeArg(info, 1, "narrow", "start"), length = sizeArg(info, 2, "narrow", "length");
-    if (dim < 0 || dim >= t.dim()) rangeError("narrow: dim " + std::to_string(dim) + " is outside [0, " + std::to_string(t.dim()) + ") for " + t.describe());
-    if (start + length > t.shape[dim])
-      rangeError("narrow: [" + std::to_string(start) + ", " + std::to_string(start + length) + ") is outside dimension " +
-                 std::to_string(dim) + " of " + t.describe());
-    Tensor v = t;
-    v.offset += start * t.strides[dim];
-    v.shape[dim] = length;
-    return wrap(info.Env(), v);
+    return wrap(info.Env(), narrowView(t, dim, start, length, "narrow"));
   });
 }
 
 Napi::Value NativeTensor::to(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const Tensor& t = tensor(info.Env(), "tensor");
+    const Tensor& t = tensor(info.Env(), "to: tensor");
     DType d = dtypeArg(info, 0, "to");
     Device dev = deviceArg(info, 1, "to");
     checkDeviceDtype(info.Env(), "to", d, dev);
+    if ((d == DType::I32) != (t.dtype == DType::I32))
+      typeError(std::string("to: dtype ") + dtypeName(d) + " for tensor " + t.describe() +
+                ": integer and floating-point tensors do not convert into each other; expected " +
+                (t.dtype == DType::I32 ? "i32" : "f32, f64 or bf16"));
     return wrap(info.Env(), convert(t, d, dev));
   });
 }
@@ -355,9 +345,8 @@ Napi::Value fromArray(const Napi::CallbackInfo& info) {
       throw Napi::TypeError::New(env, "tensor: data must be a Float32Array, Float64Array, Int32Array or Uint16Array (bf16 bits)");
     auto ta = info[0].As<Napi::TypedArray>();
     std::vector<int64_t> shape = shapeArg(info, 1, op);
-    int64_t numel = 1;
-    for (int64_t d : shape) numel *= d;
     DType dt = dtypeArg(info, 2, op);
+    const int64_t numel = checkedNumel(shape, dt, "tensor: shape");
     Device dev = deviceArg(info, 3, op);
     checkDeviceDtype(env, op, dt, dev);
     if (static_cast<int64_t>(ta.ElementLength()) != numel)
@@ -396,6 +385,7 @@ Napi::Value zerosJs(const Napi::CallbackInfo& info) {
     DType dt = dtypeArg(info, 1, op);
     Device dev = deviceArg(info, 2, op);
     checkDeviceDtype(info.Env(), op, dt, dev);
+    checkedNumel(shape, dt, "zeros: shape");
     return NativeTensor::wrap(info.Env(), Tensor::zeros(shape, dt, dev));
   });
 }
@@ -533,13 +523,13 @@ Napi::Value preferenceLossJs(const Napi::CallbackInfo& info) {
 
 Napi::Value binaryJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const char* op = "binary";
-    std::string k = stringArg(info, 0, op, "op");
+    std::string k = stringArg(info, 0, "binary", "op");
     BinaryOp b;
     if (k == "add") b = BinaryOp::Add;
     else if (k == "sub") b = BinaryOp::Sub;
     else if (k == "mul") b = BinaryOp::Mul;
     else throw Napi::TypeError::New(info.Env(), "binary: op '" + k + "' is unknown; expected add, sub or mul");
+    const char* op = b == BinaryOp::Add ? "add" : b == BinaryOp::Sub ? "sub" : "mul";
     return wrapT(info, binary(b, tensorArg(info, 1, op, "a"), tensorArg(info, 2, op, "b")));
   });
 }
@@ -579,14 +569,15 @@ Napi::Value copyIntoJs(const Napi::CallbackInfo& info) {
 
 Napi::Value randomNormalJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const char* op = "randomNormal";
+    const char* op = "randn";
     auto shape = shapeArg(info, 0, op);
     DType dt = dtypeArg(info, 1, op);
     Device dev = deviceArg(info, 2, op);
     checkDeviceDtype(info.Env(), op, dt, dev);
+    checkedNumel(shape, dt, "randn: shape");
     double seed = numberArg(info, 3, op, "seed");
     if (!(seed >= 0) || seed != std::floor(seed) || seed > 9007199254740991.0)
-      throw Napi::RangeError::New(info.Env(), "randomNormal: seed must be a non-negative integer");
+      throw Napi::RangeError::New(info.Env(), "randn: seed must be a non-negative integer");
     return wrapT(info, randomNormal(shape, dt, dev, static_cast<uint64_t>(seed), numberArg(info, 4, op, "mean"),
                                     numberArg(info, 5, op, "std")));
   });
@@ -698,7 +689,7 @@ Napi::Value ropeBackwardJs(const Napi::CallbackInfo& info) {
 // ropeInvFreq(theta, scalingFactor, headDim) -> Float64Array of headDim / 2: theta^(-2i / headDim) / scalingFactor.
 Napi::Value ropeInvFreqJs(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    const char* op = "ropeInvFreq";
+    const char* op = "ropeInvFreqTable";
     std::vector<double> inv = ropeInvFreq(numberArg(info, 0, op, "theta"), numberArg(info, 1, op, "scalingFactor"),
                                           sizeArg(info, 2, op, "headDim"), op);
     auto a = Napi::Float64Array::New(info.Env(), inv.size());
@@ -839,6 +830,11 @@ Napi::Value memoryStatsJs(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// isTensor(v): whether v is a NativeTensor made by this addon (not an object inheriting from one).
+Napi::Value isTensorJs(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), unwrapOrNull(info.Env(), info[0]) != nullptr);
+}
+
 Napi::Value resetPeakMemoryJs(const Napi::CallbackInfo& info) {
   resetPeakMemory();
   return info.Env().Undefined();
@@ -868,6 +864,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   data->tensorClass = Napi::Persistent(cls);
   env.SetInstanceData<AddonData>(data);
   exports.Set("NativeTensor", cls);
+  exports.Set("isTensor", Napi::Function::New<isTensorJs>(env, "isTensor"));
   exports.Set("fromArray", Napi::Function::New<fromArray>(env, "fromArray"));
   exports.Set("zeros", Napi::Function::New<zerosJs>(env, "zeros"));
   exports.Set("backends", Napi::Function::New<backends>(env, "backends"));

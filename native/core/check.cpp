@@ -64,21 +64,14 @@ void ArgCheck::status(const KernelStatus& st, const std::string& detail) const {
 }
 
 int32_t readInt(const Tensor& t, int64_t index) {
-  Tensor one;
-  one = t;
-  one.offset = t.offset + index;
-  one.shape = {1};
-  one.strides = {1};
+  Tensor one = elementView(t, index);
   int32_t v = 0;
   toHost(one, &v);
   return v;
 }
 
 double readFloat(const Tensor& t, int64_t index) {
-  Tensor one = t;
-  one.offset = t.offset + index;
-  one.shape = {1};
-  one.strides = {1};
+  Tensor one = elementView(t, index);
   char buf[8];
   toHost(one, buf);
   switch (t.dtype) {

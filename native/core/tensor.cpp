@@ -160,21 +160,104 @@ std::string shapeString(const std::vector<int64_t>& shape) {
   return o.str();
 }
 
+int64_t checkedNumel(const std::vector<int64_t>& shape, DType dtype, const std::string& what) {
+  const std::string prefix = what.empty() ? "shape " : what + " ";
+  int64_t nonZero = static_cast<int64_t>(dtypeSize(dtype)), numel = 1;
+  for (int64_t d : shape) {
+    if (d < 0) rangeError(prefix + shapeString(shape) + " has a negative dimension; expected sizes >= 0");
+    if (d == 0) numel = 0;
+    else if (__builtin_mul_overflow(nonZero, d, &nonZero) || nonZero > kMaxTensorBytes)
+      rangeError(prefix + shapeString(shape) + " of " + dtypeName(dtype) +
+                 " is too large: its non-zero sizes multiply to more than 2^53 bytes; expected a smaller shape");
+  }
+  return numel == 0 ? 0 : nonZero / static_cast<int64_t>(dtypeSize(dtype));
+}
+
+void checkViewInBuffer(const Tensor& t, const std::string& what) {
+  const auto fail = [&](const std::string& why) {
+    rangeError(what + " would make a view " + t.describe() + " (offset " + std::to_string(t.offset) + ", strides " +
+               shapeString(t.strides) + ") that " + why + "; expected a view inside its tensor's memory");
+  };
+  if (!t.storage) fail("has no buffer");
+  if (t.strides.size() != t.shape.size()) fail("has " + std::to_string(t.strides.size()) + " strides");
+  checkedNumel(t.shape, t.dtype, what);
+  if (t.offset < 0) fail("starts before its buffer");
+  for (int64_t d : t.shape)
+    if (d == 0) return;  // no element is addressed
+  int64_t lo = t.offset, hi = t.offset;
+  for (size_t d = 0; d < t.shape.size(); d++) {
+    int64_t extent = 0;
+    if (__builtin_mul_overflow(t.shape[d] - 1, t.strides[d], &extent)) fail("overflows 64-bit offsets");
+    if (__builtin_add_overflow(extent < 0 ? lo : hi, extent, extent < 0 ? &lo : &hi)) fail("overflows 64-bit offsets");
+  }
+  const int64_t es = static_cast<int64_t>(dtypeSize(t.dtype));
+  int64_t endBytes = 0;
+  if (lo < 0) fail("starts before its buffer");
+  if (__builtin_add_overflow(hi, int64_t(1), &endBytes) || __builtin_mul_overflow(endBytes, es, &endBytes) ||
+      static_cast<uint64_t>(endBytes) > t.storage->bytes)
+    fail("reaches past the end of its buffer of " + std::to_string(t.storage->bytes) + " bytes");
+}
+
+Tensor reshapeView(const Tensor& t, const std::vector<int64_t>& shape, const char* op) {
+  const std::string o(op);
+  const int64_t n = checkedNumel(shape, t.dtype, o + ": shape");
+  if (n != t.numel())
+    rangeError(o + ": tensor " + t.describe() + " has " + std::to_string(t.numel()) + " elements; shape " + shapeString(shape) +
+               " has " + std::to_string(n) + "; expected the same number of elements");
+  if (!t.isContiguous()) typeError(o + ": tensor " + t.describe() + " is a non-contiguous view; call .contiguous() first");
+  Tensor v = t;
+  v.shape = shape;
+  v.strides = contiguousStrides(shape);
+  checkViewInBuffer(v, o + ": shape");
+  return v;
+}
+
+Tensor narrowView(const Tensor& t, int64_t dim, int64_t start, int64_t length, const char* op) {
+  const std::string o(op);
+  if (dim < 0 || dim >= t.dim())
+    rangeError(o + ": dim " + std::to_string(dim) + " is outside [0, " + std::to_string(t.dim()) + ") for tensor " + t.describe());
+  if (start < 0 || length < 0 || start > t.shape[dim] || length > t.shape[dim] - start)
+    rangeError(o + ": [start, start + length) = [" + std::to_string(start) + ", " + std::to_string(start + length) +
+               ") is outside dimension " + std::to_string(dim) + " of tensor " + t.describe());
+  Tensor v = t;
+  v.offset += start * t.strides[dim];
+  v.shape[dim] = length;
+  checkViewInBuffer(v, o + ": start");
+  return v;
+}
+
+Tensor transposeView(const Tensor& t, int64_t dim0, int64_t dim1, const char* op) {
+  const std::string o(op);
+  if (dim0 < 0 || dim1 < 0 || dim0 >= t.dim() || dim1 >= t.dim())
+    rangeError(o + ": dimensions " + std::to_string(dim0) + ", " + std::to_string(dim1) + " (dim0, dim1) are outside [0, " +
+               std::to_string(t.dim()) + ") for tensor " + t.describe());
+  Tensor v = t;
+  std::swap(v.shape[dim0], v.shape[dim1]);
+  std::swap(v.strides[dim0], v.strides[dim1]);
+  checkViewInBuffer(v, o + ": dim0");
+  return v;
+}
+
+Tensor elementView(const Tensor& t, int64_t index) {
+  if (index < 0 || index >= t.numel() || !t.isContiguous())
+    rangeError("element " + std::to_string(index) + " of " + t.describe() + " is outside it");
+  Tensor one = t;
+  one.offset = t.offset + index;
+  one.shape = {1};
+  one.strides = {1};
+  checkViewInBuffer(one, "element " + std::to_string(index));
+  return one;
+}
+
 Tensor Tensor::empty(const std::vector<int64_t>& shape, DType dtype, Device device) {
   // Refuse shapes whose byte size would overflow before anything multiplies them.
-  double elements = 1;
-  for (int64_t d : shape) {
-    if (d < 0) rangeError("shape " + shapeString(shape) + " has a negative dimension");
-    elements *= static_cast<double>(d);
-  }
-  if (elements * static_cast<double>(dtypeSize(dtype)) > 9.0e15)
-    rangeError("shape " + shapeString(shape) + " of " + dtypeName(dtype) + " is too large to allocate");
+  const int64_t n = checkedNumel(shape, dtype);
   Tensor t;
   t.dtype = dtype;
   t.device = device;
   t.shape = shape;
   t.strides = contiguousStrides(shape);
-  t.storage = std::make_shared<Storage>(static_cast<size_t>(t.numel()) * dtypeSize(dtype), device);
+  t.storage = std::make_shared<Storage>(static_cast<size_t>(n) * dtypeSize(dtype), device);
   return t;
 }
 

@@ -47,6 +47,28 @@ struct Tensor {
 };
 
 std::vector<int64_t> contiguousStrides(const std::vector<int64_t>& shape);
+
+// The largest tensor, in bytes, that osp makes or views (2^53: every index and byte offset of a
+// tensor, and every product of some of its sizes, then fits in an int64 and a double).
+constexpr int64_t kMaxTensorBytes = int64_t(1) << 53;
+
+// The element count of `shape` for a tensor of `dtype`, checked: a negative size, or non-zero sizes
+// whose product (in bytes) exceeds kMaxTensorBytes, is a RangeError starting with `what` (e.g.
+// "reshape: shape"; "shape" when empty). Every shape a Tensor is made or viewed with passes here.
+int64_t checkedNumel(const std::vector<int64_t>& shape, DType dtype, const std::string& what = "");
+
+// A RangeError starting with `what` unless every element the view `t` addresses (offset, shape,
+// strides) lies inside its storage. Every view is checked here when it is made.
+void checkViewInBuffer(const Tensor& t, const std::string& what);
+
+// Views sharing t's storage (no copy), checked by checkedNumel and checkViewInBuffer; `op` starts
+// their error messages. reshape: contiguous t only, same element count. narrow: [start, start +
+// length) of dimension dim. transpose: dimensions dim0 and dim1 swapped.
+Tensor reshapeView(const Tensor& t, const std::vector<int64_t>& shape, const char* op);
+Tensor narrowView(const Tensor& t, int64_t dim, int64_t start, int64_t length, const char* op);
+Tensor transposeView(const Tensor& t, int64_t dim0, int64_t dim1, const char* op);
+// The one-element view t[index] of a contiguous tensor (index in [0, numel)), for messages.
+Tensor elementView(const Tensor& t, int64_t index);
 std::string shapeString(const std::vector<int64_t>& shape);
 
 // Bytes held by live storages per device, and the peak since the last reset (for benchmarks).

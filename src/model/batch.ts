@@ -45,6 +45,9 @@ export function packSequences(seqs: Int32Array[]): PackedBatch {
 export function sequenceSpans(sequenceIds: Int32Array, device?: Device): Tensor {
   const op = 'sequenceSpans';
   if (!(sequenceIds instanceof Int32Array)) throw new TypeError(`${op}: sequenceIds is not an Int32Array; expected the batch's host sequence ids`);
+  if (device !== undefined && device !== 'cpu' && device !== 'cuda') {
+    throw new TypeError(`${op}: device is ${typeof device === 'string' ? `'${device}'` : String(device)}; expected 'cpu', 'cuda' or undefined`);
+  }
   const T = sequenceIds.length;
   const spans = new Int32Array(2 * T);
   const done = new Set<number>();

@@ -44,6 +44,40 @@ function tokenContent(v: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * The most tokens a tokenizer.json may pad or truncate to: far above any model's context, far below
+ * what would exhaust memory (the Rust binding aborts the process when an allocation fails).
+ */
+export const MAX_TOKENIZER_LENGTH = 1 << 20;
+
+/**
+ * Refuses padding and truncation settings that would make the binding allocate absurd amounts
+ * (padding fixed at 1e8 tokens aborted the process), before the binding reads the file.
+ */
+function checkLengths(file: string, json: Record<string, unknown>): void {
+  const within = (name: string, v: unknown, min: number, nullable: boolean) => {
+    if (v === null || v === undefined) {
+      if (nullable) return;
+    } else if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= MAX_TOKENIZER_LENGTH) return;
+    throw new RangeError(`${file}: ${name} is ${JSON.stringify(v)}; expected an integer in [${min}, ${MAX_TOKENIZER_LENGTH}]${nullable ? ' or null' : ''}`);
+  };
+  const padding = json.padding as Record<string, unknown> | null | undefined;
+  if (padding !== null && padding !== undefined) {
+    if (typeof padding !== 'object') throw new TypeError(`${file}: padding is ${JSON.stringify(padding)}; expected an object or null`);
+    const strategy = padding.strategy as unknown;
+    if (strategy !== null && typeof strategy === 'object' && 'Fixed' in (strategy as object)) {
+      within('padding.strategy.Fixed', (strategy as { Fixed: unknown }).Fixed, 0, false);
+    }
+    within('padding.pad_to_multiple_of', padding.pad_to_multiple_of, 1, true);
+  }
+  const truncation = json.truncation as Record<string, unknown> | null | undefined;
+  if (truncation !== null && truncation !== undefined) {
+    if (typeof truncation !== 'object') throw new TypeError(`${file}: truncation is ${JSON.stringify(truncation)}; expected an object or null`);
+    within('truncation.max_length', truncation.max_length, 0, false);
+    within('truncation.stride', truncation.stride ?? 0, 0, false);
+  }
+}
+
 const BOS_NAMES = ['<s>', '<|begin_of_text|>', '<bos>', '<|startoftext|>', '<|endoftext|>'];
 const EOS_NAMES = ['</s>', '<|end_of_text|>', '<|eot_id|>', '<eos>', '<|endoftext|>', '<|im_end|>'];
 
@@ -70,6 +104,8 @@ export class Tokenizer {
   static async load(dir: string): Promise<Tokenizer> {
     const file = path.join(dir, 'tokenizer.json');
     const json = readJson(file) as { added_tokens?: AddedToken[] };
+    if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new TypeError(`${file}: expected a JSON object`);
+    checkLengths(file, json as Record<string, unknown>);
     let tok: HfTokenizer;
     try {
       tok = HfTokenizer.fromFile(file);

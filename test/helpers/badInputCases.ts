@@ -384,12 +384,42 @@ function modelOpCases(): BadCase[] {
   ];
 }
 
+/** Receivers and handles that are not what they claim, options that are not objects, and ops whose errors named another op (issue 14). */
+function namingCases(): BadCase[] {
+  const T = 'TypeError' as const;
+  const R = 'RangeError' as const;
+  /** A Tensor whose handle only inherits from a native one (native methods: "Illegal invocation"). */
+  const forged = () => Object.assign(Object.create(osp.Tensor.prototype), { handle: Object.create(logits().handle) }) as osp.Tensor;
+  const opts = (v: unknown) => v as Record<string, never>;
+  return [
+    { name: 'toArray: on a Tensor with a forged handle', errorClass: T, message: /^toArray: tensor\b/, run: () => forged().toArray() },
+    { name: 'reshape: called on a plain object', errorClass: T, message: /^reshape: tensor\b/, run: () => osp.Tensor.prototype.reshape.call({} as osp.Tensor, [2]) },
+    { name: 'toArray: on a disposed tensor', errorClass: T, message: /^toArray: tensor has been disposed/, run: () => { const t = logits(); t.dispose(); return t.toArray(); } },
+    { name: 'tokenLogprobs: logits a Tensor with a forged handle', errorClass: T, message: /^tokenLogprobs: logits is not a Tensor/, run: () => osp.tokenLogprobs(forged(), targets()) },
+    { name: 'Tensor: constructed from a plain object', errorClass: T, message: /^Tensor: handle\b/, run: () => new osp.Tensor({} as osp.Tensor['handle']) },
+    { name: 'tokenLogprobs: opts null', errorClass: T, message: /^tokenLogprobs: opts is null/, run: () => osp.tokenLogprobs(logits(), targets(), opts(null)) },
+    { name: 'zeros: opts a number', errorClass: T, message: /^zeros: opts is number/, run: () => osp.zeros([2], opts(5)) },
+    { name: 'rope: opts a string', errorClass: T, message: /^rope: opts is string/, run: () => modelOps.rope(f32(range(8, () => 1), [1, 2, 4]), i32([0]), 'x' as unknown as modelOps.RopeOptions) },
+    { name: 'add: shapes [4] and [3] name add', errorClass: T, message: /^add: a has shape \[4\] but b has shape \[3\]/, run: () => osp.add(gradN(), gradN(3)) },
+    { name: 'unary: null x names unary', errorClass: T, message: /^unary: x is not a Tensor/, run: () => osp.unary('exp', null as unknown as osp.Tensor) },
+    { name: 'randn: std -1 names randn', errorClass: R, message: /^randn: std is -1/, run: () => osp.randn([2], { std: -1, device: 'cpu' }) },
+    { name: 'ropeInvFreqTable: headDim 3 names ropeInvFreqTable', errorClass: R, message: /^ropeInvFreqTable: headDim is 3/, run: () => modelOps.ropeInvFreqTable(10000, 1, 3) },
+    { name: 'to: f32 -> i32 names to', errorClass: T, message: /^to: dtype i32\b/, run: () => f32([1, 2]).to({ dtype: 'i32' }) },
+    { name: 'tokenLogprobsUnfused: i32 logits names tokenLogprobsUnfused', errorClass: T, message: /^tokenLogprobsUnfused: logits has dtype i32/, run: () => osp.tokenLogprobsUnfused(logits('i32'), targets()) },
+    { name: 'tokenLogprobsBackwardUnfused: i32 gradLogprobs names it', errorClass: T, message: /^tokenLogprobsBackwardUnfused: gradLogprobs has dtype i32/, run: () => osp.tokenLogprobsBackwardUnfused(logits(), targets(), i32([1, 1, 1, 1])) },
+    { name: 'preferenceLossUnfused: inputs null names preferenceLossUnfused', errorClass: T, message: /^preferenceLossUnfused: inputs\b/, run: () => callPref(osp.preferenceLossUnfused, 'dpo', null) },
+    { name: 'sequenceSpans: device tpu', errorClass: T, message: /^sequenceSpans: device is 'tpu'/, run: () => osp.sequenceSpans(new Int32Array(2), 'tpu' as osp.Device) },
+    { name: 'embedding: id past the rows of table', errorClass: R, message: /^embedding: ids\[0\] = 5 is outside \[0, 4\) \(the rows of table\)/, run: () => modelOps.embedding(logits(), i32([V])) },
+  ];
+}
+
 export const BAD_CASES: BadCase[] = [
   ...tokenCases(),
   ...preferenceCases(),
   ...elementwiseCases(),
   ...tensorCases(),
   ...modelOpCases(),
+  ...namingCases(),
   ...argumentCases(),
 ];
 

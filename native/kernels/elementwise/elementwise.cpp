@@ -26,13 +26,13 @@ double loadAsDouble(const Tensor& t, int64_t i) {
 }  // namespace
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
-  ArgCheck c{"binary"};
+  ArgCheck c{op == BinaryOp::Add ? "add" : op == BinaryOp::Sub ? "sub" : "mul"};
   checkValues(c, a, "a");
   checkValues(c, b, "b");
   c.sameDevice(a, "a", b, "b");
   c.sameDtype(a, "a", b, "b");
   if (a.shape != b.shape)
-    typeError("binary: a has shape " + shapeString(a.shape) + " but b has shape " + shapeString(b.shape) + "; expected equal shapes");
+    typeError(c.prefix("a") + " has shape " + shapeString(a.shape) + " but b has shape " + shapeString(b.shape) + "; expected equal shapes");
   Tensor out = Tensor::empty(a.shape, a.dtype, a.device);
   const int64_t n = a.numel();
   const int k = static_cast<int>(op);

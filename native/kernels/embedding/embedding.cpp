@@ -23,10 +23,11 @@ void checkFloat2d(const ArgCheck& c, const Tensor& t, const char* name) {
   c.floating(t, name);
 }
 
-void raise(const ArgCheck& c, const KernelStatus& st, const Tensor& ids, int64_t V) {
+// `range` names where V comes from ("the rows of table", "vocab").
+void raise(const ArgCheck& c, const KernelStatus& st, const Tensor& ids, int64_t V, const char* range) {
   if (st.code == StatusIndexOutOfRange)
     c.status(st, "ids[" + std::to_string(st.index) + "] = " + std::to_string(readInt(ids, st.index)) + " is outside [0, " +
-                     std::to_string(V) + ")");
+                     std::to_string(V) + ") (" + range + ")");
   c.status(st, "kernel reported status " + std::to_string(st.code));
 }
 
@@ -57,7 +58,7 @@ Tensor embedding(const Tensor& table, const Tensor& ids) {
         [c, ids, V](const KernelStatus& s) { raise(c, s, ids, V); });
 #endif
   }
-  raise(c, st, ids, V);
+  raise(c, st, ids, V, "the rows of table");
   return out;
 }
 
@@ -67,6 +68,7 @@ Tensor embeddingBackward(const Tensor& gradOut, const Tensor& ids, int64_t vocab
   checkIds(c, ids, gradOut, "gradOut", gradOut.shape[0], "one id per row of gradOut");
   if (vocab > 2147483647) rangeError(c.prefix("vocab") + " is " + std::to_string(vocab) + "; expected at most 2^31 - 1");
   const int64_t T = gradOut.shape[0], D = gradOut.shape[1];
+  checkedNumel({vocab, D}, gradOut.dtype, "embeddingBackward: vocab: the result's shape");
   Tensor d = Tensor::zeros({vocab, D}, gradOut.dtype, gradOut.device);
   KernelStatus st{};
   if (gradOut.device == Device::CPU) {
@@ -86,7 +88,7 @@ Tensor embeddingBackward(const Tensor& gradOut, const Tensor& ids, int64_t vocab
     }
 #endif
   }
-  raise(c, st, ids, vocab);
+  raise(c, st, ids, vocab, "vocab");
   return d;
 }
 

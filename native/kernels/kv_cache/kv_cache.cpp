@@ -39,14 +39,17 @@ void checkIndices(const ArgCheck& c, const Tensor& slots, const Tensor& position
 }
 
 // The kernels report the row i whose slot or position is out of range; name the one that is.
-void raise(const ArgCheck& c, const KernelStatus& st, const Tensor& slots, const Tensor& positions, int64_t S, int64_t L) {
+// `cacheName`: the cache whose slots (dimension 0) and positions (dimension 1) they index.
+void raise(const ArgCheck& c, const KernelStatus& st, const Tensor& slots, const Tensor& positions, int64_t S, int64_t L,
+           const char* cacheName) {
   if (st.code == StatusIndexOutOfRange) {
     const std::string i = std::to_string(st.index);
     const int32_t s = readInt(slots, st.index);
     if (s < 0 || s >= S)
-      c.status(st, "slots[" + i + "] = " + std::to_string(s) + " is outside [0, " + std::to_string(S) + ")");
+      c.status(st, "slots[" + i + "] = " + std::to_string(s) + " is outside [0, " + std::to_string(S) + ") (the slots of " +
+                       cacheName + ")");
     c.status(st, "positions[" + i + "] = " + std::to_string(readInt(positions, st.index)) + " is outside [0, " +
-                     std::to_string(L) + ")");
+                     std::to_string(L) + ") (the positions of " + cacheName + ")");
   }
   c.status(st, "kernel reported status " + std::to_string(st.code));
 }
@@ -88,7 +91,7 @@ void kvCacheWrite(const Tensor& cache, const Tensor& values, const Tensor& slots
         [c, slots, positions, S, L](const KernelStatus& s) { raise(c, s, slots, positions, S, L); });
 #endif
   }
-  raise(c, st, slots, positions, S, L);
+  raise(c, st, slots, positions, S, L, "cache");
 }
 
 Tensor cachedAttention(const Tensor& q, const Tensor& kCache, const Tensor& vCache, const Tensor& slots,
@@ -141,7 +144,7 @@ Tensor cachedAttention(const Tensor& q, const Tensor& kCache, const Tensor& vCac
         [c, slots, positions, S = k.S, L = k.L](const KernelStatus& st) { raise(c, st, slots, positions, S, L); });
 #endif
   }
-  raise(c, st, slots, positions, k.S, k.L);
+  raise(c, st, slots, positions, k.S, k.L, "kCache");
   return out;
 }
 

@@ -23,10 +23,13 @@ void checkTargets(const ArgCheck& c, const Tensor& targets, int64_t N, const Ten
   c.size(targets, "targets", 0, N, std::string("one target per row of ") + likeName);
 }
 
-void raiseTargets(const ArgCheck& c, const KernelStatus& st, const Tensor& targets, int64_t V, int32_t ignoreIndex) {
+// `range` names where V comes from, e.g. "the columns of values".
+void raiseTargets(const ArgCheck& c, const KernelStatus& st, const Tensor& targets, int64_t V, int32_t ignoreIndex,
+                  const char* range) {
   if (st.code == StatusTargetOutOfRange)
     c.status(st, "targets[" + std::to_string(st.index) + "] = " + std::to_string(readInt(targets, st.index)) +
-                     " is outside [0, " + std::to_string(V) + ") and is not ignoreIndex (" + std::to_string(ignoreIndex) + ")");
+                     " is outside [0, " + std::to_string(V) + ") (" + range + ") and is not ignoreIndex (" +
+                     std::to_string(ignoreIndex) + ")");
   c.status(st, "kernel reported status " + std::to_string(st.code));
 }
 
@@ -106,7 +109,7 @@ Tensor gather(const Tensor& values, const Tensor& targets, int32_t ignoreIndex) 
         [c, targets, V, ignoreIndex](const KernelStatus& s) { raiseTargets(c, s, targets, V, ignoreIndex); });
 #endif
   }
-  raiseTargets(c, st, targets, V, ignoreIndex);
+  raiseTargets(c, st, targets, V, ignoreIndex, "the columns of values");
   return out;
 }
 
@@ -122,6 +125,7 @@ Tensor gatherBackward(const Tensor& grad, const Tensor& targets, int64_t vocab, 
   if (!okType)
     typeError(std::string("gatherBackward: dtype ") + dtypeName(outType) + " is not available for grad " + grad.describe() +
               "; expected " + (grad.device == Device::CPU ? dtypeName(grad.dtype) : "f32 or bf16"));
+  checkedNumel({N, vocab}, outType, "gatherBackward: vocab: the result's shape");
   Tensor dy = Tensor::empty({N, vocab}, outType, grad.device);
   if (N == 0) return dy;
   KernelStatus st{};
@@ -140,7 +144,7 @@ Tensor gatherBackward(const Tensor& grad, const Tensor& targets, int64_t vocab, 
         [c, targets, vocab, ignoreIndex](const KernelStatus& s) { raiseTargets(c, s, targets, vocab, ignoreIndex); });
 #endif
   }
-  raiseTargets(c, st, targets, vocab, ignoreIndex);
+  raiseTargets(c, st, targets, vocab, ignoreIndex, "vocab");
   return dy;
 }
 

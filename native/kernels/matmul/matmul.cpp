@@ -23,6 +23,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB, Matmul
     typeError("matmul: a is " + shapeString(a.shape) + " and b is " + shapeString(b.shape) + "; op(a) has " +
               std::to_string(K) + " columns but op(b) has " + std::to_string(Kb) + " rows (transA " +
               (transA ? "true" : "false") + ", transB " + (transB ? "true" : "false") + "); expected them equal");
+  // [M, 0] x [0, N] is a valid [M, N] of zeros however large M and N: refuse it by name.
+  checkedNumel({M, N}, a.dtype, "matmul: a and b: the result's shape");
   if (M == 0 || N == 0) return Tensor::empty({M, N}, a.dtype, a.device);
   if (K == 0) return Tensor::zeros({M, N}, a.dtype, a.device);
   Tensor out = Tensor::empty({M, N}, a.dtype, a.device);

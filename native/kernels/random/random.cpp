@@ -26,18 +26,18 @@ void normalCpu(void* out, DType dtype, int64_t n, uint64_t seed, float mean, flo
 }  // namespace random
 
 Tensor randomNormal(const std::vector<int64_t>& shape, DType dtype, Device device, uint64_t seed, double mean, double std) {
-  ArgCheck c{"randomNormal"};
-  if (dtype == DType::I32) typeError("randomNormal: dtype i32 is not a floating-point type; expected f32, f64 or bf16");
+  ArgCheck c{"randn"};
+  if (dtype == DType::I32) typeError("randn: dtype i32 is not a floating-point type; expected f32, f64 or bf16");
   c.finite(mean, "mean");
   c.finite(std, "std");
-  if (std < 0) rangeError("randomNormal: std is " + formatNumber(std) + "; expected >= 0");
+  if (std < 0) rangeError("randn: std is " + formatNumber(std) + "; expected >= 0");
   Tensor t = Tensor::empty(shape, dtype, device);
   const int64_t n = t.numel();
   if (n == 0) return t;
   if (device == Device::CPU) random::normalCpu(t.raw(), dtype, n, seed, float(mean), float(std));
   else {
 #ifdef OSP_WITH_CUDA
-    if (dtype == DType::F64) typeError("randomNormal: dtype f64 is not supported on cuda; expected f32 or bf16");
+    if (dtype == DType::F64) typeError("randn: dtype f64 is not supported on cuda; expected f32 or bf16");
     random::normalCuda(t.raw(), dtype == DType::BF16, n, seed, float(mean), float(std));
 #endif
   }

@@ -60,7 +60,7 @@ Tensor apply(const ArgCheck& c, const Tensor& x, const Tensor& positions, const 
       rangeError(c.prefix("invFreq") + "[" + std::to_string(i) + "] is " + formatNumber(invFreq[i]) +
                  "; expected a finite number > 0");
   Tensor out = Tensor::empty(x.shape, x.dtype, x.device);
-  if (T == 0) return out;
+  if (T == 0 || H == 0 || Dh == 0) return out;  // nothing to rotate (and no row length to divide by)
   KernelStatus st{};
   const double sign = direction > 0 ? 1.0 : -1.0;
   if (x.device == Device::CPU) {

@@ -22,11 +22,12 @@ void checkValues(const ArgCheck& c, const Tensor& t, const char* arg) {
   c.floating(t, arg, false);
 }
 
+// `range` names where count comes from ("count", "the entries of gradSequences").
 void raise(const ArgCheck& c, const KernelStatus& st, const Tensor& ids, const Tensor& values, const char* valuesName,
-           int64_t count, int32_t ignoreIndex) {
+           int64_t count, int32_t ignoreIndex, const char* range) {
   if (st.code == StatusSequenceId)
     c.status(st, "sequenceIds[" + std::to_string(st.index) + "] = " + std::to_string(readInt(ids, st.index)) +
-                     " is outside [0, " + std::to_string(count) + ") and is neither -1 nor ignoreIndex (" +
+                     " is outside [0, " + std::to_string(count) + ") (" + range + ") and is neither -1 nor ignoreIndex (" +
                      std::to_string(ignoreIndex) + ")");
   if (st.code == StatusNonFiniteValue)
     c.status(st, std::string(valuesName) + "[" + std::to_string(st.index) + "] is " +
@@ -40,8 +41,9 @@ Tensor sequenceLogprobs(const Tensor& lp, const Tensor& ids, int64_t count, int3
   ArgCheck c{"sequenceLogprobs"};
   checkValues(c, lp, "tokenLogprobs");
   checkIds(c, ids, lp, "tokenLogprobs");
-  c.size(ids, "sequenceIds", 0, lp.shape[0], "one sequence id per token");
+  c.size(ids, "sequenceIds", 0, lp.shape[0], "one sequence id per entry of tokenLogprobs");
   const int64_t N = lp.shape[0];
+  checkedNumel({count}, lp.dtype, "sequenceLogprobs: count: the result's shape");
   Tensor out = Tensor::empty({count}, lp.dtype, lp.device);
   KernelStatus st{};
   if (lp.device == Device::CPU) {
@@ -58,7 +60,7 @@ Tensor sequenceLogprobs(const Tensor& lp, const Tensor& ids, int64_t count, int3
         [c, ids, lp, count, ignoreIndex](const KernelStatus& s) { raise(c, s, ids, lp, "tokenLogprobs", count, ignoreIndex); });
 #endif
   }
-  raise(c, st, ids, lp, "tokenLogprobs", count, ignoreIndex);
+  raise(c, st, ids, lp, "tokenLogprobs", count, ignoreIndex, "count");
   return out;
 }
 
@@ -84,7 +86,7 @@ Tensor sequenceLogprobsBackward(const Tensor& g, const Tensor& ids, int32_t igno
         [c, ids, g, count, ignoreIndex](const KernelStatus& s) { raise(c, s, ids, g, "gradSequences", count, ignoreIndex); });
 #endif
   }
-  raise(c, st, ids, g, "gradSequences", count, ignoreIndex);
+  raise(c, st, ids, g, "gradSequences", count, ignoreIndex, "the entries of gradSequences");
   return d;
 }
 

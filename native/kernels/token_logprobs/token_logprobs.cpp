@@ -26,7 +26,8 @@ std::pair<int64_t, int64_t> checkRows(const ArgCheck& c, const Tensor& logits, c
 void raise(const ArgCheck& c, const KernelStatus& st, const Tensor& targets, int64_t V, int32_t ignoreIndex) {
   if (st.code == StatusTargetOutOfRange)
     c.status(st, "targets[" + std::to_string(st.index) + "] = " + std::to_string(readInt(targets, st.index)) +
-                     " is outside [0, " + std::to_string(V) + ") and is not ignoreIndex (" + std::to_string(ignoreIndex) + ")");
+                     " is outside [0, " + std::to_string(V) + ") (the columns of logits) and is not ignoreIndex (" +
+                     std::to_string(ignoreIndex) + ")");
   if (st.code == StatusNonFiniteRow)
     c.status(st, "logits row " + std::to_string(st.index) +
                      " contains NaN or +Inf (or no finite value); expected finite logits (-Inf is allowed for masked entries)");
@@ -73,7 +74,10 @@ Tensor tokenLogprobsBackward(const Tensor& logits, const Tensor& targets, const 
   c.contiguous(gradLogprobs, "gradLogprobs");
   c.sameDevice(logits, "logits", gradLogprobs, "gradLogprobs");
   c.size(gradLogprobs, "gradLogprobs", 0, N, "one gradient per row of logits");
-  c.dtype(gradLogprobs, "gradLogprobs", {logits.dtype == DType::F64 ? DType::F64 : DType::F32});
+  const DType gradType = logits.dtype == DType::F64 ? DType::F64 : DType::F32;
+  if (gradLogprobs.dtype != gradType)
+    typeError(c.prefix("gradLogprobs") + " has dtype " + dtypeName(gradLogprobs.dtype) + "; expected " + dtypeName(gradType) +
+              " for logits of dtype " + dtypeName(logits.dtype));
   Tensor d = inPlace ? logits : Tensor::empty(logits.shape, logits.dtype, logits.device);
   if (N == 0) return d;
   KernelStatus st{};
