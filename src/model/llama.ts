@@ -237,7 +237,15 @@ export class LlamaModel {
     return t;
   }
 
+  /** bf16 on the cpu is storage only (load, convert, save); say so before any op refuses it deep inside. */
+  private checkComputable(op: string): void {
+    if (this.dtype === 'bf16' && this.device === 'cpu') {
+      throw new TypeError(`LlamaModel.${op}: the weights are bf16 on the cpu, which osp stores but does not compute with; load with { dtype: 'f32' } on the cpu (the weights are converted), or use cuda for bf16`);
+    }
+  }
+
   private checkBatch(batch: PackedBatch): number {
+    this.checkComputable('forward');
     const T = batch.tokens.length;
     if (batch.sequenceIds.length !== T || batch.positions.length !== T) {
       throw new RangeError(`LlamaModel: batch has ${T} tokens but ${batch.sequenceIds.length} sequence ids and ${batch.positions.length} positions`);
@@ -341,6 +349,7 @@ export class LlamaModel {
     const N = tokens.length;
     if (slots.length !== N || positions.length !== N) throw new RangeError(`LlamaModel.forwardCached: ${N} tokens but ${slots.length} slots and ${positions.length} positions`);
     if (cache.k.length !== c.numHiddenLayers) throw new RangeError(`LlamaModel.forwardCached: the cache has ${cache.k.length} layers; expected ${c.numHiddenLayers}`);
+    this.checkComputable('forwardCached');
     this.checkPositions('forwardCached', positions);
     const device = this.device;
     return scope(() => {

@@ -12,6 +12,7 @@ import * as path from 'path';
 import { LlamaModel, loadLlama } from '../model/llama';
 import { AdamW } from '../model/optim';
 import { readSafetensors, writeSafetensors, TensorToWrite } from '../model/safetensors';
+import * as ops from '../ops';
 import { Tensor, tensor } from '../tensor';
 import { writeFileAtomicSync } from '../util/atomicWrite';
 
@@ -76,7 +77,9 @@ export function truncateSamples(runDir: string, step: number): void {
 /**
  * Saves a checkpoint of the policy, the optimizer and the trainer state. Everything is written into
  * checkpoints/.step-N.partial first and renamed to checkpoints/step-N at the end; `latest` is
- * updated after that; older checkpoints beyond `keep` are removed last.
+ * updated after that; older checkpoints beyond `keep` are removed last. A weight or optimizer value
+ * that is NaN or infinite is never saved: the checkpoint is not written and the error names the
+ * tensor and element (the previous checkpoints stay as they were).
  */
 export async function saveCheckpoint(
   runDir: string,
@@ -93,10 +96,15 @@ export async function saveCheckpoint(
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp);
   try {
-    await model.save(path.join(tmp, 'model'), { dtype: model.dtype === 'bf16' ? 'BF16' : 'F32', tokenizerFrom: opts.tokenizerFrom });
+    await model.save(path.join(tmp, 'model'), { dtype: model.dtype === 'bf16' ? 'BF16' : 'F32', tokenizerFrom: opts.tokenizerFrom, requireFinite: true });
     const st = optimizer.state();
     const tensors = new Map<string, TensorToWrite>();
-    for (const [n, t] of st.tensors) tensors.set(n, { dtype: 'F32', shape: t.shape, data: Float32Array.from(t.toArray()) });
+    for (const [n, t] of st.tensors) {
+      const data = Float32Array.from(t.toArray());
+      const bad = data.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) throw new Error(`optimizer state ${n}[${bad}] is ${data[bad]}; a value that is not finite is never saved`);
+      tensors.set(n, { dtype: 'F32', shape: t.shape, data });
+    }
     writeSafetensors(path.join(tmp, 'optimizer.safetensors'), tensors, { step: String(st.step) });
     writeFileAtomicSync(path.join(tmp, 'state.json'), `${JSON.stringify(state, null, 2)}\n`);
     fs.rmSync(final, { recursive: true, force: true });
@@ -112,15 +120,40 @@ export async function saveCheckpoint(
   return final;
 }
 
-/** The newest complete checkpoint folder of a run (one with state.json), or null. */
-export function latestCheckpoint(runDir: string): string | null {
+/** The complete checkpoint folders of a run (those with state.json), newest first. */
+export function completeCheckpoints(runDir: string): string[] {
   const root = path.join(runDir, CKPT_DIR);
-  if (!fs.existsSync(root)) return null;
-  const complete = fs
+  if (!fs.existsSync(root)) return [];
+  return fs
     .readdirSync(root)
     .filter((n) => STEP_RE.test(n) && fs.existsSync(path.join(root, n, 'state.json')))
-    .sort();
-  return complete.length ? path.join(root, complete[complete.length - 1]) : null;
+    .sort()
+    .reverse()
+    .map((n) => path.join(root, n));
+}
+
+/** The newest complete checkpoint folder of a run (one with state.json), or null. */
+export function latestCheckpoint(runDir: string): string | null {
+  return completeCheckpoints(runDir)[0] ?? null;
+}
+
+/**
+ * Removes what an interrupted run left behind: checkpoints/.step-N.partial folders, the temporary
+ * files of atomic writes (.NAME.PID.HEX.tmp) and saveLlama's NAME.tmp-PID / NAME.old-PID folders.
+ * Returns what it removed (relative to runDir).
+ */
+export function removeLeftovers(runDir: string): string[] {
+  const removed: string[] = [];
+  for (const dir of [runDir, path.join(runDir, CKPT_DIR)]) {
+    if (!fs.existsSync(dir)) continue;
+    for (const n of fs.readdirSync(dir)) {
+      if (/^\.step-\d{8}\.partial$/.test(n) || /^\..+\.\d+\.[0-9a-f]+\.tmp$/.test(n) || /\.(tmp|old)-\d+$/.test(n)) {
+        fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+        removed.push(path.relative(runDir, path.join(dir, n)));
+      }
+    }
+  }
+  return removed;
 }
 
 export function readCheckpointState(dir: string): CheckpointState {
@@ -137,15 +170,27 @@ export function readCheckpointState(dir: string): CheckpointState {
   return s;
 }
 
-/** Loads a checkpoint's policy weights (dtype and device as asked). */
+/** Loads a checkpoint's policy weights (dtype and device as asked); weights that are not finite are an error. */
 export async function loadCheckpointModel(dir: string, opts: { dtype: 'f32' | 'f64' | 'bf16'; device: 'cpu' | 'cuda' }): Promise<LlamaModel> {
-  return loadLlama(path.join(dir, 'model'), opts);
+  const model = await loadLlama(path.join(dir, 'model'), opts);
+  const total = ops.gradSumOfSquares(Array.from(model.parameters().values()));
+  const finite = Number.isFinite(total.toArray()[0]);
+  total.dispose();
+  if (!finite) {
+    model.dispose();
+    throw new Error(`${path.join(dir, 'model')}: the weights hold NaN or infinite values`);
+  }
+  return model;
 }
 
 /** Restores the optimizer's state from a checkpoint (after the optimizer was made over the loaded weights). */
 export function loadCheckpointOptimizer(dir: string, optimizer: AdamW, device: 'cpu' | 'cuda'): void {
   const file = path.join(dir, 'optimizer.safetensors');
   const loaded = readSafetensors(file);
+  for (const [n, t] of loaded) {
+    const bad = (t.data as Float32Array).findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new Error(`${file}: ${n}[${bad}] is ${t.data[bad]}; the optimizer state is not finite`);
+  }
   const tensors = new Map<string, Tensor>();
   for (const [n, t] of loaded) tensors.set(n, tensor(t.data as Float32Array, t.shape, { dtype: 'f32', device }));
   const state = readCheckpointState(dir);

@@ -19,7 +19,7 @@ import { LoopResult, StepFn, runLoop } from './loop';
 import { MetricsLog, StepMetrics } from './metrics';
 import { StageEvents, offlineStep, onlineStep, sftStepFn } from './modes';
 import { ScoredPair, SftExample, orientPair } from './objective';
-import { latestCheckpoint, loadCheckpointModel, loadCheckpointOptimizer, readCheckpointState, readRunConfig, startRun, truncateSamples } from './run';
+import { completeCheckpoints, loadCheckpointModel, loadCheckpointOptimizer, readCheckpointState, readRunConfig, removeLeftovers, startRun, truncateSamples } from './run';
 export type { AugmentSettings, DpoSettings, SelfRewardSettings, SftSettings, TrainSettings } from './settings';
 import {
   AugmentSettings, DpoSettings, LoopSettings, ResolvedSettings, SelfRewardSettings, SettingsError, SftSettings, TrainSettings, TrainerCommand, resolveSettings,
@@ -137,8 +137,14 @@ interface Prepared<C extends TrainerCommand> {
   resuming: boolean;
 }
 
+/** Settings that name files or folders: stored absolute in config.json, so a run resumes from any working folder. */
+const PATH_SETTINGS = ['out', 'model', 'judge', 'prompts', 'pairs', 'data'] as const;
+
 function prepareNew<C extends TrainerCommand>(command: C, raw: unknown): Prepared<C> {
   const settings = resolveSettings(command, raw);
+  const bag = settings as Record<string, unknown>;
+  for (const k of PATH_SETTINGS) if (typeof bag[k] === 'string') bag[k] = path.resolve(bag[k] as string);
+  if (typeof bag.template === 'string' && bag.template !== 'hh' && bag.template !== 'tldr') bag.template = path.resolve(bag.template);
   if (!settings.out) fail('out', 'expected a folder for the run (or --resume RUN_DIR to continue one)');
   const runDir = settings.out;
   if (fs.existsSync(path.join(runDir, 'config.json'))) fail('out', `that folder already holds a run; continue it with --resume ${runDir} or choose another --out`, runDir);
@@ -164,14 +170,37 @@ async function runTraining<C extends TrainerCommand>(
   let startElapsed = 0;
   let model = policy;
   let ckpt: string | null = null;
+  let optimizer: AdamW | null = null;
   if (p.resuming) {
-    ckpt = latestCheckpoint(p.runDir);
+    const gone = removeLeftovers(p.runDir);
+    if (gone.length) notice(`${p.runDir}: removed what an interrupted run left behind: ${gone.join(', ')}`);
+    // The newest complete checkpoint that loads; a corrupt one (unreadable, NaN weights or state) is
+    // reported and the one before it is tried.
+    for (const dir of completeCheckpoints(p.runDir)) {
+      let candidate: LlamaModel | null = null;
+      try {
+        const st = readCheckpointState(dir);
+        candidate = await loadCheckpointModel(dir, { dtype: policy.dtype as 'f32' | 'bf16', device: policy.device });
+        const opt = new AdamW(candidate.parameters(), { lr: s.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
+        try {
+          loadCheckpointOptimizer(dir, opt, candidate.device);
+        } catch (e) {
+          opt.dispose();
+          throw e;
+        }
+        startStep = st.step;
+        startPosition = st.dataPosition;
+        startElapsed = typeof st.extra?.elapsedSeconds === 'number' ? st.extra.elapsedSeconds : 0;
+        ckpt = dir;
+        optimizer = opt;
+        model = candidate;
+        break;
+      } catch (e) {
+        candidate?.dispose();
+        notice(`${path.basename(dir)} cannot be resumed from (${(e as Error).message}); trying the checkpoint before it`);
+      }
+    }
     if (ckpt) {
-      const st = readCheckpointState(ckpt);
-      startStep = st.step;
-      startPosition = st.dataPosition;
-      startElapsed = typeof st.extra?.elapsedSeconds === 'number' ? st.extra.elapsedSeconds : 0;
-      model = await loadCheckpointModel(ckpt, { dtype: policy.dtype as 'f32' | 'bf16', device: policy.device });
       policy.dispose();
       new MetricsLog(path.join(p.runDir, 'metrics.jsonl')).truncateAfter(startStep);
       truncateSamples(p.runDir, startStep);
@@ -179,14 +208,13 @@ async function runTraining<C extends TrainerCommand>(
     } else {
       new MetricsLog(path.join(p.runDir, 'metrics.jsonl')).truncateAfter(0);
       truncateSamples(p.runDir, 0);
-      notice(`resuming ${p.runDir}: no complete checkpoint yet, starting from step 0`);
+      notice(`resuming ${p.runDir}: no usable checkpoint, starting from step 0`);
     }
   } else {
     startRun(p.runDir, { command: p.command, settings: p.settings, ...extra.config, created: new Date().toISOString() });
   }
-  const optimizer = new AdamW(model.parameters(), { lr: s.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
+  optimizer ??= new AdamW(model.parameters(), { lr: s.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
   try {
-    if (ckpt) loadCheckpointOptimizer(ckpt, optimizer, model.device);
     hooks.onStart?.({ runDir: p.runDir, totalSteps: extra.steps, startStep });
     const result = await runLoop(
       {
