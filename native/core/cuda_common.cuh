@@ -1,6 +1,6 @@
 // Shared device code for the CUDA kernels (llm.c's cuda_utils.cuh is the model): the stream,
-// loads of f32/bf16 as float, the f32/bf16 dispatch of a launch, warp and block reductions, and
-// first-wins status reporting. Included only by .cu files.
+// loads of f32/bf16 as float, the f32/bf16 dispatch of a launch, the common block size and grid
+// sizes, warp and block reductions, and first-wins status reporting. Included only by .cu files.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -32,6 +32,22 @@ template <typename F>
 inline void dispatchFloat(bool isBf16, F&& f) {
   if (isBf16) f(TypeTag<__nv_bfloat16>{});
   else f(TypeTag<float>{});
+}
+
+// ---- launch shapes -------------------------------------------------------------------------------
+// One block size for the row kernels (a block per row) and the grid-stride loops, so every kernel's
+// __launch_bounds__, shared arrays and launches agree on it. Kernels with another shape (attention's
+// 4 warps, matmul's tiles) keep their own.
+constexpr int kBlock = 256;
+
+// Blocks of kBlock threads that give each of n items its own thread (kernels that guard i < n).
+inline int64_t blocksFor(int64_t n) { return (n + kBlock - 1) / kBlock; }
+
+// Grid of a grid-stride loop over n items: blocksFor(n), at least 1 (a launch needs a block) and at
+// most 65535 (the loop covers the rest).
+inline unsigned gridFor(int64_t n) {
+  const int64_t b = blocksFor(n);
+  return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 ? 65535 : b));
 }
 
 // ---- reductions ----------------------------------------------------------------------------------

@@ -7,9 +7,8 @@ namespace osp::adamw {
 
 namespace {
 
-using osp::cuda::toFloat;
+using osp::cuda::gridFor, osp::cuda::kBlock, osp::cuda::toFloat;
 
-constexpr int kBlock = 256;
 constexpr int kMaxBlocks = 1024;  // partials; also the block count cap of the first pass
 
 int64_t blocksFor(int64_t n, int64_t perThread) {
@@ -72,11 +71,6 @@ __global__ void __launch_bounds__(kBlock) stepKernel(float* __restrict__ p, cons
   }
 }
 
-int64_t gridFor(int64_t n) {
-  const int64_t b = (n + kBlock - 1) / kBlock;
-  return b < 1 ? 1 : (b > 65535 ? 65535 : b);
-}
-
 }  // namespace
 
 void sumOfSquaresCuda(const void* x, bool isBf16, float* out, int64_t n) {
@@ -92,8 +86,8 @@ void sumOfSquaresCuda(const void* x, bool isBf16, float* out, int64_t n) {
 
 void findNonFiniteCuda(const void* g, bool isBf16, int64_t n, KernelStatus* status) {
   auto st = osp::cuda::stream();
-  if (isBf16) nonFiniteKernel<<<unsigned(gridFor(n)), kBlock, 0, st>>>(static_cast<const __nv_bfloat16*>(g), n, status);
-  else nonFiniteKernel<<<unsigned(gridFor(n)), kBlock, 0, st>>>(static_cast<const float*>(g), n, status);
+  if (isBf16) nonFiniteKernel<<<gridFor(n), kBlock, 0, st>>>(static_cast<const __nv_bfloat16*>(g), n, status);
+  else nonFiniteKernel<<<gridFor(n), kBlock, 0, st>>>(static_cast<const float*>(g), n, status);
 }
 
 void stepCuda(float* p, const void* g, bool gradBf16, float* m, float* v, int64_t n, const StepScalars& s,
@@ -101,8 +95,8 @@ void stepCuda(float* p, const void* g, bool gradBf16, float* m, float* v, int64_
   const StepF f{float(s.beta1), float(s.beta2), float(1.0 - s.beta1), float(1.0 - s.beta2), float(s.eps), float(s.decay),
                 float(s.gradScale), float(s.stepSize), float(s.bc2Sqrt)};
   auto st = osp::cuda::stream();
-  if (gradBf16) stepKernel<<<unsigned(gridFor(n)), kBlock, 0, st>>>(p, static_cast<const __nv_bfloat16*>(g), m, v, n, f, sumSq, maxGradNorm);
-  else stepKernel<<<unsigned(gridFor(n)), kBlock, 0, st>>>(p, static_cast<const float*>(g), m, v, n, f, sumSq, maxGradNorm);
+  if (gradBf16) stepKernel<<<gridFor(n), kBlock, 0, st>>>(p, static_cast<const __nv_bfloat16*>(g), m, v, n, f, sumSq, maxGradNorm);
+  else stepKernel<<<gridFor(n), kBlock, 0, st>>>(p, static_cast<const float*>(g), m, v, n, f, sumSq, maxGradNorm);
 }
 
 }  // namespace osp::adamw

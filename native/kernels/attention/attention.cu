@@ -7,17 +7,18 @@
 // threads): a bad one gets NaN outputs and a status report, and nothing else is read.
 #include "../../core/cuda_common.cuh"
 #include "attention.h"
+#include "attention_device.cuh"
 
 namespace osp::attention {
 
 namespace {
 
+using osp::attention_device::kBlock;
+using osp::attention_device::kWarps;
+using osp::attention_device::warpDot;
 using osp::cuda::fromFloat;
 using osp::cuda::toFloat;
 using osp::cuda::warpSum;
-
-constexpr int kWarps = 4;
-constexpr int kBlock = 32 * kWarps;
 
 // Whether the block's span column i is valid; if not, thread 0 reports it (status may be null).
 __device__ __forceinline__ bool blockSpanOk(const int32_t* starts, const int32_t* ends, int64_t i, int64_t T,
@@ -27,14 +28,7 @@ __device__ __forceinline__ bool blockSpanOk(const int32_t* starts, const int32_t
   return false;
 }
 
-// a (shared, f32) . b (global row), over one warp; every lane gets the result.
-template <typename T>
-__device__ __forceinline__ float warpDot(const float* a, const T* b, int64_t Dh, int lane) {
-  float s = 0.f;
-  for (int64_t d = lane; d < Dh; d += 32) s += a[d] * toFloat(b[d]);
-  return warpSum(s);
-}
-
+// a . b with both rows in global memory, over one warp; every lane gets the result.
 template <typename T>
 __device__ __forceinline__ float warpDotG(const T* a, const T* b, int64_t Dh, int lane) {
   float s = 0.f;
@@ -42,7 +36,7 @@ __device__ __forceinline__ float warpDotG(const T* a, const T* b, int64_t Dh, in
   return warpSum(s);
 }
 
-// Shared layout: q[Dh] (pre-scaled), acc[kWarps][Dh], m[kWarps], l[kWarps].
+// Shared memory: attendQuery's (attention_device.cuh).
 template <typename T>
 __global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ q, const T* __restrict__ k,
                                                         const T* __restrict__ v, const int32_t* __restrict__ starts,
@@ -50,48 +44,16 @@ __global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ q,
                                                         float* __restrict__ lse, int64_t T_, int64_t H, int64_t Hkv,
                                                         int64_t Dh, float scale, KernelStatus* st) {
   extern __shared__ float sh[];
-  float* qs = sh;
-  float* acc = sh + Dh;
-  float* wm = acc + kWarps * Dh;
-  float* wl = wm + kWarps;
   const int64_t n = blockIdx.x, i = n / H, h = n % H, g = h / (H / Hkv);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (!blockSpanOk(starts, ends, i, T_, st)) {
     for (int64_t d = threadIdx.x; d < Dh; d += kBlock) out[n * Dh + d] = fromFloat<T>(NAN);
     if (threadIdx.x == 0) lse[n] = NAN;
     return;
   }
-  for (int64_t d = threadIdx.x; d < Dh; d += kBlock) qs[d] = toFloat(q[n * Dh + d]) * scale;
-  float* a = acc + warp * Dh;
-  for (int64_t d = lane; d < Dh; d += 32) a[d] = 0.f;
-  __syncthreads();
-  float m = -INFINITY, l = 0.f;
-  for (int64_t j = starts[i] + warp; j <= i; j += kWarps) {
-    const float s = warpDot(qs, k + (j * Hkv + g) * Dh, Dh, lane);
-    const float mn = fmaxf(m, s), c = expf(m - mn), p = expf(s - mn);
-    l = l * c + p;
-    const T* vj = v + (j * Hkv + g) * Dh;
-    for (int64_t d = lane; d < Dh; d += 32) a[d] = a[d] * c + p * toFloat(vj[d]);
-    m = mn;
-  }
-  if (lane == 0) {
-    wm[warp] = m;
-    wl[warp] = l;
-  }
-  __syncthreads();
-  float M = wm[0];  // warp 0 always sees key starts[i] <= i: M is finite
-  for (int w = 1; w < kWarps; w++) M = fmaxf(M, wm[w]);
-  float L = 0.f, f[kWarps];
-  for (int w = 0; w < kWarps; w++) {
-    f[w] = wm[w] == -INFINITY ? 0.f : expf(wm[w] - M);
-    L += wl[w] * f[w];
-  }
-  for (int64_t d = threadIdx.x; d < Dh; d += kBlock) {
-    float o = 0.f;
-    for (int w = 0; w < kWarps; w++) o += acc[w * Dh + d] * f[w];
-    out[n * Dh + d] = fromFloat<T>(o / L);
-  }
-  if (threadIdx.x == 0) lse[n] = M + logf(L);
+  // Causal over the packed span: keys starts[i]..i.
+  const osp::attention_device::SoftmaxTotals t =
+      osp::attention_device::attendQuery(q + n * Dh, k, v, Hkv, g, starts[i], i, Dh, scale, sh, out + n * Dh);
+  if (threadIdx.x == 0) lse[n] = t.max + logf(t.sum);
 }
 
 // delta[n] = dO_n . o_n, one warp per (token, head) row.
@@ -198,7 +160,7 @@ __global__ void __launch_bounds__(kBlock) dkvKernel(const T* __restrict__ q, con
 template <typename T>
 void launchForward(const T* q, const T* k, const T* v, const int32_t* starts, const int32_t* ends, T* out, float* lse,
                    int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale, KernelStatus* st) {
-  const size_t shm = sizeof(float) * size_t(Dh * (1 + kWarps) + 2 * kWarps);
+  const size_t shm = osp::attention_device::attendSharedBytes(Dh);
   forwardKernel<T><<<static_cast<unsigned>(T_ * H), kBlock, shm, osp::cuda::stream()>>>(q, k, v, starts, ends, out, lse, T_,
                                                                                          H, Hkv, Dh, scale, st);
 }

@@ -8,15 +8,7 @@ namespace osp::elementwise {
 
 namespace {
 
-constexpr int kBlock = 256;
-
-unsigned gridFor(int64_t n) {
-  int64_t b = (n + kBlock - 1) / kBlock;
-  return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 ? 65535 : b));
-}
-
-using osp::cuda::fromFloat;
-using osp::cuda::toFloat;
+using osp::cuda::fromFloat, osp::cuda::gridFor, osp::cuda::kBlock, osp::cuda::toFloat;
 
 // T is float or __nv_bfloat16; the arithmetic is f32 either way.
 template <typename T>

@@ -9,10 +9,7 @@ namespace osp::embedding_kernels {
 
 namespace {
 
-using osp::cuda::fromFloat;
-using osp::cuda::toFloat;
-
-constexpr int kBlock = 256;
+using osp::cuda::fromFloat, osp::cuda::kBlock, osp::cuda::toFloat;
 
 template <typename T>
 __global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ table, const int32_t* __restrict__ ids,
@@ -56,7 +53,7 @@ __global__ void __launch_bounds__(kBlock) backwardKernel(const T* __restrict__ g
 template <typename T>
 void launchBackward(const T* g, const int32_t* ids, T* d, int64_t T_, int64_t V, int64_t D) {
   if (V == 0 || D == 0) return;
-  dim3 grid(static_cast<unsigned>(V), static_cast<unsigned>((D + kBlock - 1) / kBlock));
+  dim3 grid(static_cast<unsigned>(V), static_cast<unsigned>(osp::cuda::blocksFor(D)));
   backwardKernel<T><<<grid, kBlock, 0, osp::cuda::stream()>>>(g, ids, d, T_, D);
 }
 
@@ -74,8 +71,7 @@ void forwardCuda(const void* table, const int32_t* ids, void* out, bool isBf16, 
 void backwardCuda(const void* g, const int32_t* ids, void* dtable, bool isBf16, int64_t T_, int64_t V, int64_t D,
                   KernelStatus* status) {
   if (T_ > 0) {
-    int64_t b = (T_ + kBlock - 1) / kBlock;
-    checkIdsKernel<<<static_cast<unsigned>(b > 65535 ? 65535 : b), kBlock, 0, osp::cuda::stream()>>>(ids, T_, V, status);
+    checkIdsKernel<<<osp::cuda::gridFor(T_), kBlock, 0, osp::cuda::stream()>>>(ids, T_, V, status);
   }
   osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -5,29 +5,19 @@
 // Dh-wide accumulator in shared memory; the warps are merged in order at the end, so results are
 // deterministic. f32 arithmetic on f32 or bf16 storage.
 #include "../../core/cuda_common.cuh"
+#include "../attention/attention_device.cuh"
 #include "kv_cache.h"
 
 namespace osp::kv_cache {
 
 namespace {
 
+using osp::attention_device::kBlock;
 using osp::cuda::fromFloat;
-using osp::cuda::toFloat;
-using osp::cuda::warpSum;
 
-constexpr int kWarps = 4;
-constexpr int kBlock = 32 * kWarps;
 constexpr int kWriteBlock = 256;
 
 __device__ __forceinline__ bool inRange(int32_t x, int64_t n) { return x >= 0 && x < n; }
-
-// a (shared, f32) . b (global row), over one warp; every lane gets the result.
-template <typename T>
-__device__ __forceinline__ float warpDot(const float* a, const T* b, int64_t Dh, int lane) {
-  float s = 0.f;
-  for (int64_t d = lane; d < Dh; d += 32) s += a[d] * toFloat(b[d]);
-  return warpSum(s);
-}
 
 template <typename T>
 __global__ void __launch_bounds__(kWriteBlock) writeKernel(T* __restrict__ cache, const T* __restrict__ values,
@@ -45,7 +35,7 @@ __global__ void __launch_bounds__(kWriteBlock) writeKernel(T* __restrict__ cache
   for (int64_t e = threadIdx.x; e < row; e += kWriteBlock) dst[e] = src[e];
 }
 
-// Shared layout: q[Dh] (pre-scaled), acc[kWarps][Dh], m[kWarps], l[kWarps].
+// Shared memory: attendQuery's (attention_device.cuh).
 template <typename T>
 __global__ void __launch_bounds__(kBlock) attentionKernel(const T* __restrict__ q, const T* __restrict__ k,
                                                           const T* __restrict__ v, const int32_t* __restrict__ slots,
@@ -53,50 +43,17 @@ __global__ void __launch_bounds__(kBlock) attentionKernel(const T* __restrict__ 
                                                           int64_t H, int64_t Hkv, int64_t Dh, int64_t S, int64_t L,
                                                           float scale, KernelStatus* st) {
   extern __shared__ float sh[];
-  float* qs = sh;
-  float* acc = sh + Dh;
-  float* wm = acc + kWarps * Dh;
-  float* wl = wm + kWarps;
   const int64_t n = blockIdx.x, i = n / H, h = n % H, g = h / (H / Hkv);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int32_t slot = slots[i], pos = positions[i];
   if (!inRange(slot, S) || !inRange(pos, L)) {  // uniform over the block
     for (int64_t d = threadIdx.x; d < Dh; d += kBlock) out[n * Dh + d] = fromFloat<T>(NAN);
     if (threadIdx.x == 0) osp::cuda::reportStatus(st, StatusIndexOutOfRange, i);
     return;
   }
+  // The query's cache slot, keys 0..pos.
   const T* kb = k + int64_t(slot) * L * Hkv * Dh;
   const T* vb = v + int64_t(slot) * L * Hkv * Dh;
-  for (int64_t d = threadIdx.x; d < Dh; d += kBlock) qs[d] = toFloat(q[n * Dh + d]) * scale;
-  float* a = acc + warp * Dh;
-  for (int64_t d = lane; d < Dh; d += 32) a[d] = 0.f;
-  __syncthreads();
-  float m = -INFINITY, l = 0.f;
-  for (int64_t j = warp; j <= pos; j += kWarps) {
-    const float s = warpDot(qs, kb + (j * Hkv + g) * Dh, Dh, lane);
-    const float mn = fmaxf(m, s), c = expf(m - mn), p = expf(s - mn);
-    l = l * c + p;
-    const T* vj = vb + (j * Hkv + g) * Dh;
-    for (int64_t d = lane; d < Dh; d += 32) a[d] = a[d] * c + p * toFloat(vj[d]);
-    m = mn;
-  }
-  if (lane == 0) {
-    wm[warp] = m;
-    wl[warp] = l;
-  }
-  __syncthreads();
-  float M = wm[0];  // warp 0 always sees key 0 <= pos: M is finite
-  for (int w = 1; w < kWarps; w++) M = fmaxf(M, wm[w]);
-  float Lsum = 0.f, f[kWarps];
-  for (int w = 0; w < kWarps; w++) {
-    f[w] = wm[w] == -INFINITY ? 0.f : expf(wm[w] - M);
-    Lsum += wl[w] * f[w];
-  }
-  for (int64_t d = threadIdx.x; d < Dh; d += kBlock) {
-    float o = 0.f;
-    for (int w = 0; w < kWarps; w++) o += acc[w * Dh + d] * f[w];
-    out[n * Dh + d] = fromFloat<T>(o / Lsum);
-  }
+  osp::attention_device::attendQuery(q + n * Dh, kb, vb, Hkv, g, 0, pos, Dh, scale, sh, out + n * Dh);
 }
 
 template <typename T>
@@ -109,7 +66,7 @@ void launchWrite(T* cache, const T* values, const int32_t* slots, const int32_t*
 template <typename T>
 void launchAttention(const T* q, const T* k, const T* v, const int32_t* slots, const int32_t* positions, T* out, int64_t N,
                      int64_t H, int64_t Hkv, int64_t Dh, int64_t S, int64_t L, float scale, KernelStatus* st) {
-  const size_t shm = sizeof(float) * size_t(Dh * (1 + kWarps) + 2 * kWarps);
+  const size_t shm = osp::attention_device::attendSharedBytes(Dh);
   attentionKernel<T><<<static_cast<unsigned>(N * H), kBlock, shm, osp::cuda::stream()>>>(q, k, v, slots, positions, out, H,
                                                                                           Hkv, Dh, S, L, scale, st);
 }

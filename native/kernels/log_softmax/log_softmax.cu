@@ -8,9 +8,7 @@ namespace osp::log_softmax {
 
 namespace {
 
-using osp::cuda::fromFloat;
-using osp::cuda::toFloat;
-constexpr int kBlock = 256;
+using osp::cuda::fromFloat, osp::cuda::kBlock, osp::cuda::toFloat;
 
 template <typename T>
 __global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ x, T* __restrict__ y, int64_t V, KernelStatus* st) {
@@ -87,7 +85,7 @@ void backwardCuda(const void* dy, const void* y, void* dx, bool isBf16, int64_t 
 
 void gatherCuda(const void* y, bool isBf16, const int32_t* t, float* out, int64_t N, int64_t V, int32_t ignoreIndex,
                 KernelStatus* st) {
-  const int64_t blocks = (N + kBlock - 1) / kBlock;
+  const int64_t blocks = osp::cuda::blocksFor(N);
   osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
     using T = typename decltype(tag)::type;
     gatherKernel<<<blocks, kBlock, 0, osp::cuda::stream()>>>(static_cast<const T*>(y), t, out, N, V, ignoreIndex, st);

@@ -10,7 +10,7 @@ namespace osp::preference_loss {
 
 namespace {
 
-constexpr int kBlock = 256;
+using osp::cuda::kBlock;
 
 __global__ void __launch_bounds__(kBlock) forwardKernel(int kind, const float* __restrict__ pc, const float* __restrict__ pr,
                                                         const float* __restrict__ rc, const float* __restrict__ rr,
@@ -59,7 +59,7 @@ __global__ void __launch_bounds__(kBlock) forwardKernel(int kind, const float* _
 
 void forwardCuda(int kind, const float* pc, const float* pr, const float* rc, const float* rr, const float* target,
                  float beta, int64_t B, const Outputs& out, float* lossMean, KernelStatus* st) {
-  const int64_t blocks64 = (B + kBlock - 1) / kBlock;
+  const int64_t blocks64 = osp::cuda::blocksFor(B);
   const unsigned blocks = static_cast<unsigned>(blocks64 < 1024 ? (blocks64 < 1 ? 1 : blocks64) : 1024);
   // Scratch: the partial sums and the finished-block counter (zeroed), stream-ordered.
   char* scratch = static_cast<char*>(osp::cuda::alloc(blocks * sizeof(float) + sizeof(unsigned)));

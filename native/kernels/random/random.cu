@@ -21,10 +21,9 @@ __global__ void normalKernel(T* out, int64_t n, uint64_t seed, float mean, float
 }  // namespace
 
 void normalCuda(void* out, bool isBf16, int64_t n, uint64_t seed, float mean, float std) {
-  const int64_t b = (n + 255) / 256;
-  const unsigned blocks = static_cast<unsigned>(b > 65535 ? 65535 : b);
-  if (isBf16) normalKernel<<<blocks, 256, 0, osp::cuda::stream()>>>(static_cast<__nv_bfloat16*>(out), n, seed, mean, std);
-  else normalKernel<<<blocks, 256, 0, osp::cuda::stream()>>>(static_cast<float*>(out), n, seed, mean, std);
+  const unsigned blocks = osp::cuda::gridFor(n);  // n >= 1: random.cpp returns early on 0
+  if (isBf16) normalKernel<<<blocks, osp::cuda::kBlock, 0, osp::cuda::stream()>>>(static_cast<__nv_bfloat16*>(out), n, seed, mean, std);
+  else normalKernel<<<blocks, osp::cuda::kBlock, 0, osp::cuda::stream()>>>(static_cast<float*>(out), n, seed, mean, std);
   osp::cuda::checkLaunch("randomNormal");
 }
 

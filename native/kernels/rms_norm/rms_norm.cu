@@ -7,10 +7,7 @@ namespace osp::rms_norm {
 
 namespace {
 
-using osp::cuda::fromFloat;
-using osp::cuda::toFloat;
-
-constexpr int kBlock = 256;
+using osp::cuda::fromFloat, osp::cuda::kBlock, osp::cuda::toFloat;
 
 template <typename T>
 __device__ float rowRstd(const T* x, int64_t D, float eps) {
@@ -70,7 +67,7 @@ template <typename T>
 void launchBackward(const T* x, const T* w, const T* g, T* dx, T* dw, float* rstd, int64_t T_, int64_t D, float eps) {
   auto s = osp::cuda::stream();
   backwardRowsKernel<T><<<static_cast<unsigned>(T_), kBlock, 0, s>>>(x, w, g, dx, rstd, D, eps);
-  weightGradKernel<T><<<static_cast<unsigned>((D + kBlock - 1) / kBlock), kBlock, 0, s>>>(x, g, rstd, dw, T_, D);
+  weightGradKernel<T><<<static_cast<unsigned>(osp::cuda::blocksFor(D)), kBlock, 0, s>>>(x, g, rstd, dw, T_, D);
 }
 
 }  // namespace

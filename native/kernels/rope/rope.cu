@@ -12,10 +12,7 @@ namespace osp::rope_kernels {
 
 namespace {
 
-using osp::cuda::fromFloat;
-using osp::cuda::toFloat;
-
-constexpr int kBlock = 256;
+using osp::cuda::fromFloat, osp::cuda::kBlock, osp::cuda::toFloat;
 
 struct InvFreqTable {
   float v[kRopeMaxHalf];

@@ -12,9 +12,8 @@ namespace osp::sampling {
 
 namespace {
 
-using osp::cuda::toFloat;
+using osp::cuda::kBlock, osp::cuda::toFloat;
 
-constexpr int kBlock = 256;
 constexpr int kWarps = kBlock / 32;
 static_assert(kBlock == 256, "the top-k radix select clears one 256-bin histogram entry per thread");
 

@@ -8,7 +8,7 @@ namespace osp::sequence_logprobs {
 
 namespace {
 
-constexpr int kBlock = 256;
+using osp::cuda::kBlock;
 
 __global__ void __launch_bounds__(kBlock) forwardKernel(const float* __restrict__ lp, const int32_t* __restrict__ ids,
                                                         float* __restrict__ out, int64_t N, int64_t count,
@@ -48,7 +48,7 @@ void forwardCuda(const float* lp, const int32_t* ids, float* out, int64_t N, int
 }
 
 void backwardCuda(const float* g, const int32_t* ids, float* d, int64_t N, int64_t count, int32_t ignoreIndex, KernelStatus* st) {
-  backwardKernel<<<(N + kBlock - 1) / kBlock, kBlock, 0, osp::cuda::stream()>>>(g, ids, d, N, count, ignoreIndex, st);
+  backwardKernel<<<osp::cuda::blocksFor(N), kBlock, 0, osp::cuda::stream()>>>(g, ids, d, N, count, ignoreIndex, st);
 }
 
 }  // namespace osp::sequence_logprobs

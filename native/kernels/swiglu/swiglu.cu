@@ -6,15 +6,7 @@ namespace osp::swiglu_kernels {
 
 namespace {
 
-using osp::cuda::fromFloat;
-using osp::cuda::toFloat;
-
-constexpr int kBlock = 256;
-
-unsigned gridFor(int64_t n) {
-  int64_t b = (n + kBlock - 1) / kBlock;
-  return static_cast<unsigned>(b < 1 ? 1 : (b > 65535 ? 65535 : b));
-}
+using osp::cuda::fromFloat, osp::cuda::gridFor, osp::cuda::kBlock, osp::cuda::toFloat;
 
 __device__ __forceinline__ float sigmoidf(float g) { return 1.f / (1.f + expf(-g)); }
 

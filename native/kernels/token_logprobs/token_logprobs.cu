@@ -10,9 +10,7 @@ namespace osp::token_logprobs {
 
 namespace {
 
-using osp::cuda::toFloat;
-
-constexpr int kBlock = 256;
+using osp::cuda::kBlock, osp::cuda::toFloat;
 
 template <typename T> struct Pack;  // 16 bytes of T unpacked to floats
 template <> struct Pack<float> {
