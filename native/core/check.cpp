@@ -49,6 +49,13 @@ void ArgCheck::sameDtype(const Tensor& a, const char* argA, const Tensor& b, con
               dtypeName(b.dtype) + "; expected the same dtype");
 }
 
+void ArgCheck::companion(const Tensor& t, const char* arg, int64_t rank, const Tensor& ref, const char* refArg) const {
+  dims(t, arg, rank);
+  contiguous(t, arg);
+  sameDevice(ref, refArg, t, arg);
+  sameDtype(ref, refArg, t, arg);
+}
+
 void ArgCheck::size(const Tensor& t, const char* arg, int64_t dim, int64_t expected, const std::string& why) const {
   if (t.shape[dim] != expected)
     typeError(prefix(arg) + " has shape " + shapeString(t.shape) + "; expected size " + std::to_string(expected) +

@@ -20,6 +20,8 @@ struct ArgCheck {
   void contiguous(const Tensor& t, const char* arg) const;
   void sameDevice(const Tensor& a, const char* argA, const Tensor& b, const char* argB) const;
   void sameDtype(const Tensor& a, const char* argA, const Tensor& b, const char* argB) const;
+  // t is a contiguous rank-`rank` tensor on ref's device with ref's dtype (checked in that order).
+  void companion(const Tensor& t, const char* arg, int64_t rank, const Tensor& ref, const char* refArg) const;
   void size(const Tensor& t, const char* arg, int64_t dim, int64_t expected, const std::string& why) const;
   void finite(double v, const char* arg) const;
   // Kernels' value problems: turns a KernelStatus into a RangeError; `detail` describes status.index.

@@ -50,29 +50,24 @@ const optsOf = (a: Args, names: string[]) => ('opts' in a ? a.opts : bag(a, name
 type Fn = (...args: unknown[]) => unknown;
 const f = (fn: unknown) => fn as Fn;
 
+/** Logits [N, V] with a target per row (and a gradient per row for the backward): the fused and unfused token log-probs share them. */
+const ROWS = { N: [1, 4], V: [1, 5] } as Spec['sizes'];
+const rowsArgs = (s: Sizes, r: Rand) => ({ logits: normal(r)([s.N, s.V]), targets: ints(r)([s.N], 0, s.V - 1), ignoreIndex: undefined });
+const rowsGradArgs = (s: Sizes, r: Rand) => ({ ...rowsArgs(s, r), gradLogprobs: normal(r)([s.N]) });
+
 const SPECS: Spec[] = [
-  {
-    op: 'tokenLogprobs',
-    sizes: { N: [1, 4], V: [1, 5] },
-    make: (s, r) => ({ logits: normal(r)([s.N, s.V]), targets: ints(r)([s.N], 0, s.V - 1), ignoreIndex: undefined }),
-    call: (a) => f(ops.tokenLogprobs)(a.logits, a.targets, optsOf(a, ['ignoreIndex'])),
-  },
+  { op: 'tokenLogprobs', sizes: ROWS, make: rowsArgs, call: (a) => f(ops.tokenLogprobs)(a.logits, a.targets, optsOf(a, ['ignoreIndex'])) },
   {
     op: 'tokenLogprobsBackward',
-    sizes: { N: [1, 4], V: [1, 5] },
-    make: (s, r) => ({ logits: normal(r)([s.N, s.V]), targets: ints(r)([s.N], 0, s.V - 1), gradLogprobs: normal(r)([s.N]), ignoreIndex: undefined, inPlace: false }),
+    sizes: ROWS,
+    make: (s, r) => ({ ...rowsGradArgs(s, r), inPlace: false }),
     call: (a) => f(ops.tokenLogprobsBackward)(a.logits, a.targets, a.gradLogprobs, optsOf(a, ['ignoreIndex', 'inPlace'])),
   },
-  {
-    op: 'tokenLogprobsUnfused',
-    sizes: { N: [1, 4], V: [1, 5] },
-    make: (s, r) => ({ logits: normal(r)([s.N, s.V]), targets: ints(r)([s.N], 0, s.V - 1), ignoreIndex: undefined }),
-    call: (a) => f(ops.tokenLogprobsUnfused)(a.logits, a.targets, optsOf(a, ['ignoreIndex'])),
-  },
+  { op: 'tokenLogprobsUnfused', sizes: ROWS, make: rowsArgs, call: (a) => f(ops.tokenLogprobsUnfused)(a.logits, a.targets, optsOf(a, ['ignoreIndex'])) },
   {
     op: 'tokenLogprobsBackwardUnfused',
-    sizes: { N: [1, 4], V: [1, 5] },
-    make: (s, r) => ({ logits: normal(r)([s.N, s.V]), targets: ints(r)([s.N], 0, s.V - 1), gradLogprobs: normal(r)([s.N]), ignoreIndex: undefined }),
+    sizes: ROWS,
+    make: rowsGradArgs,
     call: (a) => f(ops.tokenLogprobsBackwardUnfused)(a.logits, a.targets, a.gradLogprobs, optsOf(a, ['ignoreIndex'])),
   },
   { op: 'logSoftmax', sizes: { N: [1, 4], V: [1, 5] }, make: (s, r) => ({ logits: normal(r)([s.N, s.V]) }), call: (a) => f(ops.logSoftmax)(a.logits) },

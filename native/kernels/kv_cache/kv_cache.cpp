@@ -62,10 +62,7 @@ void kvCacheWrite(const Tensor& cache, const Tensor& values, const Tensor& slots
   c.contiguous(cache, "cache");
   c.floating(cache, "cache");
   const int64_t S = cache.shape[0], L = cache.shape[1], Hkv = cache.shape[2], Dh = cache.shape[3];
-  c.dims(values, "values", 3);
-  c.contiguous(values, "values");
-  c.sameDevice(cache, "cache", values, "values");
-  c.sameDtype(cache, "cache", values, "values");
+  c.companion(values, "values", 3, cache, "cache");
   c.size(values, "values", 1, Hkv, "the kv heads of cache");
   c.size(values, "values", 2, Dh, "the head dimension of cache");
   const int64_t N = values.shape[0];

@@ -12,10 +12,7 @@ std::pair<int64_t, int64_t> checkArgs(const ArgCheck& c, const Tensor& x, const 
   c.dims(x, "x", 2);
   c.contiguous(x, "x");
   c.floating(x, "x");
-  c.dims(w, "weight", 1);
-  c.contiguous(w, "weight");
-  c.sameDevice(x, "x", w, "weight");
-  c.sameDtype(x, "x", w, "weight");
+  c.companion(w, "weight", 1, x, "x");
   c.size(w, "weight", 0, x.shape[1], "one weight per column of x");
   c.finite(eps, "eps");
   if (!(eps >= 0)) rangeError(c.prefix("eps") + " is " + formatNumber(eps) + "; expected a number >= 0");
@@ -45,10 +42,7 @@ Tensor rmsNorm(const Tensor& x, const Tensor& weight, double eps) {
 RmsNormGrads rmsNormBackward(const Tensor& x, const Tensor& weight, const Tensor& gradOut, double eps) {
   ArgCheck c{"rmsNormBackward"};
   auto [T, D] = checkArgs(c, x, weight, eps);
-  c.dims(gradOut, "gradOut", 2);
-  c.contiguous(gradOut, "gradOut");
-  c.sameDevice(x, "x", gradOut, "gradOut");
-  c.sameDtype(x, "x", gradOut, "gradOut");
+  c.companion(gradOut, "gradOut", 2, x, "x");
   c.size(gradOut, "gradOut", 0, T, "the shape of x");
   c.size(gradOut, "gradOut", 1, D, "the shape of x");
   RmsNormGrads r{Tensor::empty({T, D}, x.dtype, x.device), Tensor::zeros({D}, x.dtype, x.device)};
