@@ -166,7 +166,7 @@ describe('sequenceLogprobsBackward', () => {
       expect(out.dtype).toBe(dtype);
       return read(out);
     });
-    expect(d).toEqual(Array.from(ids, (s) => (s === -1 ? 0 : g[s])));
+    expect(d).toEqual(Float64Array.from(ids, (s) => (s === -1 ? 0 : g[s])));
   });
 
   // L(lp) = sum_s g[s] sequenceLogprobs(lp)[s] is linear in lp, so central differences are exact up

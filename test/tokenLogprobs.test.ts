@@ -74,14 +74,14 @@ function refBackward(p: Problem, ignoreIndex = -100): { want: number[]; softmaxT
  * of the logits that cancels when the target dominates its row, so a rounding of lse (a few ulps of
  * a number ~1..20) is the best any implementation that forms lse can do near 0.
  */
-const forwardTol = (rel: number) => (want: number[]) => (i: number) => rel * Math.max(Math.abs(want[i]), 1);
+const forwardTol = (rel: number) => (want: ArrayLike<number>) => (i: number) => rel * Math.max(Math.abs(want[i]), 1);
 
 /**
  * Backward tolerance: |got - want| <= rel * max(|want|, |g p|). The softmax term g p is the only
  * part computed with rounding; for the target entry g (1 - p_t) it can be much larger than the
  * result (p_t near 1 cancels), and its rounding is what the entry carries.
  */
-const backwardTol = (rel: number) => (r: { want: number[]; softmaxTerm: number[] }) => (i: number) =>
+const backwardTol = (rel: number) => (r: { want: ArrayLike<number>; softmaxTerm: ArrayLike<number> }) => (i: number) =>
   rel * Math.max(Math.abs(r.want[i]), r.softmaxTerm[i]);
 
 /** Fails naming the first element that is not exactly 0 (either sign). */

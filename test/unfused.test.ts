@@ -169,7 +169,7 @@ describe('gather and gatherBackward', () => {
       expect(out.dtype).toBe(dtype);
       return read(out);
     });
-    const want = Array.from(p.targets, (t, n) => (t === -100 ? 0 : p.x[n * V + t]));
+    const want = Float64Array.from(p.targets, (t, n) => (t === -100 ? 0 : p.x[n * V + t]));
     expect(got).toEqual(want);
   });
 
@@ -186,7 +186,7 @@ describe('gather and gatherBackward', () => {
         expect(out.dtype).toBe(dtype);
         return read(out);
       });
-      const want = new Array<number>(N * V).fill(0);
+      const want = new Float64Array(N * V);
       for (let n = 0; n < N; n++) if (p.targets[n] !== ignoreIndex) want[n * V + p.targets[n]] = p.g[n];
       expect(got).toEqual(want);
     },
