@@ -1,13 +1,19 @@
 // Float64 references in plain TypeScript and a comparison helper, independent of the native code.
 // (Finite differences: gradcheck in ./tensors.)
 
+/** log_softmax of one row in f64: (x - max) - log(sum exp(x - max)). */
+export function refLogSoftmax(row: ArrayLike<number>): number[] {
+  let m = -Infinity;
+  for (let i = 0; i < row.length; i++) m = Math.max(m, row[i]);
+  let s = 0;
+  for (let i = 0; i < row.length; i++) s += Math.exp(row[i] - m);
+  const logS = Math.log(s);
+  return Array.from(row, (v) => v - m - logS);
+}
+
 /** log_softmax(row)[t] computed in f64 with the max subtracted. */
 export function refTokenLogprob(row: ArrayLike<number>, t: number): number {
-  let m = -Infinity;
-  for (let i = 0; i < row.length; i++) m = Math.max(m, row[i] as number);
-  let s = 0;
-  for (let i = 0; i < row.length; i++) s += Math.exp((row[i] as number) - m);
-  return (row[t] as number) - m - Math.log(s);
+  return refLogSoftmax(row)[t];
 }
 
 /** Largest |a - b| / max(|b|, floor) over the arrays. */
