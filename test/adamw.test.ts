@@ -3,7 +3,7 @@
 // weightDecay 0 is Adam, gradScale scales g, 100 steps minimise a quadratic; sumOfSquares against
 // a double loop and bit-identical for 1 and 2 threads; clipGradNorm; the argument checks.
 
-import { Tensor, tensor } from '../src/tensor';
+import { tensor } from '../src/tensor';
 import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { normals, seeded, uniforms } from './helpers/random';

@@ -4,7 +4,7 @@
 import * as osp from '../src';
 import { caught } from './helpers/errors';
 import { integers, seeded, uniforms } from './helpers/random';
-import { FloatType, DTYPES, cpu, held, floats, ints, read, expectWithin, gradcheck, sampleEntries } from './helpers/tensors';
+import { FloatType, DTYPES, held, floats, ints, read, expectWithin, gradcheck, sampleEntries } from './helpers/tensors';
 
 const forward = (lp: ArrayLike<number>, ids: ArrayLike<number>, count: number, dtype: FloatType, opts: osp.IgnoreOptions = {}) =>
   osp.scope(() => read(osp.sequenceLogprobs(floats(lp, dtype), ints(ids), count, opts)));

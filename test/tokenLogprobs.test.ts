@@ -4,10 +4,10 @@
 // the f64 op on the same held values; then the edge cases and the value checks.
 import * as osp from '../src';
 import { caught } from './helpers/errors';
-import { integers, normals, seeded, uniforms } from './helpers/random';
+import { seeded, uniforms } from './helpers/random';
 import { refLogSoftmax, refTokenLogprob } from './helpers/reference';
 import { LogitsProblem, gradientTol, logprobTol, randomLogits, row, softmaxTerms } from './helpers/logits';
-import { FloatType, DTYPES, cpu, held, floats, ints, read, expectWithin, gradcheck, sampleEntries } from './helpers/tensors';
+import { FloatType, DTYPES, held, floats, ints, read, expectWithin, gradcheck, sampleEntries } from './helpers/tensors';
 
 /** Unit roundoff of each dtype. */
 const EPS: Record<FloatType, number> = { f64: 2 ** -53, f32: 2 ** -24 };

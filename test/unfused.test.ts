@@ -5,7 +5,7 @@ import * as osp from '../src';
 import { caught } from './helpers/errors';
 import { normals, seeded } from './helpers/random';
 import { refLogSoftmax } from './helpers/reference';
-import { FloatType, DTYPES, cpu, held, floats, ints, read, expectWithin, gradcheck, sampleEntries } from './helpers/tensors';
+import { FloatType, DTYPES, held, floats, ints, read, expectWithin, gradcheck, sampleEntries } from './helpers/tensors';
 import { gradientTol, logprobTol, randomLogits, softmaxTerms } from './helpers/logits';
 
 /** Relative tolerance: f64 to 1e-12, f32 (fast exp, f32 sums) to 1e-5. */
