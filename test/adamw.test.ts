@@ -3,13 +3,12 @@
 // weightDecay 0 is Adam, gradScale scales g, 100 steps minimise a quadratic; sumOfSquares against
 // a double loop and bit-identical for 1 and 2 threads; clipGradNorm; the argument checks.
 
-import { Tensor, tensor } from '../src/tensor';
+import { tensor } from '../src/tensor';
 import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { normals, seeded, uniforms } from './helpers/random';
 import { runWithThreads } from './helpers/child';
-import { f, read, f32, maxAbs, cpu } from './helpers/kernelTest';
-import type { FloatType } from './helpers/kernelTest';
+import { floats, read, f32, maxAbs, cpu, type FloatType } from './helpers/tensors';
 
 
 function expectRel(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, floor: number, what: string): void {
@@ -43,11 +42,11 @@ const base = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 }
 
 /** Runs `steps` native steps from the given start; returns the final param, m, v. */
 function runNative(p0: ArrayLike<number>, grads: Float64Array[], dtype: FloatType, o: Omit<Opts, 'step'>, shape = [p0.length]) {
-  const p = f(p0, shape, dtype);
-  const m = f(new Float64Array(p0.length), shape, dtype);
-  const v = f(new Float64Array(p0.length), shape, dtype);
+  const p = floats(p0, shape, dtype);
+  const m = floats(new Float64Array(p0.length), shape, dtype);
+  const v = floats(new Float64Array(p0.length), shape, dtype);
   grads.forEach((g, s) => {
-    const gt = f(g, shape, dtype);
+    const gt = floats(g, shape, dtype);
     ops.adamwStep(p, gt, m, v, { ...o, step: s + 1 });
     gt.dispose();
   });
@@ -138,13 +137,13 @@ describe('adamwStep', () => {
       const count = 64;
       const c = uniforms(next, count, -1, 1);
       const start = uniforms(next, count, -1, 1);
-      const p = f(start, [count], dtype);
-      const m = f(new Float64Array(count), [count], dtype);
-      const v = f(new Float64Array(count), [count], dtype);
+      const p = floats(start, [count], dtype);
+      const m = floats(new Float64Array(count), [count], dtype);
+      const v = floats(new Float64Array(count), [count], dtype);
       const dist0 = Math.sqrt(start.reduce((s, x, i) => s + (x - c[i]) ** 2, 0));
       for (let s = 1; s <= 100; s++) {
         const pv = read(p);
-        const g = f(pv.map((x, i) => 2 * (x - c[i])), [count], dtype);
+        const g = floats(pv.map((x, i) => 2 * (x - c[i])), [count], dtype);
         ops.adamwStep(p, g, m, v, { lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: s });
         g.dispose();
       }
@@ -156,16 +155,16 @@ describe('adamwStep', () => {
   });
 
   it('handles empty tensors', () => {
-    const e = () => f([], [0]);
+    const e = () => floats([], [0]);
     expect(() => ops.adamwStep(e(), e(), e(), e(), { ...base, step: 1 })).not.toThrow();
   });
 
   describe('argument checks', () => {
     const fresh = (dtype: FloatType = 'f64', len = 4) => ({
-      p: f([1, 2, 3, 4].slice(0, len), [len], dtype),
-      g: f([0.1, 0.2, 0.3, 0.4].slice(0, len), [len], dtype),
-      m: f(new Float64Array(len), [len], dtype),
-      v: f(new Float64Array(len), [len], dtype),
+      p: floats([1, 2, 3, 4].slice(0, len), [len], dtype),
+      g: floats([0.1, 0.2, 0.3, 0.4].slice(0, len), [len], dtype),
+      m: floats(new Float64Array(len), [len], dtype),
+      v: floats(new Float64Array(len), [len], dtype),
     });
     const good = { ...base, step: 1 };
 
@@ -200,7 +199,7 @@ describe('adamwStep', () => {
     it('refuses a NaN or Inf gradient with a RangeError naming grad[i], writing nothing', () => {
       for (const bad of [NaN, Infinity, -Infinity]) {
         const t = fresh();
-        const g = f([0.1, 0.2, bad, bad], [4]);
+        const g = floats([0.1, 0.2, bad, bad], [4]);
         const e = caught(() => ops.adamwStep(t.p, g, t.m, t.v, good));
         expect(e?.errorClass).toBe('RangeError');
         expect(e?.message).toContain('grad[2]');
@@ -212,12 +211,12 @@ describe('adamwStep', () => {
 
     it('refuses mismatched shapes with a TypeError naming the tensor', () => {
       const t = fresh();
-      const short = f([0, 0, 0], [3]);
+      const short = floats([0, 0, 0], [3]);
       for (const [name, call] of [
         ['grad', () => ops.adamwStep(t.p, short, t.m, t.v, good)],
         ['m', () => ops.adamwStep(t.p, t.g, short, t.v, good)],
         ['v', () => ops.adamwStep(t.p, t.g, t.m, short, good)],
-        ['grad', () => ops.adamwStep(t.p, f([1, 2, 3, 4], [2, 2]), t.m, t.v, good)],
+        ['grad', () => ops.adamwStep(t.p, floats([1, 2, 3, 4], [2, 2]), t.m, t.v, good)],
       ] as [string, () => void][]) {
         const e = caught(call);
         expect(e?.errorClass).toBe('TypeError');
@@ -227,10 +226,10 @@ describe('adamwStep', () => {
 
     it('refuses mixed dtypes with a TypeError naming them', () => {
       const t = fresh();
-      const g32 = f([0.1, 0.2, 0.3, 0.4], [4], 'f32');
+      const g32 = floats([0.1, 0.2, 0.3, 0.4], [4], 'f32');
       for (const [name, call] of [
         ['grad', () => ops.adamwStep(t.p, g32, t.m, t.v, good)],
-        ['m', () => ops.adamwStep(t.p, t.g, f([0, 0, 0, 0], [4], 'f32'), t.v, good)],
+        ['m', () => ops.adamwStep(t.p, t.g, floats([0, 0, 0, 0], [4], 'f32'), t.v, good)],
       ] as [string, () => void][]) {
         const e = caught(call);
         expect(e?.errorClass).toBe('TypeError');
@@ -245,7 +244,7 @@ describe('adamwStep', () => {
 
     it('refuses non-contiguous, aliased and non-Tensor arguments', () => {
       const t = fresh();
-      const sq = () => f([1, 2, 3, 4], [2, 2]);
+      const sq = () => floats([1, 2, 3, 4], [2, 2]);
       const p = sq();
       const e1 = caught(() => ops.adamwStep(p.transpose(0, 1), sq(), sq(), sq(), good));
       expect(e1?.errorClass).toBe('TypeError');
@@ -272,20 +271,20 @@ describe('sumOfSquares and clipGradNorm', () => {
   it('equals a double loop (f64 1e-12, f32 1e-6) and has shape [1]', () => {
     for (const n of [0, 1, 7, 1000, 200_003]) {
       const x = normals(next, n, 2);
-      const a = ops.sumOfSquares(f(x, [n], 'f64'));
+      const a = ops.sumOfSquares(floats(x, [n], 'f64'));
       expect(a.shape).toEqual([1]);
       expect(a.dtype).toBe('f64');
       expectRel(read(a), [loop(x)], 1e-12, 1e-300, `f64 n=${n}`);
       const x32 = f32(x);
-      const b = ops.sumOfSquares(f(x32, [n], 'f32'));
+      const b = ops.sumOfSquares(floats(x32, [n], 'f32'));
       expect(b.dtype).toBe('f32');
       expectRel(read(b), [loop(x32)], 1e-6, 1e-300, `f32 n=${n}`);
     }
-    expect(Array.from(read(ops.sumOfSquares(f([1, 2, 3, 4, 5, 6], [2, 3]))))).toEqual([91]);
+    expect(Array.from(read(ops.sumOfSquares(floats([1, 2, 3, 4, 5, 6], [2, 3]))))).toEqual([91]);
   });
 
   it('refuses non-contiguous and integer tensors', () => {
-    const e1 = caught(() => ops.sumOfSquares(f([1, 2, 3, 4], [2, 2]).transpose(0, 1)));
+    const e1 = caught(() => ops.sumOfSquares(floats([1, 2, 3, 4], [2, 2]).transpose(0, 1)));
     expect(e1?.errorClass).toBe('TypeError');
     expect(e1?.message).toContain('sumOfSquares: x');
     const e2 = caught(() => ops.sumOfSquares(tensor(Int32Array.from([1]), [1], cpu)));
@@ -308,7 +307,7 @@ describe('sumOfSquares and clipGradNorm', () => {
 
   it('clipGradNorm returns the global norm and min(1, maxNorm / (norm + 1e-6))', () => {
     const parts = [normals(next, 100), normals(next, 37), normals(next, 1)];
-    const grads = parts.map((x, i) => f(x, [x.length], i === 1 ? 'f32' : 'f64'));
+    const grads = parts.map((x, i) => floats(x, [x.length], i === 1 ? 'f32' : 'f64'));
     const want = Math.sqrt(loop(parts[0]) + loop(f32(parts[1])) + loop(parts[2]));
     const small = ops.clipGradNorm(grads, 1);
     expect(Math.abs(small.norm - want)).toBeLessThanOrEqual(1e-6 * want);
@@ -324,7 +323,7 @@ describe('sumOfSquares and clipGradNorm', () => {
 
   it('clipGradNorm scale clips an AdamW step like torch.nn.utils.clip_grad_norm_', () => {
     const x = normals(next, 50, 3);
-    const g = f(x, [50]);
+    const g = floats(x, [50]);
     const { norm, scale } = ops.clipGradNorm([g], 0.5);
     const p0 = normals(next, 50);
     const got = runNative(p0, [x], 'f64', { ...base, eps: 1e-3, gradScale: scale });

@@ -11,17 +11,7 @@ import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { normals, seeded } from './helpers/random';
 import { expectSameOutputUnderThreads } from './helpers/child';
-import { richardson } from './helpers/reference';
-import { f, ints, read, f32, maxAbs, expectRel, cpu } from './helpers/kernelTest';
-import type { FloatType } from './helpers/kernelTest';
-
-
-const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
-
+import { floats, ints, read, f32, maxAbs, dot, expectRel, gradcheck, sampleEntries, cpu, type FloatType } from './helpers/tensors';
 
 interface Problem {
   T: number;
@@ -83,7 +73,7 @@ function draw(next: () => number, p: Problem) {
 
 function forward(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, p: Problem, dtype: FloatType = 'f64', scale?: number) {
   return scope(() => {
-    const r = ops.causalAttention(f(q, [p.T, p.H, p.Dh], dtype), f(k, [p.T, p.Hkv, p.Dh], dtype), f(v, [p.T, p.Hkv, p.Dh], dtype), ints(p.ids), { scale });
+    const r = ops.causalAttention(floats(q, [p.T, p.H, p.Dh], dtype), floats(k, [p.T, p.Hkv, p.Dh], dtype), floats(v, [p.T, p.Hkv, p.Dh], dtype), ints(p.ids), { scale });
     expect(r.out.shape).toEqual([p.T, p.H, p.Dh]);
     expect(r.out.dtype).toBe(dtype);
     expect(r.logsumexp.shape).toEqual([p.T, p.H]);
@@ -94,12 +84,12 @@ function forward(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number
 
 function backward(x: ReturnType<typeof draw>, p: Problem, dtype: FloatType = 'f64', scale?: number) {
   return scope(() => {
-    const q = f(x.q, [p.T, p.H, p.Dh], dtype);
-    const k = f(x.k, [p.T, p.Hkv, p.Dh], dtype);
-    const v = f(x.v, [p.T, p.Hkv, p.Dh], dtype);
+    const q = floats(x.q, [p.T, p.H, p.Dh], dtype);
+    const k = floats(x.k, [p.T, p.Hkv, p.Dh], dtype);
+    const v = floats(x.v, [p.T, p.Hkv, p.Dh], dtype);
     const ids = ints(p.ids);
     const r = ops.causalAttention(q, k, v, ids, { scale });
-    const g = ops.causalAttentionBackward(q, k, v, ids, r.out, r.logsumexp, f(x.G, [p.T, p.H, p.Dh], dtype), { scale });
+    const g = ops.causalAttentionBackward(q, k, v, ids, r.out, r.logsumexp, floats(x.G, [p.T, p.H, p.Dh], dtype), { scale });
     expect(g.gradQ.shape).toEqual([p.T, p.H, p.Dh]);
     expect(g.gradK.shape).toEqual([p.T, p.Hkv, p.Dh]);
     expect(g.gradV.shape).toEqual([p.T, p.Hkv, p.Dh]);
@@ -177,19 +167,12 @@ describe('causalAttention forward', () => {
   });
 });
 
-/** Rule for the backward: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, FD_FLOOR). */
-const FD_FLOOR = 1e-3;
-function expectGradient(which: string, analytic: Float64Array, L: (x: Float64Array) => number, x: Float64Array, next: () => number, samples = 12): void {
-  expect(analytic.length).toBe(x.length);
-  const picks = Array.from({ length: samples }, () => Math.floor(next() * x.length));
-  for (const i of picks) {
-    const fd = richardson(L, x, i);
-    const err = Math.abs(fd - analytic[i]);
-    if (!(err <= 1e-6 * Math.max(Math.abs(fd), Math.abs(analytic[i]), FD_FLOOR))) {
-      throw new Error(`${which}[${i}]: finite difference ${fd}, analytic ${analytic[i]}`);
-    }
-  }
-}
+/**
+ * Rule for the backward (gradcheck, Richardson with a fixed step 1e-3):
+ * |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, 1e-3), on SAMPLES entries (or all) per gradient.
+ */
+const FD = { step: 1e-3, floor: 1e-3 };
+const SAMPLES = 12;
 
 describe('causalAttentionBackward', () => {
   const { next } = seeded('attention backward');
@@ -201,12 +184,12 @@ describe('causalAttentionBackward', () => {
       const x = draw(next, p);
       const g = backward(x, p);
       const L = (q: Float64Array, k: Float64Array, v: Float64Array) => dot(x.G, forward(q, k, v, p).out);
-      expectGradient(`dq H=${H} Hkv=${Hkv}`, g.dq, (q) => L(q, x.k, x.v), x.q, next);
-      expectGradient(`dk H=${H} Hkv=${Hkv}`, g.dk, (k) => L(x.q, k, x.v), x.k, next);
-      expectGradient(`dv H=${H} Hkv=${Hkv}`, g.dv, (v) => L(x.q, x.k, v), x.v, next);
+      gradcheck(`dq H=${H} Hkv=${Hkv}`, g.dq, (q) => L(q, x.k, x.v), x.q, { ...FD, entries: sampleEntries(next, x.q.length, SAMPLES) });
+      gradcheck(`dk H=${H} Hkv=${Hkv}`, g.dk, (k) => L(x.q, k, x.v), x.k, { ...FD, entries: sampleEntries(next, x.k.length, SAMPLES) });
+      gradcheck(`dv H=${H} Hkv=${Hkv}`, g.dv, (v) => L(x.q, x.k, v), x.v, { ...FD, entries: sampleEntries(next, x.v.length, SAMPLES) });
       // The same differences of the plain-TS reference's L (the native forward is not checking itself).
       const Lref = (k: Float64Array) => dot(x.G, refAttention(x.q, k, x.v, p, 1 / Math.sqrt(8)).out);
-      expectGradient(`dk (TS reference) H=${H} Hkv=${Hkv}`, g.dk, Lref, x.k, next, 4);
+      gradcheck(`dk (TS reference) H=${H} Hkv=${Hkv}`, g.dk, Lref, x.k, { ...FD, entries: sampleEntries(next, x.k.length, 4) });
     });
   }
 
@@ -216,8 +199,8 @@ describe('causalAttentionBackward', () => {
     const x = draw(next, p);
     const g = backward(x, p, 'f64', 0.3);
     const L = (q: Float64Array, k: Float64Array) => dot(x.G, forward(q, k, x.v, p, 'f64', 0.3).out);
-    expectGradient('dq scale 0.3', g.dq, (q) => L(q, x.k), x.q, next);
-    expectGradient('dk scale 0.3', g.dk, (k) => L(x.q, k), x.k, next);
+    gradcheck('dq scale 0.3', g.dq, (q) => L(q, x.k), x.q, { ...FD, entries: sampleEntries(next, x.q.length, SAMPLES) });
+    gradcheck('dk scale 0.3', g.dk, (k) => L(x.q, k), x.k, { ...FD, entries: sampleEntries(next, x.k.length, SAMPLES) });
   });
 });
 
@@ -259,9 +242,9 @@ describe('causalAttention f32 is bitwise the same under any thread count', () =>
 
 describe('causalAttention argument checks', () => {
   const ok = (T = 4, H = 4, Hkv = 2, Dh = 8, dtype: FloatType = 'f64') => ({
-    q: f(new Float64Array(T * H * Dh), [T, H, Dh], dtype),
-    k: f(new Float64Array(T * Hkv * Dh), [T, Hkv, Dh], dtype),
-    v: f(new Float64Array(T * Hkv * Dh), [T, Hkv, Dh], dtype),
+    q: floats(new Float64Array(T * H * Dh), [T, H, Dh], dtype),
+    k: floats(new Float64Array(T * Hkv * Dh), [T, Hkv, Dh], dtype),
+    v: floats(new Float64Array(T * Hkv * Dh), [T, Hkv, Dh], dtype),
     ids: ints(new Int32Array(T)),
   });
   const fwd = (a: ReturnType<typeof ok>) => () => ops.causalAttention(a.q, a.k, a.v, a.ids);
@@ -276,14 +259,14 @@ describe('causalAttention argument checks', () => {
   it('a head-dimension or token-count mismatch is a TypeError naming the argument', () => {
     scope(() => {
       const a = ok();
-      const kBad = f(new Float64Array(4 * 2 * 7), [4, 2, 7]);
+      const kBad = floats(new Float64Array(4 * 2 * 7), [4, 2, 7]);
       expect(caught(() => ops.causalAttention(a.q, kBad, a.v, a.ids))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: k has shape \[4, 2, 7\].*head dimension/) });
-      const vBad = f(new Float64Array(5 * 2 * 8), [5, 2, 8]);
+      const vBad = floats(new Float64Array(5 * 2 * 8), [5, 2, 8]);
       expect(caught(() => ops.causalAttention(a.q, a.k, vBad, a.ids))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: v has shape \[5, 2, 8\].*one row per token/) });
-      const vHeads = f(new Float64Array(4 * 1 * 8), [4, 1, 8]);
+      const vHeads = floats(new Float64Array(4 * 1 * 8), [4, 1, 8]);
       expect(caught(() => ops.causalAttention(a.q, a.k, vHeads, a.ids))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: v has shape \[4, 1, 8\].*kv heads of k/) });
       expect(caught(() => ops.causalAttention(a.q, a.k, a.v, ints([0, 0, 0])))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: sequenceIds has shape \[3\]/) });
-      const q2 = f(new Float64Array(32), [4, 8]);
+      const q2 = floats(new Float64Array(32), [4, 8]);
       expect(caught(() => ops.causalAttention(q2, a.k, a.v, a.ids))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: q has shape \[4, 8\]; expected 3 dimensions/) });
     });
   });
@@ -291,17 +274,17 @@ describe('causalAttention argument checks', () => {
   it('wrong dtypes are TypeErrors naming the argument', () => {
     scope(() => {
       const a = ok();
-      const k32 = f(new Float64Array(4 * 2 * 8), [4, 2, 8], 'f32');
+      const k32 = floats(new Float64Array(4 * 2 * 8), [4, 2, 8], 'f32');
       expect(caught(() => ops.causalAttention(a.q, k32, a.v, a.ids))?.message).toMatch(/^causalAttention: q has dtype f64 but k has dtype f32/);
-      const idsF = f([0, 0, 0, 0], [4]);
+      const idsF = floats([0, 0, 0, 0], [4]);
       expect(caught(() => ops.causalAttention(a.q, a.k, a.v, idsF))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: sequenceIds has dtype f64/) });
       const qi = tensor(new Int32Array(4 * 4 * 8), [4, 4, 8], cpu);
       expect(caught(() => ops.causalAttention(qi, a.k, a.v, a.ids))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttention: q has dtype i32/) });
       const r = ops.causalAttention(a.q, a.k, a.v, a.ids);
-      const lse32 = f(new Float64Array(16), [4, 4], 'f32');
-      const g = f(new Float64Array(4 * 4 * 8), [4, 4, 8]);
+      const lse32 = floats(new Float64Array(16), [4, 4], 'f32');
+      const g = floats(new Float64Array(4 * 4 * 8), [4, 4, 8]);
       expect(caught(() => ops.causalAttentionBackward(a.q, a.k, a.v, a.ids, r.out, lse32, g))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttentionBackward: logsumexp has dtype f32/) });
-      const gBad = f(new Float64Array(4 * 4 * 7), [4, 4, 7]);
+      const gBad = floats(new Float64Array(4 * 4 * 7), [4, 4, 7]);
       expect(caught(() => ops.causalAttentionBackward(a.q, a.k, a.v, a.ids, r.out, r.logsumexp, gBad))).toEqual({ errorClass: 'TypeError', message: expect.stringMatching(/^causalAttentionBackward: gradOut has shape \[4, 4, 7\]/) });
     });
   });
@@ -315,7 +298,7 @@ describe('causalAttention argument checks', () => {
         message: 'causalAttention: sequenceIds[3] = 0 reappears after sequence 1 started; expected the tokens of each sequence to be contiguous',
       });
       const r = ops.causalAttention(a.q, a.k, a.v, a.ids);
-      const g = f(new Float64Array(4 * 4 * 8), [4, 4, 8]);
+      const g = floats(new Float64Array(4 * 4 * 8), [4, 4, 8]);
       expect(caught(() => ops.causalAttentionBackward(a.q, a.k, a.v, ints([2, 5, 2, 2]), r.out, r.logsumexp, g))?.message).toMatch(/^causalAttentionBackward: sequenceIds\[2\] = 2 reappears/);
       // Unsorted but contiguous ids are fine.
       expect(caught(() => ops.causalAttention(a.q, a.k, a.v, ints([5, 5, 1, -3])))).toBeUndefined();
@@ -392,13 +375,13 @@ describe('causalAttention with precomputed spans', () => {
   /** Forward and backward outputs, as bytes, with or without spans. */
   function run(x: ReturnType<typeof draw>, p: Problem, dtype: FloatType, withSpans: boolean): string[] {
     return scope(() => {
-      const q = f(x.q, [p.T, p.H, p.Dh], dtype);
-      const k = f(x.k, [p.T, p.Hkv, p.Dh], dtype);
-      const v = f(x.v, [p.T, p.Hkv, p.Dh], dtype);
+      const q = floats(x.q, [p.T, p.H, p.Dh], dtype);
+      const k = floats(x.k, [p.T, p.Hkv, p.Dh], dtype);
+      const v = floats(x.v, [p.T, p.Hkv, p.Dh], dtype);
       const ids = ints(p.ids);
       const opts = withSpans ? { spans: ops.sequenceSpans(p.ids, 'cpu') } : {};
       const r = ops.causalAttention(q, k, v, ids, opts);
-      const g = ops.causalAttentionBackward(q, k, v, ids, r.out, r.logsumexp, f(x.G, [p.T, p.H, p.Dh], dtype), opts);
+      const g = ops.causalAttentionBackward(q, k, v, ids, r.out, r.logsumexp, floats(x.G, [p.T, p.H, p.Dh], dtype), opts);
       return [r.out, r.logsumexp, g.gradQ, g.gradK, g.gradV].map(bits);
     });
   }
@@ -420,7 +403,7 @@ describe('causalAttention with precomputed spans', () => {
 
   it('T = 0 with [2, 0] spans gives empty outputs', () => {
     scope(() => {
-      const z = f([], [0, 2, 4]);
+      const z = floats([], [0, 2, 4]);
       const r = ops.causalAttention(z, z, z, ints([]), { spans: ops.sequenceSpans(new Int32Array(0), 'cpu') });
       expect(r.out.shape).toEqual([0, 2, 4]);
       expect(r.logsumexp.shape).toEqual([0, 2]);
@@ -431,7 +414,7 @@ describe('causalAttention with precomputed spans', () => {
     scope(() => {
       const p: Problem = { T: 4, H: 2, Hkv: 1, Dh: 4, ids: Int32Array.from([0, 0, 1, 1]) };
       const x = draw(next, p);
-      const [q, k, v] = [f(x.q, [4, 2, 4]), f(x.k, [4, 1, 4]), f(x.v, [4, 1, 4])];
+      const [q, k, v] = [floats(x.q, [4, 2, 4]), floats(x.k, [4, 1, 4]), floats(x.v, [4, 1, 4])];
       const spans = ops.sequenceSpans(p.ids, 'cpu');
       const a = ops.causalAttention(q, k, v, ints(p.ids), { spans });
       const b = ops.causalAttention(q, k, v, ints([0, 0, 1, 0]), { spans });
@@ -443,8 +426,8 @@ describe('causalAttention with precomputed spans', () => {
   describe('a bad spans tensor is a clear error', () => {
     const T = 4;
     const ok = () => {
-      const q = f(new Float64Array(T * 2 * 4), [T, 2, 4]);
-      const kv = f(new Float64Array(T * 1 * 4), [T, 1, 4]);
+      const q = floats(new Float64Array(T * 2 * 4), [T, 2, 4]);
+      const kv = floats(new Float64Array(T * 1 * 4), [T, 1, 4]);
       return { q, kv, ids: ints([0, 0, 1, 1]) };
     };
     const spansT = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), [rows.length, rows[0].length], cpu);
@@ -462,7 +445,7 @@ describe('causalAttention with precomputed spans', () => {
           [ints([0, 0, 2, 2]), /^causalAttention(Backward)?: spans has shape \[4\]; expected 2 dimensions/],
           [spansT([[0, 0, 2, 2, 4], [2, 2, 4, 4, 5]]), /^causalAttention(Backward)?: spans has shape \[2, 5\].*one column per token of q/],
           [spansT([[0, 0, 2, 2], [2, 2, 4, 4], [0, 0, 0, 0]]), /^causalAttention(Backward)?: spans has shape \[3, 4\].*starts.*ends/],
-          [f([0, 0, 2, 2, 2, 2, 4, 4], [2, 4]), /^causalAttention(Backward)?: spans has dtype f64/],
+          [floats([0, 0, 2, 2, 2, 2, 4, 4], [2, 4]), /^causalAttention(Backward)?: spans has dtype f64/],
         ];
         for (const [spans, re] of cases) {
           const { fwd, bwd } = both(a, spans);

@@ -4,7 +4,6 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import * as osp from '../src';
 import { generate } from '../src/generate';
 import { LlamaModel, packSequences } from '../src/model/llama';
 import { Tokenizer } from '../src/model/tokenizer';
@@ -13,7 +12,7 @@ import { seeded } from './helpers/random';
 import { tinyConfig } from './helpers/tinyLlama';
 import { gpuSuite } from './helpers/gpu';
 
-const { cuda, describeGpu } = gpuSuite('GPU generate suite');
+const { describeGpu } = gpuSuite('GPU generate suite');
 
 describeGpu('generate on cuda', () => {
   const config = { ...tinyConfig(false), vocabSize: 257, eosTokenId: 256, maxPositionEmbeddings: 64 };

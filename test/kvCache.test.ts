@@ -10,8 +10,7 @@ import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { normals, seeded } from './helpers/random';
 import { expectSameOutputUnderThreads } from './helpers/child';
-import { f, ints, read, f32, maxAbs, expectRel, cpu } from './helpers/kernelTest';
-import type { FloatType } from './helpers/kernelTest';
+import { floats, ints, read, f32, maxAbs, expectRel, cpu, type FloatType } from './helpers/tensors';
 
 
 
@@ -82,8 +81,8 @@ describe('kvCacheWrite', () => {
       const values = normals(next, 4 * row);
       const slots = [2, 0, 2, 1];
       const positions = [4, 0, 1, 3];
-      const cache = f(before, [c.S, c.L, c.Hkv, c.Dh]);
-      expect(ops.kvCacheWrite(cache, f(values, [4, c.Hkv, c.Dh]), ints(slots), ints(positions))).toBeUndefined();
+      const cache = floats(before, [c.S, c.L, c.Hkv, c.Dh]);
+      expect(ops.kvCacheWrite(cache, floats(values, [4, c.Hkv, c.Dh]), ints(slots), ints(positions))).toBeUndefined();
       const want = Float64Array.from(before);
       slots.forEach((s, i) => want.set(values.subarray(i * row, (i + 1) * row), (s * c.L + positions[i]) * row));
       expect(read(cache)).toEqual(want);
@@ -92,8 +91,8 @@ describe('kvCacheWrite', () => {
 
   it('with a repeated (slot, position) the last row wins on cpu', () => {
     scope(() => {
-      const cache = f(new Float64Array(2 * 2 * 1 * 2), [2, 2, 1, 2]);
-      const values = f([1, 1, 2, 2, 3, 3, 4, 4], [4, 1, 2]);
+      const cache = floats(new Float64Array(2 * 2 * 1 * 2), [2, 2, 1, 2]);
+      const values = floats([1, 1, 2, 2, 3, 3, 4, 4], [4, 1, 2]);
       ops.kvCacheWrite(cache, values, ints([1, 0, 1, 1]), ints([0, 1, 0, 0]));
       expect(read(cache)).toEqual(Float64Array.from([0, 0, 2, 2, 4, 4, 0, 0]));
     });
@@ -101,8 +100,8 @@ describe('kvCacheWrite', () => {
 
   it('an out-of-range slot or position is a RangeError naming the lowest index, and nothing is written', () => {
     scope(() => {
-      const cache = f(new Float64Array(2 * 3 * 1 * 2), [2, 3, 1, 2]);
-      const values = f([1, 1, 2, 2, 3, 3], [3, 1, 2]);
+      const cache = floats(new Float64Array(2 * 3 * 1 * 2), [2, 3, 1, 2]);
+      const values = floats([1, 1, 2, 2, 3, 3], [3, 1, 2]);
       expect(caught(() => ops.kvCacheWrite(cache, values, ints([0, 2, -1]), ints([0, 0, 0])))).toEqual({
         errorClass: 'RangeError',
         message: 'kvCacheWrite: slots[1] = 2 is outside [0, 2) (the slots of cache)',
@@ -120,10 +119,10 @@ describe('kvCacheWrite', () => {
 
   it('accepts f32 and an empty batch', () => {
     scope(() => {
-      const cache = f(new Float64Array(4), [1, 2, 1, 2], 'f32');
-      ops.kvCacheWrite(cache, f([0.5, -1.25], [1, 1, 2], 'f32'), ints([0]), ints([1]));
+      const cache = floats(new Float64Array(4), [1, 2, 1, 2], 'f32');
+      ops.kvCacheWrite(cache, floats([0.5, -1.25], [1, 1, 2], 'f32'), ints([0]), ints([1]));
       expect(read(cache)).toEqual(Float64Array.from([0, 0, 0.5, -1.25]));
-      ops.kvCacheWrite(cache, f([], [0, 1, 2], 'f32'), ints([]), ints([]));
+      ops.kvCacheWrite(cache, floats([], [0, 1, 2], 'f32'), ints([]), ints([]));
       expect(read(cache)).toEqual(Float64Array.from([0, 0, 0.5, -1.25]));
     });
   });
@@ -143,7 +142,7 @@ describe('cachedAttention against the plain-TS f64 reference', () => {
         const N = slots.length;
         const q = normals(next, N * H * Dh);
         const shape = [c.S, c.L, Hkv, Dh];
-        const out = ops.cachedAttention(f(q, [N, H, Dh]), f(kc, shape), f(vc, shape), ints(slots), ints(positions));
+        const out = ops.cachedAttention(floats(q, [N, H, Dh]), floats(kc, shape), floats(vc, shape), ints(slots), ints(positions));
         expect(out.shape).toEqual([N, H, Dh]);
         expect(out.dtype).toBe('f64');
         const want = refCachedAttention(q, kc, vc, slots, positions, H, c);
@@ -158,7 +157,7 @@ describe('cachedAttention against the plain-TS f64 reference', () => {
       const kc = normals(next, 2 * 4 * 3);
       const vc = normals(next, 2 * 4 * 3);
       const q = normals(next, 2 * 2 * 3);
-      const out = ops.cachedAttention(f(q, [2, 2, 3]), f(kc, [2, 4, 1, 3]), f(vc, [2, 4, 1, 3]), ints([1, 0]), ints([3, 2]), { scale: 0.3 });
+      const out = ops.cachedAttention(floats(q, [2, 2, 3]), floats(kc, [2, 4, 1, 3]), floats(vc, [2, 4, 1, 3]), ints([1, 0]), ints([3, 2]), { scale: 0.3 });
       expectRel(read(out), refCachedAttention(q, kc, vc, [1, 0], [3, 2], 2, c, 0.3), 1e-12, 1e-3, 'scale 0.3');
     });
   });
@@ -174,12 +173,12 @@ describe('cachedAttention equals causalAttention over the same packed sequences'
         const { T, slots, positions } = packed(lengths);
         const c: Cache = { S: 3, L: 20, Hkv, Dh };
         const [q, k, v] = [normals(next, T * H * Dh), normals(next, T * Hkv * Dh), normals(next, T * Hkv * Dh)];
-        const kCache = f(normals(next, c.S * c.L * Hkv * Dh), [c.S, c.L, Hkv, Dh]); // stale rows past each length
-        const vCache = f(normals(next, c.S * c.L * Hkv * Dh), [c.S, c.L, Hkv, Dh]);
-        ops.kvCacheWrite(kCache, f(k, [T, Hkv, Dh]), ints(slots), ints(positions));
-        ops.kvCacheWrite(vCache, f(v, [T, Hkv, Dh]), ints(slots), ints(positions));
-        const got = ops.cachedAttention(f(q, [T, H, Dh]), kCache, vCache, ints(slots), ints(positions));
-        const want = ops.causalAttention(f(q, [T, H, Dh]), f(k, [T, Hkv, Dh]), f(v, [T, Hkv, Dh]), ints(slots)).out;
+        const kCache = floats(normals(next, c.S * c.L * Hkv * Dh), [c.S, c.L, Hkv, Dh]); // stale rows past each length
+        const vCache = floats(normals(next, c.S * c.L * Hkv * Dh), [c.S, c.L, Hkv, Dh]);
+        ops.kvCacheWrite(kCache, floats(k, [T, Hkv, Dh]), ints(slots), ints(positions));
+        ops.kvCacheWrite(vCache, floats(v, [T, Hkv, Dh]), ints(slots), ints(positions));
+        const got = ops.cachedAttention(floats(q, [T, H, Dh]), kCache, vCache, ints(slots), ints(positions));
+        const want = ops.causalAttention(floats(q, [T, H, Dh]), floats(k, [T, Hkv, Dh]), floats(v, [T, Hkv, Dh]), ints(slots)).out;
         expectRel(read(got), read(want), 1e-12, 1e-3, `prefill H=${H} Hkv=${Hkv} Dh=${Dh}`);
       });
     });
@@ -189,24 +188,24 @@ describe('cachedAttention equals causalAttention over the same packed sequences'
     scope(() => {
       const [H, Hkv, Dh] = [4, 2, 6];
       const c: Cache = { S: 3, L: 24, Hkv, Dh };
-      const kCache = f(new Float64Array(c.S * c.L * Hkv * Dh), [c.S, c.L, Hkv, Dh]);
-      const vCache = f(new Float64Array(c.S * c.L * Hkv * Dh), [c.S, c.L, Hkv, Dh]);
+      const kCache = floats(new Float64Array(c.S * c.L * Hkv * Dh), [c.S, c.L, Hkv, Dh]);
+      const vCache = floats(new Float64Array(c.S * c.L * Hkv * Dh), [c.S, c.L, Hkv, Dh]);
       const seqs = lengths.map((len) => ({ q: normals(next, (len + 1) * H * Dh), k: normals(next, (len + 1) * Hkv * Dh), v: normals(next, (len + 1) * Hkv * Dh) }));
       // Prompts first, then each slot's new token written at position len and queried there.
       const prompt = packed(lengths);
       const cat = (key: 'k' | 'v') => Float64Array.from(seqs.flatMap((s, i) => Array.from(s[key].subarray(0, lengths[i] * Hkv * Dh))));
-      ops.kvCacheWrite(kCache, f(cat('k'), [prompt.T, Hkv, Dh]), ints(prompt.slots), ints(prompt.positions));
-      ops.kvCacheWrite(vCache, f(cat('v'), [prompt.T, Hkv, Dh]), ints(prompt.slots), ints(prompt.positions));
+      ops.kvCacheWrite(kCache, floats(cat('k'), [prompt.T, Hkv, Dh]), ints(prompt.slots), ints(prompt.positions));
+      ops.kvCacheWrite(vCache, floats(cat('v'), [prompt.T, Hkv, Dh]), ints(prompt.slots), ints(prompt.positions));
       const last = (a: Float64Array, i: number, w: number) => Array.from(a.subarray(lengths[i] * w, (lengths[i] + 1) * w));
       const step = (key: 'q' | 'k' | 'v', w: number) => Float64Array.from(seqs.flatMap((s, i) => last(s[key], i, w)));
       const slots = ints([0, 1, 2]);
       const positions = ints(lengths);
-      ops.kvCacheWrite(kCache, f(step('k', Hkv * Dh), [3, Hkv, Dh]), slots, positions);
-      ops.kvCacheWrite(vCache, f(step('v', Hkv * Dh), [3, Hkv, Dh]), slots, positions);
-      const got = read(ops.cachedAttention(f(step('q', H * Dh), [3, H, Dh]), kCache, vCache, slots, positions));
+      ops.kvCacheWrite(kCache, floats(step('k', Hkv * Dh), [3, Hkv, Dh]), slots, positions);
+      ops.kvCacheWrite(vCache, floats(step('v', Hkv * Dh), [3, Hkv, Dh]), slots, positions);
+      const got = read(ops.cachedAttention(floats(step('q', H * Dh), [3, H, Dh]), kCache, vCache, slots, positions));
       seqs.forEach((s, i) => {
         const n = lengths[i] + 1;
-        const full = ops.causalAttention(f(s.q, [n, H, Dh]), f(s.k, [n, Hkv, Dh]), f(s.v, [n, Hkv, Dh]), ints(new Int32Array(n))).out;
+        const full = ops.causalAttention(floats(s.q, [n, H, Dh]), floats(s.k, [n, Hkv, Dh]), floats(s.v, [n, Hkv, Dh]), ints(new Int32Array(n))).out;
         const want = read(full).subarray((n - 1) * H * Dh);
         expectRel(got.subarray(i * H * Dh, (i + 1) * H * Dh), want, 1e-12, 1e-3, `decode slot ${i}`);
       });
@@ -226,10 +225,10 @@ describe('cachedAttention f32 against f64', () => {
       const slots = Array.from({ length: N }, (_, i) => i % S);
       const positions = Array.from({ length: N }, (_, i) => (i * 17) % L);
       const run = (dtype: FloatType) =>
-        read(ops.cachedAttention(f(q, [N, H, Dh], dtype), f(kc, [S, L, Hkv, Dh], dtype), f(vc, [S, L, Hkv, Dh], dtype), ints(slots), ints(positions)));
+        read(ops.cachedAttention(floats(q, [N, H, Dh], dtype), floats(kc, [S, L, Hkv, Dh], dtype), floats(vc, [S, L, Hkv, Dh], dtype), ints(slots), ints(positions)));
       const want = run('f64');
       const got = run('f32');
-      expect(ops.cachedAttention(f(q, [N, H, Dh], 'f32'), f(kc, [S, L, Hkv, Dh], 'f32'), f(vc, [S, L, Hkv, Dh], 'f32'), ints(slots), ints(positions)).dtype).toBe('f32');
+      expect(ops.cachedAttention(floats(q, [N, H, Dh], 'f32'), floats(kc, [S, L, Hkv, Dh], 'f32'), floats(vc, [S, L, Hkv, Dh], 'f32'), ints(slots), ints(positions)).dtype).toBe('f32');
       expectRel(got, want, 1e-5, maxAbs(want), 'f32 vs f64');
     });
   });
@@ -257,10 +256,10 @@ describe('kv cache ops are bitwise the same under any thread count', () => {
 describe('kv cache argument checks', () => {
   const S = 2, L = 4, Hkv = 2, Dh = 8, H = 4, N = 3;
   const ok = (dtype: FloatType = 'f64') => ({
-    cache: f(new Float64Array(S * L * Hkv * Dh), [S, L, Hkv, Dh], dtype),
-    vCache: f(new Float64Array(S * L * Hkv * Dh), [S, L, Hkv, Dh], dtype),
-    values: f(new Float64Array(N * Hkv * Dh), [N, Hkv, Dh], dtype),
-    q: f(new Float64Array(N * H * Dh), [N, H, Dh], dtype),
+    cache: floats(new Float64Array(S * L * Hkv * Dh), [S, L, Hkv, Dh], dtype),
+    vCache: floats(new Float64Array(S * L * Hkv * Dh), [S, L, Hkv, Dh], dtype),
+    values: floats(new Float64Array(N * Hkv * Dh), [N, Hkv, Dh], dtype),
+    q: floats(new Float64Array(N * H * Dh), [N, H, Dh], dtype),
     slots: ints([0, 1, 1]),
     positions: ints([0, 3, 2]),
   });
@@ -271,18 +270,18 @@ describe('kv cache argument checks', () => {
       const a = ok();
       const bf = tensor(new Float32Array(S * L * Hkv * Dh), [S, L, Hkv, Dh], { dtype: 'bf16', device: 'cpu' });
       err(() => ops.kvCacheWrite(bf, a.values, a.slots, a.positions), 'TypeError', /^kvCacheWrite: cache has dtype bf16 on cpu; expected f32 or f64/);
-      err(() => ops.kvCacheWrite(a.cache, f(new Float64Array(N * Hkv * Dh), [N, Hkv, Dh], 'f32'), a.slots, a.positions), 'TypeError', /^kvCacheWrite: cache has dtype f64 but values has dtype f32/);
-      err(() => ops.kvCacheWrite(a.cache, a.values, f([0, 1, 1], [3]), a.positions), 'TypeError', /^kvCacheWrite: slots has dtype f64/);
-      err(() => ops.kvCacheWrite(a.cache, a.values, a.slots, f([0, 1, 1], [3])), 'TypeError', /^kvCacheWrite: positions has dtype f64/);
+      err(() => ops.kvCacheWrite(a.cache, floats(new Float64Array(N * Hkv * Dh), [N, Hkv, Dh], 'f32'), a.slots, a.positions), 'TypeError', /^kvCacheWrite: cache has dtype f64 but values has dtype f32/);
+      err(() => ops.kvCacheWrite(a.cache, a.values, floats([0, 1, 1], [3]), a.positions), 'TypeError', /^kvCacheWrite: slots has dtype f64/);
+      err(() => ops.kvCacheWrite(a.cache, a.values, a.slots, floats([0, 1, 1], [3])), 'TypeError', /^kvCacheWrite: positions has dtype f64/);
     });
   });
 
   it('kvCacheWrite: wrong shapes are TypeErrors naming the argument and the expectation', () => {
     scope(() => {
       const a = ok();
-      err(() => ops.kvCacheWrite(f(new Float64Array(8), [S, L]), a.values, a.slots, a.positions), 'TypeError', /^kvCacheWrite: cache has shape \[2, 4\]; expected 4 dimensions/);
-      err(() => ops.kvCacheWrite(a.cache, f(new Float64Array(N * Dh), [N, 1, Dh]), a.slots, a.positions), 'TypeError', /^kvCacheWrite: values has shape \[3, 1, 8\].*kv heads of cache/);
-      err(() => ops.kvCacheWrite(a.cache, f(new Float64Array(N * Hkv * 7), [N, Hkv, 7]), a.slots, a.positions), 'TypeError', /^kvCacheWrite: values has shape \[3, 2, 7\].*head dimension of cache/);
+      err(() => ops.kvCacheWrite(floats(new Float64Array(8), [S, L]), a.values, a.slots, a.positions), 'TypeError', /^kvCacheWrite: cache has shape \[2, 4\]; expected 4 dimensions/);
+      err(() => ops.kvCacheWrite(a.cache, floats(new Float64Array(N * Dh), [N, 1, Dh]), a.slots, a.positions), 'TypeError', /^kvCacheWrite: values has shape \[3, 1, 8\].*kv heads of cache/);
+      err(() => ops.kvCacheWrite(a.cache, floats(new Float64Array(N * Hkv * 7), [N, Hkv, 7]), a.slots, a.positions), 'TypeError', /^kvCacheWrite: values has shape \[3, 2, 7\].*head dimension of cache/);
       err(() => ops.kvCacheWrite(a.cache, a.values, ints([0, 1]), a.positions), 'TypeError', /^kvCacheWrite: slots has shape \[2\].*one per row of values/);
       err(() => ops.kvCacheWrite(a.cache, a.values, a.slots, ints([0, 1, 1, 1])), 'TypeError', /^kvCacheWrite: positions has shape \[4\].*one per row of values/);
       err(() => ops.kvCacheWrite(a.cache, a.values.transpose(1, 2), a.slots, a.positions), 'TypeError', /^kvCacheWrite: values/);
@@ -304,24 +303,24 @@ describe('kv cache argument checks', () => {
       const a = ok();
       const qi = tensor(new Int32Array(N * H * Dh), [N, H, Dh], cpu);
       err(() => ops.cachedAttention(qi, a.cache, a.vCache, a.slots, a.positions), 'TypeError', /^cachedAttention: q has dtype i32/);
-      const k32 = f(new Float64Array(S * L * Hkv * Dh), [S, L, Hkv, Dh], 'f32');
+      const k32 = floats(new Float64Array(S * L * Hkv * Dh), [S, L, Hkv, Dh], 'f32');
       err(() => ops.cachedAttention(a.q, k32, a.vCache, a.slots, a.positions), 'TypeError', /^cachedAttention: q has dtype f64 but kCache has dtype f32/);
       err(() => ops.cachedAttention(a.q, a.cache, k32, a.slots, a.positions), 'TypeError', /^cachedAttention: q has dtype f64 but vCache has dtype f32/);
-      err(() => ops.cachedAttention(a.q, a.cache, a.vCache, f([0, 1, 1], [3]), a.positions), 'TypeError', /^cachedAttention: slots has dtype f64/);
-      err(() => ops.cachedAttention(a.q, a.cache, a.vCache, a.slots, f([0, 1, 1], [3])), 'TypeError', /^cachedAttention: positions has dtype f64/);
+      err(() => ops.cachedAttention(a.q, a.cache, a.vCache, floats([0, 1, 1], [3]), a.positions), 'TypeError', /^cachedAttention: slots has dtype f64/);
+      err(() => ops.cachedAttention(a.q, a.cache, a.vCache, a.slots, floats([0, 1, 1], [3])), 'TypeError', /^cachedAttention: positions has dtype f64/);
     });
   });
 
   it('cachedAttention: wrong shapes are TypeErrors naming the argument and the expectation', () => {
     scope(() => {
       const a = ok();
-      err(() => ops.cachedAttention(f(new Float64Array(N * H), [N, H]), a.cache, a.vCache, a.slots, a.positions), 'TypeError', /^cachedAttention: q has shape \[3, 4\]; expected 3 dimensions/);
-      err(() => ops.cachedAttention(a.q, f(new Float64Array(S * L * Hkv * Dh), [S * L, Hkv, Dh]), a.vCache, a.slots, a.positions), 'TypeError', /^cachedAttention: kCache has shape \[8, 2, 8\]; expected 4 dimensions/);
-      err(() => ops.cachedAttention(a.q, f(new Float64Array(S * L * Hkv * 7), [S, L, Hkv, 7]), a.vCache, a.slots, a.positions), 'TypeError', /^cachedAttention: kCache has shape \[2, 4, 2, 7\].*head dimension of q/);
-      err(() => ops.cachedAttention(a.q, f(new Float64Array(S * L * 3 * Dh), [S, L, 3, Dh]), f(new Float64Array(S * L * 3 * Dh), [S, L, 3, Dh]), a.slots, a.positions), 'TypeError', /^cachedAttention: kCache has shape \[2, 4, 3, 8\] \(3 kv heads\).*divides q's 4 heads/);
-      err(() => ops.cachedAttention(a.q, a.cache, f(new Float64Array(3 * L * Hkv * Dh), [3, L, Hkv, Dh]), a.slots, a.positions), 'TypeError', /^cachedAttention: vCache has shape \[3, 4, 2, 8\].*slots of kCache/);
-      err(() => ops.cachedAttention(a.q, a.cache, f(new Float64Array(S * 5 * Hkv * Dh), [S, 5, Hkv, Dh]), a.slots, a.positions), 'TypeError', /^cachedAttention: vCache has shape \[2, 5, 2, 8\].*length of kCache/);
-      err(() => ops.cachedAttention(a.q, a.cache, f(new Float64Array(S * L * 1 * Dh), [S, L, 1, Dh]), a.slots, a.positions), 'TypeError', /^cachedAttention: vCache has shape \[2, 4, 1, 8\].*kv heads of kCache/);
+      err(() => ops.cachedAttention(floats(new Float64Array(N * H), [N, H]), a.cache, a.vCache, a.slots, a.positions), 'TypeError', /^cachedAttention: q has shape \[3, 4\]; expected 3 dimensions/);
+      err(() => ops.cachedAttention(a.q, floats(new Float64Array(S * L * Hkv * Dh), [S * L, Hkv, Dh]), a.vCache, a.slots, a.positions), 'TypeError', /^cachedAttention: kCache has shape \[8, 2, 8\]; expected 4 dimensions/);
+      err(() => ops.cachedAttention(a.q, floats(new Float64Array(S * L * Hkv * 7), [S, L, Hkv, 7]), a.vCache, a.slots, a.positions), 'TypeError', /^cachedAttention: kCache has shape \[2, 4, 2, 7\].*head dimension of q/);
+      err(() => ops.cachedAttention(a.q, floats(new Float64Array(S * L * 3 * Dh), [S, L, 3, Dh]), floats(new Float64Array(S * L * 3 * Dh), [S, L, 3, Dh]), a.slots, a.positions), 'TypeError', /^cachedAttention: kCache has shape \[2, 4, 3, 8\] \(3 kv heads\).*divides q's 4 heads/);
+      err(() => ops.cachedAttention(a.q, a.cache, floats(new Float64Array(3 * L * Hkv * Dh), [3, L, Hkv, Dh]), a.slots, a.positions), 'TypeError', /^cachedAttention: vCache has shape \[3, 4, 2, 8\].*slots of kCache/);
+      err(() => ops.cachedAttention(a.q, a.cache, floats(new Float64Array(S * 5 * Hkv * Dh), [S, 5, Hkv, Dh]), a.slots, a.positions), 'TypeError', /^cachedAttention: vCache has shape \[2, 5, 2, 8\].*length of kCache/);
+      err(() => ops.cachedAttention(a.q, a.cache, floats(new Float64Array(S * L * 1 * Dh), [S, L, 1, Dh]), a.slots, a.positions), 'TypeError', /^cachedAttention: vCache has shape \[2, 4, 1, 8\].*kv heads of kCache/);
       err(() => ops.cachedAttention(a.q, a.cache, a.vCache, ints([0, 1]), a.positions), 'TypeError', /^cachedAttention: slots has shape \[2\].*one per query of q/);
       err(() => ops.cachedAttention(a.q, a.cache, a.vCache, a.slots, ints([0])), 'TypeError', /^cachedAttention: positions has shape \[1\].*one per query of q/);
       err(() => ops.cachedAttention(a.q, a.cache.transpose(1, 2), a.vCache, a.slots, a.positions), 'TypeError', /^cachedAttention: kCache is a non-contiguous view/);

@@ -7,7 +7,7 @@
 import * as osp from '../src';
 import { LlamaModel, packSequences, llamaParameterShapes } from '../src/model/llama';
 import { integers, normals, seeded } from './helpers/random';
-import { richardson } from './helpers/reference';
+import { cpu, dot, gradcheck, read, sampleEntries } from './helpers/tensors';
 import { tinyConfig } from './helpers/tinyLlama';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -16,31 +16,14 @@ import { saveLlama } from '../src/model/hub';
 import { loadLlama } from '../src/model/llama';
 import { RopeScaling } from '../src/model/config';
 
-const cpu = { device: 'cpu' } as const;
-
 const LENGTHS = [1, 5, 17];
 
-function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-}
-
 /**
- * Rule: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, FD_FLOOR). The floor 1e-4 (an absolute
- * 1e-10) sits well above the differences' rounding error, about u |L| / h ~ 1e-11 for |L| ~ 30.
+ * Rule for the backward (gradcheck, Richardson with a fixed step 1e-3):
+ * |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, 1e-4). The floor 1e-4 (an absolute 1e-10) sits
+ * well above the differences' rounding error, about u |L| / h ~ 1e-11 for |L| ~ 30.
  */
-const FD_FLOOR = 1e-4;
-function expectGradient(which: string, analytic: Float64Array, L: (x: Float64Array) => number, x: Float64Array, picks: number[]): void {
-  expect(analytic.length).toBe(x.length);
-  for (const i of picks) {
-    const fd = richardson(L, x, i);
-    const err = Math.abs(fd - analytic[i]);
-    if (!(err <= 1e-6 * Math.max(Math.abs(fd), Math.abs(analytic[i]), FD_FLOOR))) {
-      throw new Error(`${which}[${i}]: finite difference ${fd}, analytic ${analytic[i]} (|err| ${err})`);
-    }
-  }
-}
+const FD = { step: 1e-3, floor: 1e-4 };
 
 function randomSequences(next: () => number, lengths: number[], V: number): Int32Array[] {
   return lengths.map((n) => integers(next, n, 0, V));
@@ -127,13 +110,13 @@ for (const [tie, llama3] of [[false, false], [true, false], [false, true]]) {
             replaced.set(name, osp.tensor(v, p.shape, cpu));
             return dot(g, new LlamaModel(config, replaced).tokenLogprobs(batch, targets, opts));
           });
-        let picks = Array.from({ length: 5 }, () => Math.floor(next() * x.length));
+        let picks = sampleEntries(next, x.length, 5);
         if (name === 'model.embed_tokens.weight') {
           // Rows of tokens in the batch (the other rows only reach L through a tied head).
           const D = config.hiddenSize;
           picks = [used[Math.floor(next() * used.length)] * D + Math.floor(next() * D), used[0] * D + Math.floor(next() * D), picks[0]];
         }
-        expectGradient(name, Float64Array.from(result.grads.get(name)!.toArray()), L, x, picks);
+        gradcheck(name, read(result.grads.get(name)!), L, x, { ...FD, entries: picks });
       }
     });
 
@@ -144,8 +127,8 @@ for (const [tie, llama3] of [[false, false], [true, false], [false, true]]) {
       });
       const L = (v: Float64Array) =>
         osp.scope(() => dot(g, model.tokenLogprobs(batch, targets, { ...opts, inputEmbeddings: osp.tensor(v, [T, 32], cpu) })));
-      const picks = Array.from({ length: 12 }, () => Math.floor(next() * x0.length));
-      expectGradient('inputEmbeddings', Float64Array.from(result.gradInputEmbeddings.toArray()), L, x0, picks);
+      const picks = sampleEntries(next, x0.length, 12);
+      gradcheck('inputEmbeddings', read(result.gradInputEmbeddings), L, x0, { ...FD, entries: picks });
     });
   });
 }

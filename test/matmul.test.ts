@@ -7,7 +7,7 @@
 import * as osp from '../src';
 import { caught } from './helpers/errors';
 import { normals, seeded } from './helpers/random';
-import { FloatType, DTYPES, cpu, held, floats, read, expectWithin } from './helpers/tensors';
+import { FloatType, DTYPES, cpu, held, floats, read, maxAbs, expectWithin, gradcheck, sampleEntries } from './helpers/tensors';
 import { expectSameOutputUnderThreads } from './helpers/child';
 
 /** Relative tolerance against the f64 reference: f64 to 1e-12, f32 (f32 products and sums) to 1e-5. */
@@ -45,8 +45,6 @@ function refMatmul(p: Problem): Float64Array {
   }
   return c;
 }
-
-const maxAbs = (x: ArrayLike<number>) => Array.from(x).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
 /**
  * Tolerance: |got - want| <= rel * max(|want|, sqrt(K) * max|a| * max|b|). The floor is the size of
@@ -97,7 +95,7 @@ describe('matmul against the plain-TS f64 triple loop', () => {
 
   it.each(DTYPES)('%s: [1, 1] x [1, 1] is the product of the two numbers', (dtype) => {
     const got = osp.scope(() => read(osp.matmul(floats([3], [1, 1], dtype), floats([-0.5], [1, 1], dtype))));
-    expect(got).toEqual([-1.5]);
+    expect(got).toEqual(Float64Array.of(-1.5));
   });
 
   it.each(CASES)('%s, transA %s, transB %s: K = 0 gives zeros; M = 0 or N = 0 gives an empty result', (dtype, transA, transB) => {
@@ -107,7 +105,7 @@ describe('matmul against the plain-TS f64 triple loop', () => {
       const z = osp.matmul(a(3, 0), b(0, 4), { transA, transB });
       expect(z.shape).toEqual([3, 4]);
       expect(z.dtype).toBe(dtype);
-      expect(read(z)).toEqual(new Array(12).fill(0));
+      expect(read(z)).toEqual(new Float64Array(12));
       expect(osp.matmul(a(0, 5), b(5, 4), { transA, transB }).shape).toEqual([0, 4]);
       expect(osp.matmul(a(3, 5), b(5, 0), { transA, transB }).shape).toEqual([3, 0]);
     });
@@ -127,8 +125,9 @@ describe('matmul f32 at a larger shape against the f64 op', () => {
 describe('matmul backward identities against finite differences (f64)', () => {
   const { next } = seeded('matmul finite differences');
   // L(a, b) = sum(G ⊙ matmul(a, b, opts)) is linear in each of a and b, so the central difference
-  // (L(x + h) - L(x - h)) / 2h has no truncation error; what is left is rounding, about
-  // u |L| / h ~ 1e-16 * 1e2 / 2^-8 ~ 1e-12 here. Rule: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, 1).
+  // (L(x + h) - L(x - h)) / 2h has no truncation error (no Richardson step needed); what is left is
+  // rounding, about u |L| / h ~ 1e-16 * 1e2 / 2^-8 ~ 1e-12 here (less: gradcheck differences L
+  // element by element). Rule: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, 1), on 12 entries (or all).
   // The gradients are themselves matmuls: with op(a) [M, K], op(b) [K, N],
   //   d op(a) = G op(b)^T, d op(b) = op(a)^T G,
   // so da = matmul(G, b, {transB: !transB}) (or matmul(b, G, {transA: transB, transB: true}) for a
@@ -151,29 +150,10 @@ describe('matmul backward identities against finite differences (f64)', () => {
         const B = floats(p.b, shapeB(p), 'f64');
         const da = read(transA ? osp.matmul(B, g, { transA: transB, transB: true }) : osp.matmul(g, B, { transB: !transB }));
         const db = read(transB ? osp.matmul(g, A, { transA: true, transB: transA }) : osp.matmul(A, g, { transA: !transA }));
-        const L = (a: Float64Array, b: Float64Array) =>
-          osp.scope(() => {
-            const c = read(osp.matmul(floats(a, shapeA(p), 'f64'), floats(b, shapeB(p), 'f64'), { transA, transB }));
-            return c.reduce((s, v, i) => s + v * G[i], 0);
-          });
-        for (const [which, grad, x] of [
-          ['da', da, p.a],
-          ['db', db, p.b],
-        ] as const) {
-          expect(grad.length).toBe(x.length);
-          for (let s = 0; s < Math.min(SAMPLES, x.length); s++) {
-            const i = Math.floor(next() * x.length);
-            const plus = Float64Array.from(x);
-            const minus = Float64Array.from(x);
-            plus[i] += H;
-            minus[i] -= H;
-            const fd = which === 'da' ? (L(plus, p.b) - L(minus, p.b)) / (2 * H) : (L(p.a, plus) - L(p.a, minus)) / (2 * H);
-            const err = Math.abs(fd - grad[i]);
-            if (!(err <= 1e-6 * Math.max(Math.abs(fd), Math.abs(grad[i]), 1))) {
-              throw new Error(`${which}[${i}] (M=${M} N=${N} K=${K}): finite difference ${fd}, analytic ${grad[i]}`);
-            }
-          }
-        }
+        const c = (a: Float64Array, b: Float64Array) => osp.scope(() => read(osp.matmul(floats(a, shapeA(p), 'f64'), floats(b, shapeB(p), 'f64'), { transA, transB })));
+        const fd = { weights: G, step: H, richardson: false, floor: 1, label: (i: number) => `[${i}] (M=${M} N=${N} K=${K})` };
+        gradcheck('da', da, (a) => c(a, p.b), p.a, { ...fd, entries: sampleEntries(next, p.a.length, SAMPLES) });
+        gradcheck('db', db, (b) => c(p.a, b), p.b, { ...fd, entries: sampleEntries(next, p.b.length, SAMPLES) });
       });
     }
   });

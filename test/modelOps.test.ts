@@ -9,47 +9,16 @@ import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { integers, normals, seeded } from './helpers/random';
 import { expectSameOutputUnderThreads } from './helpers/child';
-import { richardson } from './helpers/reference';
-import { f, ints, read, f32, maxAbs, cpu } from './helpers/kernelTest';
-import type { FloatType } from './helpers/kernelTest';
+import { floats, ints, read, f32, maxAbs, dot, expectRel, gradcheck, sampleEntries, cpu, type FloatType } from './helpers/tensors';
 import { ropeInvFreq } from '../src/model/rope';
 import { RopeScaling } from '../src/model/config';
 
-
-/** The values an f32 tensor holds. */
-
-/** Fails naming the first element with |got - want| > rel * max(|want|, floor) (NaN fails); floor may vary per element. */
-function expectRel(got: ArrayLike<number>, want: ArrayLike<number>, rel: number, floor: number | ((i: number) => number), what: string): void {
-  expect(got.length).toBe(want.length);
-  for (let i = 0; i < want.length; i++) {
-    const tol = rel * Math.max(Math.abs(want[i]), typeof floor === 'number' ? floor : floor(i));
-    if (!(Math.abs(got[i] - want[i]) <= tol)) {
-      throw new Error(`${what}: at [${i}] expected ${want[i]}, got ${got[i]} (|err| ${Math.abs(got[i] - want[i])} > ${tol})`);
-    }
-  }
-}
-
-/** Rule for the backward: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, FD_FLOOR). */
-const FD_FLOOR = 1e-3;
-function expectGradient(which: string, analytic: Float64Array, L: (x: Float64Array) => number, x: Float64Array, next: () => number, samples = 10): void {
-  expect(analytic.length).toBe(x.length);
-  const picks = x.length <= samples ? Array.from(x, (_, i) => i) : Array.from({ length: samples }, () => Math.floor(next() * x.length));
-  for (const i of picks) {
-    // A step well below |x_i|: rmsNorm of one element is nearly sign(x) * w, whose curvature grows
-    // like 1/|x| near 0, so a fixed 1e-3 step is not accurate to 1e-6 for a small draw.
-    const fd = richardson(L, x, i, 1e-3 * Math.min(1, Math.max(Math.abs(x[i]), 1e-3)));
-    const err = Math.abs(fd - analytic[i]);
-    if (!(err <= 1e-6 * Math.max(Math.abs(fd), Math.abs(analytic[i]), FD_FLOOR))) {
-      throw new Error(`${which}[${i}]: finite difference ${fd}, analytic ${analytic[i]}`);
-    }
-  }
-}
-
-const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
+/**
+ * Rule for the backward (gradcheck, Richardson, the default step below |x_i|):
+ * |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, 1e-3), on SAMPLES entries (or all) per gradient.
+ */
+const FD = { floor: 1e-3 };
+const SAMPLES = 10;
 
 /** T x D shapes: T = 1, D = 1, D not a multiple of 8, a few rows. */
 const SHAPES: [number, number][] = [
@@ -83,7 +52,7 @@ describe('rmsNorm', () => {
       const x = normals(next, T * D);
       const w = normals(next, D);
       scope(() => {
-        const y = ops.rmsNorm(f(x, [T, D]), f(w, [D]), { eps: EPS });
+        const y = ops.rmsNorm(floats(x, [T, D]), floats(w, [D]), { eps: EPS });
         expect(y.shape).toEqual([T, D]);
         expect(y.dtype).toBe('f64');
         expectRel(read(y), refRmsNorm(x, w, T, D, EPS), 1e-12, 0, `rmsNorm f64 [${T}, ${D}]`);
@@ -95,8 +64,8 @@ describe('rmsNorm', () => {
     scope(() => {
       const x = [3, 4, 0, 0];
       const w = [1, 1, 1, 1];
-      expectRel(read(ops.rmsNorm(f(x, [1, 4]), f(w, [4]))), refRmsNorm(x, w, 1, 4, 1e-6), 1e-12, 0, 'default eps');
-      const y = read(ops.rmsNorm(f(x, [1, 4]), f(w, [4]), { eps: 0 }));
+      expectRel(read(ops.rmsNorm(floats(x, [1, 4]), floats(w, [4]))), refRmsNorm(x, w, 1, 4, 1e-6), 1e-12, 0, 'default eps');
+      const y = read(ops.rmsNorm(floats(x, [1, 4]), floats(w, [4]), { eps: 0 }));
       expectRel(y, [1.2, 1.6, 0, 0], 1e-15, 1, 'eps 0'); // rms of [3, 4, 0, 0] is 2.5
     });
   });
@@ -112,15 +81,15 @@ describe('rmsNorm', () => {
       const w = normals(next, D);
       const G = normals(next, T * D);
       scope(() => {
-        const g = ops.rmsNormBackward(f(x, [T, D]), f(w, [D]), f(G, [T, D]), { eps: EPS });
+        const g = ops.rmsNormBackward(floats(x, [T, D]), floats(w, [D]), floats(G, [T, D]), { eps: EPS });
         expect(g.gradInput.shape).toEqual([T, D]);
         expect(g.gradWeight.shape).toEqual([D]);
         const L = (xx: Float64Array, ww: Float64Array) => dot(G, refRmsNorm(xx, ww, T, D, EPS));
-        const Lnative = (xx: Float64Array, ww: Float64Array) => scope(() => dot(G, read(ops.rmsNorm(f(xx, [T, D]), f(ww, [D]), { eps: EPS }))));
-        expectGradient(`rmsNorm dx [${T}, ${D}]`, read(g.gradInput), (xx) => Lnative(xx, w), x, next);
-        expectGradient(`rmsNorm dw [${T}, ${D}]`, read(g.gradWeight), (ww) => Lnative(x, ww), w, next);
+        const Lnative = (xx: Float64Array, ww: Float64Array) => scope(() => dot(G, read(ops.rmsNorm(floats(xx, [T, D]), floats(ww, [D]), { eps: EPS }))));
+        gradcheck(`rmsNorm dx [${T}, ${D}]`, read(g.gradInput), (xx) => Lnative(xx, w), x, { ...FD, entries: sampleEntries(next, x.length, SAMPLES) });
+        gradcheck(`rmsNorm dw [${T}, ${D}]`, read(g.gradWeight), (ww) => Lnative(x, ww), w, { ...FD, entries: sampleEntries(next, w.length, SAMPLES) });
         // The TS reference gives the same differences (the native forward is not checking itself).
-        expectGradient(`rmsNorm dx (TS forward) [${T}, ${D}]`, read(g.gradInput), (xx) => L(xx, w), x, next, 3);
+        gradcheck(`rmsNorm dx (TS forward) [${T}, ${D}]`, read(g.gradInput), (xx) => L(xx, w), x, { ...FD, entries: sampleEntries(next, x.length, 3) });
       });
     }
   });
@@ -134,9 +103,9 @@ describe('rmsNorm', () => {
       const G = f32(normals(next, T * D));
       scope(() => {
         for (const [what, run] of [
-          ['y', (dt: FloatType) => read(ops.rmsNorm(f(x, [T, D], dt), f(w, [D], dt), { eps: EPS }))],
-          ['dx', (dt: FloatType) => read(ops.rmsNormBackward(f(x, [T, D], dt), f(w, [D], dt), f(G, [T, D], dt), { eps: EPS }).gradInput)],
-          ['dw', (dt: FloatType) => read(ops.rmsNormBackward(f(x, [T, D], dt), f(w, [D], dt), f(G, [T, D], dt), { eps: EPS }).gradWeight)],
+          ['y', (dt: FloatType) => read(ops.rmsNorm(floats(x, [T, D], dt), floats(w, [D], dt), { eps: EPS }))],
+          ['dx', (dt: FloatType) => read(ops.rmsNormBackward(floats(x, [T, D], dt), floats(w, [D], dt), floats(G, [T, D], dt), { eps: EPS }).gradInput)],
+          ['dw', (dt: FloatType) => read(ops.rmsNormBackward(floats(x, [T, D], dt), floats(w, [D], dt), floats(G, [T, D], dt), { eps: EPS }).gradWeight)],
         ] as const) {
           const want = run('f64');
           expectRel(run('f32'), want, 1e-5, maxAbs(want), `rmsNorm f32 ${what} [${T}, ${D}]`);
@@ -147,21 +116,21 @@ describe('rmsNorm', () => {
 
   it('refuses wrong dtypes, mismatched shapes and a negative eps, naming the argument', () => {
     scope(() => {
-      const x = f(new Float64Array(8), [2, 4]);
-      const w = f(new Float64Array(4), [4]);
+      const x = floats(new Float64Array(8), [2, 4]);
+      const w = floats(new Float64Array(4), [4]);
       expect(caught(() => ops.rmsNorm(tensor(new Int32Array(8), [2, 4], cpu), w))).toEqual({
         errorClass: 'TypeError',
         message: 'rmsNorm: x has dtype i32 on cpu; expected f32 or f64',
       });
-      expect(caught(() => ops.rmsNorm(x, f(new Float64Array(5), [5])))).toEqual({
+      expect(caught(() => ops.rmsNorm(x, floats(new Float64Array(5), [5])))).toEqual({
         errorClass: 'TypeError',
         message: 'rmsNorm: weight has shape [5]; expected size 4 in dimension 0 (one weight per column of x)',
       });
-      expect(caught(() => ops.rmsNorm(x, f(new Float64Array(4), [4], 'f32')))).toEqual({
+      expect(caught(() => ops.rmsNorm(x, floats(new Float64Array(4), [4], 'f32')))).toEqual({
         errorClass: 'TypeError',
         message: 'rmsNorm: x has dtype f64 but weight has dtype f32; expected the same dtype',
       });
-      expect(caught(() => ops.rmsNorm(f(new Float64Array(4), [4]), w))).toEqual({
+      expect(caught(() => ops.rmsNorm(floats(new Float64Array(4), [4]), w))).toEqual({
         errorClass: 'TypeError',
         message: 'rmsNorm: x has shape [4]; expected 2 dimensions',
       });
@@ -169,11 +138,11 @@ describe('rmsNorm', () => {
         errorClass: 'RangeError',
         message: 'rmsNorm: eps is -1; expected a number >= 0',
       });
-      expect(caught(() => ops.rmsNormBackward(x, w, f(new Float64Array(6), [2, 3])))).toEqual({
+      expect(caught(() => ops.rmsNormBackward(x, w, floats(new Float64Array(6), [2, 3])))).toEqual({
         errorClass: 'TypeError',
         message: 'rmsNormBackward: gradOut has shape [2, 3]; expected size 4 in dimension 1 (the shape of x)',
       });
-      expect(caught(() => ops.rmsNorm(x.transpose(0, 1), f(new Float64Array(2), [2])))?.message).toMatch(
+      expect(caught(() => ops.rmsNorm(x.transpose(0, 1), floats(new Float64Array(2), [2])))?.message).toMatch(
         /^rmsNorm: x is a non-contiguous view/,
       );
     });
@@ -193,7 +162,7 @@ describe('swiglu', () => {
       const gate = normals(next, T * F, 3);
       const up = normals(next, T * F);
       scope(() => {
-        const out = ops.swiglu(f(gate, [T, F]), f(up, [T, F]));
+        const out = ops.swiglu(floats(gate, [T, F]), floats(up, [T, F]));
         expect(out.shape).toEqual([T, F]);
         expect(out.dtype).toBe('f64');
         expectRel(read(out), refSwiglu(gate, up), 1e-12, 0, `swiglu f64 [${T}, ${F}]`);
@@ -203,8 +172,8 @@ describe('swiglu', () => {
 
   it('is finite for large |gate| (silu(-800) = 0, silu(800) = 800)', () => {
     scope(() => {
-      expect(Array.from(read(ops.swiglu(f([-800, 800], [1, 2]), f([1, 1], [1, 2]))))).toEqual([-0, 800]);
-      const g = ops.swigluBackward(f([-800, 800], [1, 2]), f([1, 1], [1, 2]), f([1, 1], [1, 2]));
+      expect(Array.from(read(ops.swiglu(floats([-800, 800], [1, 2]), floats([1, 1], [1, 2]))))).toEqual([-0, 800]);
+      const g = ops.swigluBackward(floats([-800, 800], [1, 2]), floats([1, 1], [1, 2]), floats([1, 1], [1, 2]));
       expect(Array.from(read(g.gradGate)).every(Number.isFinite)).toBe(true);
     });
   });
@@ -219,10 +188,10 @@ describe('swiglu', () => {
       const up = normals(next, T * F);
       const G = normals(next, T * F);
       scope(() => {
-        const g = ops.swigluBackward(f(gate, [T, F]), f(up, [T, F]), f(G, [T, F]));
-        const L = (gg: Float64Array, uu: Float64Array) => scope(() => dot(G, read(ops.swiglu(f(gg, [T, F]), f(uu, [T, F])))));
-        expectGradient(`swiglu dgate [${T}, ${F}]`, read(g.gradGate), (gg) => L(gg, up), gate, next);
-        expectGradient(`swiglu dup [${T}, ${F}]`, read(g.gradUp), (uu) => L(gate, uu), up, next);
+        const g = ops.swigluBackward(floats(gate, [T, F]), floats(up, [T, F]), floats(G, [T, F]));
+        const L = (gg: Float64Array, uu: Float64Array) => scope(() => dot(G, read(ops.swiglu(floats(gg, [T, F]), floats(uu, [T, F])))));
+        gradcheck(`swiglu dgate [${T}, ${F}]`, read(g.gradGate), (gg) => L(gg, up), gate, { ...FD, entries: sampleEntries(next, gate.length, SAMPLES) });
+        gradcheck(`swiglu dup [${T}, ${F}]`, read(g.gradUp), (uu) => L(gate, uu), up, { ...FD, entries: sampleEntries(next, up.length, SAMPLES) });
       });
     }
   });
@@ -237,8 +206,8 @@ describe('swiglu', () => {
       const G = f32(normals(next, T * F));
       scope(() => {
         const run = (dt: FloatType) => {
-          const b = ops.swigluBackward(f(gate, [T, F], dt), f(up, [T, F], dt), f(G, [T, F], dt));
-          return [read(ops.swiglu(f(gate, [T, F], dt), f(up, [T, F], dt))), read(b.gradGate), read(b.gradUp)];
+          const b = ops.swigluBackward(floats(gate, [T, F], dt), floats(up, [T, F], dt), floats(G, [T, F], dt));
+          return [read(ops.swiglu(floats(gate, [T, F], dt), floats(up, [T, F], dt))), read(b.gradGate), read(b.gradUp)];
         };
         const want = run('f64');
         const got = run('f32');
@@ -251,8 +220,8 @@ describe('swiglu', () => {
 
   it('refuses wrong dtypes and mismatched shapes, naming the argument', () => {
     scope(() => {
-      const a = f(new Float64Array(8), [2, 4]);
-      expect(caught(() => ops.swiglu(a, f(new Float64Array(6), [2, 3])))).toEqual({
+      const a = floats(new Float64Array(8), [2, 4]);
+      expect(caught(() => ops.swiglu(a, floats(new Float64Array(6), [2, 3])))).toEqual({
         errorClass: 'TypeError',
         message: 'swiglu: up has shape [2, 3]; expected size 4 in dimension 1 (the shape of gate)',
       });
@@ -260,11 +229,11 @@ describe('swiglu', () => {
         errorClass: 'TypeError',
         message: 'swiglu: gate has dtype i32 on cpu; expected f32 or f64',
       });
-      expect(caught(() => ops.swiglu(a, f(new Float64Array(8), [2, 4], 'f32')))).toEqual({
+      expect(caught(() => ops.swiglu(a, floats(new Float64Array(8), [2, 4], 'f32')))).toEqual({
         errorClass: 'TypeError',
         message: 'swiglu: gate has dtype f64 but up has dtype f32; expected the same dtype',
       });
-      expect(caught(() => ops.swigluBackward(a, a, f(new Float64Array(4), [1, 4])))).toEqual({
+      expect(caught(() => ops.swigluBackward(a, a, floats(new Float64Array(4), [1, 4])))).toEqual({
         errorClass: 'TypeError',
         message: 'swigluBackward: gradOut has shape [1, 4]; expected size 2 in dimension 0 (the shape of gate)',
       });
@@ -318,13 +287,13 @@ describe('rope', () => {
         const x = normals(next, T * H * Dh);
         const pos = integers(next, T, 0, 4096);
         scope(() => {
-          const out = ops.rope(f(x, [T, H, Dh]), ints(pos), { theta, scalingFactor });
+          const out = ops.rope(floats(x, [T, H, Dh]), ints(pos), { theta, scalingFactor });
           expect(out.shape).toEqual([T, H, Dh]);
           const what = `[${T}, ${H}, ${Dh}] theta ${theta} factor ${scalingFactor}`;
           // Floor 1: the outputs are O(1) sums of two products, so relative error at an entry that
           // cancels is measured against the size of its terms.
           expectRel(read(out), refRope(x, pos, T, H, Dh, theta, scalingFactor), 1e-12, 1, `rope f64 ${what}`);
-          const back = ops.ropeBackward(f(x, [T, H, Dh]), ints(pos), { theta, scalingFactor });
+          const back = ops.ropeBackward(floats(x, [T, H, Dh]), ints(pos), { theta, scalingFactor });
           expectRel(read(back), refRope(x, pos, T, H, Dh, theta, scalingFactor, -1), 1e-12, 1, `ropeBackward f64 ${what}`);
         });
       }
@@ -333,7 +302,7 @@ describe('rope', () => {
 
   it('matches the rotation by hand: Dh = 2 rotates (x, y) by the position in radians', () => {
     scope(() => {
-      const got = read(ops.rope(f([1, 0, 0, 1], [2, 1, 2]), ints([1, 2]), { theta: 10000 }));
+      const got = read(ops.rope(floats([1, 0, 0, 1], [2, 1, 2]), ints([1, 2]), { theta: 10000 }));
       expectRel(got, [Math.cos(1), Math.sin(1), -Math.sin(2), Math.cos(2)], 1e-15, 1, 'by hand');
     });
   });
@@ -344,7 +313,7 @@ describe('rope', () => {
     const pos = integers(next, T, 0, 100000);
     pos[0] = 0;
     scope(() => {
-      const out = read(ops.rope(f(x, [T, H, Dh]), ints(pos), { theta: 10000 }));
+      const out = read(ops.rope(floats(x, [T, H, Dh]), ints(pos), { theta: 10000 }));
       const half = Dh / 2;
       for (let r = 0; r < T * H; r++) {
         for (let i = 0; i < half; i++) {
@@ -356,9 +325,9 @@ describe('rope', () => {
       }
       // Position 0: cos 0 = 1, sin 0 = 0 exactly, so the first token's rows come back bit for bit.
       expect(Array.from(out.subarray(0, H * Dh))).toEqual(Array.from(x.subarray(0, H * Dh)));
-      const zeros = read(ops.rope(f(x, [T, H, Dh]), ints(new Int32Array(T)), { theta: 500000, scalingFactor: 8 }));
+      const zeros = read(ops.rope(floats(x, [T, H, Dh]), ints(new Int32Array(T)), { theta: 500000, scalingFactor: 8 }));
       expect(Array.from(zeros)).toEqual(Array.from(x));
-      const round = read(ops.ropeBackward(f(out, [T, H, Dh]), ints(pos), { theta: 10000 }));
+      const round = read(ops.ropeBackward(floats(out, [T, H, Dh]), ints(pos), { theta: 10000 }));
       expectRel(round, x, 1e-12, 1, 'ropeBackward(rope(x)) = x');
     });
   });
@@ -373,9 +342,9 @@ describe('rope', () => {
       const pos = integers(next, T, 0, 2048);
       const opts = { theta: 10000, scalingFactor: 2 };
       scope(() => {
-        const dx = read(ops.ropeBackward(f(G, [T, H, Dh]), ints(pos), opts));
-        const L = (xx: Float64Array) => scope(() => dot(G, read(ops.rope(f(xx, [T, H, Dh]), ints(pos), opts))));
-        expectGradient(`rope dx [${T}, ${H}, ${Dh}]`, dx, L, x, next, 12);
+        const dx = read(ops.ropeBackward(floats(G, [T, H, Dh]), ints(pos), opts));
+        const L = (xx: Float64Array) => scope(() => dot(G, read(ops.rope(floats(xx, [T, H, Dh]), ints(pos), opts))));
+        gradcheck(`rope dx [${T}, ${H}, ${Dh}]`, dx, L, x, { ...FD, entries: sampleEntries(next, x.length, 12) });
       });
     }
   });
@@ -386,8 +355,8 @@ describe('rope', () => {
       const pos = integers(next, T, 0, 8192);
       scope(() => {
         for (const dir of ['rope', 'ropeBackward'] as const) {
-          const want = read(ops[dir](f(x, [T, H, Dh]), ints(pos), { theta: 10000 }));
-          const got = read(ops[dir](f(x, [T, H, Dh], 'f32'), ints(pos), { theta: 10000 }));
+          const want = read(ops[dir](floats(x, [T, H, Dh]), ints(pos), { theta: 10000 }));
+          const got = read(ops[dir](floats(x, [T, H, Dh], 'f32'), ints(pos), { theta: 10000 }));
           expect(got.length).toBe(want.length);
           expectRel(got, want, 1e-5, 1, `${dir} f32 [${T}, ${H}, ${Dh}]`);
         }
@@ -397,7 +366,7 @@ describe('rope', () => {
 
   it('refuses an odd head dimension, a negative position, and bad arguments, naming them', () => {
     scope(() => {
-      const x = f(new Float64Array(12), [2, 2, 3]);
+      const x = floats(new Float64Array(12), [2, 2, 3]);
       expect(caught(() => ops.rope(x, ints([0, 1]), { theta: 10000 }))).toEqual({
         errorClass: 'TypeError',
         message: 'rope: x has shape [2, 2, 3]; expected an even head dimension (last size)',
@@ -406,12 +375,12 @@ describe('rope', () => {
         errorClass: 'TypeError',
         message: 'ropeBackward: gradOut has shape [2, 2, 3]; expected an even head dimension (last size)',
       });
-      const y = f(new Float64Array(24), [3, 2, 4]);
+      const y = floats(new Float64Array(24), [3, 2, 4]);
       expect(caught(() => ops.rope(y, ints([0, -2, -1]), { theta: 10000 }))).toEqual({
         errorClass: 'RangeError',
         message: 'rope: positions[1] = -2 is negative; expected positions >= 0',
       });
-      expect(caught(() => ops.ropeBackward(f(new Float32Array(24), [3, 2, 4], 'f32'), ints([0, 1, -7]), { theta: 10000 }))).toEqual({
+      expect(caught(() => ops.ropeBackward(floats(new Float32Array(24), [3, 2, 4], 'f32'), ints([0, 1, -7]), { theta: 10000 }))).toEqual({
         errorClass: 'RangeError',
         message: 'ropeBackward: positions[2] = -7 is negative; expected positions >= 0',
       });
@@ -419,11 +388,11 @@ describe('rope', () => {
         errorClass: 'TypeError',
         message: 'rope: positions has shape [2]; expected size 3 in dimension 0 (one position per row of x)',
       });
-      expect(caught(() => ops.rope(y, f([0, 1, 2], [3]), { theta: 10000 }))).toEqual({
+      expect(caught(() => ops.rope(y, floats([0, 1, 2], [3]), { theta: 10000 }))).toEqual({
         errorClass: 'TypeError',
         message: 'rope: positions has dtype f64 on cpu; expected i32',
       });
-      expect(caught(() => ops.rope(f(new Float64Array(8), [2, 4]), ints([0, 1]), { theta: 10000 }))).toEqual({
+      expect(caught(() => ops.rope(floats(new Float64Array(8), [2, 4]), ints([0, 1]), { theta: 10000 }))).toEqual({
         errorClass: 'TypeError',
         message: 'rope: x has shape [2, 4]; expected 3 dimensions',
       });
@@ -472,12 +441,12 @@ describe('embedding', () => {
       const ids = integers(next, T, 0, V);
       const G = normals(next, T * D);
       scope(() => {
-        const out = ops.embedding(f(table, [V, D]), ints(ids));
+        const out = ops.embedding(floats(table, [V, D]), ints(ids));
         expect(out.shape).toEqual([T, D]);
         const want = new Float64Array(T * D);
         for (let t = 0; t < T; t++) want.set(table.subarray(ids[t] * D, ids[t] * D + D), t * D);
         expect(Array.from(read(out))).toEqual(Array.from(want));
-        const d = ops.embeddingBackward(f(G, [T, D]), ints(ids), V);
+        const d = ops.embeddingBackward(floats(G, [T, D]), ints(ids), V);
         expect(d.shape).toEqual([V, D]);
         expect(d.dtype).toBe('f64');
         // Floor: the largest |G|, the size of the terms that a repeated row sums.
@@ -493,9 +462,9 @@ describe('embedding', () => {
     ids[0] = ids[1]; // at least one repeated id
     const G = normals(next, T * D);
     scope(() => {
-      const d = read(ops.embeddingBackward(f(G, [T, D]), ints(ids), V));
-      const L = (tt: Float64Array) => scope(() => dot(G, read(ops.embedding(f(tt, [V, D]), ints(ids)))));
-      expectGradient('embedding dTable', d, L, table, next, V * D);
+      const d = read(ops.embeddingBackward(floats(G, [T, D]), ints(ids), V));
+      const L = (tt: Float64Array) => scope(() => dot(G, read(ops.embedding(floats(tt, [V, D]), ints(ids)))));
+      gradcheck('embedding dTable', d, L, table, { ...FD, entries: sampleEntries(next, table.length, V * D) });
     });
   });
 
@@ -505,9 +474,9 @@ describe('embedding', () => {
       const ids = integers(next, T, 0, V);
       const G = f32(normals(next, T * D));
       scope(() => {
-        expect(Array.from(read(ops.embedding(f(table, [V, D], 'f32'), ints(ids))))).toEqual(Array.from(read(ops.embedding(f(table, [V, D]), ints(ids)))));
-        const want = read(ops.embeddingBackward(f(G, [T, D]), ints(ids), V));
-        const got = ops.embeddingBackward(f(G, [T, D], 'f32'), ints(ids), V);
+        expect(Array.from(read(ops.embedding(floats(table, [V, D], 'f32'), ints(ids))))).toEqual(Array.from(read(ops.embedding(floats(table, [V, D]), ints(ids)))));
+        const want = read(ops.embeddingBackward(floats(G, [T, D]), ints(ids), V));
+        const got = ops.embeddingBackward(floats(G, [T, D], 'f32'), ints(ids), V);
         expect(got.dtype).toBe('f32');
         expectRel(read(got), want, 1e-5, maxAbs(G), `embeddingBackward f32 [${V}, ${D}] T=${T}`);
         const used = new Set(ids);
@@ -519,16 +488,16 @@ describe('embedding', () => {
 
   it('refuses ids outside [0, V) (RangeError naming ids[t]) and bad arguments', () => {
     scope(() => {
-      const table = f(new Float64Array(10), [5, 2]);
+      const table = floats(new Float64Array(10), [5, 2]);
       expect(caught(() => ops.embedding(table, ints([0, 4, 5, 1])))).toEqual({
         errorClass: 'RangeError',
         message: 'embedding: ids[2] = 5 is outside [0, 5) (the rows of table)',
       });
-      expect(caught(() => ops.embedding(f(new Float32Array(10), [5, 2], 'f32'), ints([-1])))).toEqual({
+      expect(caught(() => ops.embedding(floats(new Float32Array(10), [5, 2], 'f32'), ints([-1])))).toEqual({
         errorClass: 'RangeError',
         message: 'embedding: ids[0] = -1 is outside [0, 5) (the rows of table)',
       });
-      expect(caught(() => ops.embeddingBackward(f(new Float64Array(6), [3, 2]), ints([1, 9, -3]), 5))).toEqual({
+      expect(caught(() => ops.embeddingBackward(floats(new Float64Array(6), [3, 2]), ints([1, 9, -3]), 5))).toEqual({
         errorClass: 'RangeError',
         message: 'embeddingBackward: ids[1] = 9 is outside [0, 5) (vocab)',
       });
@@ -536,15 +505,15 @@ describe('embedding', () => {
         errorClass: 'TypeError',
         message: 'embedding: table has dtype i32 on cpu; expected f32 or f64',
       });
-      expect(caught(() => ops.embedding(table, f([0], [1])))).toEqual({
+      expect(caught(() => ops.embedding(table, floats([0], [1])))).toEqual({
         errorClass: 'TypeError',
         message: 'embedding: ids has dtype f64 on cpu; expected i32',
       });
-      expect(caught(() => ops.embeddingBackward(f(new Float64Array(6), [3, 2]), ints([1, 2]), 5))).toEqual({
+      expect(caught(() => ops.embeddingBackward(floats(new Float64Array(6), [3, 2]), ints([1, 2]), 5))).toEqual({
         errorClass: 'TypeError',
         message: 'embeddingBackward: ids has shape [2]; expected size 3 in dimension 0 (one id per row of gradOut)',
       });
-      expect(caught(() => ops.embeddingBackward(f(new Float64Array(6), [3, 2]), ints([1, 2, 0]), -1))).toEqual({
+      expect(caught(() => ops.embeddingBackward(floats(new Float64Array(6), [3, 2]), ints([1, 2, 0]), -1))).toEqual({
         errorClass: 'RangeError',
         message: 'embeddingBackward: vocab is -1; expected a non-negative integer',
       });
@@ -591,8 +560,8 @@ describe('rope with an inverse-frequency table', () => {
         for (const dtype of ['f64', 'f32'] as FloatType[]) {
           for (const dir of ['rope', 'ropeBackward'] as const) {
             scope(() => {
-              const byTheta = read(ops[dir](f(x, [T, H, Dh], dtype), ints(pos), { theta, scalingFactor: factor ?? 1 }));
-              const byTable = read(ops[dir](f(x, [T, H, Dh], dtype), ints(pos), { invFreq: table }));
+              const byTheta = read(ops[dir](floats(x, [T, H, Dh], dtype), ints(pos), { theta, scalingFactor: factor ?? 1 }));
+              const byTable = read(ops[dir](floats(x, [T, H, Dh], dtype), ints(pos), { invFreq: table }));
               expect(byTable).toEqual(byTheta);
             });
           }
@@ -653,17 +622,17 @@ describe('rope with an inverse-frequency table', () => {
           }
         }
       }
-      const got = scope(() => read((sign > 0 ? ops.rope : ops.ropeBackward)(f(x, [T, H, Dh]), ints(pos), { invFreq: table })));
+      const got = scope(() => read((sign > 0 ? ops.rope : ops.ropeBackward)(floats(x, [T, H, Dh]), ints(pos), { invFreq: table })));
       expectRel(got, want, 1e-12, 1, `llama3 rope sign ${sign}`);
     }
     const G = normals(next, T * H * Dh);
-    const dx = scope(() => read(ops.ropeBackward(f(G, [T, H, Dh]), ints(pos), { invFreq: table })));
-    const L = (xx: Float64Array) => scope(() => dot(G, read(ops.rope(f(xx, [T, H, Dh]), ints(pos), { invFreq: table }))));
-    expectGradient('llama3 rope dx', dx, L, x, next, 12);
+    const dx = scope(() => read(ops.ropeBackward(floats(G, [T, H, Dh]), ints(pos), { invFreq: table })));
+    const L = (xx: Float64Array) => scope(() => dot(G, read(ops.rope(floats(xx, [T, H, Dh]), ints(pos), { invFreq: table }))));
+    gradcheck('llama3 rope dx', dx, L, x, { ...FD, entries: sampleEntries(next, x.length, 12) });
   });
 
   it('a bad table or llama3 field is an error naming it', () => {
-    const y = f(new Float64Array(24), [3, 2, 4]);
+    const y = floats(new Float64Array(24), [3, 2, 4]);
     expect(caught(() => ops.rope(y, ints([0, 1, 2]), { invFreq: new Float64Array(3) }))).toEqual({
       errorClass: 'RangeError',
       message: 'rope: invFreq has length 3; expected 2 (half the head dimension of x [3, 2, 4])',

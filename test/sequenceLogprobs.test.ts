@@ -4,7 +4,7 @@
 import * as osp from '../src';
 import { caught } from './helpers/errors';
 import { integers, seeded, uniforms } from './helpers/random';
-import { FloatType, DTYPES, cpu, held, floats, ints, read, expectWithin } from './helpers/tensors';
+import { FloatType, DTYPES, held, floats, ints, read, expectWithin, gradcheck, sampleEntries } from './helpers/tensors';
 
 const forward = (lp: ArrayLike<number>, ids: ArrayLike<number>, count: number, dtype: FloatType, opts: osp.IgnoreOptions = {}) =>
   osp.scope(() => read(osp.sequenceLogprobs(floats(lp, dtype), ints(ids), count, opts)));
@@ -166,13 +166,14 @@ describe('sequenceLogprobsBackward', () => {
       expect(out.dtype).toBe(dtype);
       return read(out);
     });
-    expect(d).toEqual(Array.from(ids, (s) => (s === -1 ? 0 : g[s])));
+    expect(d).toEqual(Float64Array.from(ids, (s) => (s === -1 ? 0 : g[s])));
   });
 
   // L(lp) = sum_s g[s] sequenceLogprobs(lp)[s] is linear in lp, so central differences are exact up
   // to rounding; with lp on a grid of 2^-20 (sums of up to 600 of them exact in f64) and h = 2^-4,
-  // there is no rounding at all: the difference must equal the gradient exactly. The difference of L
-  // is taken per sequence, sum_s g[s] (out+[s] - out-[s]), also exact.
+  // there is no rounding at all: the difference must equal the gradient exactly (gradcheck with rel 0,
+  // no Richardson step). gradcheck differences L per sequence, sum_s g[s] (out+[s] - out-[s]), also
+  // exact.
   it('f64: the gradient equals central finite differences of sum(g * sequenceLogprobs) exactly', () => {
     const count = 12;
     const N = 600;
@@ -182,20 +183,14 @@ describe('sequenceLogprobsBackward', () => {
     const lp = Float64Array.from(integers(next, N, -20 * 2 ** 20, 0), (k) => k / 2 ** 20);
     const g = uniforms(next, count, -3, 3);
     const analytic = backward(g, ids, 'f64');
-    const sampled = new Set<number>([0, N - 1]);
-    while (sampled.size < 40) sampled.add(Math.floor(next() * N));
-    for (const n of sampled) {
-      const up = lp.slice();
-      const down = lp.slice();
-      up[n] += H;
-      down[n] -= H;
-      const outUp = forward(up, ids, count, 'f64');
-      const outDown = forward(down, ids, count, 'f64');
-      let dL = 0;
-      for (let s = 0; s < count; s++) dL += g[s] * (outUp[s] - outDown[s]);
-      const fd = dL / (2 * H);
-      if (fd !== analytic[n]) throw new Error(`dTokens[${n}] (id ${ids[n]}): analytic ${analytic[n]}, finite difference ${fd}`);
-    }
+    gradcheck('dTokens', analytic, (v) => forward(v, ids, count, 'f64'), lp, {
+      weights: g,
+      entries: sampleEntries(next, N, 40, [0, N - 1]),
+      step: H,
+      richardson: false,
+      rel: 0,
+      label: (n) => `[${n}] (id ${ids[n]})`,
+    });
   });
 });
 

@@ -4,49 +4,18 @@
 // the f64 op on the same held values; then the edge cases and the value checks.
 import * as osp from '../src';
 import { caught } from './helpers/errors';
-import { integers, normals, seeded, uniforms } from './helpers/random';
-import { refTokenLogprob } from './helpers/reference';
-import { FloatType, DTYPES, cpu, held, floats, ints, read, expectWithin } from './helpers/tensors';
+import { seeded, uniforms } from './helpers/random';
+import { refLogSoftmax, refTokenLogprob } from './helpers/reference';
+import { LogitsProblem, gradientTol, logprobTol, randomLogits, row, softmaxTerms } from './helpers/logits';
+import { FloatType, DTYPES, held, floats, ints, read, expectWithin, gradcheck, sampleEntries } from './helpers/tensors';
 
 /** Unit roundoff of each dtype. */
 const EPS: Record<FloatType, number> = { f64: 2 ** -53, f32: 2 ** -24 };
 /** Relative tolerance against the f64 reference: f64 to 1e-12, f32 (fast exp, f32 sums) to 1e-5. */
 const REL: Record<FloatType, number> = { f64: 1e-12, f32: 1e-5 };
 
-/** softmax of one row in f64 with the max subtracted (-Infinity entries give 0). */
-function refSoftmax(row: ArrayLike<number>): number[] {
-  let m = -Infinity;
-  for (let i = 0; i < row.length; i++) m = Math.max(m, row[i]);
-  let s = 0;
-  for (let i = 0; i < row.length; i++) s += Math.exp(row[i] - m);
-  const lse = m + Math.log(s);
-  return Array.from(row, (v) => Math.exp(v - lse));
-}
-
-interface Problem {
-  N: number;
-  V: number;
-  /** [N * V] logits, row-major, as the tensor holds them. */
-  x: Float64Array;
-  targets: Int32Array;
-  /** [N] upstream gradient, as the tensor holds it. */
-  g: Float64Array;
-}
-
-function randomProblem(next: () => number, N: number, V: number, dtype: FloatType, scale = 2): Problem {
-  return {
-    N,
-    V,
-    x: held(normals(next, N * V, scale), dtype),
-    targets: integers(next, N, 0, V),
-    g: held(normals(next, N, 1), dtype),
-  };
-}
-
-const row = (p: Problem, n: number) => p.x.subarray(n * p.V, (n + 1) * p.V);
-
 /** The f64 reference log-probs (0 on ignored rows). */
-function refForward(p: Problem, ignoreIndex = -100): number[] {
+function refForward(p: LogitsProblem, ignoreIndex = -100): number[] {
   return Array.from({ length: p.N }, (_, n) => (p.targets[n] === ignoreIndex ? 0 : refTokenLogprob(row(p, n), p.targets[n])));
 }
 
@@ -54,12 +23,12 @@ function refForward(p: Problem, ignoreIndex = -100): number[] {
  * The f64 reference gradient want[n, v] = g[n] * (onehot(t_n)[v] - p[n, v]) together with the size
  * of its softmax term |g[n] p[n, v]| (0 on ignored rows).
  */
-function refBackward(p: Problem, ignoreIndex = -100): { want: number[]; softmaxTerm: number[] } {
+function refBackward(p: LogitsProblem, ignoreIndex = -100): { want: number[]; softmaxTerm: number[] } {
   const want = new Array<number>(p.N * p.V).fill(0);
   const softmaxTerm = new Array<number>(p.N * p.V).fill(0);
   for (let n = 0; n < p.N; n++) {
     if (p.targets[n] === ignoreIndex) continue;
-    const sm = refSoftmax(row(p, n));
+    const sm = refLogSoftmax(row(p, n)).map(Math.exp);
     for (let v = 0; v < p.V; v++) {
       want[n * p.V + v] = p.g[n] * ((v === p.targets[n] ? 1 : 0) - sm[v]);
       softmaxTerm[n * p.V + v] = Math.abs(p.g[n] * sm[v]);
@@ -68,32 +37,16 @@ function refBackward(p: Problem, ignoreIndex = -100): { want: number[]; softmaxT
   return { want, softmaxTerm };
 }
 
-/**
- * Forward tolerance: |got - want| <= rel * max(|want|, 1). The absolute floor of 1 (so rel in
- * absolute terms for |log-prob| < 1): the log-prob is x_t - lse, a difference of numbers the size
- * of the logits that cancels when the target dominates its row, so a rounding of lse (a few ulps of
- * a number ~1..20) is the best any implementation that forms lse can do near 0.
- */
-const forwardTol = (rel: number) => (want: number[]) => (i: number) => rel * Math.max(Math.abs(want[i]), 1);
-
-/**
- * Backward tolerance: |got - want| <= rel * max(|want|, |g p|). The softmax term g p is the only
- * part computed with rounding; for the target entry g (1 - p_t) it can be much larger than the
- * result (p_t near 1 cancels), and its rounding is what the entry carries.
- */
-const backwardTol = (rel: number) => (r: { want: number[]; softmaxTerm: number[] }) => (i: number) =>
-  rel * Math.max(Math.abs(r.want[i]), r.softmaxTerm[i]);
-
 /** Fails naming the first element that is not exactly 0 (either sign). */
 function expectAllZero(got: ArrayLike<number>, what: string): void {
   const bad = Array.from(got).findIndex((v) => v !== 0);
   if (bad >= 0) throw new Error(`${what}: element [${bad}] is ${got[bad]}; expected 0`);
 }
 
-const forwardOf = (p: Problem, dtype: FloatType, opts: osp.IgnoreOptions = {}) =>
+const forwardOf = (p: LogitsProblem, dtype: FloatType, opts: osp.IgnoreOptions = {}) =>
   osp.scope(() => read(osp.tokenLogprobs(floats(p.x, [p.N, p.V], dtype), ints(p.targets), opts)));
 
-const backwardOf = (p: Problem, dtype: FloatType, opts: osp.IgnoreOptions = {}) =>
+const backwardOf = (p: LogitsProblem, dtype: FloatType, opts: osp.IgnoreOptions = {}) =>
   osp.scope(() => read(osp.tokenLogprobsBackward(floats(p.x, [p.N, p.V], dtype), ints(p.targets), floats(p.g, [p.N], dtype), opts)));
 
 const GRID: [number, number][] = [1, 7, 64].flatMap((N) => [1, 2, 97, 1000].map((V) => [N, V] as [number, number]));
@@ -102,7 +55,7 @@ describe('tokenLogprobs in f64 against the plain-TS f64 reference', () => {
   const { next } = seeded('tokenLogprobs f64 forward');
 
   it.each(GRID)('N = %i, V = %i: each row gives logits[n, t_n] - logsumexp(logits[n]) to 1e-12', (N, V) => {
-    const p = randomProblem(next, N, V, 'f64');
+    const p = randomLogits(next, N, V, 'f64');
     const got = osp.scope(() => {
       const out = osp.tokenLogprobs(floats(p.x, [N, V], 'f64'), ints(p.targets));
       expect(out.shape).toEqual([N]);
@@ -110,7 +63,7 @@ describe('tokenLogprobs in f64 against the plain-TS f64 reference', () => {
       return read(out);
     });
     const want = refForward(p);
-    expectWithin(got, want, forwardTol(REL.f64)(want), 'tokenLogprobs f64');
+    expectWithin(got, want, logprobTol(REL.f64, want), 'tokenLogprobs f64');
   });
 });
 
@@ -123,49 +76,33 @@ describe('tokenLogprobsBackward in f64 against central finite differences', () =
   // on entries of ~3e-8 with a floor of 1e-7, so h ~ 1e-5 cannot hold 1e-6 on small entries.)
   // Rule: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, 1e-4 * |g[n]|), i.e. relative 1e-6 for
   // entries down to softmax probability 1e-4, absolute 1e-10 |g[n]| below.
-  // L = sum_n g[n] tokenLogprobs[n] is differenced row by row, sum_n g[n] (lp+[n] - lp-[n]), which
-  // is the same number without the rounding of the other rows' terms (exactly 0 unless perturbing
-  // one row changes another, which would then show up as an error).
+  // gradcheck differences L = sum_n g[n] tokenLogprobs[n] row by row, sum_n g[n] (lp+[n] - lp-[n]):
+  // the other rows' terms are exactly 0 unless perturbing one row changes another, which would then
+  // show up as an error. No Richardson step: the budget above is the plain difference's. 20 distinct
+  // entries (or all).
   const H = 2 ** -12;
   const SAMPLES = 20;
 
   it.each(GRID)('N = %i, V = %i: sampled entries of dlogits match differences of sum(g * tokenLogprobs) to 1e-6', (N, V) => {
-    const p = randomProblem(next, N, V, 'f64');
+    const p = randomLogits(next, N, V, 'f64');
     osp.scope(() => {
       const targets = ints(p.targets);
       const analytic = read(osp.tokenLogprobsBackward(floats(p.x, [N, V], 'f64'), targets, floats(p.g, [N], 'f64')));
-      expect(analytic.length).toBe(N * V);
       const logprobs = (x: Float64Array) => osp.scope(() => read(osp.tokenLogprobs(floats(x, [N, V], 'f64'), targets)));
 
       // Entries: the target entry of a random row, the largest entry of a random row, then random ones.
-      const entries = new Set<number>();
       const r0 = Math.floor(next() * N);
-      entries.add(r0 * V + p.targets[r0]);
       const r1 = Math.floor(next() * N);
       const r1row = Array.from(row(p, r1));
-      entries.add(r1 * V + r1row.indexOf(Math.max(...r1row)));
-      while (entries.size < Math.min(SAMPLES, N * V)) entries.add(Math.floor(next() * N * V));
-
-      let worst = { err: 0, at: -1, fd: 0, analytic: 0 };
-      for (const i of entries) {
-        const xp = p.x.slice();
-        const xm = p.x.slice();
-        xp[i] += H;
-        xm[i] -= H;
-        const lpPlus = logprobs(xp);
-        const lpMinus = logprobs(xm);
-        let dL = 0;
-        for (let n = 0; n < N; n++) dL += p.g[n] * (lpPlus[n] - lpMinus[n]);
-        const fd = dL / (xp[i] - xm[i]);
-        const n = Math.floor(i / V);
-        const err = Math.abs(fd - analytic[i]) / Math.max(Math.abs(fd), Math.abs(analytic[i]), 1e-4 * Math.abs(p.g[n]));
-        if (!(err <= worst.err)) worst = { err, at: i, fd, analytic: analytic[i] };
-      }
-      if (!(worst.err <= 1e-6)) {
-        throw new Error(
-          `dlogits[${Math.floor(worst.at / V)}, ${worst.at % V}]: analytic ${worst.analytic}, finite difference ${worst.fd} (relative error ${worst.err} > 1e-6)`,
-        );
-      }
+      const first = [r0 * V + p.targets[r0], r1 * V + r1row.indexOf(Math.max(...r1row))];
+      gradcheck('dlogits', analytic, logprobs, p.x, {
+        weights: p.g,
+        entries: sampleEntries(next, N * V, SAMPLES, first),
+        step: H,
+        richardson: false,
+        floor: (i) => 1e-4 * Math.abs(p.g[Math.floor(i / V)]),
+        label: (i) => `[${Math.floor(i / V)}, ${i % V}]`,
+      });
     });
   });
 });
@@ -176,7 +113,7 @@ describe('tokenLogprobs edge cases', () => {
   it.each(DTYPES)('%s: rows with target -100 (the default ignoreIndex) give 0 and an all-zero gradient row; other rows are unaffected', (dtype) => {
     const N = 9;
     const V = 101;
-    const p = randomProblem(next, N, V, dtype);
+    const p = randomLogits(next, N, V, dtype);
     const ignored = [0, 4, 8];
     for (const n of ignored) p.targets[n] = -100;
     const got = forwardOf(p, dtype);
@@ -186,9 +123,9 @@ describe('tokenLogprobs edge cases', () => {
       expectAllZero(grad.slice(n * V, (n + 1) * V), `gradient row ${n}`);
     }
     const want = refForward(p);
-    expectWithin(got, want, forwardTol(REL[dtype])(want), 'log-probs');
+    expectWithin(got, want, logprobTol(REL[dtype], want), 'log-probs');
     const ref = refBackward(p);
-    expectWithin(grad, ref.want, backwardTol(REL[dtype])(ref), 'gradient');
+    expectWithin(grad, ref.want, gradientTol(REL[dtype], ref.want, ref.softmaxTerm), 'gradient');
   });
 
   it.each(DTYPES.flatMap((dtype) => [-1, 5].map((ignoreIndex) => [dtype, ignoreIndex] as const)))(
@@ -196,7 +133,7 @@ describe('tokenLogprobs edge cases', () => {
     (dtype, ignoreIndex) => {
       const N = 8;
       const V = 33;
-      const p = randomProblem(next, N, V, dtype);
+      const p = randomLogits(next, N, V, dtype);
       for (let n = 0; n < N; n++) if (p.targets[n] === ignoreIndex) p.targets[n] = ignoreIndex + 1; // only the rows chosen below
       const ignored = [1, 6];
       for (const n of ignored) p.targets[n] = ignoreIndex;
@@ -207,9 +144,9 @@ describe('tokenLogprobs edge cases', () => {
         expectAllZero(grad.slice(n * V, (n + 1) * V), `gradient row ${n}`);
       }
       const want = refForward(p, ignoreIndex);
-      expectWithin(got, want, forwardTol(REL[dtype])(want), 'log-probs');
+      expectWithin(got, want, logprobTol(REL[dtype], want), 'log-probs');
       const ref = refBackward(p, ignoreIndex);
-      expectWithin(grad, ref.want, backwardTol(REL[dtype])(ref), 'gradient');
+      expectWithin(grad, ref.want, gradientTol(REL[dtype], ref.want, ref.softmaxTerm), 'gradient');
     },
   );
 
@@ -220,7 +157,7 @@ describe('tokenLogprobs edge cases', () => {
   it.each(DTYPES)('%s: logits of mixed +-1e4 stay finite and match the reference', (dtype) => {
     const N = 32;
     const V = 97;
-    const p = randomProblem(next, N, V, dtype);
+    const p = randomLogits(next, N, V, dtype);
     p.x = held(
       p.x.map((v) => (next() < 0.5 ? -1e4 : 1e4) + v / 2),
       dtype,
@@ -240,25 +177,25 @@ describe('tokenLogprobs edge cases', () => {
   it.each(DTYPES)('%s: a row of equal logits gives -log(V) and the gradient g * (onehot - 1/V)', (dtype) => {
     const N = 6;
     const V = 1001;
-    const p = randomProblem(next, N, V, dtype);
+    const p = randomLogits(next, N, V, dtype);
     const level = held(uniforms(next, N, -20, 20), dtype);
     for (let n = 0; n < N; n++) row(p, n).fill(level[n]);
     const got = forwardOf(p, dtype);
     const want = new Array<number>(N).fill(-Math.log(V));
-    expectWithin(got, want, forwardTol(REL[dtype])(want), 'log-probs');
+    expectWithin(got, want, logprobTol(REL[dtype], want), 'log-probs');
     const grad = backwardOf(p, dtype);
     const wantGrad = Array.from({ length: N * V }, (_, i) => {
       const n = Math.floor(i / V);
       return p.g[n] * ((i % V === p.targets[n] ? 1 : 0) - 1 / V);
     });
     const softmaxTerm = Array.from({ length: N * V }, (_, i) => Math.abs(p.g[Math.floor(i / V)]) / V);
-    expectWithin(grad, wantGrad, backwardTol(REL[dtype])({ want: wantGrad, softmaxTerm }), 'gradient');
+    expectWithin(grad, wantGrad, gradientTol(REL[dtype], wantGrad, softmaxTerm), 'gradient');
   });
 
   it.each(DTYPES)('%s: one-hot-like rows (one logit 50 above the rest) match the reference, target on or off the peak', (dtype) => {
     const N = 16;
     const V = 257;
-    const p = randomProblem(next, N, V, dtype, 1);
+    const p = randomLogits(next, N, V, dtype, { scale: 1 });
     for (let n = 0; n < N; n++) {
       const peak = Math.floor(next() * V);
       p.x[n * V + peak] = held([p.x[n * V + peak] + 50], dtype)[0];
@@ -267,9 +204,9 @@ describe('tokenLogprobs edge cases', () => {
     }
     const got = forwardOf(p, dtype);
     const want = refForward(p);
-    expectWithin(got, want, forwardTol(REL[dtype])(want), 'log-probs');
+    expectWithin(got, want, logprobTol(REL[dtype], want), 'log-probs');
     const ref = refBackward(p);
-    expectWithin(backwardOf(p, dtype), ref.want, backwardTol(REL[dtype])(ref), 'gradient');
+    expectWithin(backwardOf(p, dtype), ref.want, gradientTol(REL[dtype], ref.want, ref.softmaxTerm), 'gradient');
   });
 
   // Masked vocabulary: -Infinity logits (never the target) must act as if the columns were absent.
@@ -280,7 +217,7 @@ describe('tokenLogprobs edge cases', () => {
   ]);
   it.each(maskCases)('%s: -Infinity logits in %s (V = %i) give the same log-prob and gradient as dropping them, and 0 gradient there', (dtype, how, V) => {
     const N = 5;
-    const p = randomProblem(next, N, V, dtype);
+    const p = randomLogits(next, N, V, dtype);
     for (let n = 0; n < N; n++) {
       const masked = new Set<number>();
       if (how === 'random columns') {
@@ -294,20 +231,19 @@ describe('tokenLogprobs edge cases', () => {
       while (masked.has(t)) t = Math.floor(next() * V); // the target is never masked
       const x = row(p, n);
       const kept = Array.from({ length: V }, (_, v) => v).filter((v) => !masked.has(v));
-      const dropped: Problem = { N: 1, V: kept.length, x: Float64Array.from(kept, (v) => x[v]), targets: Int32Array.of(kept.indexOf(t)), g: p.g.slice(n, n + 1) };
-      const one: Problem = { N: 1, V, x: Float64Array.from(x, (val, v) => (masked.has(v) ? -Infinity : val)), targets: Int32Array.of(t), g: dropped.g };
+      const dropped: LogitsProblem = { N: 1, V: kept.length, x: Float64Array.from(kept, (v) => x[v]), targets: Int32Array.of(kept.indexOf(t)), g: p.g.slice(n, n + 1) };
+      const one: LogitsProblem = { N: 1, V, x: Float64Array.from(x, (val, v) => (masked.has(v) ? -Infinity : val)), targets: Int32Array.of(t), g: dropped.g };
 
       const want = forwardOf(dropped, dtype);
-      expectWithin(forwardOf(one, dtype), want, forwardTol(REL[dtype])(want), `row ${n} log-prob`);
+      expectWithin(forwardOf(one, dtype), want, logprobTol(REL[dtype], want), `row ${n} log-prob`);
 
       const grad = backwardOf(one, dtype);
       expectAllZero(Array.from(masked, (v) => grad[v]), `row ${n} gradient at masked columns`);
       const wantKept = backwardOf(dropped, dtype);
-      const softmaxTerm = wantKept.map((w, j) => Math.abs(w - (j === dropped.targets[0] ? dropped.g[0] : 0)));
       expectWithin(
         kept.map((v) => grad[v]),
         wantKept,
-        backwardTol(REL[dtype])({ want: wantKept, softmaxTerm }),
+        gradientTol(REL[dtype], wantKept, softmaxTerms(wantKept, dropped)),
         `row ${n} gradient at kept columns`,
       );
     }
@@ -330,18 +266,18 @@ describe('tokenLogprobs in f32 (vectorised path) against the f64 op on the same 
   ];
 
   it.each(SHAPES)('N = %i, V = %i: forward is within 1e-5 relative of f64 (absolute 1e-5 for |log-prob| < 1)', (N, V) => {
-    const p = randomProblem(next, N, V, 'f32', 3);
+    const p = randomLogits(next, N, V, 'f32', { scale: 3 });
     const got = osp.scope(() => {
       const out = osp.tokenLogprobs(floats(p.x, [N, V], 'f32'), ints(p.targets));
       expect(out.dtype).toBe('f32');
       return read(out);
     });
     const want = forwardOf(p, 'f64');
-    expectWithin(got, want, forwardTol(REL.f32)(want), 'f32 log-probs');
+    expectWithin(got, want, logprobTol(REL.f32, want), 'f32 log-probs');
   });
 
   it.each(SHAPES)('N = %i, V = %i: backward is within 1e-5 relative of f64 (relative to the softmax term g p for the target entry)', (N, V) => {
-    const p = randomProblem(next, N, V, 'f32', 3);
+    const p = randomLogits(next, N, V, 'f32', { scale: 3 });
     const got = osp.scope(() => {
       const out = osp.tokenLogprobsBackward(floats(p.x, [N, V], 'f32'), ints(p.targets), floats(p.g, [N], 'f32'));
       expect(out.dtype).toBe('f32');
@@ -349,11 +285,7 @@ describe('tokenLogprobs in f32 (vectorised path) against the f64 op on the same 
       return read(out);
     });
     const want = backwardOf(p, 'f64');
-    const softmaxTerm = want.map((w, i) => {
-      const n = Math.floor(i / V);
-      return Math.abs(w - (i % V === p.targets[n] ? p.g[n] : 0));
-    });
-    expectWithin(got, want, backwardTol(REL.f32)({ want, softmaxTerm }), 'f32 gradient');
+    expectWithin(got, want, gradientTol(REL.f32, want, softmaxTerms(want, p)), 'f32 gradient');
   });
 });
 
@@ -365,7 +297,7 @@ describe('tokenLogprobsBackward with inPlace', () => {
     ['f32', 64, 1001],
     ['f32', 3, 5000],
   ] as const)('%s [%i, %i]: returns the logits tensor itself, now holding exactly the out-of-place gradient', (dtype, N, V) => {
-    const p = randomProblem(next, N, V, dtype);
+    const p = randomLogits(next, N, V, dtype);
     p.targets[1] = -100; // an ignored row is overwritten with zeros too
     osp.scope(() => {
       const targets = ints(p.targets);
@@ -392,7 +324,7 @@ describe('tokenLogprobs value checks', () => {
   const OPS: Op[] = ['tokenLogprobs', 'tokenLogprobsBackward'];
   const cases = DTYPES.flatMap((dtype) => OPS.map((op) => [op, dtype] as const));
 
-  function run(op: Op, p: Problem, dtype: FloatType, opts: osp.IgnoreOptions = {}) {
+  function run(op: Op, p: LogitsProblem, dtype: FloatType, opts: osp.IgnoreOptions = {}) {
     return caught(() =>
       osp.scope(() => {
         const logits = floats(p.x, [p.N, p.V], dtype);
@@ -406,7 +338,7 @@ describe('tokenLogprobs value checks', () => {
   it.each(cases.flatMap(([op, dtype]) => (['first', 'a random', 'last'] as const).map((where) => [op, dtype, where] as const)))(
     '%s %s: NaN in %s column of row 3 is a RangeError naming "logits row 3"',
     (op, dtype, where) => {
-      const p = randomProblem(next, N, V, dtype);
+      const p = randomLogits(next, N, V, dtype);
       const col = where === 'first' ? 0 : where === 'last' ? V - 1 : Math.floor(next() * V);
       p.x[3 * V + col] = NaN;
       const err = run(op, p, dtype);
@@ -416,7 +348,7 @@ describe('tokenLogprobs value checks', () => {
   );
 
   it.each(cases)('%s %s: +Infinity in row 5 is a RangeError naming "logits row 5"', (op, dtype) => {
-    const p = randomProblem(next, N, V, dtype);
+    const p = randomLogits(next, N, V, dtype);
     p.x[5 * V + Math.floor(next() * V)] = Infinity;
     const err = run(op, p, dtype);
     expect(err?.errorClass).toBe('RangeError');
@@ -424,7 +356,7 @@ describe('tokenLogprobs value checks', () => {
   });
 
   it.each(cases)('%s %s: a row of all -Infinity (no finite logit) is a RangeError naming the row', (op, dtype) => {
-    const p = randomProblem(next, N, V, dtype);
+    const p = randomLogits(next, N, V, dtype);
     row(p, 2).fill(-Infinity);
     const err = run(op, p, dtype);
     expect(err?.errorClass).toBe('RangeError');
@@ -432,7 +364,7 @@ describe('tokenLogprobs value checks', () => {
   });
 
   it.each(cases)('%s %s: with NaN in rows 3 and 7 the error names row 3, the first', (op, dtype) => {
-    const p = randomProblem(next, N, V, dtype);
+    const p = randomLogits(next, N, V, dtype);
     p.x[7 * V + Math.floor(next() * V)] = NaN;
     p.x[3 * V + Math.floor(next() * V)] = NaN;
     const err = run(op, p, dtype);
@@ -443,7 +375,7 @@ describe('tokenLogprobs value checks', () => {
   it.each(cases.flatMap(([op, dtype]) => [V, -1, 2 ** 31 - 1].map((bad) => [op, dtype, bad] as const)))(
     '%s %s: target %i (outside [0, V), not ignoreIndex) is a RangeError naming `targets[i] = value`',
     (op, dtype, bad) => {
-      const p = randomProblem(next, N, V, dtype);
+      const p = randomLogits(next, N, V, dtype);
       p.targets[4] = bad;
       const err = run(op, p, dtype);
       expect(err?.errorClass).toBe('RangeError');
@@ -452,7 +384,7 @@ describe('tokenLogprobs value checks', () => {
   );
 
   it.each(cases)('%s %s: with a custom ignoreIndex, a target of -100 is out of range (RangeError naming it)', (op, dtype) => {
-    const p = randomProblem(next, N, V, dtype);
+    const p = randomLogits(next, N, V, dtype);
     p.targets[6] = -100;
     const err = run(op, p, dtype, { ignoreIndex: -1 });
     expect(err?.errorClass).toBe('RangeError');

@@ -3,53 +3,13 @@
 // the cpu. Checked against plain-TS f64, central finite differences, and the fused op.
 import * as osp from '../src';
 import { caught } from './helpers/errors';
-import { integers, normals, seeded } from './helpers/random';
-import { FloatType, DTYPES, cpu, held, floats, ints, read, expectWithin } from './helpers/tensors';
+import { normals, seeded } from './helpers/random';
+import { refLogSoftmax } from './helpers/reference';
+import { FloatType, DTYPES, held, floats, ints, read, expectWithin, gradcheck, sampleEntries } from './helpers/tensors';
+import { gradientTol, logprobTol, randomLogits, softmaxTerms } from './helpers/logits';
 
 /** Relative tolerance: f64 to 1e-12, f32 (fast exp, f32 sums) to 1e-5. */
 const REL: Record<FloatType, number> = { f64: 1e-12, f32: 1e-5 };
-
-/** log_softmax of one row in plain f64: (x - max) - log(sum exp(x - max)), as refTokenLogprob computes it. */
-function refLogSoftmax(row: ArrayLike<number>): number[] {
-  let m = -Infinity;
-  for (let i = 0; i < row.length; i++) m = Math.max(m, row[i]);
-  let s = 0;
-  for (let i = 0; i < row.length; i++) s += Math.exp(row[i] - m);
-  const logS = Math.log(s);
-  return Array.from(row, (v) => v - m - logS);
-}
-
-/**
- * Log-prob tolerance: |got - want| <= rel * max(|want|, 1). The floor: x - lse cancels for entries
- * near 0 (a dominant logit), where a rounding of lse (~1..20 in size) is the best possible.
- */
-const logprobTol = (rel: number, want: ArrayLike<number>) => (i: number) => rel * Math.max(Math.abs(want[i]), 1);
-
-/**
- * Gradient tolerance for g (onehot - p): |got - want| <= rel * max(|want|, |g p|). The softmax term
- * |g p| is what carries the rounding; it exceeds the target entry g (1 - p_t) when p_t is near 1.
- */
-function gradientTol(rel: number, want: ArrayLike<number>, g: ArrayLike<number>, targets: ArrayLike<number>, V: number) {
-  return (i: number) => {
-    const n = Math.floor(i / V);
-    const softmaxTerm = Math.abs(want[i] - (i % V === targets[n] ? g[n] : 0));
-    return rel * Math.max(Math.abs(want[i]), softmaxTerm);
-  };
-}
-
-interface Problem {
-  N: number;
-  V: number;
-  x: Float64Array;
-  targets: Int32Array;
-  g: Float64Array;
-}
-
-function randomProblem(next: () => number, N: number, V: number, dtype: FloatType, ignored: number[] = []): Problem {
-  const targets = integers(next, N, 0, V);
-  for (const n of ignored) if (n < N) targets[n] = -100;
-  return { N, V, x: held(normals(next, N * V, 3), dtype), targets, g: held(normals(next, N, 1), dtype) };
-}
 
 describe('logSoftmax', () => {
   const { next } = seeded('unfused logSoftmax');
@@ -112,8 +72,9 @@ describe('logSoftmaxBackward (f64) against central finite differences', () => {
   // ~ 1e-10 for V = 1000.
   // Rule: |fd - analytic| <= 1e-6 * max(|fd|, |analytic|, |G_v|, |p_v S|, 1e-3): relative 1e-6 to the
   // larger of the entry and the two terms that form it, and at least 1e-9 absolute.
-  // The difference of L is taken element by element, sum(G (y+ - y-)), the same number without the
-  // rounding of the unchanged rows (which contribute exactly 0 unless rows leak into each other).
+  // gradcheck takes the difference of L element by element, sum(G (y+ - y-)): the unchanged rows
+  // contribute exactly 0 unless rows leak into each other. No Richardson step: the budget above is
+  // the plain difference's. 20 distinct entries (or all).
   const H = 2 ** -12;
   const SAMPLES = 20;
   const SHAPES: [number, number][] = [
@@ -128,30 +89,15 @@ describe('logSoftmaxBackward (f64) against central finite differences', () => {
     const G = normals(next, N * V, 1);
     osp.scope(() => {
       const analytic = read(osp.logSoftmaxBackward(floats(G, [N, V], 'f64'), osp.logSoftmax(floats(x, [N, V], 'f64'))));
-      expect(analytic.length).toBe(N * V);
-      const y = (xx: Float64Array) => osp.scope(() => read(osp.logSoftmax(floats(xx, [N, V], 'f64'))));
-      const entries = new Set<number>();
-      while (entries.size < Math.min(SAMPLES, N * V)) entries.add(Math.floor(next() * N * V));
-      let worst = { err: 0, at: -1, fd: 0, analytic: 0 };
-      for (const i of entries) {
-        const xp = x.slice();
-        const xm = x.slice();
-        xp[i] += H;
-        xm[i] -= H;
-        const yp = y(xp);
-        const ym = y(xm);
-        let dL = 0;
-        for (let k = 0; k < N * V; k++) dL += G[k] * (yp[k] - ym[k]);
-        const fd = dL / (xp[i] - xm[i]);
-        const terms = Math.max(Math.abs(G[i]), Math.abs(G[i] - analytic[i])); // |G_v| and |p_v S|
-        const err = Math.abs(fd - analytic[i]) / Math.max(Math.abs(fd), Math.abs(analytic[i]), terms, 1e-3);
-        if (!(err <= worst.err)) worst = { err, at: i, fd, analytic: analytic[i] };
-      }
-      if (!(worst.err <= 1e-6)) {
-        throw new Error(
-          `dx[${Math.floor(worst.at / V)}, ${worst.at % V}]: analytic ${worst.analytic}, finite difference ${worst.fd} (relative error ${worst.err} > 1e-6)`,
-        );
-      }
+      const logSoftmax = (xx: Float64Array) => osp.scope(() => read(osp.logSoftmax(floats(xx, [N, V], 'f64'))));
+      gradcheck('dx', analytic, logSoftmax, x, {
+        weights: G,
+        entries: sampleEntries(next, N * V, SAMPLES),
+        step: H,
+        richardson: false,
+        floor: (i) => Math.max(Math.abs(G[i]), Math.abs(G[i] - analytic[i]), 1e-3), // |G_v|, |p_v S|, 1e-3
+        label: (i) => `[${Math.floor(i / V)}, ${i % V}]`,
+      });
     });
   });
 });
@@ -162,21 +108,21 @@ describe('gather and gatherBackward', () => {
   const V = 37;
 
   it.each(DTYPES)('%s: gather picks values[n, t_n] exactly, and 0 on rows whose target is ignoreIndex', (dtype) => {
-    const p = randomProblem(next, N, V, dtype, [2, 9]);
+    const p = randomLogits(next, N, V, dtype, { scale: 3, ignored: [2, 9] });
     const got = osp.scope(() => {
       const out = osp.gather(floats(p.x, [N, V], dtype), ints(p.targets));
       expect(out.shape).toEqual([N]);
       expect(out.dtype).toBe(dtype);
       return read(out);
     });
-    const want = Array.from(p.targets, (t, n) => (t === -100 ? 0 : p.x[n * V + t]));
+    const want = Float64Array.from(p.targets, (t, n) => (t === -100 ? 0 : p.x[n * V + t]));
     expect(got).toEqual(want);
   });
 
   it.each(DTYPES.flatMap((dtype) => [-100, -1, 4].map((ignoreIndex) => [dtype, ignoreIndex] as const)))(
     '%s: gatherBackward (ignoreIndex %i) puts g[n] at (n, t_n), zeros elsewhere, and zero rows for ignored targets',
     (dtype, ignoreIndex) => {
-      const p = randomProblem(next, N, V, dtype);
+      const p = randomLogits(next, N, V, dtype, { scale: 3 });
       for (let n = 0; n < N; n++) if (p.targets[n] === ignoreIndex) p.targets[n] = ignoreIndex + 1;
       p.targets[0] = ignoreIndex;
       p.targets[7] = ignoreIndex;
@@ -186,7 +132,7 @@ describe('gather and gatherBackward', () => {
         expect(out.dtype).toBe(dtype);
         return read(out);
       });
-      const want = new Array<number>(N * V).fill(0);
+      const want = new Float64Array(N * V);
       for (let n = 0; n < N; n++) if (p.targets[n] !== ignoreIndex) want[n * V + p.targets[n]] = p.g[n];
       expect(got).toEqual(want);
     },
@@ -195,7 +141,7 @@ describe('gather and gatherBackward', () => {
   it.each(DTYPES.flatMap((dtype) => [V, -1].map((bad) => [dtype, bad] as const)))(
     '%s: gather of target %i (outside [0, V), not ignoreIndex) is a RangeError naming `targets[i] = value`',
     (dtype, bad) => {
-      const p = randomProblem(next, N, V, dtype);
+      const p = randomLogits(next, N, V, dtype, { scale: 3 });
       p.targets[5] = bad;
       const err = caught(() => osp.scope(() => osp.gather(floats(p.x, [N, V], dtype), ints(p.targets))));
       expect(err?.errorClass).toBe('RangeError');
@@ -206,7 +152,7 @@ describe('gather and gatherBackward', () => {
   it.each(DTYPES.flatMap((dtype) => [V, -1].map((bad) => [dtype, bad] as const)))(
     '%s: gatherBackward of target %i (outside [0, vocab)) is a RangeError naming `targets[i] = value`',
     (dtype, bad) => {
-      const p = randomProblem(next, N, V, dtype);
+      const p = randomLogits(next, N, V, dtype, { scale: 3 });
       p.targets[3] = bad;
       const err = caught(() => osp.scope(() => osp.gatherBackward(floats(p.g, [N], dtype), ints(p.targets), V)));
       expect(err?.errorClass).toBe('RangeError');
@@ -231,7 +177,7 @@ describe('the unfused composition against the fused op', () => {
   );
 
   it.each(CASES)('%s [%i, %i]: tokenLogprobsUnfused equals tokenLogprobs (f64 1e-12, f32 1e-5 relative; absolute below |1|)', (dtype, N, V) => {
-    const p = randomProblem(next, N, V, dtype, [1, 5]);
+    const p = randomLogits(next, N, V, dtype, { scale: 3, ignored: [1, 5] });
     const [unfused, fused] = osp.scope(() => {
       const logits = floats(p.x, [N, V], dtype);
       const targets = ints(p.targets);
@@ -244,7 +190,7 @@ describe('the unfused composition against the fused op', () => {
   });
 
   it.each(CASES)('%s [%i, %i]: tokenLogprobsBackwardUnfused equals tokenLogprobsBackward (f64 1e-12, f32 1e-5 relative to max(|want|, |g p|))', (dtype, N, V) => {
-    const p = randomProblem(next, N, V, dtype, [1, 5]);
+    const p = randomLogits(next, N, V, dtype, { scale: 3, ignored: [1, 5] });
     const [unfused, fused] = osp.scope(() => {
       const logits = floats(p.x, [N, V], dtype);
       const targets = ints(p.targets);
@@ -254,14 +200,14 @@ describe('the unfused composition against the fused op', () => {
       expect(u.shape).toEqual([N, V]);
       return [read(u), read(osp.tokenLogprobsBackward(logits, targets, g))];
     });
-    expectWithin(unfused, fused, gradientTol(REL[dtype], fused, p.g, p.targets, V), 'unfused gradient');
+    expectWithin(unfused, fused, gradientTol(REL[dtype], fused, softmaxTerms(fused, p)), 'unfused gradient');
   });
 
   it.each(DTYPES)('%s: a custom ignoreIndex reaches the unfused forward and backward like the fused ones', (dtype) => {
     const N = 10;
     const V = 41;
     const ignoreIndex = 3; // an in-range column: rows targeting it are ignored, not gathered
-    const p = randomProblem(next, N, V, dtype);
+    const p = randomLogits(next, N, V, dtype, { scale: 3 });
     for (let n = 0; n < N; n++) if (p.targets[n] === ignoreIndex) p.targets[n] = 4;
     p.targets[2] = ignoreIndex;
     p.targets[8] = ignoreIndex;
@@ -280,6 +226,6 @@ describe('the unfused composition against the fused op', () => {
     expect([r.uf[2], r.uf[8]].every((v) => v === 0)).toBe(true);
     expect([...r.ub.slice(2 * V, 3 * V), ...r.ub.slice(8 * V, 9 * V)].every((v) => v === 0)).toBe(true);
     expectWithin(r.uf, r.ff, logprobTol(REL[dtype], r.ff), 'unfused log-probs');
-    expectWithin(r.ub, r.fb, gradientTol(REL[dtype], r.fb, p.g, p.targets, V), 'unfused gradient');
+    expectWithin(r.ub, r.fb, gradientTol(REL[dtype], r.fb, softmaxTerms(r.fb, p)), 'unfused gradient');
   });
 });
