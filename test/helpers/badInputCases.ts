@@ -48,8 +48,6 @@ const targets = (n = N) => i32(range(n, (i) => i % V));
 const gradN = (n = N) => f32(range(n, (i) => 0.5 - i / 4));
 const seqIds = () => i32([0, 0, 1, -1]);
 
-type Dtype = 'f32' | 'f64' | 'bf16' | 'i32';
-const vec = (dtype: Dtype, values: number[]) => ({ f32, f64, bf16, i32 })[dtype](values);
 
 interface PrefArgs {
   policyChosen: unknown;
