@@ -55,6 +55,15 @@ const ROWS = { N: [1, 4], V: [1, 5] } as Spec['sizes'];
 const rowsArgs = (s: Sizes, r: Rand) => ({ logits: normal(r)([s.N, s.V]), targets: ints(r)([s.N], 0, s.V - 1), ignoreIndex: undefined });
 const rowsGradArgs = (s: Sizes, r: Rand) => ({ ...rowsArgs(s, r), gradLogprobs: normal(r)([s.N]) });
 
+/** q [T, G Hkv, Dh], k and v [T, Hkv, Dh] over two packed sequences: attention's forward and backward share them. */
+const ATTENTION = { T: [1, 4], G: [1, 2], Hkv: [1, 2], Dh: [1, 4] } as Spec['sizes'];
+const attentionArgs = (s: Sizes, r: Rand) => ({
+  q: normal(r)([s.T, s.G * s.Hkv, s.Dh]),
+  k: normal(r)([s.T, s.Hkv, s.Dh]),
+  v: normal(r)([s.T, s.Hkv, s.Dh]),
+  sequenceIds: make([s.T], 'i32', (i) => (i < s.T / 2 ? 0 : 1)),
+});
+
 const SPECS: Spec[] = [
   { op: 'tokenLogprobs', sizes: ROWS, make: rowsArgs, call: (a) => f(ops.tokenLogprobs)(a.logits, a.targets, optsOf(a, ['ignoreIndex'])) },
   {
@@ -183,24 +192,15 @@ const SPECS: Spec[] = [
   },
   {
     op: 'causalAttention',
-    sizes: { T: [1, 4], G: [1, 2], Hkv: [1, 2], Dh: [1, 4] },
-    make: (s, r) => ({
-      q: normal(r)([s.T, s.G * s.Hkv, s.Dh]),
-      k: normal(r)([s.T, s.Hkv, s.Dh]),
-      v: normal(r)([s.T, s.Hkv, s.Dh]),
-      sequenceIds: make([s.T], 'i32', (i) => (i < s.T / 2 ? 0 : 1)),
-      scale: undefined,
-    }),
+    sizes: ATTENTION,
+    make: (s, r) => ({ ...attentionArgs(s, r), scale: undefined }),
     call: (a) => f(ops.causalAttention)(a.q, a.k, a.v, a.sequenceIds, optsOf(a, ['scale', 'spans'])),
   },
   {
     op: 'causalAttentionBackward',
-    sizes: { T: [1, 4], G: [1, 2], Hkv: [1, 2], Dh: [1, 4] },
+    sizes: ATTENTION,
     make: (s, r) => ({
-      q: normal(r)([s.T, s.G * s.Hkv, s.Dh]),
-      k: normal(r)([s.T, s.Hkv, s.Dh]),
-      v: normal(r)([s.T, s.Hkv, s.Dh]),
-      sequenceIds: make([s.T], 'i32', (i) => (i < s.T / 2 ? 0 : 1)),
+      ...attentionArgs(s, r),
       out: normal(r)([s.T, s.G * s.Hkv, s.Dh]),
       logsumexp: normal(r)([s.T, s.G * s.Hkv]),
       gradOut: normal(r)([s.T, s.G * s.Hkv, s.Dh]),
