@@ -156,3 +156,24 @@ describe('the other commands refuse bad settings the same way', () => {
     await expectUsageError([command, '--model', tiny.model, '--out', out, '--device', 'cpu', ...flags.map((f) => files[f] ?? f)], out, message);
   });
 });
+
+describe('parse errors and --version', () => {
+  test.each([
+    [['train', '--bogus'], "osp: unknown option '--bogus' (osp train --help lists the settings)\n"],
+    [['--bogus'], "osp: unknown option '--bogus' (osp --help lists the settings)\n"],
+    [['dpo', '--beta'], "osp: option '--beta <x>' argument missing (osp dpo --help lists the settings)\n"],
+  ])('%j is one line on stderr with exit 2', async (args, line) => {
+    const r = await osp(...args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(line);
+  });
+
+  test('--version prints the version of package.json', async () => {
+    const out: string[] = [];
+    const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => (out.push(String(chunk)), true));
+    const r = await osp('--version');
+    spy.mockRestore();
+    expect(r.code).toBe(0);
+    expect(out.join('')).toBe(`${JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version}\n`);
+  });
+});

@@ -1,4 +1,6 @@
 // The `osp` command line: `osp <command> --help` documents every flag of every command.
+import * as fs from 'fs';
+import * as path from 'path';
 import { Command } from 'commander';
 import { SettingsError } from '../osp/settings';
 import { UsageError, takeExitCode } from './common';
@@ -6,11 +8,21 @@ import { trainCommands } from './train';
 import { evalCommands } from './eval';
 import { demoCommand } from './demo';
 
+/** The version in package.json (two folders up from src/cli and from dist/cli). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 export function buildProgram(): Command {
   const program = new Command('osp')
     .description('Online Self-Preferring alignment of Llama-family models (TypeScript over CUDA/C++ kernels)')
-    .showHelpAfterError('(run with --help for the settings)')
-    .configureOutput({ outputError: (s, write) => write(s) });
+    .version(packageVersion(), '-V, --version')
+    // Parse errors are printed by main() as one line with a hint, never by commander.
+    .configureOutput({ outputError: () => undefined });
   trainCommands(program);
   evalCommands(program);
   demoCommand(program);
@@ -36,7 +48,8 @@ export async function main(argv: string[]): Promise<number> {
     const err = e as { code?: string; exitCode?: number; message?: string };
     if (typeof err.code === 'string' && err.code.startsWith('commander.')) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' || err.exitCode === 0) return 0;
-      process.stderr.write(`osp: ${String(err.message).replace(/^error: /, '')}\n`);
+      const command = argv.slice(2).find((a) => program.commands.some((c) => c.name() === a));
+      process.stderr.write(`osp: ${String(err.message).replace(/^error: /, '')} (osp ${command ? `${command} ` : ''}--help lists the settings)\n`);
       return 2;
     }
     if (e instanceof UsageError) {
