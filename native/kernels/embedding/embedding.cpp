@@ -55,7 +55,7 @@ Tensor embedding(const Tensor& table, const Tensor& ids) {
         [&](KernelStatus* s) {
           embedding_kernels::forwardCuda(table.raw(), ids.data<int32_t>(), out.raw(), table.dtype == DType::BF16, T, V, D, s);
         },
-        [c, ids, V](const KernelStatus& s) { raise(c, s, ids, V); });
+        [c, ids, V](const KernelStatus& s) { raise(c, s, ids, V, "the rows of table"); });
 #endif
   }
   raise(c, st, ids, V, "the rows of table");
@@ -84,7 +84,7 @@ Tensor embeddingBackward(const Tensor& gradOut, const Tensor& ids, int64_t vocab
             embedding_kernels::backwardCuda(gradOut.raw(), ids.data<int32_t>(), d.raw(), gradOut.dtype == DType::BF16, T,
                                             vocab, D, s);
           },
-          [c, ids, vocab](const KernelStatus& s) { raise(c, s, ids, vocab); });
+          [c, ids, vocab](const KernelStatus& s) { raise(c, s, ids, vocab, "vocab"); });
     }
 #endif
   }

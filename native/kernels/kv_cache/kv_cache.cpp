@@ -85,7 +85,7 @@ void kvCacheWrite(const Tensor& cache, const Tensor& values, const Tensor& slots
           kv_cache::writeCuda(cache.raw(), values.raw(), slots.data<int32_t>(), positions.data<int32_t>(),
                               cache.dtype == DType::BF16, N, S, L, row, s);
         },
-        [c, slots, positions, S, L](const KernelStatus& s) { raise(c, s, slots, positions, S, L); });
+        [c, slots, positions, S, L](const KernelStatus& s) { raise(c, s, slots, positions, S, L, "cache"); });
 #endif
   }
   raise(c, st, slots, positions, S, L, "cache");
@@ -138,7 +138,7 @@ Tensor cachedAttention(const Tensor& q, const Tensor& kCache, const Tensor& vCac
                                   out.raw(), q.dtype == DType::BF16, N, H, k.Hkv, Dh, k.S, k.L, static_cast<float>(s),
                                   status);
         },
-        [c, slots, positions, S = k.S, L = k.L](const KernelStatus& st) { raise(c, st, slots, positions, S, L); });
+        [c, slots, positions, S = k.S, L = k.L](const KernelStatus& st) { raise(c, st, slots, positions, S, L, "kCache"); });
 #endif
   }
   raise(c, st, slots, positions, k.S, k.L, "kCache");

@@ -106,7 +106,7 @@ Tensor gather(const Tensor& values, const Tensor& targets, int32_t ignoreIndex) 
           log_softmax::gatherCuda(values.raw(), values.dtype == DType::BF16, targets.data<int32_t>(), out.data<float>(), N,
                                   V, ignoreIndex, s);
         },
-        [c, targets, V, ignoreIndex](const KernelStatus& s) { raiseTargets(c, s, targets, V, ignoreIndex); });
+        [c, targets, V, ignoreIndex](const KernelStatus& s) { raiseTargets(c, s, targets, V, ignoreIndex, "the columns of values"); });
 #endif
   }
   raiseTargets(c, st, targets, V, ignoreIndex, "the columns of values");
@@ -141,7 +141,7 @@ Tensor gatherBackward(const Tensor& grad, const Tensor& targets, int64_t vocab, 
           log_softmax::gatherBackwardCuda(grad.data<float>(), targets.data<int32_t>(), dy.raw(), outType == DType::BF16, N,
                                           vocab, ignoreIndex, s);
         },
-        [c, targets, vocab, ignoreIndex](const KernelStatus& s) { raiseTargets(c, s, targets, vocab, ignoreIndex); });
+        [c, targets, vocab, ignoreIndex](const KernelStatus& s) { raiseTargets(c, s, targets, vocab, ignoreIndex, "vocab"); });
 #endif
   }
   raiseTargets(c, st, targets, vocab, ignoreIndex, "vocab");

@@ -57,7 +57,7 @@ Tensor sequenceLogprobs(const Tensor& lp, const Tensor& ids, int64_t count, int3
         [&](KernelStatus* s) {
           sequence_logprobs::forwardCuda(lp.data<float>(), ids.data<int32_t>(), out.data<float>(), N, count, ignoreIndex, s);
         },
-        [c, ids, lp, count, ignoreIndex](const KernelStatus& s) { raise(c, s, ids, lp, "tokenLogprobs", count, ignoreIndex); });
+        [c, ids, lp, count, ignoreIndex](const KernelStatus& s) { raise(c, s, ids, lp, "tokenLogprobs", count, ignoreIndex, "count"); });
 #endif
   }
   raise(c, st, ids, lp, "tokenLogprobs", count, ignoreIndex, "count");
@@ -83,7 +83,7 @@ Tensor sequenceLogprobsBackward(const Tensor& g, const Tensor& ids, int32_t igno
         [&](KernelStatus* s) {
           sequence_logprobs::backwardCuda(g.data<float>(), ids.data<int32_t>(), d.data<float>(), N, count, ignoreIndex, s);
         },
-        [c, ids, g, count, ignoreIndex](const KernelStatus& s) { raise(c, s, ids, g, "gradSequences", count, ignoreIndex); });
+        [c, ids, g, count, ignoreIndex](const KernelStatus& s) { raise(c, s, ids, g, "gradSequences", count, ignoreIndex, "the entries of gradSequences"); });
 #endif
   }
   raise(c, st, ids, g, "gradSequences", count, ignoreIndex, "the entries of gradSequences");
