@@ -271,6 +271,17 @@ describe('osp generate and osp eval', () => {
     expect(r.stdout).not.toMatch(/ROUGE-L/);
   });
 
+  it('eval.md escapes the names of A and B: a file name cannot add table cells, links or HTML', async () => {
+    const weird = path.join(root, 'a|b_[x](y)<i>.jsonl');
+    fs.copyFileSync(path.join(root, 'greedy.jsonl'), weird);
+    const out = path.join(root, 'eval-weird');
+    const r = await run(['eval', '--a', weird, '--b', modelA, '--judge', modelB, '--prompts', promptsOnly, '--out', out, '--max-new-tokens', '6', '--device', 'cpu']);
+    expect(r.code).toBe(0);
+    const md = fs.readFileSync(path.join(out, 'eval.md'), 'utf8');
+    expect(md).toContain(`- A: responses ${root}/a\\|b\\_\\[x\\]\\(y\\)\\<i\\>.jsonl`);
+    expect(md).not.toContain('a|b_[x](y)<i>');
+  });
+
   describe('refuses bad settings before any work, with exit code 2 and one line naming the flag', () => {
     const cases: [string, () => string[], RegExp][] = [
       ['a missing --a', () => ['eval', '--a', path.join(root, 'nope'), '--b', modelB, '--judge', modelA, '--prompts', data, '--out', path.join(root, 'x')], /^osp: --a .*nope: no such folder or file/],

@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Command } from 'commander';
 import { SettingsError } from '../osp/settings';
+import { escapeControl } from '../util/escape';
 import { UsageError, takeExitCode } from './common';
 import { trainCommands } from './train';
 import { evalCommands } from './eval';
@@ -52,17 +53,18 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`osp: ${String(err.message).replace(/^error: /, '')} (osp ${command ? `${command} ` : ''}--help lists the settings)\n`);
       return 2;
     }
+    // Messages may quote data (a prompt, a file name): control bytes are shown escaped, never sent to the terminal.
     if (e instanceof UsageError) {
-      process.stderr.write(`osp: ${e.message}\n`);
+      process.stderr.write(`osp: ${escapeControl(e.message)}\n`);
       return 2;
     }
     if (e instanceof SettingsError) {
       // The library names settings in camelCase; the command line names its flag.
       const flag = e.setting === 'settings' ? '--config' : `--${e.setting.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
-      process.stderr.write(`osp: ${flag}${e.value === undefined ? '' : ` ${e.value}`}: ${e.problem}\n`);
+      process.stderr.write(`osp: ${escapeControl(`${flag}${e.value === undefined ? '' : ` ${e.value}`}: ${e.problem}`)}\n`);
       return 2;
     }
-    process.stderr.write(`osp: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(`osp: ${escapeControl(e instanceof Error ? e.message : String(e))}\n`);
     if (process.env.OSP_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
     return 1;
   }

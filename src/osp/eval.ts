@@ -19,6 +19,7 @@
 //   2 P R / (P + R), P = LCS / candidate tokens, R = LCS / reference tokens. An empty (or
 //   whitespace-only) candidate or reference scores 0.
 // - Percentiles (median, p90) interpolate linearly between order statistics (numpy's default).
+import { escapeMarkdown } from '../util/escape';
 import { l as rougeLScore } from 'js-rouge';
 import type { JudgeItem, Preference } from '../judge/judge';
 
@@ -342,8 +343,8 @@ export function formatEvalTable(r: EvalReport): string {
   const lines = [
     `# osp eval: A vs B (${w.n} prompts)`,
     '',
-    `- A: ${r.a.source}`,
-    `- B: ${r.b.source}`,
+    `- A: ${escapeMarkdown(r.a.source)}`,
+    `- B: ${escapeMarkdown(r.b.source)}`,
     '',
     '| head to head | value |',
     '| --- | --- |',

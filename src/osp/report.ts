@@ -1,5 +1,6 @@
 // report.html of a run folder: one self-contained, offline HTML page (Chart.js inlined) with a
 // line/bar chart per plot group of metrics.jsonl, plus tables of the run's config and summary.
+import { escapeHtml } from '../util/escape';
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeFileAtomicSync } from '../util/atomicWrite';
@@ -73,15 +74,7 @@ export const PLOT_GROUPS: readonly GroupSpec[] = [
   },
 ];
 
-/** Escapes text for HTML element content and quoted attribute values. */
-export function escapeHtml(text: unknown): string {
-  return String(text)
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&#39;');
-}
+export { escapeHtml };
 
 /** JSON that is safe inside a <script> element: no "</script", "<!--" or line separators survive. */
 export function jsonForScript(value: unknown): string {
