@@ -56,7 +56,9 @@ export interface IgnoreOptions {
 export function tokenLogprobs(logits: Tensor, targets: Tensor, opts: IgnoreOptions = {}): Tensor {
   opts = optionsArg('tokenLogprobs', opts);
   return wrap(
-    native.tokenLogprobs(h(logits, 'tokenLogprobs: logits'), h(targets, 'tokenLogprobs: targets'), { ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX }),
+    native.tokenLogprobs(h(logits, 'tokenLogprobs: logits'), h(targets, 'tokenLogprobs: targets'), {
+      ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX,
+    }),
   );
 }
 
@@ -93,7 +95,9 @@ export function logSoftmaxBackward(gradOut: Tensor, logSoftmaxOut: Tensor): Tens
 /** out[n] = values[n, t_n] (0 on ignored rows). */
 export function gather(values: Tensor, targets: Tensor, opts: IgnoreOptions = {}): Tensor {
   opts = optionsArg('gather', opts);
-  return wrap(native.gather(h(values, 'gather: values'), h(targets, 'gather: targets'), { ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX }));
+  return wrap(
+    native.gather(h(values, 'gather: values'), h(targets, 'gather: targets'), { ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX }),
+  );
 }
 
 /** Backward of gather: a [N, vocab] tensor with g[n] at (n, t_n). dtype: cuda may write bf16. */
