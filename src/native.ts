@@ -40,57 +40,61 @@ export interface NativePreferenceResult {
   gradPolicyRejected: NativeTensor;
 }
 
+/**
+ * The addon's exports (native/addon/addon.cpp registers them from one table). Tensors are passed
+ * positionally; every other parameter of an op is a field of its options object (the last argument).
+ */
 export interface NativeAddon {
   NativeTensor: abstract new () => NativeTensor;
   /** Whether v is a tensor handle made by the addon (not an object that only inherits from one). */
   isTensor(v: unknown): boolean;
-  zeros(shape: number[], dtype: string, device: string): NativeTensor;
-  fromArray(data: ArrayBufferView, shape: number[], dtype: string, device: string): NativeTensor;
+  zeros(options: { shape: number[]; dtype: string; device: string }): NativeTensor;
+  fromArray(data: ArrayBufferView, options: { shape: number[]; dtype: string; device: string }): NativeTensor;
+  randomNormal(options: { shape: number[]; dtype: string; device: string; seed: number; mean: number; std: number }): NativeTensor;
   backends(): NativeBackends;
   synchronize(): void;
-  tokenLogprobs(logits: NativeTensor, targets: NativeTensor, ignoreIndex: number): NativeTensor;
-  tokenLogprobsBackward(logits: NativeTensor, targets: NativeTensor, grad: NativeTensor, ignoreIndex: number, inPlace: boolean): NativeTensor;
+  tokenLogprobs(logits: NativeTensor, targets: NativeTensor, options: { ignoreIndex: number }): NativeTensor;
+  tokenLogprobsBackward(
+    logits: NativeTensor,
+    targets: NativeTensor,
+    grad: NativeTensor,
+    options: { ignoreIndex: number; inPlace: boolean },
+  ): NativeTensor;
   logSoftmax(logits: NativeTensor): NativeTensor;
   logSoftmaxBackward(gradOut: NativeTensor, logSoftmaxOut: NativeTensor): NativeTensor;
-  gather(values: NativeTensor, targets: NativeTensor, ignoreIndex: number): NativeTensor;
-  gatherBackward(grad: NativeTensor, targets: NativeTensor, vocab: number, ignoreIndex: number, dtype?: string): NativeTensor;
-  sequenceLogprobs(tokenLogprobs: NativeTensor, sequenceIds: NativeTensor, count: number, ignoreIndex: number): NativeTensor;
-  sequenceLogprobsBackward(grad: NativeTensor, sequenceIds: NativeTensor, ignoreIndex: number): NativeTensor;
+  gather(values: NativeTensor, targets: NativeTensor, options: { ignoreIndex: number }): NativeTensor;
+  gatherBackward(grad: NativeTensor, targets: NativeTensor, options: { vocab: number; ignoreIndex: number; dtype?: string }): NativeTensor;
+  sequenceLogprobs(tokenLogprobs: NativeTensor, sequenceIds: NativeTensor, options: { count: number; ignoreIndex: number }): NativeTensor;
+  sequenceLogprobsBackward(grad: NativeTensor, sequenceIds: NativeTensor, options: { ignoreIndex: number }): NativeTensor;
   preferenceLoss(
-    kind: string,
     policyChosen: NativeTensor,
     policyRejected: NativeTensor,
     refChosen: NativeTensor,
     refRejected: NativeTensor,
-    target: NativeTensor | null,
-    beta: number,
+    options: { kind: string; beta: number; target?: NativeTensor },
   ): NativePreferenceResult;
-  binary(op: string, a: NativeTensor, b: NativeTensor): NativeTensor;
-  unary(op: string, x: NativeTensor): NativeTensor;
-  affine(x: NativeTensor, scale: number, shift: number): NativeTensor;
+  binary(a: NativeTensor, b: NativeTensor, options: { op: string }): NativeTensor;
+  unary(x: NativeTensor, options: { op: string }): NativeTensor;
+  affine(x: NativeTensor, options: { scale: number; shift: number }): NativeTensor;
   sum(x: NativeTensor): NativeTensor;
   copyInto(dst: NativeTensor, src: NativeTensor): void;
-  randomNormal(shape: number[], dtype: string, device: string, seed: number, mean: number, std: number): NativeTensor;
-  matmul(a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean, impl?: 'auto' | 'own' | 'cublas'): NativeTensor;
+  matmul(a: NativeTensor, b: NativeTensor, options: { transA: boolean; transB: boolean; impl?: 'auto' | 'own' | 'cublas' }): NativeTensor;
   sampleTokens(
     logits: NativeTensor,
     streams: NativeTensor,
     steps: NativeTensor,
-    seed: number,
-    temperature: number,
-    topP: number,
-    topK: number,
+    options: { seed: number; temperature: number; topP: number; topK: number },
   ): { tokens: NativeTensor; logprobs: NativeTensor; modelLogprobs: NativeTensor };
-  matmul(a: NativeTensor, b: NativeTensor, transA: boolean, transB: boolean): NativeTensor;
-  rmsNorm(x: NativeTensor, weight: NativeTensor, eps: number): NativeTensor;
-  rmsNormBackward(x: NativeTensor, weight: NativeTensor, gradOut: NativeTensor, eps: number): { gradInput: NativeTensor; gradWeight: NativeTensor };
+  rmsNorm(x: NativeTensor, weight: NativeTensor, options: { eps: number }): NativeTensor;
+  rmsNormBackward(x: NativeTensor, weight: NativeTensor, gradOut: NativeTensor, options: { eps: number }): { gradInput: NativeTensor; gradWeight: NativeTensor };
   swiglu(gate: NativeTensor, up: NativeTensor): NativeTensor;
   swigluBackward(gate: NativeTensor, up: NativeTensor, gradOut: NativeTensor): { gradGate: NativeTensor; gradUp: NativeTensor };
-  rope(x: NativeTensor, positions: NativeTensor, theta: number | undefined, scalingFactor: number | undefined, invFreq?: Float64Array): NativeTensor;
-  ropeBackward(gradOut: NativeTensor, positions: NativeTensor, theta: number | undefined, scalingFactor: number | undefined, invFreq?: Float64Array): NativeTensor;
-  ropeInvFreq(theta: number, scalingFactor: number, headDim: number): Float64Array;
+  /** invFreq (Dh / 2 inverse frequencies) replaces theta and scalingFactor, which are then not read. */
+  rope(x: NativeTensor, positions: NativeTensor, options: NativeRopeOptions): NativeTensor;
+  ropeBackward(gradOut: NativeTensor, positions: NativeTensor, options: NativeRopeOptions): NativeTensor;
+  ropeInvFreq(options: { theta: number; scalingFactor: number; headDim: number }): Float64Array;
   embedding(table: NativeTensor, ids: NativeTensor): NativeTensor;
-  embeddingBackward(gradOut: NativeTensor, ids: NativeTensor, vocab: number): NativeTensor;
+  embeddingBackward(gradOut: NativeTensor, ids: NativeTensor, options: { vocab: number }): NativeTensor;
   sumOfSquares(x: NativeTensor): NativeTensor;
   adamwStep(
     param: NativeTensor,
@@ -98,9 +102,14 @@ export interface NativeAddon {
     m: NativeTensor,
     v: NativeTensor,
     options: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale?: number; checkFinite?: boolean; gradSumOfSquares?: NativeTensor; maxGradNorm?: number },
-
   ): void;
-  causalAttention(q: NativeTensor, k: NativeTensor, v: NativeTensor, sequenceIds: NativeTensor, scale?: number, spans?: NativeTensor): { out: NativeTensor; logsumexp: NativeTensor };
+  causalAttention(
+    q: NativeTensor,
+    k: NativeTensor,
+    v: NativeTensor,
+    sequenceIds: NativeTensor,
+    options: { scale?: number; spans?: NativeTensor },
+  ): { out: NativeTensor; logsumexp: NativeTensor };
   causalAttentionBackward(
     q: NativeTensor,
     k: NativeTensor,
@@ -109,15 +118,28 @@ export interface NativeAddon {
     out: NativeTensor,
     logsumexp: NativeTensor,
     gradOut: NativeTensor,
-    scale?: number,
-    spans?: NativeTensor,
+    options: { scale?: number; spans?: NativeTensor },
   ): { gradQ: NativeTensor; gradK: NativeTensor; gradV: NativeTensor };
   kvCacheWrite(cache: NativeTensor, values: NativeTensor, slots: NativeTensor, positions: NativeTensor): void;
-  cachedAttention(q: NativeTensor, kCache: NativeTensor, vCache: NativeTensor, slots: NativeTensor, positions: NativeTensor, scale?: number): NativeTensor;
+  cachedAttention(
+    q: NativeTensor,
+    kCache: NativeTensor,
+    vCache: NativeTensor,
+    slots: NativeTensor,
+    positions: NativeTensor,
+    options: { scale?: number },
+  ): NativeTensor;
   memoryStats(): Record<'cpu' | 'cuda', { currentBytes: number; peakBytes: number }>;
   resetPeakMemory(): void;
   syncStats(): NativeSyncStats;
   resetSyncStats(): void;
+}
+
+/** rope's options: theta and scalingFactor, or invFreq. */
+export interface NativeRopeOptions {
+  theta?: number;
+  scalingFactor?: number;
+  invFreq?: Float64Array;
 }
 
 /** Host waits since the last resetSyncStats(), by kind; hostWaits is their sum. */

@@ -1,6 +1,6 @@
 // The kernels as typed functions. Each one checks that its tensor arguments are Tensors and passes
 // them to the native op, which validates dtypes, shapes, devices and values (see native/kernels).
-import { native, NativeTensor } from './native';
+import { native, NativeRopeOptions, NativeTensor } from './native';
 import { DType, optionsArg, Tensor, zeros } from './tensor';
 
 import { DEFAULT_IGNORE_INDEX } from './model/batch';
@@ -56,7 +56,9 @@ export interface IgnoreOptions {
 export function tokenLogprobs(logits: Tensor, targets: Tensor, opts: IgnoreOptions = {}): Tensor {
   opts = optionsArg('tokenLogprobs', opts);
   return wrap(
-    native.tokenLogprobs(h(logits, 'tokenLogprobs: logits'), h(targets, 'tokenLogprobs: targets'), opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX),
+    native.tokenLogprobs(h(logits, 'tokenLogprobs: logits'), h(targets, 'tokenLogprobs: targets'), {
+      ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX,
+    }),
   );
 }
 
@@ -73,8 +75,7 @@ export function tokenLogprobsBackward(logits: Tensor, targets: Tensor, gradLogpr
     h(logits, `${op}: logits`),
     h(targets, `${op}: targets`),
     h(gradLogprobs, `${op}: gradLogprobs`),
-    opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX,
-    opts.inPlace ?? false,
+    { ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX, inPlace: opts.inPlace ?? false },
   );
   if (!opts.inPlace) return wrap(out);
   out.dispose(); // the native result shares the logits' buffer: drop its reference now, not at GC
@@ -94,14 +95,20 @@ export function logSoftmaxBackward(gradOut: Tensor, logSoftmaxOut: Tensor): Tens
 /** out[n] = values[n, t_n] (0 on ignored rows). */
 export function gather(values: Tensor, targets: Tensor, opts: IgnoreOptions = {}): Tensor {
   opts = optionsArg('gather', opts);
-  return wrap(native.gather(h(values, 'gather: values'), h(targets, 'gather: targets'), opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX));
+  return wrap(
+    native.gather(h(values, 'gather: values'), h(targets, 'gather: targets'), { ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX }),
+  );
 }
 
 /** Backward of gather: a [N, vocab] tensor with g[n] at (n, t_n). dtype: cuda may write bf16. */
 export function gatherBackward(grad: Tensor, targets: Tensor, vocab: number, opts: IgnoreOptions & { dtype?: DType } = {}): Tensor {
   opts = optionsArg('gatherBackward', opts);
   return wrap(
-    native.gatherBackward(h(grad, 'gatherBackward: grad'), h(targets, 'gatherBackward: targets'), vocab, opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX, opts.dtype),
+    native.gatherBackward(h(grad, 'gatherBackward: grad'), h(targets, 'gatherBackward: targets'), {
+      vocab,
+      ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX,
+      dtype: opts.dtype,
+    }),
   );
 }
 
@@ -153,7 +160,10 @@ export function sequenceLogprobs(tokenLogprobs: Tensor, sequenceIds: Tensor, cou
   const op = 'sequenceLogprobs';
   opts = optionsArg(op, opts);
   return wrap(
-    native.sequenceLogprobs(h(tokenLogprobs, `${op}: tokenLogprobs`), h(sequenceIds, `${op}: sequenceIds`), count, opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX),
+    native.sequenceLogprobs(h(tokenLogprobs, `${op}: tokenLogprobs`), h(sequenceIds, `${op}: sequenceIds`), {
+      count,
+      ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX,
+    }),
   );
 }
 
@@ -162,7 +172,9 @@ export function sequenceLogprobsBackward(gradSequences: Tensor, sequenceIds: Ten
   const op = 'sequenceLogprobsBackward';
   opts = optionsArg(op, opts);
   return wrap(
-    native.sequenceLogprobsBackward(h(gradSequences, `${op}: gradSequences`), h(sequenceIds, `${op}: sequenceIds`), opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX),
+    native.sequenceLogprobsBackward(h(gradSequences, `${op}: gradSequences`), h(sequenceIds, `${op}: sequenceIds`), {
+      ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX,
+    }),
   );
 }
 
@@ -229,7 +241,7 @@ function preferenceArgs(op: string, inputs: PreferenceInputs, opts: PreferenceOp
     h(inputs.policyRejected, `${op}: inputs.policyRejected`),
     h(inputs.refChosen, `${op}: inputs.refChosen`),
     h(inputs.refRejected, `${op}: inputs.refRejected`),
-    inputs.target === undefined ? null : h(inputs.target, `${op}: inputs.target`),
+    inputs.target === undefined ? undefined : h(inputs.target, `${op}: inputs.target`),
   ] as const;
 }
 
@@ -239,19 +251,19 @@ function preferenceArgs(op: string, inputs: PreferenceInputs, opts: PreferenceOp
  */
 export function preferenceLoss(kind: PreferenceKind, inputs: PreferenceInputs, opts: PreferenceOptions): PreferenceLossResult {
   const [pc, pr, rc, rr, target] = preferenceArgs('preferenceLoss', inputs, opts);
-  const r = native.preferenceLoss(kind, pc, pr, rc, rr, target, opts.beta);
+  const r = native.preferenceLoss(pc, pr, rc, rr, { kind, beta: opts.beta, target });
   return new PreferenceResult(wrap(r.loss), wrap(r.losses), wrap(r.pHat), wrap(r.margins), wrap(r.gradPolicyChosen), wrap(r.gradPolicyRejected));
 }
 
 // ---- elementwise ops (for the unfused compositions) -------------------------------------------
 
-export const add = (a: Tensor, b: Tensor): Tensor => wrap(native.binary('add', h(a, 'add: a'), h(b, 'add: b')));
-export const sub = (a: Tensor, b: Tensor): Tensor => wrap(native.binary('sub', h(a, 'sub: a'), h(b, 'sub: b')));
-export const mul = (a: Tensor, b: Tensor): Tensor => wrap(native.binary('mul', h(a, 'mul: a'), h(b, 'mul: b')));
+export const add = (a: Tensor, b: Tensor): Tensor => wrap(native.binary(h(a, 'add: a'), h(b, 'add: b'), { op: 'add' }));
+export const sub = (a: Tensor, b: Tensor): Tensor => wrap(native.binary(h(a, 'sub: a'), h(b, 'sub: b'), { op: 'sub' }));
+export const mul = (a: Tensor, b: Tensor): Tensor => wrap(native.binary(h(a, 'mul: a'), h(b, 'mul: b'), { op: 'mul' }));
 export type UnaryOp = 'neg' | 'sigmoid' | 'softplus' | 'logSigmoid' | 'square' | 'exp' | 'log';
-export const unary = (op: UnaryOp, x: Tensor): Tensor => wrap(native.unary(op, h(x, 'unary: x')));
+export const unary = (op: UnaryOp, x: Tensor): Tensor => wrap(native.unary(h(x, 'unary: x'), { op }));
 /** scale * x + shift */
-export const affine = (x: Tensor, scale: number, shift = 0): Tensor => wrap(native.affine(h(x, 'affine: x'), scale, shift));
+export const affine = (x: Tensor, scale: number, shift = 0): Tensor => wrap(native.affine(h(x, 'affine: x'), { scale, shift }));
 /** Sum of all elements, as a [1] tensor. */
 export const sum = (x: Tensor): Tensor => wrap(native.sum(h(x, 'sum: x')));
 
@@ -291,7 +303,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transB = opts.transB ?? false;
   const impl = opts.impl ?? 'auto';
   if (!['auto', 'own', 'cublas'].includes(impl)) throw new TypeError(`matmul: impl is ${String(impl)}; expected 'auto', 'own' or 'cublas'`);
-  return wrap(native.matmul(h(a, 'matmul: a'), h(b, 'matmul: b'), transA, transB, impl));
+  return wrap(native.matmul(h(a, 'matmul: a'), h(b, 'matmul: b'), { transA, transB, impl }));
 }
 
 /**
@@ -384,7 +396,7 @@ export interface RmsNormOptions {
  */
 export function rmsNorm(x: Tensor, weight: Tensor, opts: RmsNormOptions = {}): Tensor {
   opts = optionsArg('rmsNorm', opts);
-  return wrap(native.rmsNorm(h(x, 'rmsNorm: x'), h(weight, 'rmsNorm: weight'), opts.eps ?? 1e-6));
+  return wrap(native.rmsNorm(h(x, 'rmsNorm: x'), h(weight, 'rmsNorm: weight'), { eps: opts.eps ?? 1e-6 }));
 }
 
 export interface RmsNormGrads {
@@ -398,7 +410,7 @@ export interface RmsNormGrads {
 export function rmsNormBackward(x: Tensor, weight: Tensor, gradOut: Tensor, opts: RmsNormOptions = {}): RmsNormGrads {
   const op = 'rmsNormBackward';
   opts = optionsArg(op, opts);
-  const r = native.rmsNormBackward(h(x, `${op}: x`), h(weight, `${op}: weight`), h(gradOut, `${op}: gradOut`), opts.eps ?? 1e-6);
+  const r = native.rmsNormBackward(h(x, `${op}: x`), h(weight, `${op}: weight`), h(gradOut, `${op}: gradOut`), { eps: opts.eps ?? 1e-6 });
   return { gradInput: wrap(r.gradInput), gradWeight: wrap(r.gradWeight) };
 }
 
@@ -435,7 +447,7 @@ export type RopeOptions =
   | { theta: number; scalingFactor?: number; invFreq?: undefined }
   | { invFreq: Float64Array; theta?: undefined; scalingFactor?: undefined };
 
-function ropeArgs(op: string, opts: RopeOptions): [number | undefined, number | undefined, Float64Array | undefined] {
+function ropeArgs(op: string, opts: RopeOptions): NativeRopeOptions {
   if (opts === null || typeof opts !== 'object') {
     throw new TypeError(`${op}: opts is ${opts === null ? 'null' : typeof opts}; expected { theta, scalingFactor? } or { invFreq }`);
   }
@@ -443,9 +455,9 @@ function ropeArgs(op: string, opts: RopeOptions): [number | undefined, number | 
     if (opts.theta !== undefined || opts.scalingFactor !== undefined) {
       throw new TypeError(`${op}: pass either invFreq or theta (and scalingFactor), not both`);
     }
-    return [undefined, undefined, opts.invFreq];
+    return { invFreq: opts.invFreq };
   }
-  return [opts?.theta, opts?.scalingFactor ?? 1, undefined];
+  return { theta: opts?.theta, scalingFactor: opts?.scalingFactor ?? 1 };
 }
 
 /**
@@ -457,13 +469,13 @@ function ropeArgs(op: string, opts: RopeOptions): [number | undefined, number | 
  * inv_freq; Dh <= 1024 there). cpu: f32, f64; cuda: f32, bf16.
  */
 export function rope(x: Tensor, positions: Tensor, opts: RopeOptions): Tensor {
-  return wrap(native.rope(h(x, 'rope: x'), h(positions, 'rope: positions'), ...ropeArgs('rope', opts)));
+  return wrap(native.rope(h(x, 'rope: x'), h(positions, 'rope: positions'), ropeArgs('rope', opts)));
 }
 
 /** Backward of rope: gradOut rotated by -angle (the transpose of the rotation). Same options as the forward. */
 export function ropeBackward(gradOut: Tensor, positions: Tensor, opts: RopeOptions): Tensor {
   const op = 'ropeBackward';
-  return wrap(native.ropeBackward(h(gradOut, `${op}: gradOut`), h(positions, `${op}: positions`), ...ropeArgs(op, opts)));
+  return wrap(native.ropeBackward(h(gradOut, `${op}: gradOut`), h(positions, `${op}: positions`), ropeArgs(op, opts)));
 }
 
 /**
@@ -471,7 +483,7 @@ export function ropeBackward(gradOut: Tensor, positions: Tensor, opts: RopeOptio
  * rope uses): inv_freq_i = theta^(-2i/headDim) / scalingFactor for i < headDim/2, in f64.
  */
 export function ropeInvFreqTable(theta: number, scalingFactor: number, headDim: number): Float64Array {
-  return native.ropeInvFreq(theta, scalingFactor, headDim);
+  return native.ropeInvFreq({ theta, scalingFactor, headDim });
 }
 
 /**
@@ -488,7 +500,7 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
  */
 export function embeddingBackward(gradOut: Tensor, ids: Tensor, vocab: number): Tensor {
   const op = 'embeddingBackward';
-  return wrap(native.embeddingBackward(h(gradOut, `${op}: gradOut`), h(ids, `${op}: ids`), vocab));
+  return wrap(native.embeddingBackward(h(gradOut, `${op}: gradOut`), h(ids, `${op}: ids`), { vocab }));
 }
 
 // ---- optimizer: adamw, sumOfSquares, clipGradNorm -----------------------------------------------
@@ -647,7 +659,10 @@ export interface CausalAttentionResult {
 export function causalAttention(q: Tensor, k: Tensor, v: Tensor, sequenceIds: Tensor, opts: CausalAttentionOptions = {}): CausalAttentionResult {
   const op = 'causalAttention';
   opts = optionsArg(op, opts);
-  const r = native.causalAttention(h(q, `${op}: q`), h(k, `${op}: k`), h(v, `${op}: v`), h(sequenceIds, `${op}: sequenceIds`), opts?.scale, spansArg(opts, op));
+  const r = native.causalAttention(h(q, `${op}: q`), h(k, `${op}: k`), h(v, `${op}: v`), h(sequenceIds, `${op}: sequenceIds`), {
+    scale: opts?.scale,
+    spans: spansArg(opts, op),
+  });
   return { out: wrap(r.out), logsumexp: wrap(r.logsumexp) };
 }
 
@@ -687,8 +702,7 @@ export function causalAttentionBackward(
     h(out, `${op}: out`),
     h(logsumexp, `${op}: logsumexp`),
     h(gradOut, `${op}: gradOut`),
-    opts?.scale,
-    spansArg(opts, op),
+    { scale: opts?.scale, spans: spansArg(opts, op) },
   );
   return { gradQ: wrap(r.gradQ), gradK: wrap(r.gradK), gradV: wrap(r.gradV) };
 }
@@ -738,7 +752,7 @@ export function cachedAttention(
       h(vCache, `${op}: vCache`),
       h(slots, `${op}: slots`),
       h(positions, `${op}: positions`),
-      opts?.scale,
+      { scale: opts?.scale },
     ),
   );
 }
@@ -797,6 +811,6 @@ export function sampleTokens(logits: Tensor, streams: Tensor, steps: Tensor, opt
   const s = h(streams, `${op}: streams`);
   const st = h(steps, `${op}: steps`);
   const o = checkSampleOptions(opts);
-  const r = native.sampleTokens(l, s, st, o.seed, o.temperature, o.topP, o.topK);
+  const r = native.sampleTokens(l, s, st, o);
   return { tokens: wrap(r.tokens), logprobs: wrap(r.logprobs), modelLogprobs: wrap(r.modelLogprobs) };
 }

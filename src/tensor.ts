@@ -136,7 +136,7 @@ export function tensor(data: TensorData, shape: number[], opts: TensorOptions = 
     throw new TypeError('tensor: data must be a Float32Array, Float64Array, Int32Array, Uint16Array (bf16 bits) or number[]');
   }
   const device = opts.device ?? (dtype === 'f64' ? 'cpu' : defaultDevice());
-  return new Tensor(native.fromArray(view, shape, dtype, device));
+  return new Tensor(native.fromArray(view, { shape, dtype, device }));
 }
 
 /** A tensor of zeros, made where it lives (no host transfer). Default dtype f32. */
@@ -145,7 +145,7 @@ export function zeros(shape: number[], opts: TensorOptions = {}): Tensor {
   opts = optionsArg('zeros', opts);
   const dtype = opts.dtype ?? 'f32';
   const device = opts.device ?? (dtype === 'f64' ? 'cpu' : defaultDevice());
-  return new Tensor(native.zeros(shape, dtype, device));
+  return new Tensor(native.zeros({ shape, dtype, device }));
 }
 
 export interface RandomOptions extends TensorOptions {
@@ -160,7 +160,7 @@ export function randn(shape: number[], opts: RandomOptions = {}): Tensor {
   opts = optionsArg('randn', opts);
   const dtype = opts.dtype ?? 'f32';
   const device = opts.device ?? (dtype === 'f64' ? 'cpu' : defaultDevice());
-  return new Tensor(native.randomNormal(shape, dtype, device, opts.seed ?? 0, opts.mean ?? 0, opts.std ?? 1));
+  return new Tensor(native.randomNormal({ shape, dtype, device, seed: opts.seed ?? 0, mean: opts.mean ?? 0, std: opts.std ?? 1 }));
 }
 
 /**

@@ -384,7 +384,7 @@ describe('sampleTokens argument checks', () => {
     osp.scope(() => {
       const l = x([1, 3]).handle;
       const i = ints([0]).handle;
-      const call = (seed: number, t: number, p: number, k: number) => caught(() => native.sampleTokens(l, i, i, seed, t, p, k));
+      const call = (seed: number, t: number, p: number, k: number) => caught(() => native.sampleTokens(l, i, i, { seed, temperature: t, topP: p, topK: k }));
       expect(call(-1, 1, 1, 0)?.message).toBe('sampleTokens: seed is -1; expected an integer in [0, 2^53)');
       expect(call(1, -1, 1, 0)?.message).toBe('sampleTokens: temperature is -1; expected a finite number >= 0 (0 = greedy)');
       expect(call(1, 1, 0, 0)?.message).toBe('sampleTokens: topP is 0; expected a number in (0, 1] (1 = off)');

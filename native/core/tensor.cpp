@@ -378,4 +378,43 @@ Tensor contiguous(const Tensor& src) {
   return fromHost(host.data(), src.shape, src.dtype, src.device);
 }
 
+// ---- host arrays ----------------------------------------------------------------------------------
+
+void checkPlacement(DType dtype, Device device, const char* op) {
+  if (device == Device::CUDA && dtype == DType::F64)
+    typeError(std::string(op) + ": dtype f64 is not supported on cuda; expected f32, bf16 or i32 (f64 is for CPU reference checks)");
+  if (device == Device::CUDA && !cuda::available())
+    runtimeError(std::string(op) + ": device cuda requested but " +
+                 (cuda::compiled() ? "no CUDA device is available (" + cuda::probeError() + ")" : std::string("osp was built without CUDA")));
+}
+
+Tensor fromHostAs(const void* data, DType dataDtype, const std::vector<int64_t>& shape, DType dtype, Device device) {
+  if (dataDtype == dtype) return fromHost(data, shape, dtype, device);
+  const int64_t n = checkedNumel(shape, dtype);
+  std::vector<char> conv(static_cast<size_t>(n) * dtypeSize(dtype));
+  const char* src = static_cast<const char*>(data);
+  for (int64_t i = 0; i < n; i++) storeFromDouble(dtype, conv.data(), i, loadAsDouble(dataDtype, src, i));
+  return fromHost(conv.data(), shape, dtype, device);
+}
+
+DType hostDtype(DType d) { return d == DType::BF16 ? DType::F32 : d; }
+
+void toHostAs(const Tensor& t, void* dst) {
+  Tensor dense = t.isContiguous() ? t : contiguous(t);
+  const DType as = hostDtype(dense.dtype);
+  if (as == dense.dtype) return toHost(dense, dst);
+  std::vector<char> raw(dense.nbytes());
+  toHost(dense, raw.data());
+  const int64_t n = dense.numel();
+  for (int64_t i = 0; i < n; i++) storeFromDouble(as, static_cast<char*>(dst), i, loadAsDouble(dense.dtype, raw.data(), i));
+}
+
+Tensor convertTo(const Tensor& t, DType dtype, Device device, const char* op) {
+  if ((dtype == DType::I32) != (t.dtype == DType::I32))
+    typeError(std::string(op) + ": dtype " + dtypeName(dtype) + " for tensor " + t.describe() +
+              ": integer and floating-point tensors do not convert into each other; expected " +
+              (t.dtype == DType::I32 ? "i32" : "f32, f64 or bf16"));
+  return convert(t, dtype, device);
+}
+
 }  // namespace osp

@@ -87,4 +87,20 @@ Tensor fromHost(const void* data, const std::vector<int64_t>& shape, DType dtype
 // Read a contiguous tensor's bytes to host memory.
 void toHost(const Tensor& t, void* dst);
 
+// ---- host arrays (what the N-API layer exchanges with JavaScript typed arrays) ------------------
+
+// A TypeError (f64 on cuda) or an Error (cuda not built or no device), starting with `op`, unless a
+// tensor of `dtype` can live on `device`.
+void checkPlacement(DType dtype, Device device, const char* op);
+// A new tensor of `dtype` on `device` from host data laid out as `dataDtype` (f32, f64, bf16 bits or
+// i32), converted element by element where the two differ (rounding to nearest even into bf16).
+Tensor fromHostAs(const void* data, DType dataDtype, const std::vector<int64_t>& shape, DType dtype, Device device);
+// The dtype a tensor reads back to the host as: bf16 widens to f32, the others stay.
+DType hostDtype(DType d);
+// Reads any tensor (a view too) to host memory as hostDtype(t.dtype), numel() elements.
+void toHostAs(const Tensor& t, void* dst);
+// convert() for Tensor.to(): the same, but an integer <-> floating-point request is a TypeError
+// starting with `op` that names the tensor.
+Tensor convertTo(const Tensor& t, DType dtype, Device device, const char* op);
+
 }  // namespace osp
