@@ -152,10 +152,10 @@ function benchPreference(device: Device, B: number, copyBw: number): void {
   // Fused: reads 5 vectors, writes 5. Unfused: 14 elementwise kernels, each reading 1-2 and writing 1.
   compare('preferenceLoss spce', `B=${B}`, 'f32', device, copyBw,
     () => void osp.preferenceLoss('spce', spce, { beta: 0.1 }), 10 * 4 * B,
-    () => void osp.preferenceLossUnfused('spce', spce, { beta: 0.1 }), 31 * 4 * B);
+    () => void osp.reference.preferenceLossUnfused('spce', spce, { beta: 0.1 }), 31 * 4 * B);
   compare('preferenceLoss dpo', `B=${B}`, 'f32', device, copyBw,
     () => void osp.preferenceLoss('dpo', inputs, { beta: 0.1 }), 9 * 4 * B,
-    () => void osp.preferenceLossUnfused('dpo', inputs, { beta: 0.1 }), 27 * 4 * B);
+    () => void osp.reference.preferenceLossUnfused('dpo', inputs, { beta: 0.1 }), 27 * 4 * B);
   for (const t of [...Object.values(inputs), target]) t.dispose();
 }
 

@@ -8,8 +8,6 @@ export {
   DEFAULT_IGNORE_INDEX,
   tokenLogprobs,
   tokenLogprobsBackward,
-  tokenLogprobsUnfused,
-  tokenLogprobsBackwardUnfused,
   logSoftmax,
   logSoftmaxBackward,
   gather,
@@ -17,7 +15,6 @@ export {
   sequenceLogprobs,
   sequenceLogprobsBackward,
   preferenceLoss,
-  preferenceLossUnfused,
   add,
   sub,
   mul,
@@ -134,5 +131,6 @@ export { MetricsLog } from './osp/metrics';
 export type { StepMetrics } from './osp/metrics';
 export { writeReport } from './osp/report';
 export { winRate, rougeL, lengthStats, meanWithCi } from './osp/eval';
+export * as reference from './reference';
 export * as data from './data';
 export * as demo from './demo';

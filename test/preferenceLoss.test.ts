@@ -296,7 +296,7 @@ describe('preferenceLoss equals the unfused composition preferenceLossUnfused', 
     const x = drawPairs(next, 48, 5, dtype === 'f32');
     const beta = dtype === 'f32' ? Math.fround(drawBeta(next)) : drawBeta(next);
     const fused = run(kind, x, beta, dtype);
-    const unfused = run(kind, x, beta, dtype, osp.preferenceLossUnfused);
+    const unfused = run(kind, x, beta, dtype, osp.reference.preferenceLossUnfused);
     const tol = dtype === 'f64' ? 1e-12 : 1e-5;
     const floorScale = dtype === 'f64' ? 1e-2 : 5e-2;
     for (const k of OUTPUT_KEYS) expectRel(unfused[k], fused[k], tol, floorScale * maxAbs(fused[k]), k);

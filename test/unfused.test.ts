@@ -181,7 +181,7 @@ describe('the unfused composition against the fused op', () => {
     const [unfused, fused] = osp.scope(() => {
       const logits = floats(p.x, [N, V], dtype);
       const targets = ints(p.targets);
-      const u = osp.tokenLogprobsUnfused(logits, targets);
+      const u = osp.reference.tokenLogprobsUnfused(logits, targets);
       expect(u.dtype).toBe(dtype);
       expect(u.shape).toEqual([N]);
       return [read(u), read(osp.tokenLogprobs(logits, targets))];
@@ -195,7 +195,7 @@ describe('the unfused composition against the fused op', () => {
       const logits = floats(p.x, [N, V], dtype);
       const targets = ints(p.targets);
       const g = floats(p.g, [N], dtype);
-      const u = osp.tokenLogprobsBackwardUnfused(logits, targets, g);
+      const u = osp.reference.tokenLogprobsBackwardUnfused(logits, targets, g);
       expect(u.dtype).toBe(dtype);
       expect(u.shape).toEqual([N, V]);
       return [read(u), read(osp.tokenLogprobsBackward(logits, targets, g))];
@@ -217,9 +217,9 @@ describe('the unfused composition against the fused op', () => {
       const g = floats(p.g, [N], dtype);
       const opts = { ignoreIndex };
       return {
-        uf: read(osp.tokenLogprobsUnfused(logits, targets, opts)),
+        uf: read(osp.reference.tokenLogprobsUnfused(logits, targets, opts)),
         ff: read(osp.tokenLogprobs(logits, targets, opts)),
-        ub: read(osp.tokenLogprobsBackwardUnfused(logits, targets, g, opts)),
+        ub: read(osp.reference.tokenLogprobsBackwardUnfused(logits, targets, g, opts)),
         fb: read(osp.tokenLogprobsBackward(logits, targets, g, opts)),
       };
     });

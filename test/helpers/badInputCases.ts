@@ -67,7 +67,7 @@ const prefInputs = (withTarget = true): PrefArgs => ({
 type PrefFn = typeof osp.preferenceLoss;
 const PREF_OPS: [string, PrefFn][] = [
   ['preferenceLoss', osp.preferenceLoss],
-  ['preferenceLossUnfused', osp.preferenceLossUnfused],
+  ['preferenceLossUnfused', osp.reference.preferenceLossUnfused],
 ];
 /** Calls a preference op with the loosely typed arguments a bad-input case needs. */
 const callPref = (fn: PrefFn, kind: unknown, inputs: unknown, opts: unknown = { beta: 0.1 }) =>
@@ -92,11 +92,11 @@ const OPS: OpSpec[] = [
     make: () => ({ logits: logits(), targets: targets(), gradLogprobs: gradN() }),
     call: (a) => loose(osp.tokenLogprobsBackward)(a.logits, a.targets, a.gradLogprobs),
   },
-  { op: 'tokenLogprobsUnfused', make: () => ({ logits: logits(), targets: targets() }), call: (a) => loose(osp.tokenLogprobsUnfused)(a.logits, a.targets) },
+  { op: 'tokenLogprobsUnfused', make: () => ({ logits: logits(), targets: targets() }), call: (a) => loose(osp.reference.tokenLogprobsUnfused)(a.logits, a.targets) },
   {
     op: 'tokenLogprobsBackwardUnfused',
     make: () => ({ logits: logits(), targets: targets(), gradLogprobs: gradN() }),
-    call: (a) => loose(osp.tokenLogprobsBackwardUnfused)(a.logits, a.targets, a.gradLogprobs),
+    call: (a) => loose(osp.reference.tokenLogprobsBackwardUnfused)(a.logits, a.targets, a.gradLogprobs),
   },
   { op: 'logSoftmax', make: () => ({ logits: logits() }), call: (a) => loose(osp.logSoftmax)(a.logits) },
   {
@@ -198,10 +198,10 @@ function tokenCases(): BadCase[] {
     { name: 'tokenLogprobsBackward: f32 targets', errorClass: T, message: namesAnd('targets', 'f32'), run: () => osp.tokenLogprobsBackward(logits(), f32([0, 1, 2, 3]), gradN()) },
     { name: 'tokenLogprobsBackward: bf16 logits on cpu', errorClass: T, message: namesAnd('logits', 'bf16'), run: () => osp.tokenLogprobsBackward(logits('bf16'), targets(), gradN()) },
     { name: 'tokenLogprobsBackward: f64 gradLogprobs for f32 logits', errorClass: T, message: namesAnd('gradLogprobs', 'f64'), run: () => osp.tokenLogprobsBackward(logits(), targets(), f64([1, 1, 1, 1])) },
-    { name: 'tokenLogprobsUnfused: i32 logits', errorClass: T, message: namesAnd('logits', 'i32'), run: () => osp.tokenLogprobsUnfused(logits('i32'), targets()) },
-    { name: 'tokenLogprobsUnfused: f32 targets', errorClass: T, message: namesAnd('targets', 'f32'), run: () => osp.tokenLogprobsUnfused(logits(), f32([0, 1, 2, 3])) },
-    { name: 'tokenLogprobsBackwardUnfused: bf16 logits on cpu', errorClass: T, message: namesAnd('logits', 'bf16'), run: () => osp.tokenLogprobsBackwardUnfused(logits('bf16'), targets(), gradN()) },
-    { name: 'tokenLogprobsBackwardUnfused: f32 targets', errorClass: T, message: namesAnd('targets', 'f32'), run: () => osp.tokenLogprobsBackwardUnfused(logits(), f32([0, 1, 2, 3]), gradN()) },
+    { name: 'tokenLogprobsUnfused: i32 logits', errorClass: T, message: namesAnd('logits', 'i32'), run: () => osp.reference.tokenLogprobsUnfused(logits('i32'), targets()) },
+    { name: 'tokenLogprobsUnfused: f32 targets', errorClass: T, message: namesAnd('targets', 'f32'), run: () => osp.reference.tokenLogprobsUnfused(logits(), f32([0, 1, 2, 3])) },
+    { name: 'tokenLogprobsBackwardUnfused: bf16 logits on cpu', errorClass: T, message: namesAnd('logits', 'bf16'), run: () => osp.reference.tokenLogprobsBackwardUnfused(logits('bf16'), targets(), gradN()) },
+    { name: 'tokenLogprobsBackwardUnfused: f32 targets', errorClass: T, message: namesAnd('targets', 'f32'), run: () => osp.reference.tokenLogprobsBackwardUnfused(logits(), f32([0, 1, 2, 3]), gradN()) },
     { name: 'logSoftmax: i32 logits', errorClass: T, message: namesAnd('logits', 'i32'), run: () => osp.logSoftmax(logits('i32')) },
     { name: 'logSoftmax: bf16 logits on cpu', errorClass: T, message: namesAnd('logits', 'bf16'), run: () => osp.logSoftmax(logits('bf16')) },
     { name: 'logSoftmaxBackward: f64 gradOut with f32 logSoftmaxOut', errorClass: T, message: namesAnd('gradOut', 'f64'), run: () => osp.logSoftmaxBackward(logits('f64'), logits()) },
@@ -218,7 +218,7 @@ function tokenCases(): BadCase[] {
     { name: 'tokenLogprobs: N + 1 targets', errorClass: T, message: names('targets'), run: () => osp.tokenLogprobs(logits(), targets(N + 1)) },
     { name: 'tokenLogprobs: 1-D logits', errorClass: T, message: names('logits'), run: () => osp.tokenLogprobs(gradN(), targets()) },
     { name: 'tokenLogprobsBackward: N - 1 gradLogprobs', errorClass: T, message: names('gradLogprobs'), run: () => osp.tokenLogprobsBackward(logits(), targets(), gradN(N - 1)) },
-    { name: 'tokenLogprobsBackwardUnfused: N - 1 gradLogprobs', errorClass: T, message: names('gradLogprobs'), run: () => osp.tokenLogprobsBackwardUnfused(logits(), targets(), gradN(N - 1)) },
+    { name: 'tokenLogprobsBackwardUnfused: N - 1 gradLogprobs', errorClass: T, message: names('gradLogprobs'), run: () => osp.reference.tokenLogprobsBackwardUnfused(logits(), targets(), gradN(N - 1)) },
     { name: 'logSoftmaxBackward: gradOut [N, V + 1]', errorClass: T, message: /\bgradOut\b.*\blogSoftmaxOut\b/, run: () => osp.logSoftmaxBackward(logits('f32', N, V + 1), logits()) },
     { name: 'gather: N - 1 targets', errorClass: T, message: names('targets'), run: () => osp.gather(logits(), targets(N - 1)) },
     { name: 'gatherBackward: N + 1 targets', errorClass: T, message: names('targets'), run: () => osp.gatherBackward(gradN(), targets(N + 1), V) },
@@ -227,7 +227,7 @@ function tokenCases(): BadCase[] {
     // non-contiguous views
     { name: 'tokenLogprobs: non-contiguous logits', errorClass: T, message: namesAnd('logits', 'non-contiguous'), run: () => osp.tokenLogprobs(logitsView(), targets()) },
     { name: 'tokenLogprobsBackward: non-contiguous logits', errorClass: T, message: namesAnd('logits', 'non-contiguous'), run: () => osp.tokenLogprobsBackward(logitsView(), targets(), gradN()) },
-    { name: 'tokenLogprobsUnfused: non-contiguous logits', errorClass: T, message: namesAnd('logits', 'non-contiguous'), run: () => osp.tokenLogprobsUnfused(logitsView(), targets()) },
+    { name: 'tokenLogprobsUnfused: non-contiguous logits', errorClass: T, message: namesAnd('logits', 'non-contiguous'), run: () => osp.reference.tokenLogprobsUnfused(logitsView(), targets()) },
     { name: 'logSoftmax: non-contiguous logits', errorClass: T, message: namesAnd('logits', 'non-contiguous'), run: () => osp.logSoftmax(logitsView()) },
     { name: 'logSoftmaxBackward: non-contiguous logSoftmaxOut', errorClass: T, message: namesAnd('logSoftmaxOut', 'non-contiguous'), run: () => osp.logSoftmaxBackward(logits(), logitsView()) },
     { name: 'gather: non-contiguous values', errorClass: T, message: namesAnd('values', 'non-contiguous'), run: () => osp.gather(logitsView(), targets()) },
@@ -247,8 +247,8 @@ function tokenCases(): BadCase[] {
     { name: 'tokenLogprobs: ignoreIndex 2^31 (outside 32 bits)', errorClass: R, message: names('ignoreIndex'), run: () => osp.tokenLogprobs(logits(), targets(), { ignoreIndex: 2 ** 31 }) },
     { name: 'tokenLogprobs: ignoreIndex as a string', errorClass: T, message: names('ignoreIndex'), run: () => osp.tokenLogprobs(logits(), targets(), { ignoreIndex: '-100' as unknown as number }) },
     { name: 'tokenLogprobsBackward: ignoreIndex -1.5', errorClass: R, message: names('ignoreIndex'), run: () => osp.tokenLogprobsBackward(logits(), targets(), gradN(), { ignoreIndex: -1.5 }) },
-    { name: 'tokenLogprobsUnfused: ignoreIndex 0.5', errorClass: R, message: names('ignoreIndex'), run: () => osp.tokenLogprobsUnfused(logits(), targets(), { ignoreIndex: 0.5 }) },
-    { name: 'tokenLogprobsBackwardUnfused: ignoreIndex 0.5', errorClass: R, message: names('ignoreIndex'), run: () => osp.tokenLogprobsBackwardUnfused(logits(), targets(), gradN(), { ignoreIndex: 0.5 }) },
+    { name: 'tokenLogprobsUnfused: ignoreIndex 0.5', errorClass: R, message: names('ignoreIndex'), run: () => osp.reference.tokenLogprobsUnfused(logits(), targets(), { ignoreIndex: 0.5 }) },
+    { name: 'tokenLogprobsBackwardUnfused: ignoreIndex 0.5', errorClass: R, message: names('ignoreIndex'), run: () => osp.reference.tokenLogprobsBackwardUnfused(logits(), targets(), gradN(), { ignoreIndex: 0.5 }) },
     { name: 'gather: ignoreIndex Infinity', errorClass: R, message: names('ignoreIndex'), run: () => osp.gather(logits(), targets(), { ignoreIndex: Infinity }) },
     { name: 'gatherBackward: ignoreIndex 3.25', errorClass: R, message: names('ignoreIndex'), run: () => osp.gatherBackward(gradN(), targets(), V, { ignoreIndex: 3.25 }) },
     { name: 'sequenceLogprobs: ignoreIndex 0.5', errorClass: R, message: names('ignoreIndex'), run: () => osp.sequenceLogprobs(gradN(), seqIds(), 2, { ignoreIndex: 0.5 }) },
@@ -403,9 +403,9 @@ function namingCases(): BadCase[] {
     { name: 'randn: std -1 names randn', errorClass: R, message: /^randn: std is -1/, run: () => osp.randn([2], { std: -1, device: 'cpu' }) },
     { name: 'ropeInvFreqTable: headDim 3 names ropeInvFreqTable', errorClass: R, message: /^ropeInvFreqTable: headDim is 3/, run: () => modelOps.ropeInvFreqTable(10000, 1, 3) },
     { name: 'to: f32 -> i32 names to', errorClass: T, message: /^to: dtype i32\b/, run: () => f32([1, 2]).to({ dtype: 'i32' }) },
-    { name: 'tokenLogprobsUnfused: i32 logits names tokenLogprobsUnfused', errorClass: T, message: /^tokenLogprobsUnfused: logits has dtype i32/, run: () => osp.tokenLogprobsUnfused(logits('i32'), targets()) },
-    { name: 'tokenLogprobsBackwardUnfused: i32 gradLogprobs names it', errorClass: T, message: /^tokenLogprobsBackwardUnfused: gradLogprobs has dtype i32/, run: () => osp.tokenLogprobsBackwardUnfused(logits(), targets(), i32([1, 1, 1, 1])) },
-    { name: 'preferenceLossUnfused: inputs null names preferenceLossUnfused', errorClass: T, message: /^preferenceLossUnfused: inputs\b/, run: () => callPref(osp.preferenceLossUnfused, 'dpo', null) },
+    { name: 'tokenLogprobsUnfused: i32 logits names tokenLogprobsUnfused', errorClass: T, message: /^tokenLogprobsUnfused: logits has dtype i32/, run: () => osp.reference.tokenLogprobsUnfused(logits('i32'), targets()) },
+    { name: 'tokenLogprobsBackwardUnfused: i32 gradLogprobs names it', errorClass: T, message: /^tokenLogprobsBackwardUnfused: gradLogprobs has dtype i32/, run: () => osp.reference.tokenLogprobsBackwardUnfused(logits(), targets(), i32([1, 1, 1, 1])) },
+    { name: 'preferenceLossUnfused: inputs null names preferenceLossUnfused', errorClass: T, message: /^preferenceLossUnfused: inputs\b/, run: () => callPref(osp.reference.preferenceLossUnfused, 'dpo', null) },
     { name: 'sequenceSpans: device tpu', errorClass: T, message: /^sequenceSpans: device is 'tpu'/, run: () => osp.sequenceSpans(new Int32Array(2), 'tpu' as osp.Device) },
     { name: 'embedding: id past the rows of table', errorClass: R, message: /^embedding: ids\[0\] = 5 is outside \[0, 4\) \(the rows of table\)/, run: () => modelOps.embedding(logits(), i32([V])) },
   ];

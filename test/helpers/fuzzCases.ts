@@ -7,6 +7,7 @@
 //
 // fuzzCases(`${seed}:${count}`) makes the same list in the parent and in the child; each case draws
 // its values from its own generator (seed, index), so one case replays alone as well.
+import * as reference from '../../src/reference';
 import * as osp from '../../src/tensor';
 import * as ops from '../../src/ops';
 import type { IsolatedCase } from './isolated';
@@ -72,12 +73,12 @@ const SPECS: Spec[] = [
     make: (s, r) => ({ ...rowsGradArgs(s, r), inPlace: false }),
     call: (a) => f(ops.tokenLogprobsBackward)(a.logits, a.targets, a.gradLogprobs, optsOf(a, ['ignoreIndex', 'inPlace'])),
   },
-  { op: 'tokenLogprobsUnfused', sizes: ROWS, make: rowsArgs, call: (a) => f(ops.tokenLogprobsUnfused)(a.logits, a.targets, optsOf(a, ['ignoreIndex'])) },
+  { op: 'tokenLogprobsUnfused', sizes: ROWS, make: rowsArgs, call: (a) => f(reference.tokenLogprobsUnfused)(a.logits, a.targets, optsOf(a, ['ignoreIndex'])) },
   {
     op: 'tokenLogprobsBackwardUnfused',
     sizes: ROWS,
     make: rowsGradArgs,
-    call: (a) => f(ops.tokenLogprobsBackwardUnfused)(a.logits, a.targets, a.gradLogprobs, optsOf(a, ['ignoreIndex'])),
+    call: (a) => f(reference.tokenLogprobsBackwardUnfused)(a.logits, a.targets, a.gradLogprobs, optsOf(a, ['ignoreIndex'])),
   },
   { op: 'logSoftmax', sizes: { N: [1, 4], V: [1, 5] }, make: (s, r) => ({ logits: normal(r)([s.N, s.V]) }), call: (a) => f(ops.logSoftmax)(a.logits) },
   {
@@ -124,7 +125,7 @@ const SPECS: Spec[] = [
         beta: 0.1,
       }),
       call: (a) =>
-        f(ops[op])(a.kind, 'inputs' in a ? a.inputs : bag(a, ['policyChosen', 'policyRejected', 'refChosen', 'refRejected', 'target']), optsOf(a, ['beta'])),
+        f(op === 'preferenceLoss' ? ops.preferenceLoss : reference.preferenceLossUnfused)(a.kind, 'inputs' in a ? a.inputs : bag(a, ['policyChosen', 'policyRejected', 'refChosen', 'refRejected', 'target']), optsOf(a, ['beta'])),
     }),
   ),
   ...(['add', 'sub', 'mul'] as const).map(

@@ -1,6 +1,7 @@
 // Every public op on inputs with a zero-sized dimension, as isolated cases (test/helpers/isolated.ts)
 // for test/zeroSize.test.ts: each case either returns (its result's shapes are summarised as text) or
 // throws; a case must never kill the process (rope with no heads died of SIGFPE).
+import * as reference from '../../src/reference';
 import * as osp from '../../src/tensor';
 import * as ops from '../../src/ops';
 import type { IsolatedCase } from './isolated';
@@ -44,8 +45,8 @@ export const ZERO_SIZE_CASES: ZeroSizeCase[] = [
   { op: 'tokenLogprobs', what: 'N = 0 and V = 0', expect: R, run: () => ops.tokenLogprobs(z([0, 0]), i32([0])) },
   { op: 'tokenLogprobsBackward', what: 'N = 0', expect: '[0, 5]', run: () => ops.tokenLogprobsBackward(z([0, 5]), i32([0]), z([0])) },
   { op: 'tokenLogprobsBackward', what: 'V = 0', expect: R, run: () => ops.tokenLogprobsBackward(z([2, 0]), i32([2]), z([2])) },
-  { op: 'tokenLogprobsUnfused', what: 'N = 0', expect: '[0]', run: () => ops.tokenLogprobsUnfused(z([0, 5]), i32([0])) },
-  { op: 'tokenLogprobsBackwardUnfused', what: 'N = 0', expect: '[0, 5]', run: () => ops.tokenLogprobsBackwardUnfused(z([0, 5]), i32([0]), z([0])) },
+  { op: 'tokenLogprobsUnfused', what: 'N = 0', expect: '[0]', run: () => reference.tokenLogprobsUnfused(z([0, 5]), i32([0])) },
+  { op: 'tokenLogprobsBackwardUnfused', what: 'N = 0', expect: '[0, 5]', run: () => reference.tokenLogprobsBackwardUnfused(z([0, 5]), i32([0]), z([0])) },
   { op: 'logSoftmax', what: 'N = 0', expect: '[0, 5]', run: () => ops.logSoftmax(z([0, 5])) },
   { op: 'logSoftmax', what: 'V = 0', expect: '[3, 0]', run: () => ops.logSoftmax(z([3, 0])) },
   { op: 'logSoftmaxBackward', what: 'N = 0', expect: '[0, 5]', run: () => ops.logSoftmaxBackward(z([0, 5]), z([0, 5])) },
@@ -67,7 +68,7 @@ export const ZERO_SIZE_CASES: ZeroSizeCase[] = [
     op: 'preferenceLossUnfused',
     what: 'B = 0',
     expect: R,
-    run: () => ops.preferenceLossUnfused('dpo', { policyChosen: z([0]), policyRejected: z([0]), refChosen: z([0]), refRejected: z([0]) }, { beta: 0.1 }),
+    run: () => reference.preferenceLossUnfused('dpo', { policyChosen: z([0]), policyRejected: z([0]), refChosen: z([0]), refRejected: z([0]) }, { beta: 0.1 }),
   },
   { op: 'add', what: 'shape [0, 3]', expect: '[0, 3]', run: () => ops.add(z([0, 3]), z([0, 3])) },
   { op: 'sub', what: 'shape [0]', expect: '[0]', run: () => ops.sub(z([0]), z([0])) },
