@@ -142,3 +142,23 @@ test('a bf16 model on the cpu is refused at its first forward with what to do in
   );
   model.dispose();
 });
+
+test('--resume with a larger --steps extends the run: the data order continues, the schedule spans the new total, config.json says so', async () => {
+  const out = tiny.out('extend');
+  const sft = ['sft', '--model', tiny.model, '--data', tiny.sft, '--out', out, '--steps', '2', '--batch-size', '2', '--device', 'cpu', '--schedule', 'linear', '--lr', '1e-3'];
+  expect((await runOsp(...sft)).code).toBe(0);
+  const r = await runOsp('sft', '--resume', out, '--steps', '4');
+  expect(r.code).toBe(0);
+  expect(r.stderr).toContain(`extending ${out} from 2 to 4 steps; the learning-rate schedule now spans 4 steps`);
+  expect(r.stderr).toContain('from step-00000002 (step 2 of 4)');
+  const metrics = readMetrics(out);
+  expect(metrics.map((m) => m.step)).toEqual([1, 2, 3, 4]);
+  // Linear decay to 0 over 4 steps from step 3 on: lr(3) = 1e-3 * (1 - 2/4), lr(4) = 1e-3 * (1 - 3/4).
+  expect(metrics[2].lr).toBeCloseTo(osp.learningRate(3, { kind: 'linear', peak: 1e-3, warmupSteps: 0, totalSteps: 4, minRatio: 0 }), 15);
+  expect(metrics[3].lr).toBeCloseTo(osp.learningRate(4, { kind: 'linear', peak: 1e-3, warmupSteps: 0, totalSteps: 4, minRatio: 0 }), 15);
+  const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+  expect(config.settings.steps).toBe(4);
+  expect(config.totalSteps).toBe(4);
+  expect(config.extended).toMatchObject([{ from: 2, to: 4 }]);
+  expect((await runOsp('sft', '--resume', out, '--steps', '3')).stderr).toContain('--steps 3: the run already took 4 steps; expected at least that many');
+});

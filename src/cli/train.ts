@@ -14,7 +14,7 @@ type Flag = [flags: string, help: string];
 
 const LOOP_FLAGS: Flag[] = [
   ['--out <dir>', 'run folder to create (config, metrics, samples, checkpoints, report)'],
-  ['--resume <dir>', 'continue the run in this folder from its last complete checkpoint'],
+  ['--resume <dir>', 'continue the run in this folder from its last complete checkpoint (with --steps N: extend it to N steps)'],
   ['--batch-size <n>', 'examples (prompts or pairs) per optimizer step'],
   ['--micro-batch <n>', 'examples per forward/backward (gradients are accumulated)'],
   ['--lr <x>', 'peak learning rate'],
@@ -164,9 +164,11 @@ function action(command: TrainerCommand, cmd: Command, startNew: (s: Record<stri
       await runWithProgress(command, async (hooks) => {
         const made = trainer.runCommandOf(runDir);
         if (made !== command) throw new UsageError(`--resume ${runDir}: that run was made by 'osp ${made}', not 'osp ${command}'`);
-        const ignored = cmd.options.filter((o) => o.attributeName() !== 'resume' && cmd.getOptionValueSource(o.attributeName()) === 'cli').map((o) => o.long);
+        // --steps extends the run; every other flag is the saved run's.
+        const given = (name: string) => cmd.getOptionValueSource(name) === 'cli';
+        const ignored = cmd.options.filter((o) => !['resume', 'steps'].includes(o.attributeName()) && given(o.attributeName())).map((o) => o.long);
         if (ignored.length) process.stderr.write(`--resume continues ${runDir} with its saved settings (config.json); ignoring ${ignored.join(', ')}\n`);
-        return trainer.resume(runDir, hooks);
+        return trainer.resume(runDir, hooks, given('steps') ? { steps: Number(raw.steps) } : {});
       });
       return;
     }

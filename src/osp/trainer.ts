@@ -17,6 +17,7 @@ import { AdamW } from '../model/optim';
 import { Tokenizer } from '../model/tokenizer';
 import { LoopResult, StepFn, runLoop } from './loop';
 import { MetricsLog, StepMetrics } from './metrics';
+import { writeFileAtomicSync } from '../util/atomicWrite';
 import { StageEvents, offlineStep, onlineStep, sftStepFn } from './modes';
 import { ScoredPair, SftExample, orientPair } from './objective';
 import { completeCheckpoints, loadCheckpointModel, loadCheckpointOptimizer, readCheckpointState, readRunConfig, removeLeftovers, startRun, truncateSamples } from './run';
@@ -409,10 +410,29 @@ export function runCommandOf(runDir: string): TrainerCommand {
   return command;
 }
 
-/** Continues the run in runDir with its saved settings from its last complete checkpoint. */
-export function resume(runDir: string, hooks: TrainerHooks = {}): Promise<RunResult> {
+/**
+ * Continues the run in runDir with its saved settings from its last complete checkpoint.
+ * `extend.steps` raises the run's total number of steps (as the Hugging Face Trainer does when
+ * resumed with more steps): the data order continues where it was, and the learning-rate schedule
+ * (warm-up, then linear or cosine decay) is recomputed over the new total from the resumed step on,
+ * so a decaying schedule steps up to where the longer run would be. config.json records the change.
+ */
+export function resume(runDir: string, hooks: TrainerHooks = {}, extend: { steps?: number } = {}): Promise<RunResult> {
   const command = runCommandOf(runDir);
-  const saved = readRunConfig(runDir).settings as Record<string, unknown>;
-  const settings = resolveSettings(command, saved);
+  const config = readRunConfig(runDir);
+  const saved = config.settings as Record<string, unknown>;
+  const settings = resolveSettings(command, extend.steps === undefined ? saved : { ...saved, steps: extend.steps });
+  if (extend.steps !== undefined) {
+    const before = typeof config.totalSteps === 'number' ? config.totalSteps : saved.steps;
+    const done = completeCheckpoints(runDir).map((d) => readCheckpointState(d).step)[0] ?? 0;
+    if (settings.steps! < done) fail('steps', `the run already took ${done} steps; expected at least that many`, String(settings.steps));
+    writeFileAtomicSync(
+      path.join(runDir, 'config.json'),
+      `${JSON.stringify({ ...config, settings, totalSteps: settings.steps, extended: [...((config.extended as unknown[]) ?? []), { from: before, to: settings.steps, at: new Date().toISOString() }] }, null, 2)}\n`,
+    );
+    (hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`)))(
+      `extending ${runDir} from ${String(before)} to ${settings.steps} steps; the learning-rate schedule now spans ${settings.steps} steps`,
+    );
+  }
   return dispatch({ command, runDir, settings, resuming: true }, hooks);
 }
