@@ -31,8 +31,8 @@ for (const dtype of device === 'cuda' ? ['f32', 'bf16'] : ['f32']) {
       const g = rnd([N]);
       o.tokenLogprobs(x, t);
       o.tokenLogprobsBackward(x, t, g);
-      o.tokenLogprobsUnfused(x, t);
-      o.tokenLogprobsBackwardUnfused(x, t, g);
+      o.reference.tokenLogprobsUnfused(x, t);
+      o.reference.tokenLogprobsBackwardUnfused(x, t, g);
       o.tokenLogprobsBackward(x, t, g, { inPlace: true });
     });
   }
@@ -96,7 +96,7 @@ run('preferenceLoss, sequenceLogprobs, elementwise (f32)', () => {
   const target = o.tensor(new Float32Array(B).fill(0.3), [B], { device });
   const ins = { policyChosen: rnd([B]), policyRejected: rnd([B]), refChosen: rnd([B]), refRejected: rnd([B]) };
   for (const kind of ['spce', 'dpo', 'ipo']) o.preferenceLoss(kind, kind === 'spce' ? { ...ins, target } : ins, { beta: 0.1 });
-  o.preferenceLossUnfused('spce', { ...ins, target }, { beta: 0.1 });
+  o.reference.preferenceLossUnfused('spce', { ...ins, target }, { beta: 0.1 });
   o.sequenceLogprobs(rnd([B]), ints(Array.from({ length: B }, (_, i) => (i % 7) - 1)), 6);
   o.sum(o.unary('softplus', o.add(rnd([10007]), rnd([10007]))));
 });
