@@ -176,7 +176,7 @@ describe('readRecords: malformed records name the file, the 1-based line and the
   });
 
   test('the thrown error also says the kind and how to skip', async () => {
-    await expect(readRecords(fixture('pairs-bad.jsonl'), 'pairs')).rejects.toThrow(/\(pairs record; pass skipBad to skip malformed records\)$/);
+    await expect(readRecords(fixture('pairs-bad.jsonl'), 'pairs')).rejects.toThrow(/\(pairs record; skip malformed records with skipBad: true, on the command line --skip-bad\)$/);
   });
 });
 
@@ -232,5 +232,33 @@ describe('the blank response', () => {
   it('an SFT response may not be empty', () => {
     const r = normalizeRecord('sft', { prompt: 'P', response: '' });
     expect(r.ok).toBe(false);
+  });
+});
+
+describe('invalid UTF-8', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osp-utf8-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const bad = Buffer.concat([Buffer.from('{"prompt": "ok"}\n{"prompt": "caf'), Buffer.from([0xe9]), Buffer.from('"}\n{"prompt": "also ok"}\n')]);
+
+  test('is refused naming file:line and the byte, not replaced with U+FFFD', async () => {
+    const file = path.join(dir, 'latin1.jsonl');
+    fs.writeFileSync(file, bad);
+    await expect(readRecords(file, 'prompts')).rejects.toThrow(`${file}:2: invalid UTF-8 at byte 15 of the line; expected UTF-8 text`);
+  });
+
+  test('with skipBad the line is skipped and counted', async () => {
+    const file = path.join(dir, 'latin1-skip.jsonl');
+    fs.writeFileSync(file, bad);
+    const r = await readRecords(file, 'prompts', { skipBad: true });
+    expect(r.records.map((x) => x.prompt)).toEqual(['ok', 'also ok']);
+    expect(r.skipped).toBe(1);
+  });
+
+  test('a valid U+FFFD, multi-byte text across read chunks, CRLF and a BOM are read as they are', async () => {
+    const file = path.join(dir, 'valid.jsonl');
+    const long = 'é'.repeat(70000); // 140 kB: spans the 64 KiB chunks of the stream
+    fs.writeFileSync(file, `\uFEFF{"prompt": "\uFFFD"}\r\n{"prompt": "${long}"}\n`);
+    const r = await readRecords(file, 'prompts');
+    expect(r.records.map((x) => x.prompt)).toEqual(['\uFFFD', long]);
   });
 });

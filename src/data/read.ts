@@ -9,7 +9,6 @@
 // `.json` file is read as JSON Lines.
 import * as fs from 'fs';
 import * as path from 'path';
-import * as readline from 'readline';
 import { KIND_FIELDS, RECORD_KINDS, normalizeRecord, type RecordKind, type RecordOf, type RecordProblem } from './formats';
 import { parquetRows } from './parquet';
 
@@ -53,25 +52,71 @@ interface Raw {
   error?: string;
 }
 
-async function* jsonLines(file: string): AsyncGenerator<Raw> {
-  const stream = fs.createReadStream(file, { encoding: 'utf8' });
-  const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
-  let n = 0;
+/** The byte offset of the first invalid UTF-8 sequence in `bytes`, or -1 when it is all valid. */
+function invalidUtf8At(bytes: Uint8Array): number {
   try {
-    for await (let line of lines) {
-      n++;
-      if (n === 1) line = line.replace(/^\uFEFF/, '');
-      if (line.trim() === '') continue;
-      const where = `${file}:${n}`;
+    new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    return -1;
+  } catch {
+    // Bisect for the first bad byte (rare: only on the error path).
+    let lo = 0;
+    let hi = bytes.length;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
       try {
-        yield { where, value: JSON.parse(line) };
-      } catch (e) {
-        yield { where, error: `invalid JSON: ${(e as Error).message}` };
+        new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, mid));
+        lo = mid;
+      } catch {
+        hi = mid;
       }
     }
-  } finally {
-    lines.close();
-    stream.destroy();
+    return lo;
+  }
+}
+
+/**
+ * JSON Lines, split on '\n' bytes and decoded strictly: a line that is not valid UTF-8 is a
+ * malformed record naming file:line and the byte, never silently replaced with U+FFFD.
+ */
+async function* jsonLines(file: string): AsyncGenerator<Raw> {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let n = 0;
+  const record = (bytes: Buffer): Raw | null => {
+    n++;
+    let line = bytes;
+    if (line.length > 0 && line[line.length - 1] === 13) line = line.subarray(0, line.length - 1); // CRLF
+    if (n === 1 && line[0] === 0xef && line[1] === 0xbb && line[2] === 0xbf) line = line.subarray(3); // BOM
+    const where = `${file}:${n}`;
+    let text: string;
+    try {
+      text = decoder.decode(line);
+    } catch {
+      return { where, error: `invalid UTF-8 at byte ${invalidUtf8At(line)} of the line; expected UTF-8 text` };
+    }
+    if (text.trim() === '') return null;
+    try {
+      return { where, value: JSON.parse(text) };
+    } catch (e) {
+      return { where, error: `invalid JSON: ${(e as Error).message}` };
+    }
+  };
+  // Pieces of a line that spans chunks are joined once, when its newline arrives (no quadratic copying).
+  let pending: Buffer[] = [];
+  for await (const chunk of fs.createReadStream(file)) {
+    const buf = chunk as Buffer;
+    let start = 0;
+    for (let i = buf.indexOf(10, start); i !== -1; i = buf.indexOf(10, start)) {
+      const piece = buf.subarray(start, i);
+      const r = record(pending.length ? Buffer.concat([...pending, piece]) : piece);
+      pending = [];
+      start = i + 1;
+      if (r) yield r;
+    }
+    if (start < buf.length) pending.push(buf.subarray(start));
+  }
+  if (pending.length > 0) {
+    const r = record(Buffer.concat(pending));
+    if (r) yield r;
   }
 }
 
@@ -88,7 +133,10 @@ async function* jsonFile(file: string): AsyncGenerator<Raw> {
     yield* jsonLines(file);
     return;
   }
-  const body = (await fs.promises.readFile(file, 'utf8')).replace(/^\uFEFF/, '');
+  const bytes = await fs.promises.readFile(file);
+  const bad = invalidUtf8At(bytes);
+  if (bad >= 0) throw new Error(`${file}: invalid UTF-8 at byte ${bad}; expected UTF-8 text`);
+  const body = bytes.toString('utf8').replace(/^\uFEFF/, '');
   let items: unknown;
   try {
     items = JSON.parse(body);
@@ -138,7 +186,7 @@ export async function readRecords<K extends RecordKind>(file: string, kind: K, o
       }
       message = `${raw.where}: ${describe(r.problem)}`;
     }
-    if (!opts.skipBad) throw new Error(`${message} (${kind} record; pass skipBad to skip malformed records)`);
+    if (!opts.skipBad) throw new Error(`${message} (${kind} record; skip malformed records with skipBad: true, on the command line --skip-bad)`);
     result.skipped++;
     if (result.problems.length < MAX_PROBLEMS) result.problems.push(message);
   }
