@@ -177,3 +177,13 @@ describe('parse errors and --version', () => {
     expect(out.join('')).toBe(`${JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version}\n`);
   });
 });
+
+test('a prompt too long for the context is refused when the data is read, naming file:line', async () => {
+  const file = path.join(tiny.root, 'long-prompt.jsonl');
+  fs.writeFileSync(file, `{"prompt": "a b"}\n\n{"prompt": "${'x '.repeat(400)}"}\n`);
+  const out = tiny.out('long-prompt');
+  const r = await osp('train', '--model', tiny.model, '--prompts', file, '--out', out, '--device', 'cpu', '--batch-size', '1', '--max-new-tokens', '6');
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(new RegExp(`^osp: --prompts: ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:3: the record is \\d+ tokens \\+ 6 new tokens \\(maxNewTokens\\) = \\d+ positions, more than the model's context \\(\\d+\\)`));
+  expect(fs.existsSync(out)).toBe(false);
+});

@@ -169,12 +169,13 @@ test('Ctrl-C on `osp train` (a child process) checkpoints the step in progress, 
   expect(fs.existsSync(path.join(out, 'final', 'model.safetensors'))).toBe(true);
 }, 90_000);
 
-test('--resume uses the saved settings and says which flags it ignores', async () => {
+test('--resume uses the saved settings and says which flags it ignores (--steps extends the run)', async () => {
   const out = tiny.out('dpo-resume-flags');
   expect((await osp(...dpoFlags(out))).code).toBe(0);
   const r = await osp('dpo', '--resume', out, '--lr', '5', '--steps', '9');
   expect(r.code).toBe(0);
-  expect(r.stderr).toContain(`--resume continues ${out} with its saved settings (config.json); ignoring --lr, --steps`);
+  expect(r.stderr).toContain(`--resume continues ${out} with its saved settings (config.json); ignoring --lr\n`);
+  expect(readMetrics(out).map((m) => m.lr)).toEqual(Array(9).fill(1e-2)); // the saved --lr 1e-2, constant schedule
 });
 
 test('elapsedSeconds runs on across a resume (the checkpoint keeps the time spent)', async () => {

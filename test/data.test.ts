@@ -26,6 +26,7 @@ describe('readRecords: each format parses to normalized records', () => {
         { prompt: 'SUBREDDIT: r/cooking\nTITLE: Rice always sticks\nPOST: Every time I cook rice it sticks to the pot.\nTL;DR:' },
         { prompt: 'Name three prime numbers. Réponse en français: « trois »' },
       ],
+      where: [1, 2, 3].map((line) => `${fixture('prompts.jsonl')}:${line}`),
       skipped: 0,
       problems: [],
     });

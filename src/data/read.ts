@@ -21,6 +21,8 @@ export interface ReadOptions {
 
 export interface ReadResult<R> {
   records: R[];
+  /** Where each record came from: "<file>:<line>" (JSON Lines) or "<file>: row <i> (0-based)". */
+  where: string[];
   /** Malformed records skipped (always 0 without skipBad: the first one throws). */
   skipped: number;
   /** The messages of the first MAX_PROBLEMS skipped records. */
@@ -170,7 +172,7 @@ export async function readRecords<K extends RecordKind>(file: string, kind: K, o
   }
   if (!stat.isFile()) throw new Error(`${file}: is not a regular file`);
 
-  const result: ReadResult<RecordOf[K]> = { records: [], skipped: 0, problems: [] };
+  const result: ReadResult<RecordOf[K]> = { records: [], where: [], skipped: 0, problems: [] };
   if (limit === 0) return result;
   const source = format === 'parquet' ? parquetFile(file, kind) : format === 'json' ? jsonFile(file) : jsonLines(file);
   for await (const raw of source) {
@@ -181,6 +183,7 @@ export async function readRecords<K extends RecordKind>(file: string, kind: K, o
       const r = normalizeRecord(kind, raw.value);
       if (r.ok) {
         result.records.push(r.record);
+        result.where.push(raw.where);
         if (result.records.length >= limit) break;
         continue;
       }

@@ -12,6 +12,7 @@ import { backends, defaultDevice } from '../device';
 import { Judge } from '../judge/judge';
 import { JudgeTemplate, loadJudgeTemplate } from '../judge/templates';
 import { saveLlama } from '../model/hub';
+import { loadLlamaConfig } from '../model/config';
 import { LlamaModel } from '../model/llama';
 import { AdamW } from '../model/optim';
 import { Tokenizer } from '../model/tokenizer';
@@ -95,7 +96,8 @@ export async function readDataSetting<K extends RecordKind>(setting: string, fil
   }
   if (r.skipped > 0) notice(`${file}: skipped ${r.skipped} malformed record(s); first: ${r.problems[0]}`);
   if (r.records.length === 0) fail(setting, `no usable ${kind} records`, file);
-  return r.records;
+  // The records, each with where it came from (file:line), for errors about one record.
+  return Object.assign(r.records, { where: r.where });
 }
 
 function totalSteps(s: LoopSettings, dataSize: number, what: string): number {
@@ -108,10 +110,12 @@ function eosOf(tok: Tokenizer, model: LlamaModel): number | undefined {
   return tok.eosTokenId ?? (Array.isArray(c) ? c[0] : c);
 }
 
-function checkContext(setting: string, model: LlamaModel, lengths: number[]): void {
-  const ctx = model.config.maxPositionEmbeddings;
-  const i = lengths.findIndex((n) => n > ctx);
-  if (i >= 0) fail(setting, `record ${i} is ${lengths[i]} tokens, longer than the model's context (${ctx}); shorten it or raise max_position_embeddings`);
+/** Every record fits the model's context (lengths in tokens; `extra` more positions each, e.g. the tokens to generate). */
+function checkContext(setting: string, ctx: number, lengths: number[], where: string[], extra = 0): void {
+  const i = lengths.findIndex((n) => n + extra > ctx);
+  if (i < 0) return;
+  const need = extra ? ` + ${extra} new tokens (maxNewTokens) = ${lengths[i] + extra} positions` : '';
+  fail(setting, `${where[i]}: the record is ${lengths[i]} tokens${need}, more than the model's context (${ctx}); shorten it or raise max_position_embeddings`);
 }
 
 async function encodePairs(tok: Tokenizer, records: { prompt: string; chosen: string; rejected: string; strength?: number }[], eos: number | undefined): Promise<ScoredPair[]> {
@@ -252,6 +256,9 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
   const device = resolveDevice(s.device);
   const dtype = resolveDtype(s.dtype, device);
   const tokenizer = await Tokenizer.load(s.model);
+  // Every prompt and its longest answer fit the context: checked now, naming file:line, not at a step.
+  const lengths = (await tokenizer.encodeBatch(prompts)).map((t) => t.length);
+  checkContext('prompts', loadLlamaConfig(s.model).maxPositionEmbeddings, lengths, records.where, s.maxNewTokens);
   const policy = await LlamaModel.load(s.model, { device, dtype });
   const reference = await LlamaModel.load(s.model, { device, dtype });
   const judgeModel = s.judge ? await LlamaModel.load(s.judge, { device, dtype }) : reference;
@@ -288,7 +295,7 @@ async function offline(p: Prepared<'dpo'>, hooks: TrainerHooks): Promise<RunResu
   const reference = await LlamaModel.load(s.model, { device, dtype });
   try {
     const pairs = await encodePairs(tokenizer, records, eosOf(tokenizer, policy));
-    checkContext('pairs', policy, pairs.map((q) => q.prompt.length + Math.max(q.chosen.length, q.rejected.length)));
+    checkContext('pairs', policy.config.maxPositionEmbeddings, pairs.map((q) => q.prompt.length + Math.max(q.chosen.length, q.rejected.length)), records.where);
     if (template) {
       const jm = s.judge ? await LlamaModel.load(s.judge, { device, dtype }) : reference;
       try {
@@ -316,16 +323,15 @@ async function supervised(p: Prepared<'sft'>, hooks: TrainerHooks): Promise<RunR
   const s = p.settings;
   const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
   checkModelDir('model', s.model);
-  const records = s.format === 'sft'
-    ? await readDataSetting('data', s.data, 'sft', s, notice)
-    : (await readDataSetting('data', s.data, s.format, s, notice)).map((r) => ({ prompt: r.prompt, response: r.chosen }));
+  const read = s.format === 'sft' ? await readDataSetting('data', s.data, 'sft', s, notice) : await readDataSetting('data', s.data, s.format, s, notice);
+  const records = read.map((r) => ({ prompt: r.prompt, response: 'response' in r ? r.response : r.chosen }));
   const steps = totalSteps(s, records.length, `data ${s.data}`);
   const device = resolveDevice(s.device);
   const dtype = resolveDtype(s.dtype, device);
   const tokenizer = await Tokenizer.load(s.model);
   const model = await LlamaModel.load(s.model, { device, dtype });
   const examples = await encodeSft(tokenizer, records, eosOf(tokenizer, model));
-  checkContext('data', model, examples.map((e) => e.prompt.length + e.response.length));
+  checkContext('data', model.config.maxPositionEmbeddings, examples.map((e) => e.prompt.length + e.response.length), read.where);
   return runTraining(p, model, { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, totalSteps: steps } },
     (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
 }
