@@ -178,12 +178,28 @@ describe('parse errors and --version', () => {
   });
 });
 
-test('a prompt too long for the context is refused when the data is read, naming file:line', async () => {
+test('a prompt too long for the context is refused when the data is read, naming file:line (a data error: exit 1)', async () => {
   const file = path.join(tiny.root, 'long-prompt.jsonl');
   fs.writeFileSync(file, `{"prompt": "a b"}\n\n{"prompt": "${'x '.repeat(400)}"}\n`);
   const out = tiny.out('long-prompt');
   const r = await osp('train', '--model', tiny.model, '--prompts', file, '--out', out, '--device', 'cpu', '--batch-size', '1', '--max-new-tokens', '6');
-  expect(r.code).toBe(2);
+  expect(r.code).toBe(1);
   expect(r.stderr).toMatch(new RegExp(`^osp: --prompts: ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:3: the record is \\d+ tokens \\+ 6 new tokens \\(maxNewTokens\\) = \\d+ positions, more than the model's context \\(\\d+\\)`));
   expect(fs.existsSync(out)).toBe(false);
+});
+
+test.each([
+  ['train', '--prompts'],
+  ['self-reward', '--prompts'],
+  ['dpo', '--pairs'],
+  ['sft', '--data'],
+  ['augment', '--pairs'],
+  ['generate', '--prompts'],
+])('osp %s: a malformed record is a data error, exit 1 (usage errors are 2), naming file:line', async (command, flag) => {
+  const file = path.join(tiny.root, `malformed-${command}.jsonl`);
+  fs.writeFileSync(file, '{"prompt": "a", "chosen": "b", "rejected": "c", "response": "d"}\n{"prompt": \n');
+  const out = tiny.out(`malformed-${command}`);
+  const r = await osp(command, '--model', tiny.model, flag, file, '--out', command === 'generate' ? `${out}.jsonl` : out, '--device', 'cpu');
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain(`${file}:2: invalid JSON`);
 });

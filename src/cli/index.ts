@@ -62,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
       // The library names settings in camelCase; the command line names its flag.
       const flag = e.setting === 'settings' ? '--config' : `--${e.setting.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
       process.stderr.write(`osp: ${escapeControl(`${flag}${e.value === undefined ? '' : ` ${e.value}`}: ${e.problem}`)}\n`);
-      return 2;
+      return e.kind === 'data' ? 1 : 2; // usage errors 2; malformed data, like model and run errors, 1
     }
     process.stderr.write(`osp: ${escapeControl(e instanceof Error ? e.message : String(e))}\n`);
     if (process.env.OSP_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);

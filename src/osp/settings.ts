@@ -5,10 +5,15 @@
 // booleans and arrays are refused for numeric settings.
 import { z } from 'zod';
 
-/** A setting that is wrong: names the setting (camelCase key) and the problem. */
+/**
+ * A setting that is wrong: names the setting (camelCase key) and the problem. kind 'usage': the
+ * setting itself is wrong (a value out of range, a path to nothing; the CLI exits 2); 'data': what it
+ * names is malformed (a bad record, a prompt longer than the context; the CLI exits 1, as for model
+ * and run errors).
+ */
 export class SettingsError extends Error {
   /** value: the setting's value when the problem is about what it names (a file, a folder). */
-  constructor(readonly setting: string, readonly problem: string, readonly value?: string) {
+  constructor(readonly setting: string, readonly problem: string, readonly value?: string, readonly kind: 'usage' | 'data' = 'usage') {
     super(`${setting}${value === undefined ? '' : ` ${value}`}: ${problem}`);
     this.name = 'SettingsError';
   }

@@ -49,6 +49,11 @@ function fail(setting: string, problem: string, value?: string): never {
   throw new SettingsError(setting, problem, value);
 }
 
+/** The data a setting names is malformed (exit 1 on the command line, not 2). */
+function failData(setting: string, problem: string, value?: string): never {
+  throw new SettingsError(setting, problem, value, 'data');
+}
+
 /** The device a setting names, or the default; cuda without a GPU is an error naming the setting. */
 export function resolveDevice(d: 'cpu' | 'cuda' | undefined): 'cpu' | 'cuda' {
   if (d === undefined) return defaultDevice();
@@ -92,10 +97,10 @@ export async function readDataSetting<K extends RecordKind>(setting: string, fil
   try {
     r = await readRecords(file, kind, { skipBad: Boolean(s.skipBad), limit: s.limit });
   } catch (e) {
-    fail(setting, (e as Error).message, file);
+    failData(setting, (e as Error).message, file);
   }
   if (r.skipped > 0) notice(`${file}: skipped ${r.skipped} malformed record(s); first: ${r.problems[0]}`);
-  if (r.records.length === 0) fail(setting, `no usable ${kind} records`, file);
+  if (r.records.length === 0) failData(setting, `no usable ${kind} records`, file);
   // The records, each with where it came from (file:line), for errors about one record.
   return Object.assign(r.records, { where: r.where });
 }
@@ -115,7 +120,7 @@ function checkContext(setting: string, ctx: number, lengths: number[], where: st
   const i = lengths.findIndex((n) => n + extra > ctx);
   if (i < 0) return;
   const need = extra ? ` + ${extra} new tokens (maxNewTokens) = ${lengths[i] + extra} positions` : '';
-  fail(setting, `${where[i]}: the record is ${lengths[i]} tokens${need}, more than the model's context (${ctx}); shorten it or raise max_position_embeddings`);
+  failData(setting, `${where[i]}: the record is ${lengths[i]} tokens${need}, more than the model's context (${ctx}); shorten it or raise max_position_embeddings`);
 }
 
 async function encodePairs(tok: Tokenizer, records: { prompt: string; chosen: string; rejected: string; strength?: number }[], eos: number | undefined): Promise<ScoredPair[]> {
@@ -355,7 +360,7 @@ async function augmentation(p: Prepared<'augment'>, hooks: TrainerHooks): Promis
     const { chosen: w, rejected: l } = orientPair({ chosen: r.chosen, rejected: r.rejected, target: st });
     items.push({ prompt: r.prompt, a: w, b: l, answer: judge.answerTokens.a }, { prompt: r.prompt, a: l, b: w, answer: judge.answerTokens.b });
   }
-  if (items.length === 0) fail('pairs', `every pair has strength 0.5; nothing to learn`, s.pairs);
+  if (items.length === 0) failData('pairs', `every pair has strength 0.5; nothing to learn`, s.pairs);
   const instructions = await judge.instructions(items);
   const examples: SftExample[] = items.map((it, i) => ({ prompt: instructions[i], response: Int32Array.of(it.answer) }));
   const steps = totalSteps(s, examples.length, `pairs ${s.pairs} (2 examples per pair)`);
