@@ -521,3 +521,14 @@ test('an index without weight_map, or a missing index, is an error naming the in
   fs.writeFileSync(index, JSON.stringify({ weight_map: { w: '../elsewhere.safetensors' } }));
   expect(errorOf(() => readSafetensorsIndex(dir))).toBe(`${index}: weight_map["w"]: "../elsewhere.safetensors" is not a file name in the folder`);
 });
+
+test('a tensor too large to hold in memory is named by file and tensor, with its size (a sparse file, nothing read)', () => {
+  const file = path.join(dir, 'huge.safetensors');
+  const n = 2 ** 31 + 8; // bf16: 2^32 + 16 bytes, past what one Buffer may hold
+  const header = Buffer.from(JSON.stringify({ w: { dtype: 'BF16', shape: [n], data_offsets: [0, 2 * n] } }));
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(header.length));
+  fs.writeFileSync(file, Buffer.concat([prefix, header]));
+  fs.truncateSync(file, 8 + header.length + 2 * n); // sparse: no data is written or read
+  expect(errorOf(() => readSafetensors(file))).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: tensor "w" BF16\\[${n}\\] \\(${2 * n} bytes\\) cannot be held in memory here: `));
+});

@@ -366,8 +366,15 @@ export function readSafetensors(file: string, opts: ReadOptions = {}): Map<strin
       const entry = header.tensors.get(name);
       if (!entry) fail(file, `tensor "${name}" is not in the file`);
       const [begin, end] = entry.dataOffsets;
-      const bytes = readExactly(fd, file, end - begin, header.dataStart + begin, `tensor "${name}"`);
-      out.set(name, { dtype: entry.dtype, shape: entry.shape.slice(), data: decode(entry.dtype, bytes) });
+      try {
+        const bytes = readExactly(fd, file, end - begin, header.dataStart + begin, `tensor "${name}"`);
+        out.set(name, { dtype: entry.dtype, shape: entry.shape.slice(), data: decode(entry.dtype, bytes) });
+      } catch (e) {
+        // An allocation the engine refuses ("Invalid typed array length", "Array buffer allocation
+        // failed") is named by file and tensor, with its size.
+        if (e instanceof RangeError) fail(file, `tensor "${name}" ${entry.dtype}${fmtShape(entry.shape)} (${end - begin} bytes) cannot be held in memory here: ${e.message}`);
+        throw e;
+      }
     }
     return out;
   });
