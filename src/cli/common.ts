@@ -4,7 +4,7 @@
 // not a terminal), and Ctrl-C handling for the training loops.
 import * as fs from 'fs';
 import { Command, Option } from 'commander';
-import { SingleBar, Presets } from 'cli-progress';
+import { MultiBar, Presets, SingleBar } from 'cli-progress';
 import { z } from 'zod';
 
 export class UsageError extends Error {}
@@ -68,41 +68,79 @@ export function dtypeOption(): Option {
   return new Option('--dtype <dtype>', 'weights in memory: f32 or bf16 (default: bf16 on cuda, f32 on cpu)').choices(['f32', 'bf16']);
 }
 
+/**
+ * The terminal's bars: one cli-progress MultiBar shared by every Progress that is running, so that
+ * an outer bar (steps) and an inner one (tokens of a step) redraw in place instead of each writing
+ * its own line; when the last bar stops the board is cleared, and what is printed next starts on a
+ * clean line. Lines printed while bars run go through progressLog, above the bars.
+ */
+let board: MultiBar | null = null;
+let running = 0;
+let lastDraw = 0;
+
+/**
+ * Redraws the board now (at most 10 times a second). cli-progress redraws a MultiBar from a timer,
+ * and a training loop that computes without yielding to the event loop would never let it fire.
+ */
+function drawBoard(): void {
+  if (!board || Date.now() - lastDraw < 100) return;
+  lastDraw = Date.now();
+  (board as unknown as { update(): void }).update();
+}
+
+function boardOf(): MultiBar {
+  board ??= new MultiBar(
+    { format: '{label} [{bar}] {value}/{total} | ETA {eta_formatted} | {info}', stream: process.stderr, hideCursor: true, etaBuffer: 20, clearOnComplete: true, autopadding: true },
+    Presets.shades_classic,
+  );
+  return board;
+}
+
+/** Prints a line to stderr: above the bars while any runs, else plainly. */
+export function progressLog(line: string): void {
+  if (board) board.log(`${line}\n`);
+  else process.stderr.write(`${line}\n`);
+}
+
 /** A progress bar with ETA on a terminal; on a pipe, one line per update at most every few seconds. */
 export class Progress {
   private bar: SingleBar | null = null;
   private lastLine = 0;
+  private total = 0;
   private readonly tty = Boolean(process.stderr.isTTY) && !process.env.OSP_NO_PROGRESS;
 
   /** quiet: show only on a terminal (inner bars, whose lines would flood a log). */
   constructor(private readonly label: string, private readonly quiet = false) {}
 
   start(total: number, info = ''): void {
+    this.stop();
+    this.total = total;
     if (this.tty) {
-      this.bar = new SingleBar(
-        { format: `${this.label} [{bar}] {value}/{total} | ETA {eta_formatted} | {info}`, stream: process.stderr, hideCursor: true, etaBuffer: 20 },
-        Presets.shades_classic,
-      );
-      this.bar.start(total, 0, { info });
+      this.bar = boardOf().create(total, 0, { label: this.label, info });
+      running++;
     } else if (!this.quiet) {
       process.stderr.write(`${this.label}: 0/${total} ${info}\n`);
     }
-    this.total = total;
   }
 
-  private total = 0;
-
   update(value: number, info = ''): void {
-    if (this.bar) this.bar.update(value, { info });
-    else if (!this.quiet && (Date.now() - this.lastLine > 5000 || value === this.total)) {
+    if (this.bar) {
+      this.bar.update(value, { label: this.label, info });
+      drawBoard();
+    } else if (!this.tty && !this.quiet && (Date.now() - this.lastLine > 5000 || value === this.total)) {
       this.lastLine = Date.now();
       process.stderr.write(`${this.label}: ${value}/${this.total} ${info}\n`);
     }
   }
 
   stop(): void {
-    this.bar?.stop();
+    if (!this.bar) return;
+    board?.remove(this.bar);
     this.bar = null;
+    if (--running === 0) {
+      board?.stop();
+      board = null;
+    }
   }
 }
 
@@ -111,7 +149,7 @@ export function installStopHandler(what: string): { requested: () => boolean; di
   let count = 0;
   const handler = () => {
     count++;
-    if (count === 1) process.stderr.write(`\n${what}: stopping after the current step (Ctrl-C again to exit now; the last checkpoint stays intact)\n`);
+    if (count === 1) progressLog(`${what}: stopping after the current step (Ctrl-C again to exit now; the last checkpoint stays intact)`);
     else process.exit(130);
   };
   process.on('SIGINT', handler);

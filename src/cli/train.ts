@@ -7,7 +7,7 @@
 import { Command, Option } from 'commander';
 import * as trainer from '../osp/trainer';
 import { TrainerCommand, settingHelp } from '../osp/settings';
-import { Progress, UsageError, setExitCode, installStopHandler, mergeConfig } from './common';
+import { Progress, UsageError, setExitCode, installStopHandler, mergeConfig, progressLog } from './common';
 
 /** A flag with its argument and its help; choices and default come from the command's settings. */
 type Flag = [flags: string, help: string];
@@ -126,6 +126,7 @@ export async function runWithProgress(command: TrainerCommand, start: (hooks: tr
   const bar = new Progress(`osp ${command}`);
   const stepBar = new Progress('  step', true);
   const hooks: trainer.TrainerHooks = {
+    notice: progressLog,
     onStart: ({ totalSteps, startStep }) => {
       bar.start(totalSteps, '');
       bar.update(startStep, 'starting');
