@@ -138,6 +138,32 @@ describe('writeReport with a full metrics log', () => {
   });
 });
 
+describe('writeReport shows the headline first and does not magnify noise', () => {
+  it('opens with the headline (first and last steps of what was measured); the config comes after the charts, folded', () => {
+    writeMetrics(Array.from({ length: 25 }, (_, i) => full(i + 1)));
+    writeReport(dir, { config: { lr: 2e-6, k: 7 } });
+    const html = readReport();
+    const at = (needle: string) => html.indexOf(needle);
+    expect(at('<h2>Headline</h2>')).toBeGreaterThan(0);
+    expect(at('<h2>Headline</h2>')).toBeLessThan(at('<canvas'));
+    expect(at('<details id="config">')).toBeGreaterThan(html.lastIndexOf('<canvas'));
+    // loss 0.7 - 0.01 step: steps 1-10 average 0.645, steps 16-25 average 0.495.
+    expect(html).toContain('<tr><th>loss: first 10 steps -&gt; last 10</th><td>0.6450 -&gt; 0.4950</td></tr>');
+    expect(html).toContain('<tr><th>steps</th><td>25</td></tr>');
+  });
+
+  it('widens the axis of a flat loss curve to a span of 0.2 (noise is not drawn as a trend); a curve that moves keeps its own', () => {
+    writeMetrics([1, 2, 3].map((s) => ({ ...full(s), loss: 0.6931 + (s % 2) * 1e-4 })));
+    writeReport(dir);
+    const loss = renderCharts(readReport()).find((c) => c.canvas === 'chart-loss')!.config.options.scales.y;
+    expect(loss.suggestedMin).toBeCloseTo(0.69315 - 0.1, 10);
+    expect(loss.suggestedMax).toBeCloseTo(0.69315 + 0.1, 10);
+    writeMetrics([4, 5, 6].map((s) => ({ ...full(s), loss: s })));
+    writeReport(dir);
+    expect(renderCharts(readReport()).find((c) => c.canvas === 'chart-loss')!.config.options.scales.y.suggestedMin).toBeUndefined();
+  });
+});
+
 describe('writeReport omits groups without data', () => {
   it('draws only present groups and names the omitted ones in a note', () => {
     writeMetrics([1, 2].map((s) => ({ step: s, loss: 1 / s, secondsTrain: 0.3, chosenLogprobMean: -4 })));

@@ -16,11 +16,17 @@ import { Judge } from '../judge/judge';
 import { LlamaModel } from '../model/llama';
 import { Tokenizer } from '../model/tokenizer';
 import { makePreferencePairs, makePrompts, score } from '../demo';
+import { MetricsLog } from '../osp/metrics';
 import { writeFileAtomicSync } from '../util/atomicWrite';
+import { escapeMarkdown } from '../util/escape';
 import { meanWithCi, winRate } from '../osp/eval';
 import * as trainer from '../osp/trainer';
 import { runWithProgress } from './train';
 import { UsageError, deviceOption, int, mergeConfig, positiveInt, resolveDevice, validate } from './common';
+
+function readMetricsLines(file: string) {
+  return fs.existsSync(file) ? MetricsLog.read(file) : [];
+}
 
 /** Where the shipped demo models live (the package's demo/ folder; src/cli and dist/cli are both two levels down). */
 export function demoAssetsDir(): string {
@@ -171,7 +177,21 @@ export async function runDemo(s: DemoSettings): Promise<void> {
     ['perfect answers, greedy', pct(results.SFT.greedy.perfect), pct(results.OSP.greedy.perfect)],
     ['mean response length (tokens, sampled)', results.SFT.sampled.length.toFixed(2), results.OSP.sampled.length.toFixed(2)],
   ];
-  const h2hLine = `Head to head (the judge, both orders, greedy answers): OSP wins ${h2h.wins}, ties ${h2h.ties}, loses ${h2h.losses} of ${h2h.n}; win rate of OSP over SFT ${pct(h2h.winRate)} (ties count half).`;
+  const h2hLine = `Head to head (the judge, both orders, greedy answers): OSP wins ${h2h.wins}, ties ${h2h.ties}, loses ${h2h.losses} of ${h2h.n}; win rate of OSP over SFT ${pct(h2h.winRate)} (ties count half). ` +
+    'This is the judge that made the training targets, so it favours what it taught; the scorer above is the independent measure.';
+  // Two prompts where the greedy answers differ: what changed, in the task's own words.
+  const examples = evalPrompts
+    .map((prompt, i) => ({ prompt, sft: results.SFT.greedy.texts[i], osp: results.OSP.greedy.texts[i] }))
+    .filter((e) => e.sft.trim() !== e.osp.trim())
+    .slice(0, 2)
+    .flatMap((e) => [
+      `- ${escapeMarkdown(e.prompt.replace(/\n/g, ' '))}`,
+      `  - SFT: \`${e.sft.trim()}\` (score ${score(e.prompt, e.sft).toFixed(2)})`,
+      `  - OSP: \`${e.osp.trim()}\` (score ${score(e.prompt, e.osp).toFixed(2)})`,
+    ]);
+  const metrics = readMetricsLines(path.join(out, 'osp', 'metrics.jsonl'));
+  const last = metrics.slice(-10);
+  const meanOf = (k: 'loss' | 'pHatMean' | 'targetMean') => last.reduce((a, m) => a + (m[k] ?? 0), 0) / Math.max(1, last.length);
   const table = [
     `# osp demo: online self-preferring on the embedded sorting task`,
     '',
@@ -187,6 +207,14 @@ export async function runDemo(s: DemoSettings): Promise<void> {
     '| --- | --- | --- |',
     `| SFT model as judge (no augmentation) | ${pct(judgeBefore.accuracy)} | ${judgeBefore.disagreement.toFixed(3)} |`,
     `| augmented judge (${path.relative(process.cwd(), judgeDir) || judgeDir}) | ${pct(judgeAfter.accuracy)} | ${judgeAfter.disagreement.toFixed(3)} |`,
+    '',
+    ...(examples.length ? ['Two held-out prompts, greedy answers before and after OSP:', '', ...examples, ''] : []),
+    'How to read this:',
+    '- scorer quality: the task\'s own score of an answer in [0, 1] (the right numbers, in order, complete and well formatted); 1 only for the perfect answer.',
+    '- target: the judge\'s preference p(chosen > rejected) for a pair of sampled answers; pHat = sigmoid(margin) is the policy\'s own implied preference.',
+    `- the SPCE loss softplus(z) - target z stays near log 2 = 0.693 (last 10 steps: ${meanOf('loss').toFixed(3)}; mean pHat ${meanOf('pHatMean').toFixed(3)}, ` +
+      `mean target ${meanOf('targetMean').toFixed(3)}): each step's pairs are new samples with soft targets near 0.5, and beta keeps the margins small, so the loss ` +
+      'measures how well pHat follows the judge on fresh pairs, not quality; quality shows in the scorer rows above and in report.html.',
     '',
     `Settings: ${s.steps} OSP steps, ${s.batchSize} prompts x K ${s.k}, loss ${s.loss}, pairing ${s.pairing}, beta ${DEMO_DEFAULTS.beta}, lr ${DEMO_DEFAULTS.lr}, device ${device}, seed ${s.seed}; ${minutes.toFixed(1)} minutes.`,
     `Report with plots: ${path.join(out, 'osp', 'report.html')}`,

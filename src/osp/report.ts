@@ -17,7 +17,8 @@ export interface ReportOptions {
 }
 
 interface SeriesSpec { key: StepMetricField; label: string; color: string; dashed?: boolean; axis?: 'y' | 'y1' }
-interface GroupSpec { id: string; title: string; yLabel: string; y1Label?: string; kind: 'line' | 'stackedBar'; series: SeriesSpec[] }
+/** minSpan: the y axis spans at least this much, so that noise in a flat curve is not magnified into a trend. */
+interface GroupSpec { id: string; title: string; yLabel: string; y1Label?: string; kind: 'line' | 'stackedBar'; series: SeriesSpec[]; minSpan?: number }
 
 const C = {
   blue: '#1f77b4', orange: '#ff7f0e', green: '#2ca02c', red: '#d62728',
@@ -26,9 +27,9 @@ const C = {
 
 /** The plot groups, in page order. A group is drawn when at least one of its series has data. */
 export const PLOT_GROUPS: readonly GroupSpec[] = [
-  { id: 'loss', title: 'Loss', yLabel: 'loss', kind: 'line', series: [{ key: 'loss', label: 'loss', color: C.blue }] },
+  { id: 'loss', title: 'Loss', yLabel: 'loss', kind: 'line', minSpan: 0.2, series: [{ key: 'loss', label: 'loss', color: C.blue }] },
   {
-    id: 'preference', title: 'Mean pHat vs mean target', yLabel: 'preference strength', kind: 'line',
+    id: 'preference', title: 'Mean pHat vs mean target', yLabel: 'preference strength', kind: 'line', minSpan: 0.5,
     series: [
       { key: 'pHatMean', label: 'mean pHat (policy)', color: C.blue },
       { key: 'targetMean', label: 'mean target (judge)', color: C.orange },
@@ -159,6 +160,13 @@ const CLIENT = `
       x: { title: { display: true, text: 'step' }, stacked: stacked },
       y: { title: { display: true, text: g.yLabel }, stacked: stacked, beginAtZero: stacked }
     };
+    if (g.minSpan) {
+      // Widen a flat curve's axis to minSpan around its middle (Chart.js keeps data that falls outside).
+      var ys = [];
+      g.series.forEach(function (s) { if (!s.axis || s.axis === 'y') s.data.forEach(function (v) { if (v !== null) ys.push(v); }); });
+      var lo = Math.min.apply(null, ys), hi = Math.max.apply(null, ys);
+      if (ys.length && hi - lo < g.minSpan) { scales.y.suggestedMin = (lo + hi) / 2 - g.minSpan / 2; scales.y.suggestedMax = (lo + hi) / 2 + g.minSpan / 2; }
+    }
     if (g.y1Label) scales.y1 = { position: 'right', title: { display: true, text: g.y1Label }, grid: { drawOnChartArea: false } };
     new Chart(canvas, {
       type: stacked ? 'bar' : 'line',
@@ -182,6 +190,31 @@ const CLIENT = `
 })();
 `;
 
+/** The run's headline numbers: means over the first and the last (up to) 10 steps of what was measured. */
+function headlineRows(records: StepMetrics[]): [string, string][] {
+  if (records.length === 0) return [];
+  const window = Math.min(10, records.length);
+  const mean = (rs: StepMetrics[], k: StepMetricField) => {
+    const v = rs.map((r) => r[k]).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+    return v.length ? v.reduce((a, b) => a + b, 0) / v.length : null;
+  };
+  const first = records.slice(0, window);
+  const latest = records.slice(-window);
+  const rows: [string, string][] = [['steps', String(records[records.length - 1].step)]];
+  const fields: [StepMetricField, string, number][] = [
+    ['sampleScoreMean', 'sample quality (task scorer)', 3], ['loss', 'loss', 4], ['pHatMean', 'mean pHat', 3], ['targetMean', 'mean target', 3],
+    ['marginMean', 'mean margin', 4], ['klEstimate', 'KL estimate', 3], ['responseLengthMean', 'response length', 1], ['gradNorm', 'gradient norm', 3],
+    ['hostWaitsTrain', 'host waits per training step', 0],
+  ];
+  for (const [k, label, digits] of fields) {
+    const a = mean(first, k);
+    const b = mean(latest, k);
+    if (a === null || b === null) continue;
+    rows.push([`${label}: first ${window} steps -> last ${window}`, `${a.toFixed(digits)} -> ${b.toFixed(digits)}`]);
+  }
+  return rows;
+}
+
 /**
  * Reads `runDir/metrics.jsonl` and writes `runDir/report.html` atomically (temp file, rename).
  * Returns the report's path. Throws when `runDir` is not an existing folder.
@@ -200,7 +233,7 @@ export function writeReport(runDir: string, opts: ReportOptions = {}): string {
   const title = opts.title ?? `osp run ${path.basename(path.resolve(runDir))}`;
   const steps = records.map((r) => r.step);
 
-  const drawn: { id: string; title: string; yLabel: string; y1Label?: string; kind: string; series: object[] }[] = [];
+  const drawn: { id: string; title: string; yLabel: string; y1Label?: string; kind: string; minSpan?: number; series: object[] }[] = [];
   const omitted: string[] = [];
   for (const g of PLOT_GROUPS) {
     const series = g.series
@@ -210,7 +243,7 @@ export function writeReport(runDir: string, opts: ReportOptions = {}): string {
       omitted.push(g.title);
       continue;
     }
-    drawn.push({ id: g.id, title: g.title, yLabel: g.yLabel, y1Label: series.some((s) => s.axis === 'y1') ? g.y1Label : undefined, kind: g.kind, series });
+    drawn.push({ id: g.id, title: g.title, yLabel: g.yLabel, y1Label: series.some((s) => s.axis === 'y1') ? g.y1Label : undefined, kind: g.kind, minSpan: g.minSpan, series });
   }
 
   const configRows: [string, string][] = [];
@@ -234,7 +267,9 @@ export function writeReport(runDir: string, opts: ReportOptions = {}): string {
   parts.push(`<p>Generated ${escapeHtml(new Date().toISOString())}; ${records.length} step${records.length === 1 ? '' : 's'}` +
     (last ? `, last step ${last.step}` : '') + '.</p>');
   parts.push('</header>');
-  const tables = table('Summary', summaryRows) + table('Config', configRows);
+  // The headline first: where the run stands, from the last steps; the config comes last, folded.
+  const headline = headlineRows(records);
+  const tables = table('Headline', headline) + table('Summary', summaryRows);
   if (tables) parts.push(`<div class="tables">${tables}</div>`);
 
   if (records.length === 0) {
@@ -250,6 +285,7 @@ export function writeReport(runDir: string, opts: ReportOptions = {}): string {
         `<div class="box"><canvas id="chart-${escapeHtml(g.id)}" aria-label="${escapeHtml(g.title)}" role="img"></canvas></div></section>`);
     }
     parts.push('</main>');
+    if (configRows.length) parts.push(`<details id="config"><summary>Config (${configRows.length} settings)</summary>${table('Config', configRows)}</details>`);
     parts.push(`<script type="application/json" id="osp-data">${jsonForScript({ steps, groups: drawn })}</script>`);
     parts.push(`<script>${chartJsCode()}</script>`);
     parts.push(`<script>${CLIENT}</script>`);
