@@ -9,6 +9,11 @@
 //      OSP_CUDA_ARCHS=90     CUDA architectures (CMake syntax, ';' or ',' separated; default: the
 //                            visible GPU's, or CMakeLists.txt's four with OSP_CUDA=ON and no GPU)
 //  - CMake absent: node-gyp (binding.gyp), CPU backend only; a matching prebuild is used as is.
+//  - A packed package (npm pack, scripts/pack-prebuilds.js) carries prebuilt addons in
+//    prebuilds/<platform>-<arch>/: osp.cpu.node and, where nvcc was present at packing,
+//    osp.cuda.node (sm_80..90 + PTX). The one that fits (cuda when a GPU of compute capability >= 8.0
+//    is visible, else cpu) is copied to build/Release/osp.node and checked to load: nothing is
+//    compiled. A clone has no prebuilds/, so it always builds.
 //  - OSP_BUILD=gyp|cmake forces one; --force rebuilds even when a prebuild would do.
 'use strict';
 const { spawnSync } = require('child_process');
@@ -86,20 +91,56 @@ function prebuildLoads() {
   }
 }
 
-const choice = (process.env.OSP_BUILD || '').toLowerCase();
-let ok;
-if (choice === 'gyp' || (choice !== 'cmake' && !has('cmake'))) {
-  if (!force && prebuildLoads()) {
-    console.log('[osp] using the prebuilt addon in prebuilds/');
-    process.exit(0);
+/**
+ * The packed prebuild that fits this machine, or null: the CUDA one when the plan compiles CUDA and
+ * every visible GPU is compute capability 8.0 or newer (the prebuild's sm_80..90 + PTX cover it),
+ * else the CPU one when the plan is CPU only.
+ */
+function choosePrebuild({ dir, plan, gpuArchs }) {
+  const want = plan.cuda ? 'osp.cuda.node' : 'osp.cpu.node';
+  if (plan.cuda && !(gpuArchs.length > 0 && gpuArchs.every((a) => Number(a) >= 80))) return null;
+  const file = path.join(dir, want);
+  return fs.existsSync(file) ? file : null;
+}
+
+/** Copies a prebuild to build/Release/osp.node if it loads here (a child process tries it first). */
+function usePrebuild(file) {
+  const check = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)})`], { encoding: 'utf8' });
+  if (check.status !== 0) {
+    console.log(`[osp] the prebuilt ${path.basename(file)} does not load here (${(check.stderr || '').trim().split('\n')[0]}); building instead`);
+    return false;
   }
-  console.log('[osp] building the CPU backend with node-gyp (CMake not found or OSP_BUILD=gyp)');
-  ok = buildWithGyp();
-} else {
-  ok = buildWithCmake();
+  const out = path.join(root, 'build', 'Release');
+  fs.mkdirSync(out, { recursive: true });
+  fs.copyFileSync(file, path.join(out, 'osp.node'));
+  console.log(`[osp] using the prebuilt addon ${path.relative(root, file)}: nothing compiled`);
+  return true;
 }
-if (!ok) {
-  console.error('[osp] native build failed; see the compiler output above. Options: OSP_CUDA=OFF (CPU only), ' +
-    'OSP_BUILD=gyp (node-gyp, CPU only), OSP_CUDA_ARCHS=90 (fewer CUDA architectures).');
-  process.exit(1);
+
+function main() {
+  const choice = (process.env.OSP_BUILD || '').toLowerCase();
+  let ok;
+  if (!force && !choice) {
+    const plan = cudaPlan();
+    const file = choosePrebuild({ dir: path.join(root, 'prebuilds', `${process.platform}-${process.arch}`), plan, gpuArchs: plan.cuda ? visibleGpuArchs() : [] });
+    if (file && usePrebuild(file)) process.exit(0);
+  }
+  if (choice === 'gyp' || (choice !== 'cmake' && !has('cmake'))) {
+    if (!force && prebuildLoads()) {
+      console.log('[osp] using the prebuilt addon in prebuilds/');
+      process.exit(0);
+    }
+    console.log('[osp] building the CPU backend with node-gyp (CMake not found or OSP_BUILD=gyp)');
+    ok = buildWithGyp();
+  } else {
+    ok = buildWithCmake();
+  }
+  if (!ok) {
+    console.error('[osp] native build failed; see the compiler output above. Options: OSP_CUDA=OFF (CPU only), ' +
+      'OSP_BUILD=gyp (node-gyp, CPU only), OSP_CUDA_ARCHS=90 (fewer CUDA architectures).');
+    process.exit(1);
+  }
 }
+
+module.exports = { choosePrebuild, cudaPlan };
+if (require.main === module) main();
