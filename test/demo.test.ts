@@ -41,8 +41,41 @@ test('a shortened demo runs OSP, evaluates SFT against OSP and the judge, and wr
   const table = fs.readFileSync(path.join(out, 'demo.md'), 'utf8');
   expect(table).toContain('| scorer quality, sampled (T 0.7, top-p 0.9) |');
   expect(table).toContain('| augmented judge');
+  // It says how to read itself: the terms, why the loss stays near log 2 (with the measured values), and who judged the head-to-head.
+  expect(table).toContain('How to read this:');
+  expect(table).toMatch(/- scorer quality: the task's own score of an answer in \[0, 1\]/);
+  expect(table).toMatch(/- target: the judge's preference p\(chosen > rejected\).*pHat = sigmoid\(margin\)/);
+  expect(table).toMatch(/stays near log 2 = 0\.693 \(last 10 steps: \d\.\d{3}; mean pHat \d\.\d{3}, mean target \d\.\d{3}\)/);
+  expect(table).toContain('This is the judge that made the training targets');
   expect(lines.join('')).toContain(table.trim());
   const json = JSON.parse(fs.readFileSync(path.join(out, 'demo.json'), 'utf8'));
   for (const m of ['SFT', 'OSP']) expect(json.results[m].sampled.score.mean).toBeGreaterThanOrEqual(0);
   expect(json.judge.after.accuracy.mean).toBeGreaterThanOrEqual(0);
+});
+
+test('Ctrl-C during the demo\'s training ends it with exit 130 and the run folder, not "training failed"', async () => {
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'osp-demo-')), 'run');
+  const errors: string[] = [];
+  const spy = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
+  const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => (errors.push(String(s)), true));
+  // The Ctrl-C arrives after the first metrics line of the OSP run.
+  const { MetricsLog } = await import('../src/osp/metrics');
+  const append = MetricsLog.prototype.append;
+  const appendSpy = jest.spyOn(MetricsLog.prototype, 'append').mockImplementation(function (this: InstanceType<typeof MetricsLog>, m) {
+    append.call(this, m);
+    if (m.step === 1) process.emit('SIGINT');
+  });
+  let code: number;
+  try {
+    code = await main(['node', 'osp', 'demo', '--quick', '--steps', '3', '--batch-size', '2', '--k', '2', '--eval-prompts', '8', '--device', 'cpu', '--out', out]);
+  } finally {
+    spy.mockRestore();
+    errSpy.mockRestore();
+    appendSpy.mockRestore();
+  }
+  expect(code).toBe(130);
+  const text = errors.join('');
+  expect(text).toContain(`the demo stopped during train; its run folder is ${path.join(out, 'osp')}`);
+  expect(text).not.toMatch(/failed/);
+  expect(fs.existsSync(path.join(out, 'demo.md'))).toBe(false);
 });

@@ -18,11 +18,14 @@ import { Tokenizer } from '../model/tokenizer';
 import { makePreferencePairs, makePrompts, score } from '../demo';
 import { MetricsLog } from '../osp/metrics';
 import { writeFileAtomicSync } from '../util/atomicWrite';
-import { escapeMarkdown } from '../util/escape';
+import { escapeControl, escapeMarkdown } from '../util/escape';
 import { meanWithCi, winRate } from '../osp/eval';
 import * as trainer from '../osp/trainer';
 import { runWithProgress } from './train';
 import { UsageError, deviceOption, int, mergeConfig, positiveInt, resolveDevice, validate } from './common';
+
+/** A model's answer inside a Markdown code span: one line, no backtick to end the span early. */
+const codeSpan = (text: string) => escapeControl(text.trim()).replace(/`/g, "'");
 
 function readMetricsLines(file: string) {
   return fs.existsSync(file) ? MetricsLog.read(file) : [];
@@ -186,8 +189,8 @@ export async function runDemo(s: DemoSettings): Promise<void> {
     .slice(0, 2)
     .flatMap((e) => [
       `- ${escapeMarkdown(e.prompt.replace(/\n/g, ' '))}`,
-      `  - SFT: \`${e.sft.trim()}\` (score ${score(e.prompt, e.sft).toFixed(2)})`,
-      `  - OSP: \`${e.osp.trim()}\` (score ${score(e.prompt, e.osp).toFixed(2)})`,
+      `  - SFT: \`${codeSpan(e.sft)}\` (score ${score(e.prompt, e.sft).toFixed(2)})`,
+      `  - OSP: \`${codeSpan(e.osp)}\` (score ${score(e.prompt, e.osp).toFixed(2)})`,
     ]);
   const metrics = readMetricsLines(path.join(out, 'osp', 'metrics.jsonl'));
   const last = metrics.slice(-10);
@@ -195,7 +198,7 @@ export async function runDemo(s: DemoSettings): Promise<void> {
   const table = [
     `# osp demo: online self-preferring on the embedded sorting task`,
     '',
-    `${s.evalPrompts} held-out prompts; 95% bootstrap intervals over prompts. Run folder: ${out}`,
+    `${s.evalPrompts} held-out prompts; 95% bootstrap intervals over prompts. Run folder: \`${codeSpan(out)}\``,
     '',
     '| | SFT model | OSP model |',
     '| --- | --- | --- |',
@@ -206,7 +209,7 @@ export async function runDemo(s: DemoSettings): Promise<void> {
     '| judge (held-out pairs, scorer as truth) | accuracy | position disagreement |',
     '| --- | --- | --- |',
     `| SFT model as judge (no augmentation) | ${pct(judgeBefore.accuracy)} | ${judgeBefore.disagreement.toFixed(3)} |`,
-    `| augmented judge (${path.relative(process.cwd(), judgeDir) || judgeDir}) | ${pct(judgeAfter.accuracy)} | ${judgeAfter.disagreement.toFixed(3)} |`,
+    `| augmented judge (\`${codeSpan(path.relative(process.cwd(), judgeDir) || judgeDir)}\`) | ${pct(judgeAfter.accuracy)} | ${judgeAfter.disagreement.toFixed(3)} |`,
     '',
     ...(examples.length ? ['Two held-out prompts, greedy answers before and after OSP:', '', ...examples, ''] : []),
     'How to read this:',
