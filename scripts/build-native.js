@@ -14,6 +14,9 @@
 //    osp.cuda.node (sm_80..90 + PTX). The one that fits (cuda when a GPU of compute capability >= 8.0
 //    is visible, else cpu) is copied to build/Release/osp.node and checked to load: nothing is
 //    compiled. A clone has no prebuilds/, so it always builds.
+//  - An addon already built in build/Release that loads is kept: npm runs this script again on its
+//    own (npx in a clone installs the package to run its command), and rebuilding there would
+//    delete build/ under whatever is using it. `npm run build:native` (--force) rebuilds.
 //  - OSP_BUILD=gyp|cmake forces one; --force rebuilds even when a prebuild would do.
 'use strict';
 const { spawnSync } = require('child_process');
@@ -105,9 +108,8 @@ function choosePrebuild({ dir, plan, gpuArchs }) {
 
 /** Copies a prebuild to build/Release/osp.node if it loads here (a child process tries it first). */
 function usePrebuild(file) {
-  const check = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)})`], { encoding: 'utf8' });
-  if (check.status !== 0) {
-    console.log(`[osp] the prebuilt ${path.basename(file)} does not load here (${(check.stderr || '').trim().split('\n')[0]}); building instead`);
+  if (!loads(file)) {
+    console.log(`[osp] the prebuilt ${path.basename(file)} does not load here; building instead`);
     return false;
   }
   const out = path.join(root, 'build', 'Release');
@@ -117,9 +119,20 @@ function usePrebuild(file) {
   return true;
 }
 
+/** Whether `file` exists and loads in a fresh Node.js process. */
+function loads(file) {
+  if (!fs.existsSync(file)) return false;
+  return spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)})`], { stdio: 'ignore' }).status === 0;
+}
+
 function main() {
   const choice = (process.env.OSP_BUILD || '').toLowerCase();
   let ok;
+  const built = path.join(root, 'build', 'Release', 'osp.node');
+  if (!force && loads(built)) {
+    console.log(`[osp] ${path.relative(root, built)} is built and loads: kept as it is (npm run build:native rebuilds)`);
+    process.exit(0);
+  }
   if (!force && !choice) {
     const plan = cudaPlan();
     const file = choosePrebuild({ dir: path.join(root, 'prebuilds', `${process.platform}-${process.arch}`), plan, gpuArchs: plan.cuda ? visibleGpuArchs() : [] });
