@@ -118,6 +118,8 @@ describe('osp train (online self-preferring)', () => {
     for (const m of metrics) expect(m).toMatchObject({ pairs: 2, samples: 8 });
     const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
     expect(config.settings.beta).toBe(0.1);
+    // config.json says what ran: best vs worst with the DPO loss on the policy's samples.
+    expect(config.settings).toMatchObject({ pairing: 'best-worst', loss: 'dpo', sampling: 'policy' });
     const samples = readJsonl<{ pairs: unknown[] }>(path.join(out, 'samples.jsonl'));
     expect(samples).toHaveLength(4);
     for (const s of samples) expect(s.pairs).toHaveLength(1);

@@ -59,9 +59,10 @@ function onlineShape(selfReward: boolean) {
     judge: z.string().min(1).optional(),
     prompts: path('a prompts file (.jsonl or .parquet)'),
     format: z.enum(['prompts', 'pairs', 'sft', 'hh', 'tldr']).default('prompts'),
-    loss: z.enum(['spce', 'dpo', 'ipo']).default(selfReward ? 'dpo' : 'spce'),
-    pairing: z.enum(['ranked', 'random']).default(selfReward ? 'random' : 'ranked'),
-    sampling: z.enum(['policy', 'sft']).default('policy'),
+    // Self-rewarding is fixed: best vs worst of the policy's samples, the DPO loss (config.json says so).
+    loss: selfReward ? z.enum(['dpo']).default('dpo') : z.enum(['spce', 'dpo', 'ipo']).default('spce'),
+    pairing: selfReward ? z.enum(['best-worst']).default('best-worst') : z.enum(['ranked', 'random']).default('ranked'),
+    sampling: selfReward ? z.enum(['policy']).default('policy') : z.enum(['policy', 'sft']).default('policy'),
     k: int().pipe(z.number().min(2, 'K must be at least 2 (pairs need two responses)')).default(7),
     beta: beta().default(selfReward ? 0.1 : 0.001),
     temperature: num().pipe(z.number().min(0, 'expected a number >= 0')).default(0.7),

@@ -249,8 +249,7 @@ async function runTraining<C extends TrainerCommand>(
 // ---- the commands ---------------------------------------------------------------------------------
 
 async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: TrainerHooks): Promise<RunResult> {
-  const s = p.settings as ResolvedSettings<'train'>;
-  const selfReward = p.command === 'self-reward';
+  const s = p.settings as ResolvedSettings<'train'> | ResolvedSettings<'self-reward'>;
   const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
   checkModelDir('model', s.model);
   if (s.judge) checkModelDir('judge', s.judge);
@@ -273,7 +272,7 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
     return await runTraining(p, policy, { dataSize: prompts.length, steps, tokenizerDir: s.model, config: { dataRecords: prompts.length, totalSteps: steps } },
       (pol) =>
         onlineStep({ policy: pol, reference, judge, tokenizer }, prompts, {
-          loss: selfReward ? 'dpo' : s.loss, pairing: selfReward ? 'best-worst' : s.pairing, sampling: selfReward ? 'policy' : s.sampling,
+          loss: s.loss, pairing: s.pairing, sampling: s.sampling,
           k: s.k, beta: s.beta, microBatch: s.microBatch, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, recompute: s.recompute,
           scorer: s.scorer === 'demo' ? demoScore : undefined,
         }, hooks),
