@@ -8,6 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { LlamaModel } from '../src/model/llama';
 import { Tokenizer } from '../src/model/tokenizer';
+import { defaultJudgeMaxLength } from '../src/judge/judge';
 import { findAnswerTokens, HH_TEMPLATE, Judge, resolveJudgeTemplate, softmax2, splitBudget, TLDR_TEMPLATE } from '../src/judge';
 import { tinyConfig } from './helpers/tinyLlama';
 import { writeByteLevelTokenizer } from './helpers/byteTokenizer';
@@ -244,12 +245,25 @@ describe('truncation', () => {
     expect(Math.abs(q.pBA - pA(ba))).toBeLessThanOrEqual(1e-12);
   });
 
-  it('a maxLength below the fixed text is an error with the numbers; the default is max_position_embeddings', async () => {
+  it("a maxLength below the fixed text is an error with the numbers; the default is the paper's cap within max_position_embeddings", async () => {
     await expect(Judge.create(model, tok, { maxLength: 59 })).rejects.toThrow(/judge template 'hh' alone is 60 tokens .* more than maxLength 59/);
     const short = bigVocabModel(5, 64);
     expect((await Judge.create(short, tok)).maxLength).toBe(64);
     await expect(Judge.create(short, tok, { template: 'tldr' })).rejects.toThrow(/judge template 'tldr' alone is 458 tokens .* more than maxLength 64/);
     disposeModel(short);
+    const long = bigVocabModel(5, 4096);
+    expect((await Judge.create(long, tok)).maxLength).toBe(768);
+    disposeModel(long);
     await expect(Judge.create(model, tok, { batchSize: 0 })).rejects.toThrow(/batchSize is 0/);
+  });
+});
+
+describe('the default cap on judge instructions', () => {
+  test("is the paper's 768 for hh and 1124 for tldr (METHOD.md), within the model's context; a custom template gets the context", () => {
+    expect(defaultJudgeMaxLength('hh', 2048)).toBe(768);
+    expect(defaultJudgeMaxLength(undefined, 2048)).toBe(768);
+    expect(defaultJudgeMaxLength('tldr', 4096)).toBe(1124);
+    expect(defaultJudgeMaxLength('hh', 128)).toBe(128);
+    expect(defaultJudgeMaxLength({ name: 'mine', text: '{prompt} {a} {b}' } as never, 4096)).toBe(4096);
   });
 });

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { writeJsonl } from '../data';
 import { score as demoScore } from '../demo';
 import { generate } from '../generate/generate';
-import { Judge, findAnswerTokens } from '../judge/judge';
+import { Judge, defaultJudgeMaxLength, findAnswerTokens } from '../judge/judge';
 import { fillJudgeTemplate, resolveJudgeTemplate } from '../judge/templates';
 import { loadLlamaConfig } from '../model/config';
 import { LlamaModel } from '../model/llama';
@@ -202,7 +202,7 @@ function evalCommand(program: Command): void {
     .option('--judge <dir>', 'the judge model (Hugging Face folder), frozen')
     .option('--out <dir>', 'folder for eval.json and eval.md')
     .option('--template <name>', 'judge template: hh, tldr, or a file with {prompt}, {a}, {b}', 'hh')
-    .option('--judge-max-length <n>', "longest judge instruction in tokens (default: the judge's context)")
+    .option('--judge-max-length <n>', "longest judge instruction in tokens (default: the paper's 768 for hh, 1124 for tldr, within the judge's context)")
     .option('--tie-margin <x>', 'a preference p with abs(p - 0.5) <= x is a tie', '0.05')
     .option('--references', 'score ROUGE-L against the data\'s reference (response of sft records, chosen of pairs/hh/tldr)')
     .addOption(new Option('--scorer <name>', 'also score every response with a programmatic scorer (demo: the embedded sorting task)').choices(['demo']));
@@ -252,7 +252,7 @@ function evalCommand(program: Command): void {
     } catch (e) {
       throw new UsageError(`--template ${s.template}: ${(e as Error).message}`);
     }
-    const maxLength = s.judgeMaxLength ?? judgeConfig.maxPositionEmbeddings;
+    const maxLength = s.judgeMaxLength ?? defaultJudgeMaxLength(template, judgeConfig.maxPositionEmbeddings);
     const fixed = (await judgeTok.encode(fillJudgeTemplate(parsed, '', '', ''))).length;
     if (fixed > maxLength) throw new UsageError(`--judge-max-length ${maxLength}: the judge template alone is ${fixed} tokens; no instruction fits`);
     const device = resolveDevice(s.device);

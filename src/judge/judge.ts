@@ -30,10 +30,23 @@ export interface Preference {
 export interface JudgeOptions {
   /** A built-in template ('hh', the default, or 'tldr') or a JudgeTemplate (e.g. from loadJudgeTemplate). */
   template?: 'hh' | 'tldr' | JudgeTemplate;
-  /** Longest instruction in tokens, special tokens included. Default: the model's max_position_embeddings. */
+  /**
+   * Longest instruction in tokens, special tokens included. Default: the paper's cap for the built-in
+   * templates (768 for hh, 1124 for tldr; METHOD.md's table of settings), never past the model's
+   * max_position_embeddings; the model's context for a custom template.
+   */
   maxLength?: number;
   /** Instructions per forward pass (each item is two instructions). Default 8. */
   batchSize?: number;
+}
+
+/** The paper's longest judge instruction per built-in template (METHOD.md: 768 for HH, 1124 for TL;DR). */
+export const PAPER_JUDGE_MAX_LENGTH = { hh: 768, tldr: 1124 } as const;
+
+/** The default judge instruction cap: the paper's for hh and tldr, within the model's context; the context otherwise. */
+export function defaultJudgeMaxLength(template: 'hh' | 'tldr' | JudgeTemplate | undefined, context: number): number {
+  const name = template ?? 'hh';
+  return typeof name === 'string' ? Math.min(PAPER_JUDGE_MAX_LENGTH[name], context) : context;
 }
 
 export interface AnswerTokens {
@@ -164,7 +177,7 @@ export class Judge {
     if (!(model instanceof LlamaModel)) throw new TypeError('Judge.create: model is not a LlamaModel');
     if (!(tokenizer instanceof Tokenizer)) throw new TypeError('Judge.create: tokenizer is not a Tokenizer');
     const template = resolveJudgeTemplate(opts.template);
-    const maxLength = opts.maxLength ?? model.config.maxPositionEmbeddings;
+    const maxLength = opts.maxLength ?? defaultJudgeMaxLength(opts.template, model.config.maxPositionEmbeddings);
     if (!Number.isInteger(maxLength) || maxLength < 1) throw new RangeError(`Judge.create: maxLength is ${maxLength}; expected a positive integer`);
     const batchSize = opts.batchSize ?? DEFAULT_JUDGE_BATCH_SIZE;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`Judge.create: batchSize is ${batchSize}; expected a positive integer`);
