@@ -179,3 +179,26 @@ describe('a short cpu run of osp train learns the judged soft preferences', () =
     expect(mean(metrics.map((m) => m.targetMean as number))).toBeGreaterThan(0.6);
   });
 });
+
+describe('--reference', () => {
+  test('names the frozen reference: the SFT model by default (KL 0 at step 1), another folder when given (and shared with an equal --judge)', async () => {
+    // A second model: the tiny one after one SFT step.
+    const other = tiny.out('reference-sft');
+    expect((await osp('sft', '--model', tiny.model, '--data', tiny.sft, '--out', other, '--steps', '1', '--batch-size', '2', '--lr', '1e-2', '--device', 'cpu')).code).toBe(0);
+    const run = async (name: string, extra: string[]) => {
+      const out = tiny.out(name);
+      const load = jest.spyOn(LlamaModel, 'load');
+      const r = await osp('train', '--model', tiny.model, '--prompts', tiny.prompts, '--out', out, '--steps', '1', ...FAST_ONLINE, '--k', '4', '--temperature', '1', ...extra);
+      const loads = load.mock.calls.length;
+      load.mockRestore();
+      expect(r.code).toBe(0);
+      return { metrics: readMetrics(out), config: JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')), loads };
+    };
+    const plain = await run('reference-default', []);
+    expect(plain.metrics[0].klEstimate).toBe(0); // policy and reference are the same weights at step 1
+    const given = await run('reference-given', ['--reference', path.join(other, 'final'), '--judge', path.join(other, 'final')]);
+    expect(Math.abs(given.metrics[0].klEstimate as number)).toBeGreaterThan(0);
+    expect(given.config.settings.reference).toBe(path.join(other, 'final'));
+    expect(given.loads).toBe(2); // the policy, and one model serving as reference and judge
+  });
+});

@@ -39,6 +39,7 @@ const LOOP_FLAGS: Flag[] = [
 const ONLINE_FLAGS: Flag[] = [
   ['--model <dir>', 'the SFT model (Hugging Face folder): the policy starts here; also the frozen reference and judge'],
   ['--judge <dir>', 'a separate judge model folder (default: --model)'],
+  ['--reference <dir>', 'the frozen reference model folder (default: --model, the SFT model); may be the --judge folder, which then serves as both'],
   ['--prompts <file>', 'prompts (.jsonl or .parquet)'],
   ['--format <kind>', 'record format of --prompts (the prompt field is used)'],
   ['--k <n>', 'responses sampled per prompt'],

@@ -57,6 +57,7 @@ function onlineShape(selfReward: boolean) {
   return {
     model: path('the SFT model folder'),
     judge: z.string().min(1).optional(),
+    reference: z.string().min(1).optional(),
     prompts: path('a prompts file (.jsonl or .parquet)'),
     format: z.enum(['prompts', 'pairs', 'sft', 'hh', 'tldr']).default('prompts'),
     // Self-rewarding is fixed: best vs worst of the policy's samples, the DPO loss (config.json says so).

@@ -148,7 +148,7 @@ interface Prepared<C extends TrainerCommand> {
 }
 
 /** Settings that name files or folders: stored absolute in config.json, so a run resumes from any working folder. */
-const PATH_SETTINGS = ['out', 'model', 'judge', 'prompts', 'pairs', 'data'] as const;
+const PATH_SETTINGS = ['out', 'model', 'judge', 'reference', 'prompts', 'pairs', 'data'] as const;
 
 function prepareNew<C extends TrainerCommand>(command: C, raw: unknown): Prepared<C> {
   const settings = resolveSettings(command, raw);
@@ -253,6 +253,7 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
   const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
   checkModelDir('model', s.model);
   if (s.judge) checkModelDir('judge', s.judge);
+  if (s.reference) checkModelDir('reference', s.reference, false);
   const template = judgeTemplateOf('template', s.template);
   const records = await readDataSetting('prompts', s.prompts, s.format, s, notice);
   const prompts = records.map((r) => r.prompt);
@@ -264,10 +265,16 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
   const lengths = (await tokenizer.encodeBatch(prompts)).map((t) => t.length);
   checkContext('prompts', loadLlamaConfig(s.model).maxPositionEmbeddings, lengths, records.where, s.maxNewTokens);
   const policy = await LlamaModel.load(s.model, { device, dtype });
-  const reference = await LlamaModel.load(s.model, { device, dtype });
-  const judgeModel = s.judge ? await LlamaModel.load(s.judge, { device, dtype }) : reference;
+  // The frozen reference: the SFT model unless another folder is named (the augmented judge may be
+  // both reference and judge: one copy serves both when the folders are the same).
+  const reference = await LlamaModel.load(s.reference ?? s.model, { device, dtype });
+  const sameAsReference = s.judge !== undefined && path.resolve(s.judge) === path.resolve(s.reference ?? s.model);
+  const judgeModel = s.judge && !sameAsReference ? await LlamaModel.load(s.judge, { device, dtype }) : reference;
   const judgeTok = s.judge ? await Tokenizer.load(s.judge) : tokenizer;
   try {
+    if (reference.config.vocabSize !== policy.config.vocabSize) {
+      fail('reference', `its vocabulary has ${reference.config.vocabSize} tokens; the policy's has ${policy.config.vocabSize} (expected the same tokenizer)`, s.reference);
+    }
     const judge = await Judge.create(judgeModel, judgeTok, { template, maxLength: s.judgeMaxLength, batchSize: 16 });
     return await runTraining(p, policy, { dataSize: prompts.length, steps, tokenizerDir: s.model, config: { dataRecords: prompts.length, totalSteps: steps } },
       (pol) =>
