@@ -17,21 +17,24 @@ test('the shipped demo models are a Hugging Face SFT folder and an augmented jud
   }
 });
 
-test('a shortened demo runs OSP, evaluates SFT against OSP and the judge, and writes the report and the table', async () => {
+/** Runs a shortened `osp demo` into a fresh folder, capturing stdout and stderr; returns the exit code, the folder and the text. */
+async function quickDemo(): Promise<{ code: number; out: string; stdout: string; stderr: string }> {
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'osp-demo-')), 'run');
-  const lines: string[] = [];
-  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    lines.push(String(s));
-    return true;
-  });
-  const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  let code: number;
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const spy = jest.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => (stdout.push(String(s)), true));
+  const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => (stderr.push(String(s)), true));
   try {
-    code = await main(['node', 'osp', 'demo', '--quick', '--steps', '3', '--batch-size', '2', '--k', '2', '--eval-prompts', '8', '--device', 'cpu', '--out', out]);
+    const code = await main(['node', 'osp', 'demo', '--quick', '--steps', '3', '--batch-size', '2', '--k', '2', '--eval-prompts', '8', '--device', 'cpu', '--out', out]);
+    return { code, out, stdout: stdout.join(''), stderr: stderr.join('') };
   } finally {
     spy.mockRestore();
     errSpy.mockRestore();
   }
+}
+
+test('a shortened demo runs OSP, evaluates SFT against OSP and the judge, and writes the report and the table', async () => {
+  const { code, out, stdout } = await quickDemo();
   expect(code).toBe(0);
   const metrics = fs.readFileSync(path.join(out, 'osp', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   expect(metrics.map((m) => m.step)).toEqual([1, 2, 3]);
@@ -47,17 +50,13 @@ test('a shortened demo runs OSP, evaluates SFT against OSP and the judge, and wr
   expect(table).toMatch(/- target: the judge's preference p\(chosen > rejected\).*pHat = sigmoid\(margin\)/);
   expect(table).toMatch(/stays near log 2 = 0\.693 \(last 10 steps: \d\.\d{3}; mean pHat \d\.\d{3}, mean target \d\.\d{3}\)/);
   expect(table).toContain('This is the judge that made the training targets');
-  expect(lines.join('')).toContain(table.trim());
+  expect(stdout).toContain(table.trim());
   const json = JSON.parse(fs.readFileSync(path.join(out, 'demo.json'), 'utf8'));
   for (const m of ['SFT', 'OSP']) expect(json.results[m].sampled.score.mean).toBeGreaterThanOrEqual(0);
   expect(json.judge.after.accuracy.mean).toBeGreaterThanOrEqual(0);
 });
 
 test('Ctrl-C during the demo\'s training ends it with exit 130 and the run folder, not "training failed"', async () => {
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'osp-demo-')), 'run');
-  const errors: string[] = [];
-  const spy = jest.spyOn(process.stdout, 'write').mockImplementation(() => true);
-  const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => (errors.push(String(s)), true));
   // The Ctrl-C arrives after the first metrics line of the OSP run.
   const { MetricsLog } = await import('../src/osp/metrics');
   const append = MetricsLog.prototype.append;
@@ -65,17 +64,15 @@ test('Ctrl-C during the demo\'s training ends it with exit 130 and the run folde
     append.call(this, m);
     if (m.step === 1) process.emit('SIGINT');
   });
-  let code: number;
+  let run: Awaited<ReturnType<typeof quickDemo>>;
   try {
-    code = await main(['node', 'osp', 'demo', '--quick', '--steps', '3', '--batch-size', '2', '--k', '2', '--eval-prompts', '8', '--device', 'cpu', '--out', out]);
+    run = await quickDemo();
   } finally {
-    spy.mockRestore();
-    errSpy.mockRestore();
     appendSpy.mockRestore();
   }
+  const { code, out, stderr } = run;
   expect(code).toBe(130);
-  const text = errors.join('');
-  expect(text).toContain(`the demo stopped during train; its run folder is ${path.join(out, 'osp')}`);
-  expect(text).not.toMatch(/failed/);
+  expect(stderr).toContain(`the demo stopped during train; its run folder is ${path.join(out, 'osp')}`);
+  expect(stderr).not.toMatch(/failed/);
   expect(fs.existsSync(path.join(out, 'demo.md'))).toBe(false);
 });
