@@ -1,7 +1,7 @@
 // The kernels as typed functions. Each one checks that its tensor arguments are Tensors and passes
 // them to the native op, which validates dtypes, shapes, devices and values (see native/kernels).
 import { native, NativeRopeOptions, NativeTensor } from './native';
-import { DType, optionsArg, Tensor, zeros } from './tensor';
+import { DType, optionsArg, Tensor } from './tensor';
 
 import { DEFAULT_IGNORE_INDEX } from './model/batch';
 
@@ -471,8 +471,7 @@ export function gradSumOfSquares(grads: Tensor[], op = 'gradSumOfSquares'): Tens
   const squares = (g: Tensor) => {
     const s = sumOfSquares(g);
     if (!dtype || s.dtype === dtype) return s;
-    const c = zeros([1], { dtype, device: s.device });
-    copyInto(c, s);
+    const c = s.to({ dtype });
     s.dispose();
     return c;
   };

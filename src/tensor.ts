@@ -105,7 +105,18 @@ export class Tensor {
   to(opts: TensorOptions): Tensor {
     const handle = receiver(this, 'to');
     const o = optionsArg('to', opts);
-    return new Tensor(handle.to(o.dtype ?? handle.dtype, o.device ?? handle.device));
+    if (handle.disposed) return new Tensor(handle.to(o.dtype ?? 'f32', o.device ?? 'cpu')); // the native error names `to`
+    const dtype = o.dtype ?? handle.dtype;
+    const device = o.device ?? handle.device;
+    // A float dtype change on the same device converts there (the copyInto kernel: cpu any float
+    // pair, cuda f32 and bf16), with no round trip through the host and no host wait.
+    const floats = handle.device === 'cpu' ? ['f32', 'f64', 'bf16'] : ['f32', 'bf16'];
+    if (device === handle.device && dtype !== handle.dtype && handle.isContiguous && floats.includes(dtype) && floats.includes(handle.dtype)) {
+      const out = zeros(handle.shape, { dtype, device });
+      native.copyInto(out.handle, handle);
+      return out;
+    }
+    return new Tensor(handle.to(dtype, device));
   }
 
   toString(): string {

@@ -31,10 +31,7 @@ export class GradientAccumulator {
       const next = scope(() => {
         let v = g;
         const dtype = accumulationDtype(g);
-        if (g.dtype !== dtype) {
-          v = zeros(g.shape, { dtype, device: g.device });
-          ops.copyInto(v, g);
-        }
+        if (g.dtype !== dtype) v = g.to({ dtype });
         if (scale !== 1) v = ops.affine(v, scale);
         const prev = this.sums.get(n);
         if (!prev) return v === g ? ops.affine(g, 1) : v;

@@ -34,27 +34,25 @@ export class DeviceRecord {
     return out;
   }
 
+  /** Copies every part into one vector on the device, reads it once, and splits it by name. */
   private readInto(out: Map<string, Float64Array>): void {
-    {
-      const total = this.parts.reduce((n, p) => n + p.t.shape.reduce((a, b) => a * b, 1), 0);
-      const f64 = this.parts.some((p) => p.t.dtype === 'f64');
-      const flat = scope(() => {
-        const all = zeros([total], { dtype: f64 ? 'f64' : 'f32', device: this.parts[0].t.device });
-        let off = 0;
-        for (const { t } of this.parts) {
-          const n = t.shape.reduce((a, b) => a * b, 1);
-          if (n > 0) ops.copyInto(all.narrow(0, off, n), t.reshape([n]));
-          off += n;
-        }
-        return Float64Array.from(all.toArray());
-      });
+    const sizes = this.parts.map((p) => p.t.shape.reduce((a, b) => a * b, 1));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const f64 = this.parts.some((p) => p.t.dtype === 'f64');
+    const flat = scope(() => {
+      const all = zeros([total], { dtype: f64 ? 'f64' : 'f32', device: this.parts[0].t.device });
       let off = 0;
-      for (const { name, t } of this.parts) {
-        const n = t.shape.reduce((a, b) => a * b, 1);
-        out.set(name, flat.subarray(off, off + n));
-        off += n;
-      }
-    }
+      this.parts.forEach(({ t }, i) => {
+        if (sizes[i] > 0) ops.copyInto(all.narrow(0, off, sizes[i]), t.reshape([sizes[i]]));
+        off += sizes[i];
+      });
+      return Float64Array.from(all.toArray());
+    });
+    let off = 0;
+    this.parts.forEach(({ name }, i) => {
+      out.set(name, flat.subarray(off, off + sizes[i]));
+      off += sizes[i];
+    });
   }
 
   /** One value by name (after read()). */

@@ -17,10 +17,25 @@ import { Tokenizer } from '../model/tokenizer';
 import { syncStats } from '../sync';
 import { DeviceRecord } from './deviceRecord';
 import { StepFn } from './loop';
-import { LossKind, ScoredPair, SftExample, orientPair, preferenceStep, preferenceValues, sftStep } from './objective';
+import { LossKind, PreferenceValues, ScoredPair, SftExample, orientPair, preferenceStep, preferenceValues, sftStep } from './objective';
 
 const mean = (a: ArrayLike<number>) => (a.length ? Array.from(a).reduce((s, v) => s + v, 0) / a.length : null);
 const now = () => performance.now() / 1e3;
+
+/** The metrics every preference step reports, from its read values and the targets it trained on. */
+function preferenceMetrics(res: PreferenceValues, targets: number[]) {
+  return {
+    loss: res.loss,
+    pHatMean: mean(res.pHat),
+    targetMean: mean(targets),
+    absErrorMean: mean(Array.from(res.pHat, (v, i) => Math.abs(v - targets[i]))),
+    marginMean: mean(res.margins),
+    chosenLogprobMean: mean(res.policyChosen),
+    rejectedLogprobMean: mean(res.policyRejected),
+    refChosenLogprobMean: mean(res.refChosen),
+    refRejectedLogprobMean: mean(res.refRejected),
+  };
+}
 
 export interface OnlineOptions {
   loss: LossKind;
@@ -80,51 +95,43 @@ export function onlineStep(
     if (pairs.length === 0) throw new Error(`step ${step}: no pairs were formed (K = ${o.k}); expected K >= 2`);
     const step0 = preferenceStep(models.policy, models.reference, pairs, { loss: o.pairing === 'best-worst' ? 'dpo' : o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute });
     const finish = (record: DeviceRecord, secondsTrain: number) => {
-    const res = preferenceValues(record, step0.pairs);
-    const lengths = gen.flatMap((g) => g.samples.map((s) => s.tokens.length));
-    const generated = lengths.reduce((a, b) => a + b, 0);
-    const kl: number[] = [];
-    for (let i = 0; i < pairs.length; i++) kl.push(res.policyChosen[i] - res.refChosen[i], res.policyRejected[i] - res.refRejected[i]);
-    let judgeAccuracy: number | null = null;
-    let sampleScores: number[][] | null = null;
-    if (o.scorer) {
-      const sc = o.scorer;
-      sampleScores = gen.map((g, i) => g.samples.map((s) => sc(batchPrompts[i], s.text)));
-      const decided = pairInfo.filter((p) => sampleScores![p.prompt][p.chosen] !== sampleScores![p.prompt][p.rejected]);
-      judgeAccuracy = decided.length ? decided.filter((p) => sampleScores![p.prompt][p.chosen] > sampleScores![p.prompt][p.rejected]).length / decided.length : null;
-    }
-    const metrics = {
-      loss: res.loss,
-      pHatMean: mean(res.pHat),
-      targetMean: mean(pairs.map((p) => p.target)),
-      absErrorMean: mean(Array.from(res.pHat, (v, i) => Math.abs(v - pairs[i].target))),
-      marginMean: mean(res.margins),
-      chosenLogprobMean: mean(res.policyChosen),
-      rejectedLogprobMean: mean(res.policyRejected),
-      refChosenLogprobMean: mean(res.refChosen),
-      refRejectedLogprobMean: mean(res.refRejected),
-      klEstimate: mean(kl),
-      responseLengthMean: mean(lengths),
-      judgeDisagreementMean: mean(pairInfo.map((p) => p.disagreement)),
-      judgeAccuracy,
-      sampleScoreMean: sampleScores ? mean(sampleScores.flat()) : null,
-      secondsGenerate: t1 - t0,
-      secondsJudge: t2 - t1,
-      secondsTrain,
-      tokensPerSecond: generated / Math.max(1e-9, t1 - t0),
-      pairsPerSecond: pairs.length / Math.max(1e-9, t2 - t1),
-      pairs: pairs.length,
-      samples: lengths.length,
-    };
-    const samples = gen.map((g, i) => ({
-      prompt: batchPrompts[i],
-      responses: g.samples.map((s, k) => ({ text: s.text, tokens: s.tokens.length, finish: s.finishReason, blankScore: judged[i].scores?.[k] ?? null, score: sampleScores?.[i][k] ?? null })),
-      pairs: pairInfo
-        .map((p, n) => ({ ...p, n }))
-        .filter((p) => p.prompt === i)
-        .map((p) => ({ chosen: p.chosen, rejected: p.rejected, target: p.target, pHat: res.pHat[p.n], margin: res.margins[p.n] })),
-    }));
-    return { metrics, samples };
+      const res = preferenceValues(record, step0.pairs);
+      const lengths = gen.flatMap((g) => g.samples.map((s) => s.tokens.length));
+      const generated = lengths.reduce((a, b) => a + b, 0);
+      const kl: number[] = [];
+      for (let i = 0; i < pairs.length; i++) kl.push(res.policyChosen[i] - res.refChosen[i], res.policyRejected[i] - res.refRejected[i]);
+      let judgeAccuracy: number | null = null;
+      let sampleScores: number[][] | null = null;
+      if (o.scorer) {
+        const sc = o.scorer;
+        sampleScores = gen.map((g, i) => g.samples.map((s) => sc(batchPrompts[i], s.text)));
+        const decided = pairInfo.filter((p) => sampleScores![p.prompt][p.chosen] !== sampleScores![p.prompt][p.rejected]);
+        judgeAccuracy = decided.length ? decided.filter((p) => sampleScores![p.prompt][p.chosen] > sampleScores![p.prompt][p.rejected]).length / decided.length : null;
+      }
+      const metrics = {
+        ...preferenceMetrics(res, pairs.map((p) => p.target)),
+        klEstimate: mean(kl),
+        responseLengthMean: mean(lengths),
+        judgeDisagreementMean: mean(pairInfo.map((p) => p.disagreement)),
+        judgeAccuracy,
+        sampleScoreMean: sampleScores ? mean(sampleScores.flat()) : null,
+        secondsGenerate: t1 - t0,
+        secondsJudge: t2 - t1,
+        secondsTrain,
+        tokensPerSecond: generated / Math.max(1e-9, t1 - t0),
+        pairsPerSecond: pairs.length / Math.max(1e-9, t2 - t1),
+        pairs: pairs.length,
+        samples: lengths.length,
+      };
+      const samples = gen.map((g, i) => ({
+        prompt: batchPrompts[i],
+        responses: g.samples.map((s, k) => ({ text: s.text, tokens: s.tokens.length, finish: s.finishReason, blankScore: judged[i].scores?.[k] ?? null, score: sampleScores?.[i][k] ?? null })),
+        pairs: pairInfo
+          .map((p, n) => ({ ...p, n }))
+          .filter((p) => p.prompt === i)
+          .map((p) => ({ chosen: p.chosen, rejected: p.rejected, target: p.target, pHat: res.pHat[p.n], margin: res.margins[p.n] })),
+      }));
+      return { metrics, samples };
     };
     return { grads: step0.grads, record: step0.record, trainStarted: t2, trainWaits, finish };
   };
@@ -145,23 +152,10 @@ export function offlineStep(models: { policy: LlamaModel; reference: LlamaModel 
     const batch = indices.map((i) => pairs[i]);
     const step0 = preferenceStep(models.policy, models.reference, batch, { loss: o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute });
     const finish = (record: DeviceRecord, secondsTrain: number) => {
-      const res = preferenceValues(record, step0.pairs);
-      return {
-      metrics: {
-        loss: res.loss,
-        pHatMean: mean(res.pHat),
-        targetMean: mean(batch.map((p) => (o.loss === 'spce' ? p.target : 1))),
-        absErrorMean: mean(Array.from(res.pHat, (v, i) => Math.abs(v - (o.loss === 'spce' ? batch[i].target : 1)))),
-        marginMean: mean(res.margins),
-        chosenLogprobMean: mean(res.policyChosen),
-        rejectedLogprobMean: mean(res.policyRejected),
-        refChosenLogprobMean: mean(res.refChosen),
-        refRejectedLogprobMean: mean(res.refRejected),
-        secondsTrain,
-        tokensPerSecond: step0.tokens / Math.max(1e-9, secondsTrain),
-        pairs: batch.length,
-      },
-      };
+      // DPO and IPO train every pair as p = 1.
+      const targets = batch.map((p) => (o.loss === 'spce' ? p.target : 1));
+      const metrics = { ...preferenceMetrics(preferenceValues(record, step0.pairs), targets), secondsTrain, tokensPerSecond: step0.tokens / Math.max(1e-9, secondsTrain), pairs: batch.length };
+      return { metrics };
     };
     return { grads: step0.grads, record: step0.record, trainStarted: t0, trainWaits, finish };
   };

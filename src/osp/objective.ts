@@ -18,7 +18,7 @@
 // Per-pair precision: f64 on the CPU (the token log-probs of an f32 model converted exactly, then
 // summed in order: the same numbers as the host f64 arithmetic this replaced), f32 on CUDA (the
 // kernels' precision there).
-import { PromptResponse, ResponseBatch, packResponses } from '../model/batch';
+import { PromptResponse, packResponses } from '../model/batch';
 import { LlamaModel } from '../model/llama';
 import { GradientAccumulator } from '../model/optim';
 import * as ops from '../ops';
@@ -84,12 +84,9 @@ function sequenceDtype(model: LlamaModel): 'f32' | 'f64' {
   return model.device === 'cpu' ? 'f64' : 'f32';
 }
 
-/** t in another dtype, converted on its device (copyInto: no host round trip). */
+/** t in another dtype (Tensor.to converts on the device); t itself when it already is. */
 function cast(t: Tensor, dtype: 'f32' | 'f64'): Tensor {
-  if (t.dtype === dtype) return t;
-  const out = zeros(t.shape, { dtype, device: t.device });
-  ops.copyInto(out, t);
-  return out;
+  return t.dtype === dtype ? t : t.to({ dtype });
 }
 
 function ids(model: LlamaModel, a: Int32Array): Tensor {
@@ -97,7 +94,7 @@ function ids(model: LlamaModel, a: Int32Array): Tensor {
 }
 
 /** Sums of response-token log-probs into `count` slots for one packed micro-batch (forward given). */
-function slotSums(model: LlamaModel, hidden: Tensor, rb: ResponseBatch, count: number, targets: Tensor, scoreIds: Tensor): Tensor {
+function slotSums(model: LlamaModel, hidden: Tensor, count: number, targets: Tensor, scoreIds: Tensor): Tensor {
   const lp = model.headLogprobs(hidden, targets);
   return ops.sequenceLogprobs(cast(lp, sequenceDtype(model)), scoreIds, count);
 }
@@ -117,7 +114,7 @@ export function responseLogprobSums(model: LlamaModel, items: PromptResponse[], 
     for (let s = 0; s < items.length; s += microBatch) {
       const part = items.slice(s, s + microBatch);
       const rb = packResponses(part, Array.from({ length: part.length }, (_, i) => slots[s + i]));
-      const sums = scope(() => slotSums(model, model.forward(rb.batch).hidden, rb, count, ids(model, rb.targets), ids(model, rb.scoreIds)));
+      const sums = scope(() => slotSums(model, model.forward(rb.batch).hidden, count, ids(model, rb.targets), ids(model, rb.scoreIds)));
       if (total === null) total = sums;
       else {
         const next: Tensor = ops.add(total, sums);
@@ -178,7 +175,7 @@ export function preferenceStep(policy: LlamaModel, reference: LlamaModel, pairs:
         const fwd = policy.forward(rb.batch, { recompute: opts.recompute });
         const tg = ids(policy, rb.targets);
         const sid = ids(policy, rb.scoreIds);
-        const pol = slotSums(policy, fwd.hidden, rb, 2 * B, tg, sid);
+        const pol = slotSums(policy, fwd.hidden, 2 * B, tg, sid);
         record.add('policyLogprobs', pol);
         return policy.gradientsFromHead(fwd, tg, tokenGrads(policy, objective(pol), sid)).grads;
       });
@@ -240,7 +237,7 @@ export function sftStep(model: LlamaModel, examples: SftExample[], opts: { micro
           const fwd = model.forward(rb.batch, { recompute: opts.recompute });
           const tg = ids(model, rb.targets);
           const sid = ids(model, rb.scoreIds);
-          const lpSum = slotSums(model, fwd.hidden, rb, 1, tg, sid);
+          const lpSum = slotSums(model, fwd.hidden, 1, tg, sid);
           return { lpSum, grads: model.gradientsFromHead(fwd, tg, tokenGrads(model, gradSlot, sid)).grads };
         });
         acc.add(out.grads);

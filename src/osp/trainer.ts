@@ -441,7 +441,8 @@ export function resume(runDir: string, hooks: TrainerHooks = {}, extend: { steps
   const settings = resolveSettings(command, extend.steps === undefined ? saved : { ...saved, steps: extend.steps });
   if (extend.steps !== undefined) {
     const before = typeof config.totalSteps === 'number' ? config.totalSteps : saved.steps;
-    const done = completeCheckpoints(runDir).map((d) => readCheckpointState(d).step)[0] ?? 0;
+    const newest = completeCheckpoints(runDir)[0];
+    const done = newest ? readCheckpointState(newest).step : 0;
     if (settings.steps! < done) fail('steps', `the run already took ${done} steps; expected at least that many`, String(settings.steps));
     writeFileAtomicSync(
       path.join(runDir, 'config.json'),
