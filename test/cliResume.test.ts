@@ -5,10 +5,9 @@
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { MetricsLog } from '../src/osp/metrics';
 import * as safetensors from '../src/model/safetensors';
 import { latestCheckpoint, readCheckpointState } from '../src/osp/run';
-import { TinyRun, FAST_ONLINE, osp, readJsonl, readMetrics, tinyRun, withoutTimings } from './helpers/tinyRun';
+import { TinyRun, ctrlCAfterStep, FAST_ONLINE, osp, readJsonl, readMetrics, tinyRun, withoutTimings } from './helpers/tinyRun';
 
 let tiny: TinyRun;
 beforeAll(async () => {
@@ -16,15 +15,6 @@ beforeAll(async () => {
 });
 afterAll(() => tiny.cleanup());
 afterEach(() => jest.restoreAllMocks());
-
-/** Sends this process a Ctrl-C (to the CLI's handler) right after metrics line `step` is written. */
-function ctrlCAfterStep(step: number): void {
-  const append = MetricsLog.prototype.append;
-  jest.spyOn(MetricsLog.prototype, 'append').mockImplementation(function (this: MetricsLog, m) {
-    append.call(this, m);
-    if (m.step === step) process.emit('SIGINT');
-  });
-}
 
 const trainFlags = (out: string) => ['train', '--model', tiny.model, '--prompts', tiny.prompts, '--out', out, '--steps', '4', '--save-every', '2', '--seed', '5', ...FAST_ONLINE, '--k', '4', '--lr', '1e-2', '--beta', '0.5', '--temperature', '1'];
 const dpoFlags = (out: string) => ['dpo', '--model', tiny.model, '--pairs', tiny.pairs, '--out', out, '--steps', '4', '--save-every', '2', '--seed', '5', '--batch-size', '3', '--lr', '1e-2', '--loss', 'spce', '--device', 'cpu'];

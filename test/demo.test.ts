@@ -6,6 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { main } from '../src/cli';
 import { demoAssetsDir } from '../src/cli/demo';
+import { ctrlCAfterStep } from './helpers/tinyRun';
 
 jest.setTimeout(120_000);
 
@@ -58,12 +59,7 @@ test('a shortened demo runs OSP, evaluates SFT against OSP and the judge, and wr
 
 test('Ctrl-C during the demo\'s training ends it with exit 130 and the run folder, not "training failed"', async () => {
   // The Ctrl-C arrives after the first metrics line of the OSP run.
-  const { MetricsLog } = await import('../src/osp/metrics');
-  const append = MetricsLog.prototype.append;
-  const appendSpy = jest.spyOn(MetricsLog.prototype, 'append').mockImplementation(function (this: InstanceType<typeof MetricsLog>, m) {
-    append.call(this, m);
-    if (m.step === 1) process.emit('SIGINT');
-  });
+  const appendSpy = ctrlCAfterStep(1);
   let run: Awaited<ReturnType<typeof quickDemo>>;
   try {
     run = await quickDemo();

@@ -9,9 +9,8 @@ import * as osp from '../src';
 import { LlamaModel } from '../src/model/llama';
 import { AdamW } from '../src/model/optim';
 import { readSafetensors, writeSafetensors } from '../src/model/safetensors';
-import { MetricsLog } from '../src/osp/metrics';
 import { latestCheckpoint, saveCheckpoint } from '../src/osp/run';
-import { TinyRun, FAST_ONLINE, osp as runOsp, readMetrics, tinyConfig, tinyRun } from './helpers/tinyRun';
+import { TinyRun, ctrlCAfterStep, FAST_ONLINE, osp as runOsp, readMetrics, tinyConfig, tinyRun } from './helpers/tinyRun';
 
 let tiny: TinyRun;
 beforeAll(async () => {
@@ -21,15 +20,6 @@ afterAll(() => tiny.cleanup());
 afterEach(() => jest.restoreAllMocks());
 
 const trainFlags = (out: string) => ['train', '--model', tiny.model, '--prompts', tiny.prompts, '--out', out, '--steps', '4', '--save-every', '1', '--seed', '3', ...FAST_ONLINE, '--k', '4', '--lr', '1e-2', '--beta', '0.5', '--temperature', '1'];
-
-/** Sends this process a Ctrl-C (the CLI's handler) right after metrics line `step` is written. */
-function ctrlCAfterStep(step: number): void {
-  const append = MetricsLog.prototype.append;
-  jest.spyOn(MetricsLog.prototype, 'append').mockImplementation(function (this: MetricsLog, m) {
-    append.call(this, m);
-    if (m.step === step) process.emit('SIGINT');
-  });
-}
 
 describe('checkpoints never hold values that are not finite', () => {
   const model = () => LlamaModel.init(tinyConfig(31), { seed: 7, dtype: 'f32', device: 'cpu' });

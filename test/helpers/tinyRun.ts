@@ -10,7 +10,7 @@ import { makePreferencePairs, makePrompts, makeSftExamples, writeDemoTokenizer }
 import { LlamaConfig } from '../../src/model/config';
 import { LlamaModel } from '../../src/model/llama';
 import { Tokenizer } from '../../src/model/tokenizer';
-import { StepMetrics } from '../../src/osp/metrics';
+import { MetricsLog, StepMetrics } from '../../src/osp/metrics';
 import { main } from '../../src/cli/index';
 
 export interface TinyRun {
@@ -138,4 +138,16 @@ export function withoutTimings(m: StepMetrics): Record<string, unknown> {
 
 export function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+/**
+ * Sends this process a Ctrl-C (the CLI's SIGINT handler) right after metrics line `step` is
+ * written. Undo with jest.restoreAllMocks() (or the returned spy's mockRestore()).
+ */
+export function ctrlCAfterStep(step: number): jest.SpyInstance {
+  const append = MetricsLog.prototype.append;
+  return jest.spyOn(MetricsLog.prototype, 'append').mockImplementation(function (this: MetricsLog, m) {
+    append.call(this, m);
+    if (m.step === step) process.emit('SIGINT');
+  });
 }
