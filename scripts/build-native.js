@@ -2,7 +2,7 @@
 // Builds the native addon at `npm install`.
 //  - CMake present: cmake-js (CMakeLists.txt). The CUDA kernels are compiled when a GPU is visible
 //    (nvidia-smi lists one), for that GPU's architecture only; with no GPU visible the CPU backend
-//    alone is built (compiling four CUDA architectures takes ~15 minutes on 2 cores) and the
+//    alone is built (measured on 2 cores: 17 s, against 71 s with four CUDA architectures) and the
 //    output says how to add CUDA.
 //      OSP_CUDA=ON           compile the CUDA kernels even with no GPU visible (CI does)
 //      OSP_CUDA=OFF          never compile them
