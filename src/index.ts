@@ -2,7 +2,7 @@
 export { backends, defaultDevice, synchronize, memoryStats, resetPeakMemory } from './device';
 export type { Backends, Device, MemoryStats } from './device';
 export { syncStats, resetSyncStats, type SyncStats } from './sync';
-export { tensor, zeros, randn, scope, keep, Tensor } from './tensor';
+export { tensor, zeros, randn, randu, dropoutMask, scope, keep, Tensor } from './tensor';
 export type { DType, TensorData, TensorOptions, RandomOptions } from './tensor';
 export {
   DEFAULT_IGNORE_INDEX,

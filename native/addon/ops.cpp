@@ -20,6 +20,7 @@
 #include "../kernels/matmul/matmul.h"
 #include "../kernels/preference_loss/preference_loss.h"
 #include "../kernels/random/random.h"
+#include "../kernels/random/random_common.h"
 #include "../kernels/rms_norm/rms_norm.h"
 #include "../kernels/rope/rope.h"
 #include "../kernels/sampling/sampling.h"
@@ -82,19 +83,22 @@ Napi::Value zeros(const Napi::CallbackInfo& info) {
   return handle(info, Tensor::zeros(shape, dt, dev));
 }
 
-// randomNormal({shape, dtype, device, seed, mean, std}): generated where it lives.
-Napi::Value randomNormal(const Napi::CallbackInfo& info) {
-  const char* op = "randn";
+// randomFill({shape, dtype, device, seed, distribution, a, b}): generated where it lives.
+// normal: a = mean, b = std; uniform: a = low, b = high; dropout: a = p (b is implied).
+Napi::Value randomFill(const Napi::CallbackInfo& info) {
+  const char* op = "randomFill";
   const Options o(info, 0, op);
   const std::vector<int64_t> shape = o.shape("shape");
   const DType dt = o.dtype("dtype");
   const Device dev = o.device("device");
   checkPlacement(dt, dev, op);
-  checkedNumel(shape, dt, "randn: shape");
+  checkedNumel(shape, dt, "randomFill: shape");
   const double seed = o.number("seed");
   if (!(seed >= 0) || seed != std::floor(seed) || seed > 9007199254740991.0)
-    throw Napi::RangeError::New(info.Env(), "randn: seed must be a non-negative integer");
-  return handle(info, osp::randomNormal(shape, dt, dev, static_cast<uint64_t>(seed), o.number("mean"), o.number("std")));
+    throw Napi::RangeError::New(info.Env(), "randomFill: seed must be a non-negative integer");
+  using osp::random::Distribution;
+  const Distribution d = o.choice<Distribution>("distribution", {{"normal", Distribution::Normal}, {"uniform", Distribution::Uniform}, {"dropout", Distribution::Dropout}});
+  return handle(info, osp::randomFill(shape, dt, dev, static_cast<uint64_t>(seed), {d, o.number("a"), o.number("b", 0)}));
 }
 
 // backends(): {cpu: {threads}, cuda: {compiled, available, devices, reason?, blas}}
