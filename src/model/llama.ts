@@ -169,6 +169,7 @@ export class LlamaModel {
   readonly adapter: LoraAdapter | null = null;
   /** False for a view made by withAdapter: the weights belong to the model it came from. */
   private ownsParams = true;
+  private ownsAdapter = false;
 
   /** A model over the given parameters (Hugging Face names; all of one dtype and device), checked against the config. */
   constructor(config: LlamaConfig, params: Map<string, Tensor>) {
@@ -208,8 +209,10 @@ export class LlamaModel {
    * This model's weights with a LoRA adapter applied (or none: the base), without a copy: policy,
    * reference and judge share one set of base weights. The view's dispose() frees nothing; the
    * adapter stays its creator's. Its trainable parameters are the adapter's; the base is frozen.
+   * takeOwnership: the view owns the weights and the adapter instead (its dispose frees both), for a
+   * model loaded as base + adapter folder.
    */
-  withAdapter(adapter: LoraAdapter | null): LlamaModel {
+  withAdapter(adapter: LoraAdapter | null, opts: { takeOwnership?: boolean } = {}): LlamaModel {
     if (adapter) {
       if (adapter.numLayers !== this.config.numHiddenLayers) throw new RangeError(`LlamaModel.withAdapter: the adapter has ${adapter.numLayers} layers; the model ${this.config.numHiddenLayers}`);
       if (adapter.device !== this.device) throw new TypeError(`LlamaModel.withAdapter: the adapter is on ${adapter.device}; the model on ${this.device}`);
@@ -218,7 +221,9 @@ export class LlamaModel {
     }
     const view = new LlamaModel(this.config, this.params);
     (view as { adapter: LoraAdapter | null }).adapter = adapter;
-    view.ownsParams = false;
+    view.ownsParams = opts.takeOwnership === true;
+    view.ownsAdapter = opts.takeOwnership === true;
+    if (opts.takeOwnership) this.ownsParams = false;
     return view;
   }
 
@@ -740,6 +745,7 @@ export class LlamaModel {
   /** Frees every parameter tensor (nothing for a withAdapter view); the model cannot be used afterwards. */
   dispose(): void {
     if (this.ownsParams) for (const t of this.params.values()) t.dispose();
+    if (this.ownsAdapter) this.adapter?.dispose();
   }
 }
 

@@ -142,7 +142,15 @@ export class LoraAdapter {
     this.spec = { ...spec, targets: [...spec.targets] };
     this.scaling = spec.alpha / spec.r;
     this.numLayers = config.numHiddenLayers;
-    this.tensors = new Map(tensors);
+    // Canonical order (layer, target, A then B), whatever the file's: the optimizer's slots and the
+    // gradient norm's summation follow it, so a resumed run adds in the same order as the first.
+    this.tensors = new Map();
+    for (let i = 0; i < config.numHiddenLayers; i++) {
+      for (const t of LORA_TARGETS) {
+        if (!spec.targets.includes(t)) continue;
+        for (const which of ['A', 'B'] as const) this.tensors.set(loraKey(i, t, which), tensors.get(loraKey(i, t, which)) as Tensor);
+      }
+    }
   }
 
   /** A new adapter: A Kaiming-uniform as PEFT (bound 1 / sqrt(in); a distinct seed per tensor), B zero. */

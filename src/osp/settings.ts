@@ -4,6 +4,7 @@
 // config.json stores the resolved result. Numbers may arrive as numeric strings (flags); null,
 // booleans and arrays are refused for numeric settings.
 import { z } from 'zod';
+import { LORA_TARGETS, LoraSpec, LoraTarget } from '../model/lora';
 
 /**
  * A setting that is wrong: names the setting (camelCase key) and the problem. kind 'usage': the
@@ -25,6 +26,55 @@ export const int = () => num().pipe(z.number().int('expected an integer'));
 export const positiveInt = () => int().pipe(z.number().min(1, 'expected an integer >= 1'));
 const flag = () => z.boolean({ invalid_type_error: 'expected true or false' }).optional();
 const path = (what: string) => z.string({ required_error: `expected ${what}`, invalid_type_error: `expected ${what}` }).min(1, `expected ${what}`);
+
+/**
+ * --lora r=64,alpha=32[,dropout=0.05][,targets=q,k,v,o,gate,up,down] (or the same as an object):
+ * a LoRA spec. Targets default to all seven, dropout to 0, alpha to r.
+ */
+export function parseLoraSpec(v: unknown): LoraSpec {
+  let o: Record<string, unknown>;
+  if (typeof v === 'string') {
+    o = {};
+    let last = '';
+    for (const part of v.split(',').map((x) => x.trim()).filter(Boolean)) {
+      const eq = part.indexOf('=');
+      if (eq < 0) {
+        if (last !== 'targets') throw new Error(`"${part}" is not key=value (expected r=N,alpha=X[,dropout=P][,targets=q,k,...])`);
+        (o.targets as string[]).push(part);
+        continue;
+      }
+      last = part.slice(0, eq).trim();
+      const value = part.slice(eq + 1).trim();
+      if (!['r', 'alpha', 'dropout', 'targets'].includes(last)) throw new Error(`unknown key "${last}" (expected r, alpha, dropout, targets)`);
+      o[last] = last === 'targets' ? [value] : Number(value);
+    }
+  } else if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+    o = { ...(v as Record<string, unknown>) };
+  } else {
+    throw new Error('expected r=N,alpha=X[,dropout=P][,targets=q,k,...]');
+  }
+  const r = o.r;
+  if (!(typeof r === 'number' && Number.isInteger(r) && r >= 1)) throw new Error(`r is ${String(r)}; expected an integer >= 1`);
+  const alpha = o.alpha ?? r;
+  if (!(typeof alpha === 'number' && Number.isFinite(alpha) && alpha > 0)) throw new Error(`alpha is ${String(alpha)}; expected a number > 0`);
+  const dropout = o.dropout ?? 0;
+  if (!(typeof dropout === 'number' && dropout >= 0 && dropout < 1)) throw new Error(`dropout is ${String(dropout)}; expected a number in [0, 1)`);
+  const targets = (o.targets ?? LORA_TARGETS) as unknown[];
+  if (!Array.isArray(targets) || targets.length === 0) throw new Error(`targets is empty; expected some of ${LORA_TARGETS.join(', ')}`);
+  for (const t of targets) if (!LORA_TARGETS.includes(t as LoraTarget)) throw new Error(`target "${String(t)}" is not one of ${LORA_TARGETS.join(', ')}`);
+  for (const k of Object.keys(o)) if (!['r', 'alpha', 'dropout', 'targets'].includes(k)) throw new Error(`unknown key "${k}" (expected r, alpha, dropout, targets)`);
+  return { r, alpha, dropout, targets: LORA_TARGETS.filter((t) => targets.includes(t)) };
+}
+
+const loraSetting = () =>
+  z.unknown().transform((v, ctx) => {
+    try {
+      return parseLoraSpec(v);
+    } catch (e) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: (e as Error).message });
+      return z.NEVER;
+    }
+  });
 
 /** Settings every training command shares (the loop, the optimizer, the run folder, the device). */
 function loopShape(d: { batchSize: number; microBatch: number; lr: number }) {
@@ -48,6 +98,9 @@ function loopShape(d: { batchSize: number; microBatch: number; lr: number }) {
     recompute: flag(),
     limit: positiveInt().optional(),
     skipBad: flag(),
+    // LoRA: train adapters on a frozen base (policy, reference and judge share its weights).
+    lora: loraSetting().optional(),
+    adapter: z.string().min(1).optional(),
   };
 }
 
