@@ -94,6 +94,9 @@ export { parseLlamaConfig, toHuggingFaceConfig, loadLlamaConfig, LLAMA_ARCHITECT
 export { ropeInvFreq, configRopeInvFreq } from './model/rope';
 export type { LlamaConfig, LlamaArchitecture, LlamaModelType, RopeScaling } from './model/config';
 export { LlamaModel, loadLlama, packSequences, llamaParameterShapes, disposeCache } from './model/llama';
+export { LoraAdapter, LORA_TARGETS, LORA_MODULES, loraKey, mergedParameters, readAdapterConfig, isAdapterFolder, loraBranch, loraBranchBackward } from './model/lora';
+export type { LoraSpec, LoraTarget } from './model/lora';
+export { loadModelFolder, mergeAdapter } from './osp/models';
 export type {
   LlamaDType,
   PackedBatch,

@@ -166,7 +166,7 @@ export interface RandomOptions extends TensorOptions {
   std?: number;
 }
 
-type Fill = { distribution: 'normal' | 'uniform' | 'dropout'; a: number; b?: number };
+type Fill = { distribution: 'normal'; mean: number; std: number } | { distribution: 'uniform'; low: number; high: number } | { distribution: 'dropout'; p: number };
 
 function randomFill(op: string, shape: number[], opts: RandomOptions, fill: Fill): Tensor {
   opts = optionsArg(op, opts);
@@ -177,12 +177,12 @@ function randomFill(op: string, shape: number[], opts: RandomOptions, fill: Fill
 
 /** A tensor of normal draws mean + std * N(0, 1), generated where it lives (no host transfer). */
 export function randn(shape: number[], opts: RandomOptions = {}): Tensor {
-  return randomFill('randn', shape, opts, { distribution: 'normal', a: opts?.mean ?? 0, b: opts?.std ?? 1 });
+  return randomFill('randn', shape, opts, { distribution: 'normal', mean: opts?.mean ?? 0, std: opts?.std ?? 1 });
 }
 
 /** A tensor of uniform draws in [low, high) (default [0, 1)), generated where it lives. */
 export function randu(shape: number[], opts: Omit<RandomOptions, 'mean' | 'std'> & { low?: number; high?: number } = {}): Tensor {
-  return randomFill('randu', shape, opts, { distribution: 'uniform', a: opts?.low ?? 0, b: opts?.high ?? 1 });
+  return randomFill('randu', shape, opts, { distribution: 'uniform', low: opts?.low ?? 0, high: opts?.high ?? 1 });
 }
 
 /**
@@ -190,7 +190,7 @@ export function randu(shape: number[], opts: Omit<RandomOptions, 'mean' | 'std'>
  * scales in training). Element i depends only on (seed, i): a backward draws the same mask again.
  */
 export function dropoutMask(shape: number[], p: number, opts: Omit<RandomOptions, 'mean' | 'std'> = {}): Tensor {
-  return randomFill('dropoutMask', shape, opts, { distribution: 'dropout', a: p });
+  return randomFill('dropoutMask', shape, opts, { distribution: 'dropout', p });
 }
 
 /**

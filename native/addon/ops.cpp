@@ -83,22 +83,27 @@ Napi::Value zeros(const Napi::CallbackInfo& info) {
   return handle(info, Tensor::zeros(shape, dt, dev));
 }
 
-// randomFill({shape, dtype, device, seed, distribution, a, b}): generated where it lives.
-// normal: a = mean, b = std; uniform: a = low, b = high; dropout: a = p (b is implied).
+// randomFill({distribution: 'normal', shape, dtype, device, seed, mean, std}), or 'uniform' with
+// {low, high}, or 'dropout' with {p}: generated where it lives. Errors name randn, randu or dropoutMask.
 Napi::Value randomFill(const Napi::CallbackInfo& info) {
-  const char* op = "randomFill";
+  using osp::random::Distribution;
+  const Distribution d = Options(info, 0, "randomFill").choice<Distribution>(
+      "distribution", {{"normal", Distribution::Normal}, {"uniform", Distribution::Uniform}, {"dropout", Distribution::Dropout}});
+  const char* op = d == Distribution::Normal ? "randn" : d == Distribution::Uniform ? "randu" : "dropoutMask";
   const Options o(info, 0, op);
   const std::vector<int64_t> shape = o.shape("shape");
   const DType dt = o.dtype("dtype");
   const Device dev = o.device("device");
   checkPlacement(dt, dev, op);
-  checkedNumel(shape, dt, "randomFill: shape");
+  checkedNumel(shape, dt, std::string(op) + ": shape");
   const double seed = o.number("seed");
   if (!(seed >= 0) || seed != std::floor(seed) || seed > 9007199254740991.0)
-    throw Napi::RangeError::New(info.Env(), "randomFill: seed must be a non-negative integer");
-  using osp::random::Distribution;
-  const Distribution d = o.choice<Distribution>("distribution", {{"normal", Distribution::Normal}, {"uniform", Distribution::Uniform}, {"dropout", Distribution::Dropout}});
-  return handle(info, osp::randomFill(shape, dt, dev, static_cast<uint64_t>(seed), {d, o.number("a"), o.number("b", 0)}));
+    throw Napi::RangeError::New(info.Env(), std::string(op) + ": seed must be a non-negative integer");
+  osp::RandomFill fill{d};
+  if (d == Distribution::Normal) fill.a = o.number("mean"), fill.b = o.number("std");
+  else if (d == Distribution::Uniform) fill.a = o.number("low"), fill.b = o.number("high");
+  else fill.a = o.number("p");
+  return handle(info, osp::randomFill(shape, dt, dev, static_cast<uint64_t>(seed), fill));
 }
 
 // backends(): {cpu: {threads}, cuda: {compiled, available, devices, reason?, blas}}

@@ -492,15 +492,17 @@ export class LlamaModel {
   /**
    * The backward of forward given gradHidden = d L / d hidden [T, D]: gradients of every parameter
    * (the LM head's not included: see headBackward / lossAndGrads) and of the input embeddings.
-   * embed_tokens gets the lookup's gradient unless the forward was given inputEmbeddings.
+   * embed_tokens gets the lookup's gradient unless the forward was given inputEmbeddings. With a
+   * LoRA adapter only A and B get gradients (PEFT keys, adapter order); the base weights none.
    */
-  backward(cache: ForwardCache, gradHidden: Tensor): Gradients {
+  backward(cache: ForwardCache, gradHidden: Tensor, opts: { weightGrads?: boolean } = {}): Gradients {
     const c = this.config;
     const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, rmsNormEps: eps } = c;
     const T = cache.T;
     const adapter = this.adapter;
     // With an adapter the base is frozen: no base weight gets a gradient (none is even allocated).
-    const trainBase = adapter === null;
+    // weightGrads false: a frozen model's input gradients alone (the bench's LoRA baseline).
+    const trainBase = adapter === null && opts.weightGrads !== false;
     const grads = new Map<string, Tensor>();
     const normGrad = (n: string, g: Tensor) => (trainBase ? grads.set(n, g) : g.dispose());
     const fin = ops.rmsNormBackward(cache.xFinal, this.param('model.norm.weight'), gradHidden, { eps });
