@@ -11,6 +11,8 @@ import { makePrompts } from '../src/demo';
 import { generate } from '../src/generate';
 import { Judge } from '../src/judge/judge';
 import { JudgedPairs, judgePairsBatch } from '../src/judge/pairing';
+import { planSharedPrefixes } from '../src/judge/sharedPrefix';
+import { kvCacheBytesPerPosition } from '../src/generate/kvCache';
 import { LlamaModel } from '../src/model/llama';
 import { Tokenizer } from '../src/model/tokenizer';
 
@@ -55,6 +57,21 @@ async function main(): Promise<void> {
   console.log(`${nPrompts} prompts x K ${K}: ${pairsPerCall} pairs (${2 * pairsPerCall} instructions) per step, median of ${repeats}, interleaved`);
   console.log(line('unshared'));
   console.log(line('shared'));
+  // Tokens the two judge calls of the step feed whole, and those the shared path computes.
+  const j = judges.shared;
+  const calls = [
+    groups.flatMap((g) => g.responses.map((r) => ({ prompt: g.prompt, a: r, b: '' }))),
+    groups.flatMap((g, i) => results.shared[i].pairs.map((p) => ({ prompt: g.prompt, a: g.responses[p.chosen], b: g.responses[p.rejected] }))),
+  ];
+  let total = 0;
+  let computed = 0;
+  for (const items of calls) {
+    const ins = await j.instructions(items.flatMap((it) => [it, { prompt: it.prompt, a: it.b, b: it.a }]));
+    const plan = planSharedPrefixes(ins, { maxRows: j.batchSize * j.maxLength, bytesPerPosition: kvCacheBytesPerPosition(judgeModel), maxCacheBytes: j.maxCacheBytes });
+    total += plan.totalTokens;
+    computed += plan.computedTokens;
+  }
+  console.log(`tokens per step: ${total} fed whole, ${computed} computed with shared prefixes (${(total / computed).toFixed(2)}x fewer)`);
   console.log(`speed-up ${(median(times.unshared) / median(times.shared)).toFixed(2)}x; largest |difference| of any probability ${maxDiff.toExponential(2)}`);
   judgeModel.dispose();
   sft.dispose();
