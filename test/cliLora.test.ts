@@ -95,9 +95,9 @@ test('osp merge refuses an adapter folder that is not one, naming it', async () 
 });
 
 test('--lora with a bad spec is a usage error naming the part', async () => {
-  const r = await osp('sft', '--model', tiny.model, '--data', tiny.sft, '--out', tiny.out('bad'), '--lora', 'r=8,targets=q,zz', '--device', 'cpu');
+  const r = await osp('sft', '--model', tiny.model, '--data', tiny.sft, '--out', tiny.out('bad'), '--lora', 'r=8,alpha=8,targets=q,zz', '--device', 'cpu');
   expect(r.code).toBe(2);
-  expect(r.stderr).toContain('target "zz" is not one of q, k, v, o, gate, up, down');
+  expect(r.stderr).toContain("targets: 'zz' is not a projection");
 });
 
 test('sft, dpo and augment train adapters; an augmented judge adapter judges on the same base', async () => {

@@ -133,9 +133,9 @@ describe('Judge preferences', () => {
     });
   });
 
-  it('batching gives the same numbers as one-by-one, whatever the batch size', async () => {
-    const one = await Judge.create(model, tok, { batchSize: 1 });
-    const many = await Judge.create(model, tok, { batchSize: 5 });
+  it('batching gives the same numbers as one-by-one, whatever the batch size (the unshared packed path; shared prefixes: judgePrefix.test.ts)', async () => {
+    const one = await Judge.create(model, tok, { batchSize: 1, sharePrefix: false });
+    const many = await Judge.create(model, tok, { batchSize: 5, sharePrefix: false });
     const spy = jest.spyOn(model, 'lastLogits');
     const batched = await many.preferences(ITEMS);
     expect(spy).toHaveBeenCalledTimes(2); // 6 instructions in forwards of 5 and 1

@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Command } from 'commander';
 import { SettingsError } from '../osp/settings';
+import { MemoryPlanError } from '../osp/memoryCheck';
 import { escapeControl } from '../util/escape';
 import { UsageError, takeExitCode } from './common';
 import { trainCommands } from './train';
@@ -59,6 +60,11 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError) {
       process.stderr.write(`osp: ${escapeControl(e.message)}\n`);
       return 2;
+    }
+    if (e instanceof MemoryPlanError) {
+      // The plan's table, line by line (escapeControl would fold it into one line).
+      process.stderr.write(`osp: ${escapeControl(e.message)}\n${e.table.split('\n').map(escapeControl).join('\n')}\n`);
+      return 1;
     }
     if (e instanceof SettingsError) {
       // The library names settings in camelCase; the command line names its flag.

@@ -35,6 +35,8 @@ const LOOP_FLAGS: Flag[] = [
   ['--skip-bad', 'skip malformed records (counted) instead of stopping at the first'],
   ['--lora <spec>', 'train LoRA adapters on the frozen base: r=N,alpha=X[,dropout=P][,targets=q,k,v,o,gate,up,down] (targets default all seven; policy, reference and judge share one copy of the base; final/ is a PEFT adapter folder)'],
   ['--adapter <dir>', 'start the policy from this PEFT LoRA adapter folder on --model (continues training it; implies --lora with its settings)'],
+  ['--dry-run', 'print the memory plan (weights, optimizer state, gradients, activations, kv cache, LM head chunk) against the card and exit; loads no weights'],
+  ['--device-memory <size>', "the card's memory to plan for, e.g. 48GB, 44.7GiB, 512MB or bytes (default: the present card's on cuda; none on the cpu)"],
   ['--config <file>', 'JSON file giving any of these settings (flags on the command line win)'],
 ];
 
@@ -50,6 +52,7 @@ const ONLINE_FLAGS: Flag[] = [
   ['--top-p <x>', 'nucleus sampling mass'],
   ['--max-new-tokens <n>', 'longest sampled response'],
   ['--judge-max-length <n>', "longest judge instruction in tokens (default: the paper's 768 for hh, 1124 for tldr, within the judge's context; a custom template: the context)"],
+  ['--judge-batch <n>', 'judge instructions per forward (the judge keeps every layer of a forward: fewer use less memory)'],
   ['--template <name>', 'judge template: hh, tldr, or a file with {prompt}, {a}, {b}'],
   ['--scorer <task>', "score samples and judge pairs with a task's programmatic scorer (metrics only; the embedded demo task: demo)"],
 ];
@@ -84,6 +87,7 @@ const COMMANDS: { name: TrainerCommand; description: string; flags: Flag[]; star
       ['--judge <dir>', 'judge model folder for --labels judge (default: --model)'],
       ['--template <name>', 'judge template for --labels judge: hh, tldr or a file'],
       ['--judge-max-length <n>', "longest judge instruction in tokens (default: the paper's 768 for hh, 1124 for tldr, within the judge's context)"],
+      ['--judge-batch <n>', 'judge instructions per forward for --labels judge'],
       ['--beta <x>', 'scale of the log-ratio margin'],
     ],
     start: (s, hooks) => trainer.dpo(s as trainer.DpoSettings, hooks),
@@ -177,6 +181,12 @@ function action(command: TrainerCommand, cmd: Command, startNew: (s: Record<stri
       return;
     }
     const settings = settingsOf(cmd, raw);
+    if (settings.dryRun) {
+      // The plan only: no run folder, no progress bars; the table goes to stdout.
+      const r = await startNew(settings, {});
+      process.stdout.write(`${r.dryRun?.table ?? ''}\n`);
+      return;
+    }
     if (settings.out === undefined) throw new UsageError('--out: expected a folder for the run (or --resume RUN_DIR to continue one)');
     await runWithProgress(command, (hooks) => startNew(settings, hooks));
   };

@@ -12,12 +12,11 @@
 // Prompts are taken in groups whose cache fits maxCacheBytes; a single prompt whose K samples do not
 // fit is refused before any work, with the numbers.
 import { fnv1a32 } from '../util/random';
-import * as os from 'os';
-import { backends } from '../device';
 import { LlamaModel } from '../model/llama';
 import { Tokenizer } from '../model/tokenizer';
 import * as ops from '../ops';
-import { Tensor, keep, scope, tensor, zeros } from '../tensor';
+import { Tensor, scope, tensor } from '../tensor';
+import { allocateKvCache, defaultMaxCacheBytes, disposeKvCache, formatBytes, kvCacheBytesPerPosition } from './kvCache';
 
 export type FinishReason = 'eos' | 'stop' | 'length';
 
@@ -64,24 +63,6 @@ export interface GenerationResult {
 }
 
 const STOP_WINDOW = 32; // tokens decoded to look for a stop string each step
-
-function bytesPerValue(dtype: string): number {
-  return dtype === 'f64' ? 8 : dtype === 'bf16' ? 2 : 4;
-}
-
-function defaultCacheBytes(device: string): number {
-  if (device === 'cuda') {
-    const d = backends().cuda.devices[0];
-    if (d) return Math.floor(0.4 * d.memoryBytes);
-  }
-  return Math.min(Math.floor(0.25 * os.totalmem()), 8 * 2 ** 30);
-}
-
-function formatBytes(n: number): string {
-  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
-  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
-  return `${(n / 1024).toFixed(1)} KiB`;
-}
 
 /** 31-bit FNV-1a hash of the prompt's tokens, its occurrence number and the sample index. */
 function streamOf(prompt: Int32Array, occurrence: number, sample: number): number {
@@ -157,8 +138,8 @@ export async function generate(
   }
   // Memory: plan groups of prompts whose cache fits.
   const K = o.numSamples;
-  const perPosition = 2 * c.numHiddenLayers * c.numKeyValueHeads * c.headDim * bytesPerValue(model.dtype);
-  const limit = opts.maxCacheBytes ?? defaultCacheBytes(model.device);
+  const perPosition = kvCacheBytesPerPosition(model);
+  const limit = opts.maxCacheBytes ?? defaultMaxCacheBytes(model.device);
   if (!(Number.isFinite(limit) && limit > 0)) throw new RangeError(`generate: maxCacheBytes is ${String(limit)}; expected a number > 0`);
   const lengthOf = (n: number) => Math.min(c.maxPositionEmbeddings, n + o.maxNewTokens);
   const groups: number[][] = [];
@@ -229,14 +210,8 @@ async function generateGroup(
   const K = o.numSamples;
   const S = group.length * K;
   const L = Math.min(c.maxPositionEmbeddings, Math.max(...group.map((i) => encoded[i].length)) + o.maxNewTokens);
-  const shape = [S, L, c.numKeyValueHeads, c.headDim];
-  const cache = { k: [] as Tensor[], v: [] as Tensor[] };
-  const dtype = model.dtype;
+  const cache = allocateKvCache(model, S, L);
   try {
-    for (let l = 0; l < c.numHiddenLayers; l++) {
-      cache.k.push(keep(zeros(shape, { dtype, device: model.device })));
-      cache.v.push(keep(zeros(shape, { dtype, device: model.device })));
-    }
     const runs: Running[] = [];
     group.forEach((p, g) => {
       for (let k = 0; k < K; k++) {
@@ -299,7 +274,7 @@ async function generateGroup(
     }
     return runs;
   } finally {
-    for (const t of [...cache.k, ...cache.v]) t.dispose();
+    disposeKvCache(cache);
   }
 }
 

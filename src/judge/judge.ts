@@ -6,10 +6,15 @@
 //
 // Instructions are encoded whole (the filled template as one string, with the tokenizer's special
 // tokens, e.g. Llama's BOS), exactly as a Hugging Face `tokenizer(text)` would. Only instructions
-// longer than maxLength tokens are truncated, see buildInstruction. Every forward is packed: up to
-// batchSize instructions per LlamaModel.lastLogits call, with only the two answer rows of the LM head.
+// longer than maxLength tokens are truncated, see Judge.instructions. By default the instructions'
+// common token prefixes (the template's opening and the prompt) run once through the kv-cache
+// forward and each instruction's own tail over them (sharedPrefix.ts); with sharePrefix false every
+// instruction runs whole, up to batchSize per packed LlamaModel.lastLogits call. Either way only the
+// two answer rows of the LM head are computed.
 import { LlamaModel } from '../model/llama';
 import { Tokenizer } from '../model/tokenizer';
+import { defaultMaxCacheBytes } from '../generate/kvCache';
+import { sharedLastLogits } from './sharedPrefix';
 import { fillJudgeTemplate, JudgeTemplate, ParsedJudgeTemplate, resolveJudgeTemplate } from './templates';
 
 export interface JudgeItem {
@@ -36,8 +41,21 @@ export interface JudgeOptions {
    * max_position_embeddings; the model's context for a custom template.
    */
   maxLength?: number;
-  /** Instructions per forward pass (each item is two instructions). Default 8. */
+  /**
+   * Instructions per forward pass (each item is two instructions). Default 8. With sharePrefix, a
+   * forward computes at most batchSize x maxLength rows (the unshared path's largest) over as many
+   * instructions as their shared prefixes let fit.
+   */
   batchSize?: number;
+  /**
+   * Run the instructions' shared token prefixes once through the kv-cache forward and only each
+   * instruction's own tail over them (src/judge/sharedPrefix.ts). Default true; false runs every
+   * instruction whole in packed forwards (the reference the tests compare with). Same logits
+   * within rounding.
+   */
+  sharePrefix?: boolean;
+  /** Bound on the kv cache of one shared forward, in bytes. Default as generate's (defaultMaxCacheBytes). */
+  maxCacheBytes?: number;
 }
 
 /** The paper's longest judge instruction per built-in template (METHOD.md: 768 for HH, 1124 for TL;DR). */
@@ -154,11 +172,22 @@ export class Judge {
   readonly answerTokens: AnswerTokens;
   readonly maxLength: number;
   readonly batchSize: number;
+  readonly sharePrefix: boolean;
+  readonly maxCacheBytes: number;
   /** Tokens of the template filled with empty strings (the fixed text, special tokens included). */
   readonly fixedLength: number;
   private readonly columns: Int32Array;
 
-  private constructor(model: LlamaModel, tokenizer: Tokenizer, template: ParsedJudgeTemplate, answer: AnswerTokens, maxLength: number, batchSize: number, fixedLength: number) {
+  private constructor(
+    model: LlamaModel,
+    tokenizer: Tokenizer,
+    template: ParsedJudgeTemplate,
+    answer: AnswerTokens,
+    sizes: { maxLength: number; batchSize: number; fixedLength: number; sharePrefix: boolean; maxCacheBytes: number },
+  ) {
+    const { maxLength, batchSize, fixedLength } = sizes;
+    this.sharePrefix = sizes.sharePrefix;
+    this.maxCacheBytes = sizes.maxCacheBytes;
     this.model = model;
     this.tokenizer = tokenizer;
     this.template = template;
@@ -181,6 +210,10 @@ export class Judge {
     if (!Number.isInteger(maxLength) || maxLength < 1) throw new RangeError(`Judge.create: maxLength is ${maxLength}; expected a positive integer`);
     const batchSize = opts.batchSize ?? DEFAULT_JUDGE_BATCH_SIZE;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`Judge.create: batchSize is ${batchSize}; expected a positive integer`);
+    const sharePrefix = opts.sharePrefix ?? true;
+    if (typeof sharePrefix !== 'boolean') throw new TypeError(`Judge.create: sharePrefix is ${JSON.stringify(sharePrefix)}; expected true or false`);
+    const maxCacheBytes = opts.maxCacheBytes ?? defaultMaxCacheBytes(model.device);
+    if (!(typeof maxCacheBytes === 'number' && Number.isFinite(maxCacheBytes) && maxCacheBytes > 0)) throw new RangeError(`Judge.create: maxCacheBytes is ${String(maxCacheBytes)}; expected a number > 0`);
     const answer = await findAnswerTokens(tokenizer, template);
     const V = model.config.vocabSize;
     if (answer.a >= V || answer.b >= V) {
@@ -192,7 +225,7 @@ export class Judge {
         `Judge.create: judge template '${template.name}' alone is ${fixedLength} tokens (its fixed text and special tokens, with an empty prompt and responses), more than maxLength ${maxLength}; no instruction can fit`,
       );
     }
-    return new Judge(model, tokenizer, template, answer, maxLength, batchSize, fixedLength);
+    return new Judge(model, tokenizer, template, answer, { maxLength, batchSize, fixedLength, sharePrefix, maxCacheBytes });
   }
 
   /**
@@ -248,10 +281,17 @@ export class Judge {
 
   /**
    * pAB = softmax([l_A, l_B])[0] of each instruction's last position, in double: the model's answer
-   * logits over packed forwards of batchSize instructions each.
+   * logits over shared prefixes (sharedLastLogits), or over packed forwards of batchSize instructions each.
    */
   private answerProbabilities(instructions: Int32Array[]): Float64Array {
     const out = new Float64Array(instructions.length);
+    if (this.sharePrefix) {
+      const logits = sharedLastLogits(this.model, instructions, this.columns, { maxRows: this.batchSize * this.maxLength, maxCacheBytes: this.maxCacheBytes, batchSize: this.batchSize });
+      logits.forEach((l, i) => {
+        out[i] = softmax2(l[0], l[1]);
+      });
+      return out;
+    }
     for (let start = 0; start < instructions.length; start += this.batchSize) {
       const chunk = instructions.slice(start, start + this.batchSize);
       const logits = this.model.lastLogits(chunk, this.columns);

@@ -6,6 +6,8 @@
 import { z } from 'zod';
 import { LORA_TARGETS, LoraSpec, LoraTarget } from '../model/lora';
 
+export type { LoraTarget };
+
 /**
  * A setting that is wrong: names the setting (camelCase key) and the problem. kind 'usage': the
  * setting itself is wrong (a value out of range, a path to nothing; the CLI exits 2); 'data': what it
@@ -27,54 +29,87 @@ export const positiveInt = () => int().pipe(z.number().min(1, 'expected an integ
 const flag = () => z.boolean({ invalid_type_error: 'expected true or false' }).optional();
 const path = (what: string) => z.string({ required_error: `expected ${what}`, invalid_type_error: `expected ${what}` }).min(1, `expected ${what}`);
 
-/**
- * --lora r=64,alpha=32[,dropout=0.05][,targets=q,k,v,o,gate,up,down] (or the same as an object):
- * a LoRA spec. Targets default to all seven, dropout to 0, alpha to r.
- */
-export function parseLoraSpec(v: unknown): LoraSpec {
-  let o: Record<string, unknown>;
-  if (typeof v === 'string') {
-    o = {};
-    let last = '';
-    for (const part of v.split(',').map((x) => x.trim()).filter(Boolean)) {
-      const eq = part.indexOf('=');
-      if (eq < 0) {
-        if (last !== 'targets') throw new Error(`"${part}" is not key=value (expected r=N,alpha=X[,dropout=P][,targets=q,k,...])`);
-        (o.targets as string[]).push(part);
-        continue;
-      }
-      last = part.slice(0, eq).trim();
-      const value = part.slice(eq + 1).trim();
-      if (!['r', 'alpha', 'dropout', 'targets'].includes(last)) throw new Error(`unknown key "${last}" (expected r, alpha, dropout, targets)`);
-      o[last] = last === 'targets' ? [value] : Number(value);
-    }
-  } else if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
-    o = { ...(v as Record<string, unknown>) };
-  } else {
-    throw new Error('expected r=N,alpha=X[,dropout=P][,targets=q,k,...]');
-  }
-  const r = o.r;
-  if (!(typeof r === 'number' && Number.isInteger(r) && r >= 1)) throw new Error(`r is ${String(r)}; expected an integer >= 1`);
-  const alpha = o.alpha ?? r;
-  if (!(typeof alpha === 'number' && Number.isFinite(alpha) && alpha > 0)) throw new Error(`alpha is ${String(alpha)}; expected a number > 0`);
-  const dropout = o.dropout ?? 0;
-  if (!(typeof dropout === 'number' && dropout >= 0 && dropout < 1)) throw new Error(`dropout is ${String(dropout)}; expected a number in [0, 1)`);
-  const targets = (o.targets ?? LORA_TARGETS) as unknown[];
-  if (!Array.isArray(targets) || targets.length === 0) throw new Error(`targets is empty; expected some of ${LORA_TARGETS.join(', ')}`);
-  for (const t of targets) if (!LORA_TARGETS.includes(t as LoraTarget)) throw new Error(`target "${String(t)}" is not one of ${LORA_TARGETS.join(', ')}`);
-  for (const k of Object.keys(o)) if (!['r', 'alpha', 'dropout', 'targets'].includes(k)) throw new Error(`unknown key "${k}" (expected r, alpha, dropout, targets)`);
-  return { r, alpha, dropout, targets: LORA_TARGETS.filter((t) => targets.includes(t)) };
+/** LoRA adapters: rank, alpha (scaling alpha / r), dropout on the adapters' input, and the projections they sit on. */
+export type LoraSettings = LoraSpec;
+
+const BYTE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/** '48GB' (10^9), '44.7GiB' (2^30), '512MB', '1e9' or a number: bytes; an error message otherwise. */
+export function parseBytes(v: unknown): number | string {
+  if (typeof v === 'number') return Number.isFinite(v) && v > 0 ? Math.floor(v) : `expected a size > 0 like 48GB, 44.7GiB, 512MB or bytes`;
+  if (typeof v !== 'string') return 'expected a size like 48GB, 44.7GiB, 512MB or bytes';
+  const m = /^\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*$/i.exec(v);
+  const unit = m ? (m[2] === '' ? 'b' : m[2].toLowerCase()) : '';
+  if (!m || !(unit in BYTE_UNITS) || !(Number(m[1]) > 0)) return `expected a size > 0 like 48GB, 44.7GiB, 512MB or bytes`;
+  return Math.floor(Number(m[1]) * BYTE_UNITS[unit]);
 }
 
-const loraSetting = () =>
-  z.unknown().transform((v, ctx) => {
-    try {
-      return parseLoraSpec(v);
-    } catch (e) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: (e as Error).message });
+/**
+ * 'r=64,alpha=32[,dropout=0.05][,targets=q,k,v,o,gate,up,down]' (what follows targets= is its list)
+ * or an object of the same fields: LoraSettings, or an error message naming the bad part.
+ */
+export function parseLora(v: unknown): LoraSettings | string {
+  let fields: Record<string, unknown>;
+  if (typeof v === 'string') {
+    fields = {};
+    let list: string[] | null = null;
+    for (const part of v.split(',').map((p) => p.trim())) {
+      const eq = part.indexOf('=');
+      if (eq < 0) {
+        if (list && part !== '') {
+          list.push(part);
+          continue;
+        }
+        return `'${part}' is not key=value; expected r=64,alpha=32[,dropout=0.05][,targets=q,k,v,o,gate,up,down]`;
+      }
+      const key = part.slice(0, eq).trim();
+      const value = part.slice(eq + 1).trim();
+      if (key in fields) return `${key} is given twice`;
+      if (key === 'targets') {
+        list = value === '' ? [] : [value];
+        fields.targets = list;
+      } else {
+        list = null;
+        fields[key] = value;
+      }
+    }
+  } else if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+    fields = { ...(v as Record<string, unknown>) };
+  } else {
+    return 'expected r=64,alpha=32[,dropout=0.05][,targets=q,k,v,o,gate,up,down] or an object {r, alpha, dropout?, targets?}';
+  }
+  for (const k of Object.keys(fields)) if (!['r', 'alpha', 'dropout', 'targets'].includes(k)) return `'${k}' is not a LoRA field; expected r, alpha, dropout or targets`;
+  const number = (k: string) => (typeof fields[k] === 'string' && (fields[k] as string) !== '' ? Number(fields[k]) : fields[k]);
+  const r = number('r');
+  const alpha = number('alpha');
+  const dropout = fields.dropout === undefined ? 0 : number('dropout');
+  if (r === undefined) return 'r is missing; expected r=<integer >= 1>';
+  if (!(typeof r === 'number' && Number.isInteger(r) && r >= 1)) return `r is ${JSON.stringify(fields.r)}; expected an integer >= 1`;
+  if (alpha === undefined) return 'alpha is missing; expected alpha=<number > 0>';
+  if (!(typeof alpha === 'number' && Number.isFinite(alpha) && alpha > 0)) return `alpha is ${JSON.stringify(fields.alpha)}; expected a number > 0`;
+  if (!(typeof dropout === 'number' && dropout >= 0 && dropout < 1)) return `dropout is ${JSON.stringify(fields.dropout)}; expected a number in [0, 1)`;
+  let targets: LoraTarget[] = [...LORA_TARGETS];
+  if (fields.targets !== undefined) {
+    const t = fields.targets;
+    if (!Array.isArray(t) || t.length === 0) return `targets is ${JSON.stringify(t)}; expected some of ${LORA_TARGETS.join(', ')}`;
+    for (const name of t) if (!(LORA_TARGETS as readonly unknown[]).includes(name)) return `targets: '${String(name)}' is not a projection; expected some of ${LORA_TARGETS.join(', ')}`;
+    if (new Set(t).size !== t.length) return `targets ${t.join(',')} names a projection twice`;
+    targets = LORA_TARGETS.filter((x) => (t as unknown[]).includes(x)); // the canonical order
+  }
+  return { r, alpha, dropout, targets };
+}
+
+/** A zod setting from a parser that returns the value or an error message. */
+function parsed<T>(parse: (v: unknown) => T | string) {
+  return z.unknown().transform((v, ctx): T => {
+    const r = parse(v);
+    if (typeof r === 'string') {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: r });
       return z.NEVER;
     }
+    return r;
   });
+}
 
 /** Settings every training command shares (the loop, the optimizer, the run folder, the device). */
 function loopShape(d: { batchSize: number; microBatch: number; lr: number }) {
@@ -98,8 +133,12 @@ function loopShape(d: { batchSize: number; microBatch: number; lr: number }) {
     recompute: flag(),
     limit: positiveInt().optional(),
     skipBad: flag(),
+    /** Print the memory plan and exit without loading weights or data. */
+    dryRun: flag(),
+    /** The card's memory to plan for (default: the present card's on cuda; none on the cpu). */
+    deviceMemory: parsed(parseBytes).optional(),
     // LoRA: train adapters on a frozen base (policy, reference and judge share its weights).
-    lora: loraSetting().optional(),
+    lora: parsed(parseLora).optional(),
     adapter: z.string().min(1).optional(),
   };
 }
@@ -123,6 +162,7 @@ function onlineShape(selfReward: boolean) {
     topP: num().pipe(z.number().gt(0).max(1, 'expected a number in (0, 1]')).default(0.9),
     maxNewTokens: positiveInt().default(512),
     judgeMaxLength: positiveInt().optional(),
+    judgeBatch: positiveInt().default(16),
     template: z.string().min(1).default('hh'),
     scorer: z.enum(['demo']).optional(),
     ...loopShape({ batchSize: 16, microBatch: 8, lr: 2e-6 }),
@@ -141,6 +181,7 @@ export const dpoSchema = z
     judge: z.string().min(1).optional(),
     template: z.string().min(1).default('hh'),
     judgeMaxLength: positiveInt().optional(),
+    judgeBatch: positiveInt().default(16),
     beta: beta().default(0.1),
     ...loopShape({ batchSize: 16, microBatch: 8, lr: 2e-6 }),
   })

@@ -18,6 +18,8 @@ import { isAdapterFolder } from '../model/lora';
 import { AdamW } from '../model/optim';
 import { Tokenizer } from '../model/tokenizer';
 import { LoopResult, StepFn, runLoop } from './loop';
+import { MemoryPlan } from '../model/memoryPlan';
+import { checkRunFits, dryRunPlan, recordLengths } from './memoryCheck';
 import { MetricsLog, StepMetrics } from './metrics';
 import { writeFileAtomicSync } from '../util/atomicWrite';
 import { StageEvents, offlineStep, onlineStep, sftStepFn } from './modes';
@@ -46,6 +48,8 @@ export interface RunResult extends LoopResult {
   command: TrainerCommand;
   /** The final Hugging Face folder (runDir/final), or null when the run was stopped early. */
   finalDir: string | null;
+  /** With dryRun: the memory plan and its table (nothing was loaded or written). */
+  dryRun?: { plan: MemoryPlan; table: string };
 }
 
 function fail(setting: string, problem: string, value?: string): never {
@@ -155,6 +159,7 @@ function prepareNew<C extends TrainerCommand>(command: C, raw: unknown): Prepare
   const bag = settings as Record<string, unknown>;
   for (const k of PATH_SETTINGS) if (typeof bag[k] === 'string') bag[k] = path.resolve(bag[k] as string);
   if (typeof bag.template === 'string' && bag.template !== 'hh' && bag.template !== 'tldr') bag.template = path.resolve(bag.template);
+  if (settings.dryRun) return { command, runDir: settings.out ?? '', settings, resuming: false };
   if (!settings.out) fail('out', 'expected a folder for the run (or --resume RUN_DIR to continue one)');
   const runDir = settings.out;
   if (fs.existsSync(path.join(runDir, 'config.json'))) fail('out', `that folder already holds a run; continue it with --resume ${runDir} or choose another --out`, runDir);
@@ -267,6 +272,7 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
   // Every prompt and its longest answer fit the context: checked now, naming file:line, not at a step.
   const lengths = (await tokenizer.encodeBatch(prompts)).map((t) => t.length);
   checkContext('prompts', loadLlamaConfig(s.model).maxPositionEmbeddings, lengths, records.where, s.maxNewTokens);
+  checkRunFits(p.command, s, { promptLength: Math.max(...lengths), responseLength: s.maxNewTokens, source: 'the data' });
   const { policy, base } = await loadPolicy(s, { device, dtype });
   // The frozen reference: the SFT model unless another folder is named (the augmented judge may be
   // both reference and judge: one copy serves both when the folders are the same). The judge
@@ -280,7 +286,7 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
     if (reference.config.vocabSize !== policy.config.vocabSize) {
       fail('reference', `its vocabulary has ${reference.config.vocabSize} tokens; the policy's has ${policy.config.vocabSize} (expected the same tokenizer)`, s.reference);
     }
-    const judge = await Judge.create(judgeModel, judgeTok, { template, maxLength: s.judgeMaxLength, batchSize: 16 });
+    const judge = await Judge.create(judgeModel, judgeTok, { template, maxLength: s.judgeMaxLength, batchSize: s.judgeBatch });
     return await runTraining(p, policy, { dataSize: prompts.length, steps, tokenizerDir: s.model, config: { dataRecords: prompts.length, totalSteps: steps } },
       (pol) =>
         onlineStep({ policy: pol, reference, judge, tokenizer }, prompts, {
@@ -307,6 +313,7 @@ async function offline(p: Prepared<'dpo'>, hooks: TrainerHooks): Promise<RunResu
   const device = resolveDevice(s.device);
   const dtype = resolveDtype(s.dtype, device);
   const tokenizer = await Tokenizer.load(s.model);
+  checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
   const { policy, base } = await loadPolicy(s, { device, dtype });
   const frozen = new FrozenModels(s.model, base, { device, dtype });
   try {
@@ -316,7 +323,7 @@ async function offline(p: Prepared<'dpo'>, hooks: TrainerHooks): Promise<RunResu
     if (template) {
       const jm = await frozen.role('judge', s.judge);
       {
-        const judge = await Judge.create(jm, s.judge && !isAdapterFolder(s.judge) ? await Tokenizer.load(s.judge) : tokenizer, { template, maxLength: s.judgeMaxLength, batchSize: 16 });
+        const judge = await Judge.create(jm, s.judge && !isAdapterFolder(s.judge) ? await Tokenizer.load(s.judge) : tokenizer, { template, maxLength: s.judgeMaxLength, batchSize: s.judgeBatch });
         for (let i = 0; i < records.length; i += 64) {
           const prefs = await judge.preferences(records.slice(i, i + 64).map((r) => ({ prompt: r.prompt, a: r.chosen, b: r.rejected })));
           prefs.forEach((q, j) => (pairs[i + j].target = q.p));
@@ -345,6 +352,7 @@ async function supervised(p: Prepared<'sft'>, hooks: TrainerHooks): Promise<RunR
   const device = resolveDevice(s.device);
   const dtype = resolveDtype(s.dtype, device);
   const tokenizer = await Tokenizer.load(s.model);
+  checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
   const { policy: model, base } = await loadPolicy(s, { device, dtype });
   try {
     const examples = await encodeSft(tokenizer, records, eosOf(tokenizer, model));
@@ -365,6 +373,7 @@ async function augmentation(p: Prepared<'augment'>, hooks: TrainerHooks): Promis
   const device = resolveDevice(s.device);
   const dtype = resolveDtype(s.dtype, device);
   const tokenizer = await Tokenizer.load(s.model);
+  checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
   const { policy: model, base } = await loadPolicy(s, { device, dtype });
   try {
     const judge = await Judge.create(model, tokenizer, { template, maxLength: s.judgeMaxLength });
@@ -387,7 +396,13 @@ async function augmentation(p: Prepared<'augment'>, hooks: TrainerHooks): Promis
   }
 }
 
+async function dryRun(p: Prepared<TrainerCommand>): Promise<RunResult> {
+  const planned = await dryRunPlan(p.command, p.settings);
+  return { lastStep: 0, stopped: false, lastCheckpoint: null, runDir: p.runDir, command: p.command, finalDir: null, dryRun: planned };
+}
+
 function dispatch(p: Prepared<TrainerCommand>, hooks: TrainerHooks): Promise<RunResult> {
+  if (p.settings.dryRun && !p.resuming) return dryRun(p);
   switch (p.command) {
     case 'train':
     case 'self-reward':
