@@ -56,6 +56,12 @@ export interface ForwardOptions {
    * Absent: no dropout (scoring, sampling, judging). The backward draws the same masks again.
    */
   dropoutSeed?: number;
+  /**
+   * No backward will follow (scoring, judging): each layer's activations are freed as soon as the
+   * next layer has its input, so the forward holds one layer's at a time. The cache cannot be used
+   * for a backward. Default false.
+   */
+  inference?: boolean;
 }
 
 interface LayerCache {
@@ -108,6 +114,8 @@ export interface ForwardCache {
   xFinal: Tensor;
   /** ForwardOptions.dropoutSeed, for a recomputed layer's masks. */
   dropoutSeed: number | null;
+  /** The forward ran with inference: true (no layer is kept; backward refuses this cache). */
+  inference: boolean;
 }
 
 export interface ForwardResult {
@@ -353,7 +361,9 @@ export class LlamaModel {
     const dropoutSeed = this.checkDropoutSeed(opts.dropoutSeed);
     for (let i = 0; i < c.numHiddenLayers; i++) {
       const { acts, out } = this.layerForward(i, x, positions, sequenceIds, spans, dropoutSeed);
-      if (opts.recompute) {
+      if (opts.inference) {
+        disposeLayer(acts, false);
+      } else if (opts.recompute) {
         disposeLayer(acts, true);
         layers.push({ x });
       } else {
@@ -362,7 +372,7 @@ export class LlamaModel {
       x = out;
     }
     const hidden = ops.rmsNorm(x, this.param('model.norm.weight'), { eps });
-    return { hidden, cache: { tokens, sequenceIds, spans, positions, T, inputEmbeddingsGiven: opts.inputEmbeddings !== undefined, layers, xFinal: x, dropoutSeed } };
+    return { hidden, cache: { tokens, sequenceIds, spans, positions, T, inputEmbeddingsGiven: opts.inputEmbeddings !== undefined, layers, xFinal: x, dropoutSeed, inference: opts.inference === true } };
   }
 
   private checkDropoutSeed(seed: number | undefined): number | null {
@@ -503,6 +513,7 @@ export class LlamaModel {
     // With an adapter the base is frozen: no base weight gets a gradient (none is even allocated).
     // weightGrads false: a frozen model's input gradients alone (the bench's LoRA baseline).
     const trainBase = adapter === null && opts.weightGrads !== false;
+    if (cache.inference) throw new RangeError('LlamaModel.backward: the forward ran with inference: true and kept no activations; run it without to take a backward');
     const grads = new Map<string, Tensor>();
     const normGrad = (n: string, g: Tensor) => (trainBase ? grads.set(n, g) : g.dispose());
     const fin = ops.rmsNormBackward(cache.xFinal, this.param('model.norm.weight'), gradHidden, { eps });
@@ -621,7 +632,7 @@ export class LlamaModel {
 
   /** Per-token log-probs log p(targets[t] | tokens up to t) over a packed batch, on the host (one read); ignored targets give 0. */
   tokenLogprobs(batch: PackedBatch, targets: Int32Array, opts: HeadOptions & ForwardOptions = {}): Float64Array {
-    return scope(() => Float64Array.from(this.headLogprobs(this.forward(batch, opts).hidden, targets, opts).toArray()));
+    return scope(() => Float64Array.from(this.headLogprobs(this.forward(batch, { ...opts, inference: true }).hidden, targets, opts).toArray()));
   }
 
   /**
@@ -676,7 +687,7 @@ export class LlamaModel {
     const empty = () => (this.dtype === 'f64' ? new Float64Array(0) : new Float32Array(0));
     if (total === 0) return sequences.map(empty);
     return scope(() => {
-      const { hidden } = this.forward(packSequences(sequences));
+      const { hidden } = this.forward(packSequences(sequences), { inference: true });
       const W = this.lmHead;
       let row = 0;
       return sequences.map((s) => {
@@ -705,7 +716,7 @@ export class LlamaModel {
     }
     if (sequences.length === 0) return [];
     return scope(() => {
-      const { hidden } = this.forward(packSequences(sequences));
+      const { hidden } = this.forward(packSequences(sequences), { inference: true });
       const W = columns === undefined ? this.lmHead : ops.embedding(this.lmHead, tensor(columns, [columns.length], { dtype: 'i32', device: this.device }));
       let row = 0;
       return sequences.map((s) => {
@@ -738,7 +749,7 @@ export class LlamaModel {
     });
     const { batch, targets, scoreIds } = packResponses(pairs);
     return scope(() => {
-      const lp = this.headLogprobs(this.forward(batch).hidden, targets, { ...opts, ignoreIndex: DEFAULT_IGNORE_INDEX });
+      const lp = this.headLogprobs(this.forward(batch, { inference: true }).hidden, targets, { ...opts, ignoreIndex: DEFAULT_IGNORE_INDEX });
       const ids = tensor(scoreIds, [scoreIds.length], { dtype: 'i32', device: this.device });
       return Float64Array.from(ops.sequenceLogprobs(lp, ids, pairs.length).toArray());
     });

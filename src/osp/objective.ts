@@ -124,7 +124,7 @@ export function responseLogprobSums(model: LlamaModel, items: PromptResponse[], 
     for (let s = 0; s < items.length; s += microBatch) {
       const part = items.slice(s, s + microBatch);
       const rb = packResponses(part, Array.from({ length: part.length }, (_, i) => slots[s + i]));
-      const fwd = { dropoutSeed: microSeed(dropoutSeed, s / microBatch) };
+      const fwd = { dropoutSeed: microSeed(dropoutSeed, s / microBatch), inference: true };
       const sums = scope(() => slotSums(model, model.forward(rb.batch, fwd).hidden, count, ids(model, rb.targets), ids(model, rb.scoreIds)));
       if (total === null) total = sums;
       else {
