@@ -276,7 +276,7 @@ export function branchSeed(seed: number, layer: number, target: LoraTarget): num
   return ((seed >>> 0) * 31 + layer * 7 + LORA_TARGETS.indexOf(target) + 1) % 9007199254740881;
 }
 
-/** What the branch's backward needs besides its input: A x (f32 on bf16 models) and the mask seed. */
+/** What the branch's backward needs besides its input: scaling * A x (f32 on bf16 models) and the mask seed. */
 export interface LoraSaved {
   ax: Tensor;
   maskSeed: number | null;
@@ -287,16 +287,17 @@ function dropoutOf(x: Tensor, p: number, seed: number | null): Tensor | null {
 }
 
 /**
- * scaling * (dropout(x) A^T) B^T for x [T, in], in x's dtype, and what its backward needs.
- * maskSeed null: no dropout (evaluation, sampling, judging).
+ * scaling * (dropout(x) A^T) B^T for x [T, in], in x's dtype, and what its backward needs. The
+ * scaling multiplies the [T, r] product, never a [T, out] one. maskSeed null: no dropout
+ * (evaluation, sampling, judging).
  */
 export function loraBranch(x: Tensor, w: { A: Tensor; B: Tensor }, scaling: number, dropout: number, maskSeed: number | null): { y: Tensor; saved: LoraSaved } {
   return scope(() => {
     let xa = x.dtype === w.A.dtype ? x : x.to({ dtype: w.A.dtype });
     const mask = dropoutOf(xa, dropout, maskSeed);
     if (mask) xa = ops.mul(xa, mask);
-    const ax = ops.matmul(xa, w.A, { transB: true });
-    let y = ops.affine(ops.matmul(ax, w.B, { transB: true }), scaling);
+    const ax = ops.affine(ops.matmul(xa, w.A, { transB: true }), scaling);
+    let y = ops.matmul(ax, w.B, { transB: true });
     if (y.dtype !== x.dtype) y = y.to({ dtype: x.dtype });
     return { y, saved: { ax, maskSeed: mask ? maskSeed : null } };
   });
@@ -305,15 +306,16 @@ export function loraBranch(x: Tensor, w: { A: Tensor; B: Tensor }, scaling: numb
 /**
  * Backward of loraBranch given dy [T, out] (x's dtype): d x [T, in] in x's dtype, and the
  * gradients of A [r, in] and B [out, r] in the adapter's dtype. The mask is drawn again from its seed.
+ * dB = dy^T (s A x); d(A x) = s dy B; dA = d(A x)^T x; dx = d(A x) A (times the mask).
  */
 export function loraBranchBackward(x: Tensor, dy: Tensor, w: { A: Tensor; B: Tensor }, scaling: number, dropout: number, saved: LoraSaved): { dx: Tensor; dA: Tensor; dB: Tensor } {
   return scope(() => {
-    const dys = ops.affine(dy.dtype === w.A.dtype ? dy : dy.to({ dtype: w.A.dtype }), scaling);
+    const dya = dy.dtype === w.A.dtype ? dy : dy.to({ dtype: w.A.dtype });
     let xa = x.dtype === w.A.dtype ? x : x.to({ dtype: w.A.dtype });
     const mask = dropoutOf(xa, dropout, saved.maskSeed);
     if (mask) xa = ops.mul(xa, mask);
-    const dB = ops.matmul(dys, saved.ax, { transA: true });
-    const dax = ops.matmul(dys, w.B);
+    const dB = ops.matmul(dya, saved.ax, { transA: true });
+    const dax = ops.affine(ops.matmul(dya, w.B), scaling);
     const dA = ops.matmul(dax, xa, { transA: true });
     let dx = ops.matmul(dax, w.A);
     if (mask) dx = ops.mul(dx, mask);
