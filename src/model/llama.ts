@@ -469,6 +469,7 @@ export class LlamaModel {
         : null;
       let x = ops.embedding(this.param('model.embed_tokens.weight'), ids);
       for (let i = 0; i < c.numHiddenLayers; i++) {
+        const input = x;
         x = scope(() => {
           const p = (n: string) => this.param(`model.layers.${i}.${n}.weight`);
           const proj = (t: LoraTarget, inp: Tensor) => this.project(i, t, inp, null, null);
@@ -488,6 +489,7 @@ export class LlamaModel {
           const hn = ops.rmsNorm(h, p('post_attention_layernorm'), { eps });
           return ops.add(h, proj('down', ops.swiglu(proj('gate', hn), proj('up', hn))));
         });
+        input.dispose(); // one layer's output held at a time, not every layer's until the end
       }
       if (opts.outputRows) x = ops.embedding(x, tensor(opts.outputRows, [opts.outputRows.length], { dtype: 'i32', device }));
       return ops.rmsNorm(x, this.param('model.norm.weight'), { eps });
