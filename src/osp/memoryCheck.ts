@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { backends, defaultDevice } from '../device';
 import { defaultJudgeMaxLength } from '../judge/judge';
+import { defaultMaxCacheBytes } from '../generate/kvCache';
 import { loadLlamaConfig } from '../model/config';
 import { MemoryPlan, MemoryPlanInput, PlanSuggestion, formatBytes, formatPlan, planMemory, suggestFit } from '../model/memoryPlan';
 import { INDEX_FILE, readIndexFile, readSafetensorsHeader } from '../model/safetensors';
@@ -89,6 +90,8 @@ export function planInputOf(command: TrainerCommand, settings: ResolvedSettings<
     lora: lora ? { r: lora.r, targets: lora.targets, dropout: lora.dropout } : undefined,
     weightElements: weightElementsOf(s.model),
     deviceMemory: deviceMemoryOf(s, device),
+    // generate's and the judge's kv-cache bound on the cpu (on cuda the planner takes 40% of the card's memory, as they do).
+    maxCacheBytes: device === 'cpu' ? defaultMaxCacheBytes('cpu') : undefined,
   };
 }
 
