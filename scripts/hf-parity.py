@@ -9,6 +9,11 @@ next-token cross-entropy and the gradient of every parameter, from transformers'
 PyTorch autograd in float64 on the cpu (attn_implementation='eager': the reference attention).
 test/torchParity.test.ts checks osp against these folders when OSP_HF_PARITY_DIR=OUT is set.
 
+Also OUT/lora/: a LoRA adapter (r 4, alpha 8, all seven linears, B non-zero) for the untied model,
+in PEFT's format, and expected.json with the logits of base + adapter. Made by peft itself
+(get_peft_model, save_pretrained) where the machine's Python has peft; otherwise written by hand in
+PEFT's key names, with the expected logits from a merge done in transformers alone (W + s B A).
+
 Usage: python3 scripts/hf-parity.py OUT
 """
 import json
@@ -65,8 +70,60 @@ def make(out, tie):
     print('%s: loss %.17g (transformers %s)' % (folder, loss.item(), expected['transformers']))
 
 
+TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
+
+
+def make_lora(out):
+    base_dir = os.path.join(out, 'untied')
+    folder = os.path.join(out, 'lora')
+    os.makedirs(folder, exist_ok=True)
+    r, alpha = 4, 8
+    torch.manual_seed(20261130)
+    model = LlamaForCausalLM.from_pretrained(base_dir, torch_dtype=torch.float64, attn_implementation='eager')
+    try:
+        from peft import LoraConfig, get_peft_model
+        peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=TARGETS, task_type='CAUSAL_LM'))
+        with torch.no_grad():
+            for name, p in peft_model.named_parameters():
+                if 'lora_B' in name:
+                    p.copy_(torch.randn_like(p) * 0.1)
+        peft_model.save_pretrained(folder, safe_serialization=True)
+        peft_model.eval()
+        run = peft_model
+        made_by = 'peft %s' % __import__('peft').__version__
+    except ImportError:
+        from safetensors.torch import save_file
+        tensors = {}
+        with torch.no_grad():
+            for i, layer in enumerate(model.model.layers):
+                for mod in TARGETS:
+                    lin = getattr(layer.self_attn if mod in TARGETS[:4] else layer.mlp, mod)
+                    A = (torch.rand(r, lin.in_features, dtype=torch.float64) * 2 - 1) / lin.in_features ** 0.5
+                    B = torch.randn(lin.out_features, r, dtype=torch.float64) * 0.1
+                    key = 'base_model.model.model.layers.%d.%s.%s' % (i, 'self_attn' if mod in TARGETS[:4] else 'mlp', mod)
+                    tensors[key + '.lora_A.weight'] = A.float().contiguous()
+                    tensors[key + '.lora_B.weight'] = B.float().contiguous()
+                    # the merge, in transformers' own module: W + (alpha / r) B A (from the f32-rounded A, B)
+                    lin.weight += (alpha / r) * (B.float().double() @ A.float().double())
+        save_file(tensors, os.path.join(folder, 'adapter_model.safetensors'), metadata={'format': 'pt'})
+        with open(os.path.join(folder, 'adapter_config.json'), 'w') as f:
+            json.dump({'peft_type': 'LORA', 'task_type': 'CAUSAL_LM', 'r': r, 'lora_alpha': alpha, 'lora_dropout': 0.0, 'target_modules': TARGETS,
+                       'bias': 'none', 'fan_in_fan_out': False, 'inference_mode': True, 'base_model_name_or_path': base_dir}, f)
+        run = model
+        made_by = 'hand-written PEFT format, merged in transformers %s' % __import__('transformers').__version__
+    logits = []
+    with torch.no_grad():
+        for s in SEQUENCES:
+            logits.append(run(torch.tensor([s])).logits[0].double())
+    with open(os.path.join(folder, 'expected.json'), 'w') as f:
+        json.dump({'madeBy': made_by, 'sequences': SEQUENCES, 'r': r, 'alpha': alpha,
+                   'logits': [[[num(v) for v in row] for row in lg.tolist()] for lg in logits]}, f, separators=(',', ':'))
+    print('%s: adapter by %s' % (folder, made_by))
+
+
 if __name__ == '__main__':
     out = sys.argv[1] if len(sys.argv) > 1 else 'hf-parity'
     torch.use_deterministic_algorithms(True)
     make(out, False)
     make(out, True)
+    make_lora(out)

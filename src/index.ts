@@ -2,7 +2,7 @@
 export { backends, defaultDevice, synchronize, memoryStats, resetPeakMemory } from './device';
 export type { Backends, Device, MemoryStats } from './device';
 export { syncStats, resetSyncStats, type SyncStats } from './sync';
-export { tensor, zeros, randn, scope, keep, Tensor } from './tensor';
+export { tensor, zeros, randn, randu, dropoutMask, scope, keep, Tensor } from './tensor';
 export type { DType, TensorData, TensorOptions, RandomOptions } from './tensor';
 export {
   DEFAULT_IGNORE_INDEX,
@@ -94,6 +94,9 @@ export { parseLlamaConfig, toHuggingFaceConfig, loadLlamaConfig, LLAMA_ARCHITECT
 export { ropeInvFreq, configRopeInvFreq } from './model/rope';
 export type { LlamaConfig, LlamaArchitecture, LlamaModelType, RopeScaling } from './model/config';
 export { LlamaModel, loadLlama, packSequences, llamaParameterShapes, disposeCache } from './model/llama';
+export { LoraAdapter, LORA_TARGETS, LORA_MODULES, loraKey, mergedParameters, readAdapterConfig, isAdapterFolder, loraBranch, loraBranchBackward } from './model/lora';
+export type { LoraSpec, LoraTarget } from './model/lora';
+export { loadModelFolder, mergeAdapter } from './osp/models';
 export type {
   LlamaDType,
   PackedBatch,
@@ -126,8 +129,8 @@ export { DeviceRecord } from './osp/deviceRecord';
 export { train, selfReward, dpo, sft, augment, resume } from './osp/trainer';
 export type { TrainerHooks, RunResult, TrainSettings, SelfRewardSettings, DpoSettings, SftSettings, AugmentSettings } from './osp/trainer';
 export { SettingsError, resolveSettings, parseLora, parseBytes } from './osp/settings';
-export type { LoraSettings, LoraTarget } from './osp/settings';
-export { planMemory, formatPlan, suggestFit, loraParameterCount, LORA_TARGETS } from './model/memoryPlan';
+export type { LoraSettings } from './osp/settings';
+export { planMemory, formatPlan, suggestFit, loraParameterCount } from './model/memoryPlan';
 export type { MemoryPlan, MemoryPlanInput, PlanRow, PlanSuggestion } from './model/memoryPlan';
 export { MemoryPlanError, dryRunPlan, planRun } from './osp/memoryCheck';
 export { runLoop, DataOrder, stepSeed } from './osp/loop';

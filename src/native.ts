@@ -50,7 +50,7 @@ export interface NativeAddon {
   isTensor(v: unknown): boolean;
   zeros(options: { shape: number[]; dtype: string; device: string }): NativeTensor;
   fromArray(data: ArrayBufferView, options: { shape: number[]; dtype: string; device: string }): NativeTensor;
-  randomNormal(options: { shape: number[]; dtype: string; device: string; seed: number; mean: number; std: number }): NativeTensor;
+  randomFill(options: { shape: number[]; dtype: string; device: string; seed: number; distribution: 'normal' | 'uniform' | 'dropout'; mean?: number; std?: number; low?: number; high?: number; p?: number }): NativeTensor;
   backends(): NativeBackends;
   synchronize(): void;
   tokenLogprobs(logits: NativeTensor, targets: NativeTensor, options: { ignoreIndex: number }): NativeTensor;

@@ -166,12 +166,31 @@ export interface RandomOptions extends TensorOptions {
   std?: number;
 }
 
-/** A tensor of normal draws mean + std * N(0, 1), generated where it lives (no host transfer). */
-export function randn(shape: number[], opts: RandomOptions = {}): Tensor {
-  opts = optionsArg('randn', opts);
+type Fill = { distribution: 'normal'; mean: number; std: number } | { distribution: 'uniform'; low: number; high: number } | { distribution: 'dropout'; p: number };
+
+function randomFill(op: string, shape: number[], opts: RandomOptions, fill: Fill): Tensor {
+  opts = optionsArg(op, opts);
   const dtype = opts.dtype ?? 'f32';
   const device = opts.device ?? (dtype === 'f64' ? 'cpu' : defaultDevice());
-  return new Tensor(native.randomNormal({ shape, dtype, device, seed: opts.seed ?? 0, mean: opts.mean ?? 0, std: opts.std ?? 1 }));
+  return new Tensor(native.randomFill({ shape, dtype, device, seed: opts.seed ?? 0, ...fill }));
+}
+
+/** A tensor of normal draws mean + std * N(0, 1), generated where it lives (no host transfer). */
+export function randn(shape: number[], opts: RandomOptions = {}): Tensor {
+  return randomFill('randn', shape, opts, { distribution: 'normal', mean: opts?.mean ?? 0, std: opts?.std ?? 1 });
+}
+
+/** A tensor of uniform draws in [low, high) (default [0, 1)), generated where it lives. */
+export function randu(shape: number[], opts: Omit<RandomOptions, 'mean' | 'std'> & { low?: number; high?: number } = {}): Tensor {
+  return randomFill('randu', shape, opts, { distribution: 'uniform', low: opts?.low ?? 0, high: opts?.high ?? 1 });
+}
+
+/**
+ * An inverted-dropout mask: each element 0 with probability p, else 1 / (1 - p) (as torch's dropout
+ * scales in training). Element i depends only on (seed, i): a backward draws the same mask again.
+ */
+export function dropoutMask(shape: number[], p: number, opts: Omit<RandomOptions, 'mean' | 'std'> = {}): Tensor {
+  return randomFill('dropoutMask', shape, opts, { distribution: 'dropout', p });
 }
 
 /**

@@ -64,3 +64,44 @@ describe('randn', () => {
     expect(() => osp.randn([4], { device: 'cpu', dtype: 'i32' })).toThrow(TypeError);
   });
 });
+
+describe('randu', () => {
+  it('draws uniformly in [low, high): every value in range, mean and variance of the uniform', () => {
+    const x = osp.randu([200000], { device: 'cpu', seed: 4, low: -2, high: 3 }).toArray();
+    let s = 0;
+    let s2 = 0;
+    for (const v of x) {
+      expect(v >= -2 && v < 3).toBe(true);
+      s += v;
+      s2 += v * v;
+    }
+    const mean = s / x.length;
+    expect(Math.abs(mean - 0.5)).toBeLessThan(0.02); // sd of the mean: 5 / sqrt(12 * 2e5) = 0.0032
+    expect(Math.abs(s2 / x.length - mean * mean - 25 / 12)).toBeLessThan(0.03);
+  });
+
+  it('refuses low > high, naming randu', () => {
+    expect(() => osp.randu([4], { device: 'cpu', low: 1, high: 0 })).toThrow(/^randu: low is 1 and high 0; expected low <= high/);
+  });
+});
+
+describe('dropoutMask', () => {
+  it('is 0 with probability p and 1 / (1 - p) otherwise, the same for the same seed', () => {
+    const p = 0.3;
+    const m = osp.dropoutMask([100000], p, { device: 'cpu', seed: 8 }).toArray();
+    const zeros = m.filter((v) => v === 0).length;
+    expect(m.every((v) => v === 0 || v === Math.fround(1 / (1 - p)))).toBe(true);
+    expect(Math.abs(zeros / m.length - p)).toBeLessThan(0.006); // sd: sqrt(0.21 / 1e5) = 0.0014
+    expect(Array.from(osp.dropoutMask([1000], p, { device: 'cpu', seed: 8 }).toArray())).toEqual(Array.from(m.subarray(0, 1000)));
+    expect(Array.from(osp.dropoutMask([1000], p, { device: 'cpu', seed: 9 }).toArray())).not.toEqual(Array.from(m.subarray(0, 1000)));
+  });
+
+  it('with p = 0 keeps everything at 1', () => {
+    expect(Array.from(osp.dropoutMask([64], 0, { device: 'cpu', seed: 1 }).toArray()).every((v) => v === 1)).toBe(true);
+  });
+
+  it('refuses p outside [0, 1), naming dropoutMask', () => {
+    expect(() => osp.dropoutMask([4], 1, { device: 'cpu' })).toThrow(/^dropoutMask: p is 1; expected a probability in \[0, 1\)/);
+    expect(() => osp.dropoutMask([4], -0.1, { device: 'cpu' })).toThrow(RangeError);
+  });
+});

@@ -15,6 +15,7 @@
 // The loss is a scalar: plain relative error. Set OSP_PARITY_REPORT=1 to print the worst ratios.
 import * as fs from 'fs';
 import * as path from 'path';
+import { LoraAdapter } from '../src/model/lora';
 import { loadLlama } from '../src/model/llama';
 import { LlamaModel, packSequences } from '../src/model/llama';
 import { DEFAULT_IGNORE_INDEX } from '../src/ops';
@@ -147,3 +148,22 @@ for (const [source, root] of sources) for (const folder of ['untied', 'tied'] as
     }
   });
 }
+
+// A LoRA adapter for the untied model made by peft (or in PEFT's format, merged by transformers; see
+// scripts/hf-parity.py): osp's base + adapter gives transformers' logits.
+const loraDir = process.env.OSP_HF_PARITY_DIR ? path.join(process.env.OSP_HF_PARITY_DIR, 'lora') : null;
+(loraDir && fs.existsSync(loraDir) ? describe : describe.skip)(`transformers parity of a LoRA adapter${loraDir ? '' : ' (skipped: OSP_HF_PARITY_DIR is not set; scripts/gpu-check.sh sets it)'}`, () => {
+  it('base + adapter logits equal the reference within 1e-6 (f64)', async () => {
+    const dir = loraDir as string;
+    const expected = JSON.parse(fs.readFileSync(path.join(dir, 'expected.json'), 'utf8')) as { sequences: number[][]; logits: number[][][]; madeBy: string };
+    const base = await loadLlama(path.join(dir, '..', 'untied'), { dtype: 'f64', device: 'cpu' });
+    const adapter = LoraAdapter.load(dir, base.config, { dtype: 'f64' });
+    const got = base.withAdapter(adapter).logits(expected.sequences.map((q) => Int32Array.from(q)));
+    let worst = 0;
+    got.forEach((l, i) => l.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - expected.logits[i].flat()[j])))));
+    console.log(`LoRA parity (${expected.madeBy}): max |osp - reference| = ${worst.toExponential(2)}`);
+    expect(worst).toBeLessThan(1e-6);
+    adapter.dispose();
+    base.dispose();
+  });
+});

@@ -21,7 +21,7 @@ constexpr Entry kBindings[] = {
     {"isTensor", isTensor},
     {"fromArray", fromArray},
     {"zeros", zeros},
-    {"randomNormal", randomNormal},
+    {"randomFill", randomFill},
     {"backends", backends},
     {"synchronize", synchronize},
     {"memoryStats", memoryStats},

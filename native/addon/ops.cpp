@@ -20,6 +20,7 @@
 #include "../kernels/matmul/matmul.h"
 #include "../kernels/preference_loss/preference_loss.h"
 #include "../kernels/random/random.h"
+#include "../kernels/random/random_common.h"
 #include "../kernels/rms_norm/rms_norm.h"
 #include "../kernels/rope/rope.h"
 #include "../kernels/sampling/sampling.h"
@@ -82,19 +83,27 @@ Napi::Value zeros(const Napi::CallbackInfo& info) {
   return handle(info, Tensor::zeros(shape, dt, dev));
 }
 
-// randomNormal({shape, dtype, device, seed, mean, std}): generated where it lives.
-Napi::Value randomNormal(const Napi::CallbackInfo& info) {
-  const char* op = "randn";
+// randomFill({distribution: 'normal', shape, dtype, device, seed, mean, std}), or 'uniform' with
+// {low, high}, or 'dropout' with {p}: generated where it lives. Errors name randn, randu or dropoutMask.
+Napi::Value randomFill(const Napi::CallbackInfo& info) {
+  using osp::random::Distribution;
+  const Distribution d = Options(info, 0, "randomFill").choice<Distribution>(
+      "distribution", {{"normal", Distribution::Normal}, {"uniform", Distribution::Uniform}, {"dropout", Distribution::Dropout}});
+  const char* op = d == Distribution::Normal ? "randn" : d == Distribution::Uniform ? "randu" : "dropoutMask";
   const Options o(info, 0, op);
   const std::vector<int64_t> shape = o.shape("shape");
   const DType dt = o.dtype("dtype");
   const Device dev = o.device("device");
   checkPlacement(dt, dev, op);
-  checkedNumel(shape, dt, "randn: shape");
+  checkedNumel(shape, dt, std::string(op) + ": shape");
   const double seed = o.number("seed");
   if (!(seed >= 0) || seed != std::floor(seed) || seed > 9007199254740991.0)
-    throw Napi::RangeError::New(info.Env(), "randn: seed must be a non-negative integer");
-  return handle(info, osp::randomNormal(shape, dt, dev, static_cast<uint64_t>(seed), o.number("mean"), o.number("std")));
+    throw Napi::RangeError::New(info.Env(), std::string(op) + ": seed must be a non-negative integer");
+  osp::RandomFill fill{d};
+  if (d == Distribution::Normal) fill.a = o.number("mean"), fill.b = o.number("std");
+  else if (d == Distribution::Uniform) fill.a = o.number("low"), fill.b = o.number("high");
+  else fill.a = o.number("p");
+  return handle(info, osp::randomFill(shape, dt, dev, static_cast<uint64_t>(seed), fill));
 }
 
 // backends(): {cpu: {threads}, cuda: {compiled, available, devices, reason?, blas}}

@@ -12,7 +12,7 @@ namespace osp::addon {
 OSP_BINDING(isTensor)
 OSP_BINDING(fromArray)
 OSP_BINDING(zeros)
-OSP_BINDING(randomNormal)
+OSP_BINDING(randomFill)
 OSP_BINDING(backends)
 OSP_BINDING(synchronize)
 OSP_BINDING(memoryStats)

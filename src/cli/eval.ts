@@ -17,7 +17,9 @@ import { LlamaModel } from '../model/llama';
 import { Tokenizer } from '../model/tokenizer';
 import { evaluateHeadToHead, formatEvalTable } from '../osp/eval';
 import { writeFileAtomicSync } from '../util/atomicWrite';
-import { Progress, UsageError, checkModelDir, deviceOption, dtypeOption, int, mergeConfig, num, positiveInt, resolveDevice, resolveDtype, validate } from './common';
+import { isAdapterFolder } from '../model/lora';
+import { checkModelOrAdapterDir, loadModelFolder, modelFolderOf } from '../osp/models';
+import { Progress, UsageError, deviceOption, dtypeOption, int, mergeConfig, num, positiveInt, resolveDevice, resolveDtype, validate } from './common';
 
 // ---- shared settings --------------------------------------------------------------------------------
 
@@ -119,26 +121,29 @@ function generateCommand(program: Command): void {
   const cmd = program
     .command('generate')
     .description('sample k responses per prompt from a model and write them as JSON Lines {prompt, sample, response, tokens, finishReason} (tokens: generated tokens, EOS included)')
-    .option('--model <dir>', 'the model (Hugging Face folder)')
+    .option('--model <dir>', 'the model (Hugging Face folder), or a LoRA adapter folder whose adapter_config.json names its base')
+    .option('--adapter <dir>', 'a PEFT LoRA adapter folder applied to --model')
     .option('--out <file>', 'responses file to write (.jsonl; written atomically)')
     .option('--k <n>', 'responses per prompt', '1');
   samplingOptions(cmd, { temperature: '0.7', topP: '0.9' });
   cmd.action(async (raw: Record<string, unknown>) => {
     const schema = z.object({
       model: z.string({ required_error: 'expected a model folder' }).min(1),
+      adapter: z.string().min(1).optional(),
       out: z.string({ required_error: 'expected a .jsonl file to write' }).min(1).refine((v) => v.endsWith('.jsonl'), 'expected a file name ending in .jsonl'),
       k: positiveInt(),
       ...samplingSchema,
     });
     const s = validate(schema, mergeConfig(cmd, raw));
-    checkModelDir('model', s.model);
+    checkModelOrAdapterDir('model', s.model);
+    if (s.adapter !== undefined && !isAdapterFolder(s.adapter)) throw new UsageError(`--adapter ${s.adapter}: no adapter_config.json (expected a PEFT LoRA adapter folder)`);
     checkOut('--out', s.out, false);
     const records = await readDataSetting('prompts', s.prompts, s.format, s, notice);
     const device = resolveDevice(s.device);
     const dtype = resolveDtype(s.dtype, device);
     const prompts = records.map((r) => r.prompt);
-    const tokenizer = await Tokenizer.load(s.model);
-    const model = await LlamaModel.load(s.model, { device, dtype });
+    const { model, tokenizerDir } = await loadModelFolder('model', s.model, { device, dtype }, s.adapter);
+    const tokenizer = await Tokenizer.load(tokenizerDir);
     let samples;
     try {
       samples = await sampleResponses('osp generate', model, tokenizer, prompts, s.k, s);
@@ -186,7 +191,7 @@ function resolveSide(flag: string, value: string): Side {
   const st = fs.statSync(value, { throwIfNoEntry: false });
   if (!st) throw new UsageError(`${flag} ${value}: no such folder or file (expected a model folder or a responses .jsonl from osp generate)`);
   if (st.isDirectory()) {
-    checkModelDir(flag.replace(/^--/, ''), value);
+    checkModelOrAdapterDir(flag.replace(/^--/, ''), value);
     return { kind: 'model', dir: value };
   }
   if (!value.endsWith('.jsonl')) throw new UsageError(`${flag} ${value}: expected a model folder or a responses .jsonl file from osp generate`);
@@ -197,9 +202,9 @@ function evalCommand(program: Command): void {
   const cmd = program
     .command('eval')
     .description('head to head: judge A vs B on every prompt in both orders (win rate with ties and a bootstrap interval), ROUGE-L against references, response lengths; writes OUT/eval.json and OUT/eval.md')
-    .option('--a <dir|file>', 'system A: a model folder (responses generated here) or a responses .jsonl from osp generate (matched by prompt)')
+    .option('--a <dir|file>', 'system A: a model folder or LoRA adapter folder (responses generated here) or a responses .jsonl from osp generate (matched by prompt)')
     .option('--b <dir|file>', 'system B: likewise')
-    .option('--judge <dir>', 'the judge model (Hugging Face folder), frozen')
+    .option('--judge <dir>', 'the judge model (Hugging Face folder, or a LoRA adapter folder whose config names its base), frozen')
     .option('--out <dir>', 'folder for eval.json and eval.md')
     .option('--template <name>', 'judge template: hh, tldr, or a file with {prompt}, {a}, {b}', 'hh')
     .option('--judge-max-length <n>', "longest judge instruction in tokens (default: the paper's 768 for hh, 1124 for tldr, within the judge's context)")
@@ -224,7 +229,8 @@ function evalCommand(program: Command): void {
     // Everything that can be checked without a model, before any work.
     const sideA = resolveSide('--a', s.a);
     const sideB = resolveSide('--b', s.b);
-    checkModelDir('judge', s.judge);
+    checkModelOrAdapterDir('judge', s.judge);
+    const judgeDir = modelFolderOf('judge', s.judge);
     checkOut('--out', s.out, true);
     const template = judgeTemplateOf('template', s.template);
     if (s.references && s.format === 'prompts') throw new UsageError('--references: --format prompts has no reference responses; use sft, pairs, hh or tldr data');
@@ -238,14 +244,14 @@ function evalCommand(program: Command): void {
     }
     let judgeConfig;
     try {
-      judgeConfig = loadLlamaConfig(s.judge);
+      judgeConfig = loadLlamaConfig(judgeDir);
     } catch (e) {
       throw new UsageError(`--judge ${s.judge}: ${(e as Error).message}`);
     }
     if (s.judgeMaxLength !== undefined && s.judgeMaxLength > judgeConfig.maxPositionEmbeddings) {
       throw new UsageError(`--judge-max-length ${s.judgeMaxLength}: longer than the judge's context (${judgeConfig.maxPositionEmbeddings})`);
     }
-    const judgeTok = await Tokenizer.load(s.judge);
+    const judgeTok = await Tokenizer.load(judgeDir);
     const parsed = resolveJudgeTemplate(template);
     try {
       await findAnswerTokens(judgeTok, parsed);
@@ -261,8 +267,8 @@ function evalCommand(program: Command): void {
     // Responses of each side: generated (greedy by default) or looked up by prompt.
     const responsesOf = async (flag: string, side: Side): Promise<string[]> => {
       if (side.kind === 'file') return prompts.map((p) => side.byPrompt.get(p) as string);
-      const tokenizer = await Tokenizer.load(side.dir);
-      const model = await LlamaModel.load(side.dir, { device, dtype });
+      const { model, tokenizerDir } = await loadModelFolder(flag.slice(2), side.dir, { device, dtype });
+      const tokenizer = await Tokenizer.load(tokenizerDir);
       try {
         return (await sampleResponses(`generating ${flag.slice(2).toUpperCase()}`, model, tokenizer, prompts, 1, s)).map((r) => r[0].text);
       } finally {
@@ -275,7 +281,7 @@ function evalCommand(program: Command): void {
     const count = async (texts: string[]) => (await judgeTok.encodeBatch(texts, { addSpecialTokens: false })).map((t) => t.length);
     const [tokensA, tokensB] = [await count(a), await count(b)];
 
-    const judgeModel = await LlamaModel.load(s.judge, { device, dtype });
+    const { model: judgeModel } = await loadModelFolder('judge', s.judge, { device, dtype });
     const bar = new Progress('judging A vs B');
     let report;
     try {

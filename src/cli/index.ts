@@ -9,6 +9,7 @@ import { UsageError, takeExitCode } from './common';
 import { trainCommands } from './train';
 import { evalCommands } from './eval';
 import { demoCommand } from './demo';
+import { mergeCommand } from './merge';
 
 /** The version in package.json (two folders up from src/cli and from dist/cli). */
 function packageVersion(): string {
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: () => undefined });
   trainCommands(program);
   evalCommands(program);
+  mergeCommand(program);
   demoCommand(program);
   // Parse errors of any command: thrown (main turns them into exit code 2 and one line), never process.exit.
   for (const cmd of program.commands) {

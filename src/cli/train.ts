@@ -33,7 +33,8 @@ const LOOP_FLAGS: Flag[] = [
   ['--recompute', 'recompute activations per layer in the backward (less memory, one more forward)'],
   ['--limit <n>', 'use only the first n records of the data'],
   ['--skip-bad', 'skip malformed records (counted) instead of stopping at the first'],
-  ['--lora <spec>', 'LoRA adapters instead of full fine-tuning: r=64,alpha=32[,dropout=0.05][,targets=q,k,v,o,gate,up,down] (targets default all seven)'],
+  ['--lora <spec>', 'train LoRA adapters on the frozen base: r=N,alpha=X[,dropout=P][,targets=q,k,v,o,gate,up,down] (targets default all seven; policy, reference and judge share one copy of the base; final/ is a PEFT adapter folder)'],
+  ['--adapter <dir>', 'start the policy from this PEFT LoRA adapter folder on --model (continues training it; implies --lora with its settings)'],
   ['--dry-run', 'print the memory plan (weights, optimizer state, gradients, activations, kv cache, LM head chunk) against the card and exit; loads no weights'],
   ['--device-memory <size>', "the card's memory to plan for, e.g. 48GB, 44.7GiB, 512MB or bytes (default: the present card's on cuda; none on the cpu)"],
   ['--config <file>', 'JSON file giving any of these settings (flags on the command line win)'],
@@ -41,8 +42,8 @@ const LOOP_FLAGS: Flag[] = [
 
 const ONLINE_FLAGS: Flag[] = [
   ['--model <dir>', 'the SFT model (Hugging Face folder): the policy starts here; also the frozen reference and judge'],
-  ['--judge <dir>', 'a separate judge model folder (default: --model)'],
-  ['--reference <dir>', 'the frozen reference model folder (default: --model, the SFT model); may be the --judge folder, which then serves as both'],
+  ['--judge <dir>', 'a separate judge: a model folder, or a PEFT adapter folder applied to --model (e.g. final/ of osp augment --lora) (default: --model)'],
+  ['--reference <dir>', 'the frozen reference: a model folder or an adapter folder on --model (default: --model, the SFT model); may be the --judge folder, which then serves as both'],
   ['--prompts <file>', 'prompts (.jsonl or .parquet)'],
   ['--format <kind>', 'record format of --prompts (the prompt field is used)'],
   ['--k <n>', 'responses sampled per prompt'],

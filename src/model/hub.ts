@@ -9,6 +9,7 @@ import { Device, Tensor, keep, tensor } from '../tensor';
 import { LlamaConfig, loadLlamaConfig, toHuggingFaceConfig } from './config';
 import { llamaParameterShapes } from './config';
 import type { LlamaModel } from './llama';
+import { writeFolderAtomically } from '../util/atomicWrite';
 import {
   INDEX_FILE,
   SAFETENSORS_DTYPE_SIZES,
@@ -186,9 +187,7 @@ function writeJson(file: string, value: unknown): void {
 /**
  * Writes `model` as a Hugging Face folder: config.json, the weights (model.safetensors, or shards
  * and model.safetensors.index.json above maxShardBytes) and the tokenizer files of tokenizerFrom.
- * Atomic: the folder is assembled in `${dir}.tmp-<pid>` and renamed to `dir`; an existing `dir` is
- * first renamed to `${dir}.old-<pid>` and removed once the new folder is in place. On error the
- * temporary folder is removed and an existing `dir` is left as it was.
+ * Atomic (writeFolderAtomically): a reader sees the old folder or the new one, never a part.
  */
 export async function saveLlama(model: LlamaModel, dir: string, opts: SaveLlamaOptions = {}): Promise<void> {
   const maxShardBytes = opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES;
@@ -200,13 +199,7 @@ export async function saveLlama(model: LlamaModel, dir: string, opts: SaveLlamaO
   if (opts.tokenizerFrom !== undefined && !isDir(opts.tokenizerFrom)) {
     throw new Error(`saveLlama: tokenizerFrom ${opts.tokenizerFrom}: no such folder`);
   }
-  const target = path.resolve(dir);
-  const tmp = `${target}.tmp-${process.pid}`;
-  const old = `${target}.old-${process.pid}`;
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp);
-  try {
+  writeFolderAtomically(dir, (tmp) => {
     const hf = toHuggingFaceConfig(model.config);
     writeJson(path.join(tmp, 'config.json'), {
       ...hf,
@@ -236,21 +229,5 @@ export async function saveLlama(model: LlamaModel, dir: string, opts: SaveLlamaO
     }
     if (total <= maxShardBytes) writeSafetensors(path.join(tmp, WEIGHTS_FILE), tensors, { format: 'pt' });
     else writeShardedSafetensors(tmp, tensors, { maxShardBytes });
-
-    const existed = fs.existsSync(target);
-    if (existed) {
-      fs.rmSync(old, { recursive: true, force: true });
-      fs.renameSync(target, old);
-    }
-    try {
-      fs.renameSync(tmp, target);
-    } catch (e) {
-      if (existed) fs.renameSync(old, target);
-      throw e;
-    }
-    if (existed) fs.rmSync(old, { recursive: true, force: true });
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+  });
 }

@@ -17,6 +17,7 @@ import { DEFAULT_IGNORE_INDEX, PackedBatch, packResponses, packSequences } from 
 import { LlamaConfig, llamaParameterShapes } from './config';
 import { LoadLlamaOptions, SaveLlamaOptions, readLlamaFolder, saveLlama } from './hub';
 import { LmHeadOptions, linearLogprobs, linearLogprobsBackward } from './lmHead';
+import { LORA_MODULES, LoraAdapter, LoraSaved, LoraTarget, loraBranch, loraBranchBackward, branchSeed, loraKey } from './lora';
 import { configRopeInvFreq } from './rope';
 
 export type LlamaDType = 'f32' | 'f64' | 'bf16';
@@ -50,11 +51,25 @@ export interface ForwardOptions {
    * (one extra forward per step; the activations of one layer at a time instead of all). Default false.
    */
   recompute?: boolean;
+  /**
+   * With a LoRA adapter whose dropout is > 0: the seed of this forward's dropout masks (training).
+   * Absent: no dropout (scoring, sampling, judging). The backward draws the same masks again.
+   */
+  dropoutSeed?: number;
+  /**
+   * No backward will follow (scoring, judging): each layer's activations are freed as soon as the
+   * next layer has its input, so the forward holds one layer's at a time. The cache cannot be used
+   * for a backward. Default false.
+   */
+  inference?: boolean;
 }
 
 interface LayerCache {
   x: Tensor;
 }
+
+/** Per adapted target of a layer: what its branch's backward needs. */
+type LayerLora = Partial<Record<LoraTarget, LoraSaved>>;
 
 interface LayerActivations extends LayerCache {
   xn1: Tensor;
@@ -70,6 +85,18 @@ interface LayerActivations extends LayerCache {
   gate: Tensor;
   up: Tensor;
   act: Tensor;
+  lora: LayerLora;
+}
+
+/** Frees a layer's activations (all but its input x when keepInput). */
+function disposeLayer(l: LayerCache | LayerActivations, keepInput: boolean): void {
+  for (const [k, t] of Object.entries(l)) {
+    if (t instanceof Tensor) {
+      if (!(keepInput && k === 'x')) t.dispose();
+    } else if (k === 'lora') {
+      for (const saved of Object.values(t as LayerLora)) saved?.ax.dispose();
+    }
+  }
 }
 
 /** What the backward needs: the inputs of each op of the forward. Dispose with disposeCache or a scope. */
@@ -85,6 +112,10 @@ export interface ForwardCache {
   layers: (LayerCache | LayerActivations)[];
   /** The input of model.norm. */
   xFinal: Tensor;
+  /** ForwardOptions.dropoutSeed, for a recomputed layer's masks. */
+  dropoutSeed: number | null;
+  /** The forward ran with inference: true (no layer is kept; backward refuses this cache). */
+  inference: boolean;
 }
 
 export interface ForwardResult {
@@ -111,7 +142,7 @@ export type HeadOptions = LmHeadOptions;
 /** Frees every tensor of a forward cache. */
 export function disposeCache(cache: ForwardCache): void {
   for (const t of [cache.tokens, cache.sequenceIds, cache.spans, cache.positions, cache.xFinal]) t.dispose();
-  for (const l of cache.layers) for (const t of Object.values(l)) t.dispose();
+  for (const l of cache.layers) disposeLayer(l, false);
 }
 
 /** [T, a*b] <-> [T, a, b]: a view of the same memory. */
@@ -142,6 +173,11 @@ export class LlamaModel {
   readonly config: LlamaConfig;
   private readonly params: Map<string, Tensor>;
   private readonly ropeOpts: ops.RopeOptions;
+  /** The LoRA adapter this model applies (LlamaModel.withAdapter), or null. */
+  readonly adapter: LoraAdapter | null = null;
+  /** False for a view made by withAdapter: the weights belong to the model it came from. */
+  private ownsParams = true;
+  private ownsAdapter = false;
 
   /** A model over the given parameters (Hugging Face names; all of one dtype and device), checked against the config. */
   constructor(config: LlamaConfig, params: Map<string, Tensor>) {
@@ -175,6 +211,33 @@ export class LlamaModel {
     this.config = config;
     this.params = new Map(Array.from(shapes.keys(), (n) => [n, params.get(n) as Tensor]));
     this.ropeOpts = { invFreq };
+  }
+
+  /**
+   * This model's weights with a LoRA adapter applied (or none: the base), without a copy: policy,
+   * reference and judge share one set of base weights. The view's dispose() frees nothing; the
+   * adapter stays its creator's. Its trainable parameters are the adapter's; the base is frozen.
+   * takeOwnership: the view owns the weights and the adapter instead (its dispose frees both), for a
+   * model loaded as base + adapter folder.
+   */
+  withAdapter(adapter: LoraAdapter | null, opts: { takeOwnership?: boolean } = {}): LlamaModel {
+    if (adapter) {
+      if (adapter.numLayers !== this.config.numHiddenLayers) throw new RangeError(`LlamaModel.withAdapter: the adapter has ${adapter.numLayers} layers; the model ${this.config.numHiddenLayers}`);
+      if (adapter.device !== this.device) throw new TypeError(`LlamaModel.withAdapter: the adapter is on ${adapter.device}; the model on ${this.device}`);
+      const want = this.dtype === 'f64' ? 'f64' : 'f32';
+      if (adapter.dtype !== want) throw new TypeError(`LlamaModel.withAdapter: the adapter is ${adapter.dtype}; a ${this.dtype} model takes ${want} adapters`);
+    }
+    const view = new LlamaModel(this.config, this.params);
+    (view as { adapter: LoraAdapter | null }).adapter = adapter;
+    view.ownsParams = opts.takeOwnership === true;
+    view.ownsAdapter = opts.takeOwnership === true;
+    if (opts.takeOwnership) this.ownsParams = false;
+    return view;
+  }
+
+  /** What training updates: the adapter's A and B (PEFT keys) with an adapter, else every parameter. */
+  trainableParameters(): Map<string, Tensor> {
+    return this.adapter ? this.adapter.parameters() : this.parameters();
   }
 
   /** Loads a Hugging Face folder (config.json + safetensors): the checks of readLlamaFolder in ./hub, then the model's. */
@@ -295,10 +358,13 @@ export class LlamaModel {
       x = ops.embedding(this.param('model.embed_tokens.weight'), tokens);
     }
     const layers: (LayerCache | LayerActivations)[] = [];
+    const dropoutSeed = this.checkDropoutSeed(opts.dropoutSeed);
     for (let i = 0; i < c.numHiddenLayers; i++) {
-      const { acts, out } = this.layerForward(i, x, positions, sequenceIds, spans);
-      if (opts.recompute) {
-        for (const [k, t] of Object.entries(acts)) if (k !== 'x') t.dispose();
+      const { acts, out } = this.layerForward(i, x, positions, sequenceIds, spans, dropoutSeed);
+      if (opts.inference) {
+        disposeLayer(acts, false);
+      } else if (opts.recompute) {
+        disposeLayer(acts, true);
         layers.push({ x });
       } else {
         layers.push(acts);
@@ -306,27 +372,65 @@ export class LlamaModel {
       x = out;
     }
     const hidden = ops.rmsNorm(x, this.param('model.norm.weight'), { eps });
-    return { hidden, cache: { tokens, sequenceIds, spans, positions, T, inputEmbeddingsGiven: opts.inputEmbeddings !== undefined, layers, xFinal: x } };
+    return { hidden, cache: { tokens, sequenceIds, spans, positions, T, inputEmbeddingsGiven: opts.inputEmbeddings !== undefined, layers, xFinal: x, dropoutSeed, inference: opts.inference === true } };
+  }
+
+  private checkDropoutSeed(seed: number | undefined): number | null {
+    if (seed === undefined) return null;
+    if (!(Number.isSafeInteger(seed) && seed >= 0)) throw new RangeError(`LlamaModel.forward: dropoutSeed is ${String(seed)}; expected a non-negative integer`);
+    return seed;
+  }
+
+  /**
+   * A layer's linear `target` of x [T, in]: x W^T, plus the LoRA branch where the adapter adapts it
+   * (its backward's inputs go into `saved` when given; maskSeed null: no dropout).
+   */
+  private project(i: number, target: LoraTarget, x: Tensor, saved: LayerLora | null, maskSeed: number | null): Tensor {
+    const base = linear(x, this.param(`model.layers.${i}.${LORA_MODULES[target]}.weight`));
+    const a = this.adapter;
+    const w = a?.weights(i, target);
+    if (!a || !w) return base;
+    const { y, saved: s } = loraBranch(x, w, a.scaling, a.spec.dropout, maskSeed === null ? null : branchSeed(maskSeed, i, target));
+    if (saved) saved[target] = s;
+    else s.ax.dispose();
+    return addInto(base, y);
+  }
+
+  /** rope(reshape(y, [T, heads, Dh])), freeing y. */
+  private rotate(y: Tensor, heads: number, positions: Tensor): Tensor {
+    const r = reshape(y, [y.shape[0], heads, this.config.headDim]);
+    const out = ops.rope(r, positions, this.ropeOpts);
+    r.dispose();
+    y.dispose();
+    return out;
   }
 
   /** One decoder layer: x -> x + attn(norm(x)) -> h + mlp(norm(h)), with every activation its backward reads. */
-  private layerForward(i: number, x: Tensor, positions: Tensor, sequenceIds: Tensor, spans: Tensor): { acts: LayerActivations; out: Tensor } {
+  private layerForward(i: number, x: Tensor, positions: Tensor, sequenceIds: Tensor, spans: Tensor, dropoutSeed: number | null): { acts: LayerActivations; out: Tensor } {
     const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, rmsNormEps: eps } = this.config;
     const T = x.shape[0];
     const p = (n: string) => this.param(`model.layers.${i}.${n}.weight`);
+    const lora: LayerLora = {};
+    const proj = (t: LoraTarget, inp: Tensor) => this.project(i, t, inp, lora, dropoutSeed);
     const xn1 = ops.rmsNorm(x, p('input_layernorm'), { eps });
-    const q = scope(() => ops.rope(reshape(linear(xn1, p('self_attn.q_proj')), [T, H, Dh]), positions, this.ropeOpts));
-    const k = scope(() => ops.rope(reshape(linear(xn1, p('self_attn.k_proj')), [T, Hkv, Dh]), positions, this.ropeOpts));
-    const v = scope(() => reshape(linear(xn1, p('self_attn.v_proj')), [T, Hkv, Dh]));
+    const q = this.rotate(proj('q', xn1), H, positions);
+    const k = this.rotate(proj('k', xn1), Hkv, positions);
+    const vFlat = proj('v', xn1);
+    const v = reshape(vFlat, [T, Hkv, Dh]);
+    vFlat.dispose();
     const { out: attn, logsumexp: lse } = ops.causalAttention(q, k, v, sequenceIds, { spans });
     const attnFlat = reshape(attn, [T, H * Dh]);
-    const h = scope(() => ops.add(x, linear(attnFlat, p('self_attn.o_proj'))));
+    const o = proj('o', attnFlat);
+    const h = ops.add(x, o);
+    o.dispose();
     const hn = ops.rmsNorm(h, p('post_attention_layernorm'), { eps });
-    const gate = linear(hn, p('mlp.gate_proj'));
-    const up = linear(hn, p('mlp.up_proj'));
+    const gate = proj('gate', hn);
+    const up = proj('up', hn);
     const act = ops.swiglu(gate, up);
-    const out = scope(() => ops.add(h, linear(act, p('mlp.down_proj'))));
-    return { acts: { x, xn1, q, k, v, attn, lse, attnFlat, h, hn, gate, up, act }, out };
+    const down = proj('down', act);
+    const out = ops.add(h, down);
+    down.dispose();
+    return { acts: { x, xn1, q, k, v, attn, lse, attnFlat, h, hn, gate, up, act, lora }, out };
   }
 
   /**
@@ -365,12 +469,14 @@ export class LlamaModel {
         : null;
       let x = ops.embedding(this.param('model.embed_tokens.weight'), ids);
       for (let i = 0; i < c.numHiddenLayers; i++) {
+        const input = x;
         x = scope(() => {
           const p = (n: string) => this.param(`model.layers.${i}.${n}.weight`);
+          const proj = (t: LoraTarget, inp: Tensor) => this.project(i, t, inp, null, null);
           const xn1 = ops.rmsNorm(x, p('input_layernorm'), { eps });
-          const q = ops.rope(reshape(linear(xn1, p('self_attn.q_proj')), [N, H, Dh]), posT, this.ropeOpts);
-          const k = ops.rope(reshape(linear(xn1, p('self_attn.k_proj')), [N, Hkv, Dh]), posT, this.ropeOpts);
-          const v = reshape(linear(xn1, p('self_attn.v_proj')), [N, Hkv, Dh]);
+          const q = ops.rope(reshape(proj('q', xn1), [N, H, Dh]), posT, this.ropeOpts);
+          const k = ops.rope(reshape(proj('k', xn1), [N, Hkv, Dh]), posT, this.ropeOpts);
+          const v = reshape(proj('v', xn1), [N, Hkv, Dh]);
           ops.kvCacheWrite(cache.k[i], k, slotT, posT);
           ops.kvCacheWrite(cache.v[i], v, slotT, posT);
           if (copies) {
@@ -379,10 +485,11 @@ export class LlamaModel {
             ops.kvCacheWrite(cache.v[i], gather(v), copies.slots, copies.positions);
           }
           const attn = ops.cachedAttention(q, cache.k[i], cache.v[i], slotT, posT);
-          const h = ops.add(x, linear(reshape(attn, [N, H * Dh]), p('self_attn.o_proj')));
+          const h = ops.add(x, proj('o', reshape(attn, [N, H * Dh])));
           const hn = ops.rmsNorm(h, p('post_attention_layernorm'), { eps });
-          return ops.add(h, linear(ops.swiglu(linear(hn, p('mlp.gate_proj')), linear(hn, p('mlp.up_proj'))), p('mlp.down_proj')));
+          return ops.add(h, proj('down', ops.swiglu(proj('gate', hn), proj('up', hn))));
         });
+        input.dispose(); // one layer's output held at a time, not every layer's until the end
       }
       if (opts.outputRows) x = ops.embedding(x, tensor(opts.outputRows, [opts.outputRows.length], { dtype: 'i32', device }));
       return ops.rmsNorm(x, this.param('model.norm.weight'), { eps });
@@ -397,47 +504,62 @@ export class LlamaModel {
   /**
    * The backward of forward given gradHidden = d L / d hidden [T, D]: gradients of every parameter
    * (the LM head's not included: see headBackward / lossAndGrads) and of the input embeddings.
-   * embed_tokens gets the lookup's gradient unless the forward was given inputEmbeddings.
+   * embed_tokens gets the lookup's gradient unless the forward was given inputEmbeddings. With a
+   * LoRA adapter only A and B get gradients (PEFT keys, adapter order); the base weights none.
    */
-  backward(cache: ForwardCache, gradHidden: Tensor): Gradients {
+  backward(cache: ForwardCache, gradHidden: Tensor, opts: { weightGrads?: boolean } = {}): Gradients {
     const c = this.config;
     const { numAttentionHeads: H, numKeyValueHeads: Hkv, headDim: Dh, rmsNormEps: eps } = c;
     const T = cache.T;
+    const adapter = this.adapter;
+    // With an adapter the base is frozen: no base weight gets a gradient (none is even allocated).
+    // weightGrads false: a frozen model's input gradients alone (the bench's LoRA baseline).
+    const trainBase = adapter === null && opts.weightGrads !== false;
+    if (cache.inference) throw new RangeError('LlamaModel.backward: the forward ran with inference: true and kept no activations; run it without to take a backward');
     const grads = new Map<string, Tensor>();
+    const normGrad = (n: string, g: Tensor) => (trainBase ? grads.set(n, g) : g.dispose());
     const fin = ops.rmsNormBackward(cache.xFinal, this.param('model.norm.weight'), gradHidden, { eps });
-    grads.set('model.norm.weight', fin.gradWeight);
+    normGrad('model.norm.weight', fin.gradWeight);
     let dx = fin.gradInput;
     for (let i = c.numHiddenLayers - 1; i >= 0; i--) {
       const cached = cache.layers[i];
       let recomputed: LayerActivations | null = null;
       if (!('xn1' in cached)) {
-        const r = this.layerForward(i, cached.x, cache.positions, cache.sequenceIds, cache.spans);
+        const r = this.layerForward(i, cached.x, cache.positions, cache.sequenceIds, cache.spans, cache.dropoutSeed);
         r.out.dispose();
         recomputed = r.acts;
       }
       const L = recomputed ?? (cached as LayerActivations);
       const name = (n: string) => `model.layers.${i}.${n}.weight`;
       const p = (n: string) => this.param(name(n));
+      /** Backward of project(i, target, x): d x from dy, and the gradients of W (or of A and B) into grads. */
+      const back = (target: LoraTarget, x: Tensor, dy: Tensor): Tensor => {
+        const module = LORA_MODULES[target];
+        const dxBase = ops.matmul(dy, p(module));
+        if (trainBase) grads.set(name(module), ops.matmul(dy, x, { transA: true }));
+        const w = adapter?.weights(i, target);
+        if (!adapter || !w) return dxBase;
+        const r = loraBranchBackward(x, dy, w, adapter.scaling, adapter.spec.dropout, L.lora[target] as LoraSaved);
+        grads.set(loraKey(i, target, 'A'), r.dA);
+        grads.set(loraKey(i, target, 'B'), r.dB);
+        return addInto(dxBase, r.dx);
+      };
       const dxOut = dx;
       // MLP: x' = h + down(swiglu(gate(hn), up(hn))), hn = rmsnorm(h).
-      const dAct = ops.matmul(dxOut, p('mlp.down_proj'));
-      grads.set(name('mlp.down_proj'), ops.matmul(dxOut, L.act, { transA: true }));
+      const dAct = back('down', L.act, dxOut);
       const sw = ops.swigluBackward(L.gate, L.up, dAct);
       dAct.dispose();
-      grads.set(name('mlp.gate_proj'), ops.matmul(sw.gradGate, L.hn, { transA: true }));
-      grads.set(name('mlp.up_proj'), ops.matmul(sw.gradUp, L.hn, { transA: true }));
-      const dhn = addInto(ops.matmul(sw.gradGate, p('mlp.gate_proj')), ops.matmul(sw.gradUp, p('mlp.up_proj')));
+      const dhn = addInto(back('gate', L.hn, sw.gradGate), back('up', L.hn, sw.gradUp));
       sw.gradGate.dispose();
       sw.gradUp.dispose();
       const post = ops.rmsNormBackward(L.h, p('post_attention_layernorm'), dhn, { eps });
       dhn.dispose();
-      grads.set(name('post_attention_layernorm'), post.gradWeight);
+      normGrad(name('post_attention_layernorm'), post.gradWeight);
       const dh = ops.add(dxOut, post.gradInput);
       post.gradInput.dispose();
       if (dxOut !== gradHidden) dxOut.dispose();
       // Attention: h = x + o(attn(rope(q(xn1)), rope(k(xn1)), v(xn1))), xn1 = rmsnorm(x).
-      const dAttnFlat = ops.matmul(dh, p('self_attn.o_proj'));
-      grads.set(name('self_attn.o_proj'), ops.matmul(dh, L.attnFlat, { transA: true }));
+      const dAttnFlat = back('o', L.attnFlat, dh);
       const dAttn = reshape(dAttnFlat, [T, H, Dh]);
       dAttnFlat.dispose();
       const ag = ops.causalAttentionBackward(L.q, L.k, L.v, cache.sequenceIds, L.attn, L.lse, dAttn, { spans: cache.spans });
@@ -452,29 +574,28 @@ export class LlamaModel {
       const dq = flat(ag.gradQ, H, true);
       const dk = flat(ag.gradK, Hkv, true);
       const dv = flat(ag.gradV, Hkv, false);
-      grads.set(name('self_attn.q_proj'), ops.matmul(dq, L.xn1, { transA: true }));
-      grads.set(name('self_attn.k_proj'), ops.matmul(dk, L.xn1, { transA: true }));
-      grads.set(name('self_attn.v_proj'), ops.matmul(dv, L.xn1, { transA: true }));
-      let dxn1 = addInto(ops.matmul(dq, p('self_attn.q_proj')), ops.matmul(dk, p('self_attn.k_proj')));
-      dxn1 = addInto(dxn1, ops.matmul(dv, p('self_attn.v_proj')));
+      let dxn1 = addInto(back('q', L.xn1, dq), back('k', L.xn1, dk));
+      dxn1 = addInto(dxn1, back('v', L.xn1, dv));
       dq.dispose();
       dk.dispose();
       dv.dispose();
       const inp = ops.rmsNormBackward(L.x, p('input_layernorm'), dxn1, { eps });
       dxn1.dispose();
-      grads.set(name('input_layernorm'), inp.gradWeight);
+      normGrad(name('input_layernorm'), inp.gradWeight);
       dx = addInto(dh, inp.gradInput);
-      if (recomputed) for (const [k, t] of Object.entries(recomputed)) if (k !== 'x') t.dispose();
+      if (recomputed) disposeLayer(recomputed, true);
     }
-    const table = this.param('model.embed_tokens.weight');
-    if (cache.inputEmbeddingsGiven) {
-      grads.set('model.embed_tokens.weight', ops.affine(table, 0));
-    } else {
-      grads.set('model.embed_tokens.weight', ops.embeddingBackward(dx, cache.tokens, c.vocabSize));
+    if (trainBase) {
+      const table = this.param('model.embed_tokens.weight');
+      if (cache.inputEmbeddingsGiven) {
+        grads.set('model.embed_tokens.weight', ops.affine(table, 0));
+      } else {
+        grads.set('model.embed_tokens.weight', ops.embeddingBackward(dx, cache.tokens, c.vocabSize));
+      }
     }
-    // Same order as parameters().
+    // Same order as trainableParameters().
     const ordered = new Map<string, Tensor>();
-    for (const n of this.params.keys()) {
+    for (const n of this.trainableParameters().keys()) {
       const g = grads.get(n);
       if (g) ordered.set(n, g);
     }
@@ -494,7 +615,7 @@ export class LlamaModel {
    * logits; returns d L / d hidden [T, D] and d L / d W [V, D]. gradLogprobs may be a device tensor
    * (f64 for an f64 model, else f32) or host numbers.
    */
-  headBackward(hidden: Tensor, targets: Tensor | Int32Array, gradLogprobs: Tensor | ArrayLike<number>, opts: HeadOptions = {}): { gradHidden: Tensor; gradWeight: Tensor } {
+  headBackward(hidden: Tensor, targets: Tensor | Int32Array, gradLogprobs: Tensor | ArrayLike<number>, opts: HeadOptions = {}): { gradHidden: Tensor; gradWeight: Tensor | null } {
     return scope(() => linearLogprobsBackward(hidden, this.lmHead, this.targetTensor(targets), this.gradTensor(gradLogprobs, hidden.shape[0]), opts));
   }
 
@@ -513,7 +634,7 @@ export class LlamaModel {
 
   /** Per-token log-probs log p(targets[t] | tokens up to t) over a packed batch, on the host (one read); ignored targets give 0. */
   tokenLogprobs(batch: PackedBatch, targets: Int32Array, opts: HeadOptions & ForwardOptions = {}): Float64Array {
-    return scope(() => Float64Array.from(this.headLogprobs(this.forward(batch, opts).hidden, targets, opts).toArray()));
+    return scope(() => Float64Array.from(this.headLogprobs(this.forward(batch, { ...opts, inference: true }).hidden, targets, opts).toArray()));
   }
 
   /**
@@ -538,9 +659,11 @@ export class LlamaModel {
    * when tied). The forward's cache is the caller's to free (run both halves in one scope).
    */
   gradientsFromHead(fwd: ForwardResult, targets: Tensor | Int32Array, gradTokenLogprobs: Tensor | ArrayLike<number>, opts: HeadOptions = {}): Gradients {
-    const head = this.headBackward(fwd.hidden, targets, gradTokenLogprobs, opts);
+    // A frozen head (LoRA) needs only d hidden.
+    const head = this.headBackward(fwd.hidden, targets, gradTokenLogprobs, { ...opts, weightGrad: this.adapter === null });
     const { grads, gradInputEmbeddings } = this.backward(fwd.cache, head.gradHidden);
     head.gradHidden.dispose();
+    if (head.gradWeight === null) return { grads, gradInputEmbeddings };
     if (this.config.tieWordEmbeddings) {
       const e = grads.get('model.embed_tokens.weight') as Tensor;
       grads.set('model.embed_tokens.weight', ops.add(e, head.gradWeight));
@@ -549,7 +672,7 @@ export class LlamaModel {
       return { grads, gradInputEmbeddings };
     }
     const ordered = new Map<string, Tensor>();
-    for (const n of this.params.keys()) ordered.set(n, n === 'lm_head.weight' ? head.gradWeight : (grads.get(n) as Tensor));
+    for (const n of this.params.keys()) ordered.set(n, n === 'lm_head.weight' ? (head.gradWeight as Tensor) : (grads.get(n) as Tensor));
     return { grads: ordered, gradInputEmbeddings };
   }
 
@@ -566,7 +689,7 @@ export class LlamaModel {
     const empty = () => (this.dtype === 'f64' ? new Float64Array(0) : new Float32Array(0));
     if (total === 0) return sequences.map(empty);
     return scope(() => {
-      const { hidden } = this.forward(packSequences(sequences));
+      const { hidden } = this.forward(packSequences(sequences), { inference: true });
       const W = this.lmHead;
       let row = 0;
       return sequences.map((s) => {
@@ -595,7 +718,7 @@ export class LlamaModel {
     }
     if (sequences.length === 0) return [];
     return scope(() => {
-      const { hidden } = this.forward(packSequences(sequences));
+      const { hidden } = this.forward(packSequences(sequences), { inference: true });
       const W = columns === undefined ? this.lmHead : ops.embedding(this.lmHead, tensor(columns, [columns.length], { dtype: 'i32', device: this.device }));
       let row = 0;
       return sequences.map((s) => {
@@ -628,15 +751,16 @@ export class LlamaModel {
     });
     const { batch, targets, scoreIds } = packResponses(pairs);
     return scope(() => {
-      const lp = this.headLogprobs(this.forward(batch).hidden, targets, { ...opts, ignoreIndex: DEFAULT_IGNORE_INDEX });
+      const lp = this.headLogprobs(this.forward(batch, { inference: true }).hidden, targets, { ...opts, ignoreIndex: DEFAULT_IGNORE_INDEX });
       const ids = tensor(scoreIds, [scoreIds.length], { dtype: 'i32', device: this.device });
       return Float64Array.from(ops.sequenceLogprobs(lp, ids, pairs.length).toArray());
     });
   }
 
-  /** Frees every parameter tensor; the model cannot be used afterwards. */
+  /** Frees every parameter tensor (nothing for a withAdapter view); the model cannot be used afterwards. */
   dispose(): void {
-    for (const t of this.params.values()) t.dispose();
+    if (this.ownsParams) for (const t of this.params.values()) t.dispose();
+    if (this.ownsAdapter) this.adapter?.dispose();
   }
 }
 

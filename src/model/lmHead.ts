@@ -17,6 +17,8 @@ export interface LmHeadOptions {
   chunkSize?: number;
   /** Targets equal to this count nowhere (log-prob 0, no gradient). Default -100. */
   ignoreIndex?: number;
+  /** Backward only: form d W (default true). False for a frozen head (LoRA): gradWeight is null. */
+  weightGrad?: boolean;
 }
 
 function chunkOf(op: string, opts: LmHeadOptions): number {
@@ -56,15 +58,15 @@ export function linearLogprobs(hidden: Tensor, weight: Tensor, targets: Tensor, 
 
 /**
  * Backward of linearLogprobs for L = sum_t gradLogprobs[t] logprob[t]: d hidden [T, D] (hidden's
- * dtype) and d W [V, D] (W's dtype), recomputing each chunk's logits. gradLogprobs is [T] on the
+ * dtype) and d W [V, D] (W's dtype; null with weightGrad false), recomputing each chunk's logits. gradLogprobs is [T] on the
  * device (f64 for f64 hidden, else f32).
  */
-export function linearLogprobsBackward(hidden: Tensor, weight: Tensor, targets: Tensor, gradLogprobs: Tensor, opts: LmHeadOptions = {}): { gradHidden: Tensor; gradWeight: Tensor } {
+export function linearLogprobsBackward(hidden: Tensor, weight: Tensor, targets: Tensor, gradLogprobs: Tensor, opts: LmHeadOptions = {}): { gradHidden: Tensor; gradWeight: Tensor | null } {
   const op = 'linearLogprobsBackward';
   const T = checkRows(op, hidden, targets, gradLogprobs);
   const chunk = chunkOf(op, opts);
   const gradHidden = zeros(hidden.shape, { dtype: hidden.dtype, device: hidden.device });
-  let gradWeight = zeros(weight.shape, { dtype: weight.dtype, device: weight.device });
+  let gradWeight: Tensor | null = opts.weightGrad === false ? null : zeros(weight.shape, { dtype: weight.dtype, device: weight.device });
   try {
     for (let s = 0; s < T; s += chunk) {
       const n = Math.min(chunk, T - s);
@@ -73,6 +75,7 @@ export function linearLogprobsBackward(hidden: Tensor, weight: Tensor, targets: 
         const logits = ops.matmul(hc, weight, { transB: true });
         ops.tokenLogprobsBackward(logits, targets.narrow(0, s, n), gradLogprobs.narrow(0, s, n), { inPlace: true, ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX });
         ops.copyInto(gradHidden.narrow(0, s, n), ops.matmul(logits, weight));
+        if (gradWeight === null) return null;
         const next = ops.add(gradWeight, ops.matmul(logits, hc, { transA: true }));
         gradWeight.dispose();
         return next;
@@ -80,7 +83,7 @@ export function linearLogprobsBackward(hidden: Tensor, weight: Tensor, targets: 
     }
   } catch (e) {
     gradHidden.dispose();
-    gradWeight.dispose();
+    gradWeight?.dispose();
     throw e;
   }
   return { gradHidden, gradWeight };

@@ -11,21 +11,32 @@
 //   phases      one at a time, on top of the persistent bytes; the total is persistent + the largest:
 //     generate  src/generate: the kv cache, 2 x layers x slots x length x kvHeads x headDim, slots =
 //               prompts of a group x K (groups bounded by maxCacheBytes, 40% of the card by default),
-//               plus the prefill's one-layer transient and the sampled rows' logits.
-//     judge     Judge.preferences -> lastLogits: a forward over judgeBatch instructions; forward()
-//               keeps every layer's activations whether or not a backward follows.
-//     train     objective.ts: scoring forwards (reference, and the policy with several micro-batches)
-//               keep all activations of one micro-batch; the training forward keeps LayerActivations
-//               per layer (or only each layer's input with recompute, plus one recomputed layer in the
+//               plus the prefill (forwardCached keeps every layer's [N, D] output until it returns and
+//               one layer's tensors at a time) and the sampled rows' logits.
+//     judge     Judge.preferences -> sharedLastLogits (prefix sharing, the default): per chunk a kv
+//               cache of members x longest x bytes per position (within maxCacheBytes) and at most
+//               judgeBatch x maxLength computed rows through forwardCached; only the answer columns of
+//               the LM head. The unshared path (lastLogits) runs forward({ inference: true }).
+//     train     objective.ts: scoring forwards (responseLogprobSums: the reference always, the policy
+//               with several micro-batches) run forward({ inference: true }), one layer's activations
+//               at a time, then the LM head's chunks; the training forward keeps LayerActivations per
+//               layer (or only each layer's input with recompute, plus one recomputed layer in the
 //               backward); the backward keeps the cache until it ends and builds every gradient (the
 //               model's dtype; with several micro-batches GradientAccumulator's f32 sums beside the
 //               current micro-batch's), the LM head's [chunk, V] logits and its [V, D] gradient sum.
+//     LoRA      one frozen base for every role; A [r, in] and B [out, r] in f32 (f64 on f64 models)
+//               with AdamW's moments (no master copy); the forward keeps A x [T, r] per adapted target
+//               (dropout masks are drawn again in the backward, not kept); the backward builds
+//               gradients for A and B only (no base weight's, no LM head's) and holds one branch's
+//               transients (x in f32 on bf16 models, mask and masked input, d(A x), d x).
 // Every sequence is taken at its longest (prompt + new tokens), so the plan is an upper bound of
 // what the data can reach; test/memoryPlan.test.ts holds it within 15% of memoryStats() on the cpu.
 import { LlamaConfig, llamaParameterShapes } from './config';
 
-export const LORA_TARGETS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
-export type LoraTarget = (typeof LORA_TARGETS)[number];
+import { LORA_TARGETS, LoraTarget } from './lora';
+
+export { LORA_TARGETS };
+export type { LoraTarget };
 
 export type PlanCommand = 'train' | 'self-reward' | 'dpo' | 'sft' | 'augment';
 
@@ -131,11 +142,6 @@ function fullForwardBytes(c: LlamaConfig, T: number, b: number, lseBytes: number
   return c.numHiddenLayers * T * (values * b + lse * lseBytes) + 2 * T * c.hiddenSize * b + 3 * T * 4;
 }
 
-/** A forward's transient inside one layer: a projection's output before rope or the residual add. */
-function layerForwardTransient(c: LlamaConfig, T: number, b: number): number {
-  return T * Math.max(c.hiddenSize, c.numAttentionHeads * c.headDim) * b;
-}
-
 /** The LM head's forward: one chunk's logits [C, V] in the model's dtype and the [T] log-probs. */
 function headBytes(c: LlamaConfig, T: number, b: number, chunk: number): number {
   return Math.min(chunk, T) * c.vocabSize * b + T * 8;
@@ -197,34 +203,60 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   else if (input.dtype === 'bf16') add('persistent', 'f32 master weights', trainable * 4);
   add('persistent', `AdamW state (2 x ${stateBytes === 8 ? 'f64' : 'f32'})`, 2 * trainable * stateBytes);
 
+  const D = c.hiddenSize;
+  const F = c.intermediateSize;
+  const V = c.vocabSize;
+  const nLayers = c.numHiddenLayers;
+  const qWidth = c.numAttentionHeads * c.headDim;
+  const kvWidth = c.numKeyValueHeads * c.headDim;
+  const shapesLora = loraShapes(c);
+  const adapterBytes = input.dtype === 'f64' ? 8 : 4; // A and B: f32, f64 on f64 models
+  const cachePerPosition = 2 * nLayers * kvWidth * b;
+  const cacheLimit = input.maxCacheBytes ?? (input.device === 'cuda' && input.deviceMemory ? Math.floor(0.4 * input.deviceMemory) : 8 * 2 ** 30);
+  // forwardCached (prefill, judging) keeps every layer's output [N, D] in its scope until it returns,
+  // and one layer's tensors at a time: xn1, q and k before and after rope, v, attn, o, h, hn, gate,
+  // up, swiglu, down (the layer's output is counted with the outputs).
+  const cachedLayerPerRow = 4 * D + 3 * qWidth + 3 * kvWidth + 3 * F;
+  const K = input.k ?? 1;
+
   // ---- generate (online): kv cache for a group of prompts x K samples
   let generate = 0;
-  const K = input.k ?? 1;
   if (online) {
     const L = Math.min(c.maxPositionEmbeddings, input.promptLength + input.responseLength);
-    const perPosition = 2 * c.numHiddenLayers * c.numKeyValueHeads * c.headDim * b;
-    const limit = input.maxCacheBytes ?? (input.device === 'cuda' && input.deviceMemory ? Math.floor(0.4 * input.deviceMemory) : 8 * 2 ** 30);
-    const perPrompt = K * L * perPosition;
-    const group = Math.max(1, Math.min(input.batchSize, Math.floor(limit / perPrompt)));
+    const perPrompt = K * L * cachePerPosition;
+    const group = Math.max(1, Math.min(input.batchSize, Math.floor(cacheLimit / perPrompt)));
     const kv = group * perPrompt;
     add('generate', `kv cache: ${group} prompt${group === 1 ? '' : 's'} x K ${K} slots x ${L} positions`, kv);
-    // Prefill: one layer's activations over the group's prompts, and its K - 1 copies of k and v.
+    // Prefill: every layer's output and one layer's tensors over the group's prompts, and their K - 1 copies of k and v.
     const N = group * input.promptLength;
-    const { values, lse } = layerValuesPerToken(c);
-    const prefill = N * (values + c.hiddenSize) * b + N * lse * lseBytes + 2 * N * (K - 1) * c.numKeyValueHeads * c.headDim * b;
-    add('generate', `prefill of ${N} prompt tokens (one layer at a time)`, prefill);
-    add('generate', `sampled rows' logits (${group * K} x vocab ${c.vocabSize}, x3)`, 3 * group * K * c.vocabSize * Math.max(b, 4));
-    generate = kv + prefill + 3 * group * K * c.vocabSize * Math.max(b, 4);
+    const branch = lora ? N * Math.max(...lora.targets.map((t) => loraForwardTransient(...shapesLora[t], false))) : 0;
+    const prefill = (nLayers + 1) * N * D * b + N * cachedLayerPerRow * b + 2 * N * (K - 1) * kvWidth * b + branch + 3 * N * 4;
+    add('generate', `prefill of ${N} prompt tokens (every layer's output, one layer's tensors)`, prefill);
+    const sampled = 3 * group * K * V * Math.max(b, 4);
+    add('generate', `sampled rows' logits (${group * K} x vocab ${V}, x3)`, sampled);
+    generate = kv + prefill + sampled;
   }
 
-  // ---- judge: a forward over judgeBatch instructions, all layers kept
+  // ---- judge: sharedLastLogits over one preferences call's instructions (judge.ts, sharedPrefix.ts)
   let judge = 0;
   if (online || (input.command === 'dpo' && input.judgeLabels)) {
     const jb = input.judgeBatch ?? 16;
     const jl = Math.min(c.maxPositionEmbeddings, input.judgeMaxLength ?? c.maxPositionEmbeddings);
-    const T = jb * jl;
-    judge = fullForwardBytes(c, T, b, lseBytes) + layerForwardTransient(c, T, b);
-    add('judge', `judge forward: ${jb} instructions x ${jl} tokens (every layer's activations kept)`, judge);
+    // Instructions per preferences call: ranked and best-worst score every sample against a blank
+    // (2 x batch x K), random pairs 2 x batch x K // 2; dpo labels 64 pairs (128 instructions) at a time.
+    const instructions = online ? 2 * input.batchSize * (input.pairing === 'random' ? Math.max(1, Math.floor(K / 2)) : K) : 128;
+    // A chunk: its members' cache (members x longest x bytes per position, within the bound) and at
+    // most judgeBatch x maxLength computed rows; each member computes at least one row.
+    const members = Math.max(1, Math.min(instructions, Math.floor(cacheLimit / (jl * cachePerPosition))));
+    const rows = Math.min(jb * jl, members * jl);
+    const cache = members * jl * cachePerPosition;
+    add('judge', `judge kv cache: ${members} instructions x ${jl} positions (shared prefixes)`, cache);
+    const shared = (nLayers + 1) * rows * D * b + rows * cachedLayerPerRow * b + 2 * Math.max(0, members * jl - rows) * kvWidth * b + 3 * rows * 4;
+    // The unshared path (lastLogits): judgeBatch instructions, one layer's activations at a time.
+    const unshared = inferenceForwardBytes(jb * jl, 0);
+    const forward = Math.max(shared, unshared - cache);
+    add('judge', `judge forward: ${rows} computed rows (every layer's output, one layer's tensors)`, forward);
+    judge = cache + forward;
     if (input.command === 'dpo' && !lora && input.separateJudge) {
       add('judge', `judge weights (${input.dtype}, loaded for labelling)`, weightBytes);
       judge += weightBytes;
@@ -240,59 +272,89 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const seqs = Math.min(items, perMicro);
   const several = items > perMicro;
   const T = seqs * seqLength;
-  const D = c.hiddenSize;
-  const F = c.intermediateSize;
-  const V = c.vocabSize;
-  const nLayers = c.numHiddenLayers;
-  const qWidth = c.numAttentionHeads * c.headDim;
-  const kvWidth = c.numKeyValueHeads * c.headDim;
-  const shapesLora = loraShapes(c);
-  // LoRA keeps A x [T, r] (f32) per target for B's gradient, and the dropped-out input when dropout is on.
-  const loraValuesPerToken = lora ? lora.targets.reduce((n, t) => n + lora.r * 4 + (lora.dropout ? shapesLora[t][0] * b : 0), 0) : 0;
+  const dropout = Boolean(lora && lora.dropout && lora.dropout > 0);
+  // LoRA keeps A x [T, r] (the adapter's dtype) per target; dropout masks are drawn again in the backward.
+  const loraValuesPerToken = lora ? lora.targets.length * lora.r * adapterBytes : 0;
   const activationsOf = (recompute: boolean) => {
     const { values, lse } = layerValuesPerToken(c);
     const oneLayer = T * (values * b + lse * lseBytes + loraValuesPerToken);
     const inputsOnly = nLayers * T * D * b + 2 * T * D * b + 3 * T * 4; // each layer's x, then xFinal, hidden, the i32 ids
+    const all = fullForwardBytes(c, T, b, lseBytes) + nLayers * T * loraValuesPerToken;
     // During a layer's backward: all layers, or the inputs plus the one layer recomputed; at the end (recompute) the inputs only.
-    return recompute ? { during: inputsOnly + oneLayer - T * D * b, end: inputsOnly } : { during: fullForwardBytes(c, T, b, lseBytes) + nLayers * oneLayerLora(T), end: fullForwardBytes(c, T, b, lseBytes) + nLayers * oneLayerLora(T) };
+    return recompute ? { during: inputsOnly + oneLayer - T * D * b, end: inputsOnly } : { during: all, end: all };
   };
-  function oneLayerLora(tokens: number): number {
-    return tokens * loraValuesPerToken;
-  }
   const acts = activationsOf(input.recompute);
   // Gradients as the backward builds them (model.backward, last layer first): the model's dtype
-  // for full fine-tuning (the LM head's [V, D] first), f32 adapters only with LoRA.
+  // for full fine-tuning (the LM head's [V, D] first), A and B only with LoRA (the adapter's dtype).
   const perLayerParams = 2 * D + 2 * qWidth * D + 2 * kvWidth * D + 3 * F * D;
-  const layerGrad = lora ? (loraParameterCount(c, lora) / nLayers) * 4 : perLayerParams * b;
-  const mlpGrad = lora ? lora.targets.filter((t) => t === 'gate' || t === 'up' || t === 'down').reduce((n, t) => n + lora.r * (shapesLora[t][0] + shapesLora[t][1]) * 4, 0) : 3 * F * D * b;
+  const targetGrad = (t: LoraTarget) => (lora && lora.targets.includes(t) ? lora.r * (shapesLora[t][0] + shapesLora[t][1]) * adapterBytes : 0);
+  const layerGrad = lora ? (loraParameterCount(c, lora) / nLayers) * adapterBytes : perLayerParams * b;
+  const mlpGrad = lora ? targetGrad('gate') + targetGrad('up') + targetGrad('down') : 3 * F * D * b;
   const headGrad = lora ? 0 : V * D * b;
-  const allGrads = lora ? trainable * 4 : elements.total * b + (c.tieWordEmbeddings ? 2 * V * D * b : 0); // tied: the table's and the head's, then their sum
+  const allGrads = lora ? trainable * adapterBytes : elements.total * b + (c.tieWordEmbeddings ? 2 * V * D * b : 0); // tied: the table's and the head's, then their sum
   const C = Math.min(chunk, T);
   const TD = T * D * b;
+  const before = headGrad + (nLayers - 1) * layerGrad; // the gradients of every layer but the first
   // The moments of the backward with the most held: [name, activations, gradients, transients].
   const moments: [string, number, number, number][] = [
     ['LM head backward', acts.end, 0, (lora ? 0 : 3 * V * D * b) + C * V * b + C * D * b + TD],
-    ['first layer MLP backward (d act, d gate, d up)', acts.during, headGrad + (nLayers - 1) * layerGrad, T * (3 * F + 2 * D) * b],
-    ['first layer MLP backward (d hn)', acts.during, headGrad + (nLayers - 1) * layerGrad + mlpGrad, T * (2 * F + 5 * D) * b],
+    ['first layer MLP backward (d act, d gate, d up)', acts.during, before, T * (3 * F + 2 * D) * b],
+    ['first layer MLP backward (d hn)', acts.during, before + mlpGrad, T * (2 * F + 5 * D) * b],
     ['first layer attention backward', acts.during, headGrad + nLayers * layerGrad, T * (5 * D + qWidth + 2 * kvWidth) * b],
     ['end of the backward', acts.end, allGrads, TD],
   ];
+  if (lora) {
+    // loraBranchBackward beside the base projection's d input (the branch's own tensors, see loraBackwardTransient).
+    const bt = (ts: LoraTarget[]) => Math.max(0, ...ts.filter((t) => lora.targets.includes(t)).map((t) => loraBackwardTransient(...shapesLora[t], dropout)));
+    moments.push(
+      ['first layer down LoRA backward', acts.during, before, T * ((D + F) * b + bt(['down']))],
+      ['first layer gate, up LoRA backward', acts.during, before + targetGrad('down'), T * ((4 * D + 2 * F) * b + bt(['gate', 'up']))],
+      ['first layer o LoRA backward', acts.during, before + mlpGrad, T * ((D + qWidth) * b + bt(['o']))],
+      ['first layer q, k, v LoRA backward', acts.during, before + mlpGrad + targetGrad('o'), T * ((4 * D + qWidth + 2 * kvWidth) * b + bt(['q', 'k', 'v']))],
+    );
+  }
   const [moment, momentActs, momentGrads, momentTransient] = moments.reduce((a, m) => (m[1] + m[2] + m[3] > a[1] + a[2] + a[3] ? m : a));
-  const accumulated = several ? trainable * (lora ? 4 : stateBytes) : 0;
+  const accumulated = several ? trainable * (lora ? adapterBytes : stateBytes) : 0;
   const backward = momentActs + momentGrads + momentTransient + accumulated;
-  // Preference steps score the reference (and, with several micro-batches, the policy) first, before any gradient exists.
-  const scoring = fullForwardBytes(c, T, b, lseBytes) + nLayers * oneLayerLora(T) + layerForwardTransient(c, T, b) + headBytes(c, T, b, chunk);
+  // Preference steps score the reference (and, with several micro-batches, the policy) first, before
+  // any gradient exists: forward({ inference: true }) holds one layer's activations at a time.
+  const scoring = inferenceForwardBytes(T, lora ? 1 : 0);
   const train = Math.max(backward, preference ? scoring : 0);
   if (preference && scoring > backward) {
-    add('train', `scoring forward without gradients: ${nLayers} layers x ${seqs} seq x ${seqLength} tokens`, scoring);
+    add('train', `scoring forward without gradients: one layer of ${seqs} seq x ${seqLength} tokens, then the LM head`, scoring);
   } else {
-    add('train', `activations${input.recompute ? ' (recompute: layer inputs + 1 layer)' : ''}: ${seqs} seq x ${seqLength} tokens`, momentActs);
-    add('train', `gradients (${lora ? 'f32, adapters' : input.dtype}) at the peak: ${moment}`, momentGrads);
-    add('train', `transient buffers then (d activations, LM head chunk ${C} x ${V})`, momentTransient);
-    if (several) add('train', `gradient sums over ${Math.ceil(items / perMicro)} micro-batches (${lora || stateBytes === 4 ? 'f32' : 'f64'})`, accumulated);
+    add('train', `activations${input.recompute ? ' (recompute: layer inputs + 1 layer)' : ''}${lora ? ` (with A x, r ${lora.r} per target)` : ''}: ${seqs} seq x ${seqLength} tokens`, momentActs);
+    add('train', `gradients (${lora ? `${adapterBytes === 8 ? 'f64' : 'f32'}, adapters only` : input.dtype}) at the peak: ${moment}`, momentGrads);
+    add('train', `transient buffers then (d activations${lora ? ', LoRA branch' : ''}, LM head chunk ${C} x ${V})`, momentTransient);
+    if (several) add('train', `gradient sums over ${Math.ceil(items / perMicro)} micro-batches (${lora ? (adapterBytes === 8 ? 'f64' : 'f32') : stateBytes === 4 ? 'f32' : 'f64'})`, accumulated);
   }
+  if (preference) rows.push({ label: `(scoring forwards, one layer at a time: ${formatBytes(scoring)})`, bytes: scoring, phase: 'train', counted: false });
   const other = activationsOf(!input.recompute);
   rows.push({ label: `(activations ${input.recompute ? 'without' : 'with'} recompute would be ${formatBytes(other.during)})`, bytes: other.during, phase: 'train', counted: false });
+
+  /**
+   * A forward with inference: true over T tokens (scoring, the judge's unshared path), then the LM
+   * head's log-probs: the i32 ids, the layer being computed (its input, activations, down and
+   * output; with LoRA the down branch's own tensors instead of the output when larger), then
+   * hidden, xFinal and the head's [chunk, V] logits with the [T] log-probs (f64 on the cpu).
+   */
+  function inferenceForwardBytes(tokens: number, withLora: number): number {
+    const { values, lse } = layerValuesPerToken(c);
+    const branch = withLora && lora ? Math.max(...lora.targets.map((t) => loraForwardTransient(...shapesLora[t], dropout) + shapesLora[t][1] * b)) : 0;
+    const layer = tokens * (values * b + lse * lseBytes + Math.max(2 * D * b, branch));
+    const head = 2 * tokens * D * b + headBytes(c, tokens, b, chunk);
+    return 3 * tokens * 4 + Math.max(layer, head);
+  }
+  /** loraBranch's tensors per row for a target [in, out] (its scope's, at its end): x in f32 (bf16 models), the dropout mask and masked input, A x, B A x, its scaled copy, and y back in bf16. */
+  function loraForwardTransient(inDim: number, outDim: number, drop: boolean): number {
+    const r = lora ? lora.r : 0;
+    return (b === 2 ? inDim * 4 : 0) + (drop ? 2 * inDim * adapterBytes : 0) + r * adapterBytes + 2 * outDim * adapterBytes + (b === 2 ? outDim * b : 0);
+  }
+  /** loraBranchBackward's tensors per row for a target [in, out]: d y scaled (and in f32), x in f32, the mask and masked input, d(A x), d x (masked, back in bf16), and the base d x beside it. */
+  function loraBackwardTransient(inDim: number, outDim: number, drop: boolean): number {
+    const r = lora ? lora.r : 0;
+    return (b === 2 ? outDim * 4 + inDim * 4 + inDim * b : 0) + outDim * adapterBytes + (drop ? 3 * inDim * adapterBytes : 0) + r * adapterBytes + inDim * adapterBytes + inDim * b;
+  }
 
   const phaseBytes = { generate, judge, train };
   const peakPhase = (Object.keys(phaseBytes) as (keyof typeof phaseBytes)[]).reduce((a, k) => (phaseBytes[k] > phaseBytes[a] ? k : a), 'train' as keyof typeof phaseBytes);

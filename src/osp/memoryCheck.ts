@@ -3,10 +3,12 @@
 // index's shards) the element counts, the data (when given) the longest prompt and response. The
 // trainer checks it before loading weights (checkRunFits: a plan over the card's memory is refused
 // with the table and the setting that would fit); `osp <command> --dry-run` prints it (planRun).
+import { isAdapterFolder, readAdapterConfig } from '../model/lora';
 import * as fs from 'fs';
 import * as path from 'path';
 import { backends, defaultDevice } from '../device';
 import { defaultJudgeMaxLength } from '../judge/judge';
+import { defaultMaxCacheBytes } from '../generate/kvCache';
 import { loadLlamaConfig } from '../model/config';
 import { MemoryPlan, MemoryPlanInput, PlanSuggestion, formatBytes, formatPlan, planMemory, suggestFit } from '../model/memoryPlan';
 import { INDEX_FILE, readIndexFile, readSafetensorsHeader } from '../model/safetensors';
@@ -67,7 +69,8 @@ export function planInputOf(command: TrainerCommand, settings: ResolvedSettings<
   const judgeMaxLength = (s.judgeMaxLength as number | undefined) ?? (template ? defaultJudgeMaxLength(template, config.maxPositionEmbeddings) : config.maxPositionEmbeddings);
   const resolved = (p: unknown) => (typeof p === 'string' ? path.resolve(p) : undefined);
   const reference = resolved(s.reference) ?? resolved(s.model);
-  const lora = s.lora as LoraSettings | undefined;
+  // --adapter without --lora trains that adapter: plan with its own spec.
+  const lora = (s.lora as LoraSettings | undefined) ?? (typeof s.adapter === 'string' && isAdapterFolder(s.adapter) ? readAdapterConfig(s.adapter).spec : undefined);
   return {
     config,
     command,
@@ -87,6 +90,8 @@ export function planInputOf(command: TrainerCommand, settings: ResolvedSettings<
     lora: lora ? { r: lora.r, targets: lora.targets, dropout: lora.dropout } : undefined,
     weightElements: weightElementsOf(s.model),
     deviceMemory: deviceMemoryOf(s, device),
+    // generate's and the judge's kv-cache bound on the cpu (on cuda the planner takes 40% of the card's memory, as they do).
+    maxCacheBytes: device === 'cpu' ? defaultMaxCacheBytes('cpu') : undefined,
   };
 }
 

@@ -93,7 +93,7 @@ export function onlineStep(
       }
     });
     if (pairs.length === 0) throw new Error(`step ${step}: no pairs were formed (K = ${o.k}); expected K >= 2`);
-    const step0 = preferenceStep(models.policy, models.reference, pairs, { loss: o.pairing === 'best-worst' ? 'dpo' : o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute });
+    const step0 = preferenceStep(models.policy, models.reference, pairs, { loss: o.pairing === 'best-worst' ? 'dpo' : o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute, dropoutSeed: seed });
     const finish = (record: DeviceRecord, secondsTrain: number) => {
       const res = preferenceValues(record, step0.pairs);
       const lengths = gen.flatMap((g) => g.samples.map((s) => s.tokens.length));
@@ -146,11 +146,11 @@ export interface OfflineOptions {
 
 /** Offline DPO / IPO / SPCE on fixed pairs (already tokenized; targets from the data or the judge). */
 export function offlineStep(models: { policy: LlamaModel; reference: LlamaModel }, pairs: ScoredPair[], o: OfflineOptions): StepFn {
-  return async (_step, indices) => {
+  return async (_step, indices, seed) => {
     const t0 = now();
     const trainWaits = syncStats().hostWaits;
     const batch = indices.map((i) => pairs[i]);
-    const step0 = preferenceStep(models.policy, models.reference, batch, { loss: o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute });
+    const step0 = preferenceStep(models.policy, models.reference, batch, { loss: o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute, dropoutSeed: seed });
     const finish = (record: DeviceRecord, secondsTrain: number) => {
       // DPO and IPO train every pair as p = 1.
       const targets = batch.map((p) => (o.loss === 'spce' ? p.target : 1));
@@ -163,10 +163,10 @@ export function offlineStep(models: { policy: LlamaModel; reference: LlamaModel 
 
 /** Supervised fine-tuning on tokenized examples (prompt tokens masked). */
 export function sftStepFn(model: LlamaModel, examples: SftExample[], o: { microBatch: number; recompute?: boolean }): StepFn {
-  return async (_step, indices) => {
+  return async (_step, indices, seed) => {
     const t0 = now();
     const trainWaits = syncStats().hostWaits;
-    const res = sftStep(model, indices.map((i) => examples[i]), o);
+    const res = sftStep(model, indices.map((i) => examples[i]), { ...o, dropoutSeed: seed });
     return {
       grads: res.grads,
       record: res.record,

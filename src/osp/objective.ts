@@ -41,6 +41,16 @@ export interface PreferenceStepOptions {
   /** Pairs per micro-batch (each pair is two sequences). */
   microBatch: number;
   recompute?: boolean;
+  /**
+   * The step's LoRA dropout seed (a policy with adapter dropout; absent: no dropout). Micro-batch m
+   * draws its masks from microSeed(dropoutSeed, m) in its scoring pass and its gradient pass alike.
+   */
+  dropoutSeed?: number;
+}
+
+/** Micro-batch m's dropout seed of a step's (undefined stays undefined: no dropout). */
+export function microSeed(dropoutSeed: number | undefined, m: number): number | undefined {
+  return dropoutSeed === undefined ? undefined : (dropoutSeed * 1009 + m) % 9007199254740881;
 }
 
 /** What a preference step leaves on the device for the step's one read. */
@@ -108,13 +118,14 @@ function tokenGrads(model: LlamaModel, gradSlots: Tensor, scoreIds: Tensor): Ten
  * Slot sums of response log-probs over micro-batches of items, without gradients: a [count] tensor
  * on the model's device (nothing is read back).
  */
-export function responseLogprobSums(model: LlamaModel, items: PromptResponse[], slots: ArrayLike<number>, count: number, microBatch: number): Tensor {
+export function responseLogprobSums(model: LlamaModel, items: PromptResponse[], slots: ArrayLike<number>, count: number, microBatch: number, dropoutSeed?: number): Tensor {
   let total: Tensor | null = null;
   try {
     for (let s = 0; s < items.length; s += microBatch) {
       const part = items.slice(s, s + microBatch);
       const rb = packResponses(part, Array.from({ length: part.length }, (_, i) => slots[s + i]));
-      const sums = scope(() => slotSums(model, model.forward(rb.batch).hidden, count, ids(model, rb.targets), ids(model, rb.scoreIds)));
+      const fwd = { dropoutSeed: microSeed(dropoutSeed, s / microBatch), inference: true };
+      const sums = scope(() => slotSums(model, model.forward(rb.batch, fwd).hidden, count, ids(model, rb.targets), ids(model, rb.scoreIds)));
       if (total === null) total = sums;
       else {
         const next: Tensor = ops.add(total, sums);
@@ -172,7 +183,7 @@ export function preferenceStep(policy: LlamaModel, reference: LlamaModel, pairs:
       // One micro-batch: one forward whose cache serves the backward once the loss is known.
       const rb = packResponses(items, slots);
       const grads = scope(() => {
-        const fwd = policy.forward(rb.batch, { recompute: opts.recompute });
+        const fwd = policy.forward(rb.batch, { recompute: opts.recompute, dropoutSeed: microSeed(opts.dropoutSeed, 0) });
         const tg = ids(policy, rb.targets);
         const sid = ids(policy, rb.scoreIds);
         const pol = slotSums(policy, fwd.hidden, 2 * B, tg, sid);
@@ -183,7 +194,7 @@ export function preferenceStep(policy: LlamaModel, reference: LlamaModel, pairs:
       return { grads, record, pairs: B, tokens: rb.targets.length };
     }
     // Several micro-batches: score without gradients first, then forward + backward per micro-batch.
-    const pol = responseLogprobSums(policy, items, slots, 2 * B, seqMicro);
+    const pol = responseLogprobSums(policy, items, slots, 2 * B, seqMicro, opts.dropoutSeed);
     record.add('policyLogprobs', pol);
     const gradSlots = keep(objective(pol));
     target?.dispose();
@@ -191,7 +202,7 @@ export function preferenceStep(policy: LlamaModel, reference: LlamaModel, pairs:
       for (let s = 0; s < items.length; s += seqMicro) {
         const rb = packResponses(items.slice(s, s + seqMicro), slots.slice(s, s + seqMicro));
         const grads = scope(() => {
-          const fwd = policy.forward(rb.batch, { recompute: opts.recompute });
+          const fwd = policy.forward(rb.batch, { recompute: opts.recompute, dropoutSeed: microSeed(opts.dropoutSeed, s / seqMicro) });
           const sid = ids(policy, rb.scoreIds);
           return policy.gradientsFromHead(fwd, ids(policy, rb.targets), tokenGrads(policy, gradSlots, sid)).grads;
         });
@@ -215,7 +226,7 @@ export interface SftExample {
 }
 
 /** Mean next-token loss over all response tokens of the examples (prompt tokens masked) and its gradients; the loss stays on the device (record 'loss'). */
-export function sftStep(model: LlamaModel, examples: SftExample[], opts: { microBatch: number; recompute?: boolean }): { grads: Map<string, Tensor>; record: DeviceRecord; tokens: number } {
+export function sftStep(model: LlamaModel, examples: SftExample[], opts: { microBatch: number; recompute?: boolean; dropoutSeed?: number }): { grads: Map<string, Tensor>; record: DeviceRecord; tokens: number } {
   const op = 'sftStep';
   checkMicroBatch(op, opts.microBatch);
   if (examples.length === 0) throw new RangeError(`${op}: no examples`);
@@ -234,7 +245,7 @@ export function sftStep(model: LlamaModel, examples: SftExample[], opts: { micro
         const part = examples.slice(s, s + opts.microBatch);
         const rb = packResponses(part, new Int32Array(part.length));
         const out = scope(() => {
-          const fwd = model.forward(rb.batch, { recompute: opts.recompute });
+          const fwd = model.forward(rb.batch, { recompute: opts.recompute, dropoutSeed: microSeed(opts.dropoutSeed, s / opts.microBatch) });
           const tg = ids(model, rb.targets);
           const sid = ids(model, rb.scoreIds);
           const lpSum = slotSums(model, fwd.hidden, 1, tg, sid);

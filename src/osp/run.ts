@@ -2,7 +2,7 @@
 //   config.json         the resolved configuration (written once, atomically)
 //   metrics.jsonl       one line per optimizer step (MetricsLog)
 //   samples.jsonl       what each step saw: prompts, responses, judge scores, pairs, targets
-//   checkpoints/step-N/ model/ (a Hugging Face folder), optimizer.safetensors (AdamW moments and f32
+//   checkpoints/step-N/ model/ (a Hugging Face folder; a LoRA run: adapter/, a PEFT folder), optimizer.safetensors (AdamW moments and f32
 //                       master weights), state.json (step, data position, seed) -- written under a
 //                       temporary name and renamed, so a kill mid-write leaves the previous one intact
 //   checkpoints/latest  the name of the newest complete checkpoint
@@ -10,6 +10,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { LlamaModel, loadLlama } from '../model/llama';
+import { LoraAdapter } from '../model/lora';
 import { AdamW } from '../model/optim';
 import { readSafetensors, writeSafetensors, TensorToWrite } from '../model/safetensors';
 import * as ops from '../ops';
@@ -96,7 +97,9 @@ export async function saveCheckpoint(
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp);
   try {
-    await model.save(path.join(tmp, 'model'), { dtype: model.dtype === 'bf16' ? 'BF16' : 'F32', tokenizerFrom: opts.tokenizerFrom, requireFinite: true });
+    // A LoRA policy saves its adapter (PEFT's folder) only; the base is the run's --model.
+    if (model.adapter) model.adapter.save(path.join(tmp, 'adapter'), { baseModel: opts.tokenizerFrom ?? '' });
+    else await model.save(path.join(tmp, 'model'), { dtype: model.dtype === 'bf16' ? 'BF16' : 'F32', tokenizerFrom: opts.tokenizerFrom, requireFinite: true });
     const st = optimizer.state();
     const tensors = new Map<string, TensorToWrite>();
     for (const [n, t] of st.tensors) {
@@ -168,6 +171,18 @@ export function readCheckpointState(dir: string): CheckpointState {
     throw new Error(`${file}: step and dataPosition must be non-negative integers`);
   }
   return s;
+}
+
+/**
+ * A checkpoint's policy: its weights (dtype and device of `like`), or for a LoRA policy its adapter on
+ * `like`'s base. Values that are not finite are an error.
+ */
+export async function loadCheckpointPolicy(dir: string, like: LlamaModel): Promise<LlamaModel> {
+  if (like.adapter) {
+    const a = like.adapter;
+    return like.withAdapter(LoraAdapter.load(path.join(dir, 'adapter'), like.config, { dtype: a.dtype, device: a.device }));
+  }
+  return loadCheckpointModel(dir, { dtype: like.dtype, device: like.device });
 }
 
 /** Loads a checkpoint's policy weights (dtype and device as asked); weights that are not finite are an error. */

@@ -4,7 +4,7 @@
 // config.json stores the resolved result. Numbers may arrive as numeric strings (flags); null,
 // booleans and arrays are refused for numeric settings.
 import { z } from 'zod';
-import { LORA_TARGETS, LoraTarget } from '../model/memoryPlan';
+import { LORA_TARGETS, LoraSpec, LoraTarget } from '../model/lora';
 
 export type { LoraTarget };
 
@@ -30,12 +30,7 @@ const flag = () => z.boolean({ invalid_type_error: 'expected true or false' }).o
 const path = (what: string) => z.string({ required_error: `expected ${what}`, invalid_type_error: `expected ${what}` }).min(1, `expected ${what}`);
 
 /** LoRA adapters: rank, alpha (scaling alpha / r), dropout on the adapters' input, and the projections they sit on. */
-export interface LoraSettings {
-  r: number;
-  alpha: number;
-  dropout: number;
-  targets: LoraTarget[];
-}
+export type LoraSettings = LoraSpec;
 
 const BYTE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
 
@@ -99,7 +94,7 @@ export function parseLora(v: unknown): LoraSettings | string {
     if (!Array.isArray(t) || t.length === 0) return `targets is ${JSON.stringify(t)}; expected some of ${LORA_TARGETS.join(', ')}`;
     for (const name of t) if (!(LORA_TARGETS as readonly unknown[]).includes(name)) return `targets: '${String(name)}' is not a projection; expected some of ${LORA_TARGETS.join(', ')}`;
     if (new Set(t).size !== t.length) return `targets ${t.join(',')} names a projection twice`;
-    targets = t as LoraTarget[];
+    targets = LORA_TARGETS.filter((x) => (t as unknown[]).includes(x)); // the canonical order
   }
   return { r, alpha, dropout, targets };
 }
@@ -142,7 +137,9 @@ function loopShape(d: { batchSize: number; microBatch: number; lr: number }) {
     dryRun: flag(),
     /** The card's memory to plan for (default: the present card's on cuda; none on the cpu). */
     deviceMemory: parsed(parseBytes).optional(),
+    // LoRA: train adapters on a frozen base (policy, reference and judge share its weights).
     lora: parsed(parseLora).optional(),
+    adapter: z.string().min(1).optional(),
   };
 }
 

@@ -14,6 +14,7 @@ import { JudgeTemplate, loadJudgeTemplate } from '../judge/templates';
 import { saveLlama } from '../model/hub';
 import { loadLlamaConfig } from '../model/config';
 import { LlamaModel } from '../model/llama';
+import { isAdapterFolder } from '../model/lora';
 import { AdamW } from '../model/optim';
 import { Tokenizer } from '../model/tokenizer';
 import { LoopResult, StepFn, runLoop } from './loop';
@@ -23,7 +24,9 @@ import { MetricsLog, StepMetrics } from './metrics';
 import { writeFileAtomicSync } from '../util/atomicWrite';
 import { StageEvents, offlineStep, onlineStep, sftStepFn } from './modes';
 import { ScoredPair, SftExample, orientPair } from './objective';
-import { completeCheckpoints, loadCheckpointModel, loadCheckpointOptimizer, readCheckpointState, readRunConfig, removeLeftovers, startRun, truncateSamples } from './run';
+import { FrozenModels, checkModelDir, loadPolicy, releasePolicy } from './models';
+export { checkModelDir };
+import { completeCheckpoints, loadCheckpointPolicy, loadCheckpointOptimizer, readCheckpointState, readRunConfig, removeLeftovers, startRun, truncateSamples } from './run';
 export type { AugmentSettings, DpoSettings, SelfRewardSettings, SftSettings, TrainSettings } from './settings';
 import {
   AugmentSettings, DpoSettings, LoopSettings, ResolvedSettings, SelfRewardSettings, SettingsError, SftSettings, TrainSettings, TrainerCommand, resolveSettings,
@@ -75,13 +78,10 @@ export function resolveDtype(d: 'f32' | 'bf16' | undefined, device: 'cpu' | 'cud
   return d;
 }
 
-/** Checks a Hugging Face model folder up front (config.json, weights, tokenizer.json), naming what is missing. */
-export function checkModelDir(setting: string, dir: string, needTokenizer = true): void {
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) fail(setting, `no such folder`, dir);
-  if (!fs.existsSync(path.join(dir, 'config.json'))) fail(setting, `no config.json (expected a Hugging Face model folder)`, dir);
-  const weights = fs.existsSync(path.join(dir, 'model.safetensors')) || fs.existsSync(path.join(dir, 'model.safetensors.index.json'));
-  if (!weights) fail(setting, `no model.safetensors or model.safetensors.index.json`, dir);
-  if (needTokenizer && !fs.existsSync(path.join(dir, 'tokenizer.json'))) fail(setting, `no tokenizer.json`, dir);
+/** A --judge or --reference folder: a Hugging Face model folder, or a PEFT adapter folder for --model. */
+function checkRoleDir(setting: string, dir: string): void {
+  if (fs.existsSync(dir) && isAdapterFolder(dir)) return;
+  checkModelDir(setting, dir, setting === 'judge');
 }
 
 /** The judge template named by a setting: hh, tldr or a template file. */
@@ -152,7 +152,7 @@ interface Prepared<C extends TrainerCommand> {
 }
 
 /** Settings that name files or folders: stored absolute in config.json, so a run resumes from any working folder. */
-const PATH_SETTINGS = ['out', 'model', 'judge', 'reference', 'prompts', 'pairs', 'data'] as const;
+const PATH_SETTINGS = ['out', 'model', 'judge', 'reference', 'prompts', 'pairs', 'data', 'adapter'] as const;
 
 function prepareNew<C extends TrainerCommand>(command: C, raw: unknown): Prepared<C> {
   const settings = resolveSettings(command, raw);
@@ -195,8 +195,8 @@ async function runTraining<C extends TrainerCommand>(
       let candidate: LlamaModel | null = null;
       try {
         const st = readCheckpointState(dir);
-        candidate = await loadCheckpointModel(dir, { dtype: policy.dtype as 'f32' | 'bf16', device: policy.device });
-        const opt = new AdamW(candidate.parameters(), { lr: s.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
+        candidate = await loadCheckpointPolicy(dir, policy);
+        const opt = new AdamW(candidate.trainableParameters(), { lr: s.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
         try {
           loadCheckpointOptimizer(dir, opt, candidate.device);
         } catch (e) {
@@ -211,12 +211,12 @@ async function runTraining<C extends TrainerCommand>(
         model = candidate;
         break;
       } catch (e) {
-        candidate?.dispose();
+        if (candidate) releasePolicy(candidate);
         notice(`${path.basename(dir)} cannot be resumed from (${(e as Error).message}); trying the checkpoint before it`);
       }
     }
     if (ckpt) {
-      policy.dispose();
+      releasePolicy(policy);
       new MetricsLog(path.join(p.runDir, 'metrics.jsonl')).truncateAfter(startStep);
       truncateSamples(p.runDir, startStep);
       notice(`resuming ${p.runDir} from ${path.basename(ckpt)} (step ${startStep} of ${extra.steps})`);
@@ -228,7 +228,7 @@ async function runTraining<C extends TrainerCommand>(
   } else {
     startRun(p.runDir, { command: p.command, settings: p.settings, ...extra.config, created: new Date().toISOString() });
   }
-  optimizer ??= new AdamW(model.parameters(), { lr: s.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
+  optimizer ??= new AdamW(model.trainableParameters(), { lr: s.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
   try {
     hooks.onStart?.({ runDir: p.runDir, totalSteps: extra.steps, startStep });
     const result = await runLoop(
@@ -243,11 +243,14 @@ async function runTraining<C extends TrainerCommand>(
     let finalDir: string | null = null;
     if (!result.stopped) {
       finalDir = path.join(p.runDir, 'final');
-      await saveLlama(model, finalDir, { dtype: model.dtype === 'bf16' ? 'BF16' : 'F32', tokenizerFrom: extra.tokenizerDir });
+      // LoRA: final/ is the adapter (PEFT's folder) for --model; osp merge writes the merged model.
+      if (model.adapter) model.adapter.save(finalDir, { baseModel: extra.tokenizerDir });
+      else await saveLlama(model, finalDir, { dtype: model.dtype === 'bf16' ? 'BF16' : 'F32', tokenizerFrom: extra.tokenizerDir });
     }
     return { ...result, runDir: p.runDir, command: p.command, finalDir };
   } finally {
     optimizer.dispose();
+    releasePolicy(model);
   }
 }
 
@@ -257,8 +260,8 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
   const s = p.settings as ResolvedSettings<'train'> | ResolvedSettings<'self-reward'>;
   const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
   checkModelDir('model', s.model);
-  if (s.judge) checkModelDir('judge', s.judge);
-  if (s.reference) checkModelDir('reference', s.reference, false);
+  if (s.judge) checkRoleDir('judge', s.judge);
+  if (s.reference) checkRoleDir('reference', s.reference);
   const template = judgeTemplateOf('template', s.template);
   const records = await readDataSetting('prompts', s.prompts, s.format, s, notice);
   const prompts = records.map((r) => r.prompt);
@@ -270,14 +273,16 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
   const lengths = (await tokenizer.encodeBatch(prompts)).map((t) => t.length);
   checkContext('prompts', loadLlamaConfig(s.model).maxPositionEmbeddings, lengths, records.where, s.maxNewTokens);
   checkRunFits(p.command, s, { promptLength: Math.max(...lengths), responseLength: s.maxNewTokens, source: 'the data' });
-  const policy = await LlamaModel.load(s.model, { device, dtype });
+  const { policy, base } = await loadPolicy(s, { device, dtype });
   // The frozen reference: the SFT model unless another folder is named (the augmented judge may be
-  // both reference and judge: one copy serves both when the folders are the same).
-  const reference = await LlamaModel.load(s.reference ?? s.model, { device, dtype });
-  const sameAsReference = s.judge !== undefined && path.resolve(s.judge) === path.resolve(s.reference ?? s.model);
-  const judgeModel = s.judge && !sameAsReference ? await LlamaModel.load(s.judge, { device, dtype }) : reference;
-  const judgeTok = s.judge ? await Tokenizer.load(s.judge) : tokenizer;
+  // both reference and judge: one copy serves both when the folders are the same). The judge
+  // defaults to the reference. With LoRA, every role shares the base's weights.
+  const frozen = new FrozenModels(s.model, base, { device, dtype });
   try {
+    const reference = await frozen.role('reference', s.reference);
+    const sameAsReference = s.judge === undefined || path.resolve(s.judge) === path.resolve(s.reference ?? s.model);
+    const judgeModel = sameAsReference ? reference : await frozen.role('judge', s.judge);
+    const judgeTok = s.judge && !isAdapterFolder(s.judge) ? await Tokenizer.load(s.judge) : tokenizer;
     if (reference.config.vocabSize !== policy.config.vocabSize) {
       fail('reference', `its vocabulary has ${reference.config.vocabSize} tokens; the policy's has ${policy.config.vocabSize} (expected the same tokenizer)`, s.reference);
     }
@@ -292,8 +297,8 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
       (m) => `loss ${fmt(m.loss)} | pHat ${fmt(m.pHatMean)} target ${fmt(m.targetMean)} | len ${fmt(m.responseLengthMean, 1)} | generate ${fmt(m.tokensPerSecond, 0)} tok/s, judge ${fmt(m.pairsPerSecond, 1)} pairs/s, train ${fmt(m.secondsTrain, 2)} s`,
       hooks);
   } finally {
-    reference.dispose();
-    if (judgeModel !== reference) judgeModel.dispose();
+    frozen.release();
+    base?.dispose();
   }
 }
 
@@ -301,7 +306,7 @@ async function offline(p: Prepared<'dpo'>, hooks: TrainerHooks): Promise<RunResu
   const s = p.settings;
   const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
   checkModelDir('model', s.model);
-  if (s.judge) checkModelDir('judge', s.judge);
+  if (s.judge) checkRoleDir('judge', s.judge);
   const template = s.loss === 'spce' && s.labels === 'judge' ? judgeTemplateOf('template', s.template) : null;
   const records = await readDataSetting('pairs', s.pairs, s.format, s, notice);
   const steps = totalSteps(s, records.length, `pairs ${s.pairs}`);
@@ -309,22 +314,21 @@ async function offline(p: Prepared<'dpo'>, hooks: TrainerHooks): Promise<RunResu
   const dtype = resolveDtype(s.dtype, device);
   const tokenizer = await Tokenizer.load(s.model);
   checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
-  const policy = await LlamaModel.load(s.model, { device, dtype });
-  const reference = await LlamaModel.load(s.model, { device, dtype });
+  const { policy, base } = await loadPolicy(s, { device, dtype });
+  const frozen = new FrozenModels(s.model, base, { device, dtype });
   try {
+    const reference = await frozen.sft();
     const pairs = await encodePairs(tokenizer, records, eosOf(tokenizer, policy));
     checkContext('pairs', policy.config.maxPositionEmbeddings, pairs.map((q) => q.prompt.length + Math.max(q.chosen.length, q.rejected.length)), records.where);
     if (template) {
-      const jm = s.judge ? await LlamaModel.load(s.judge, { device, dtype }) : reference;
-      try {
-        const judge = await Judge.create(jm, s.judge ? await Tokenizer.load(s.judge) : tokenizer, { template, maxLength: s.judgeMaxLength, batchSize: s.judgeBatch });
+      const jm = await frozen.role('judge', s.judge);
+      {
+        const judge = await Judge.create(jm, s.judge && !isAdapterFolder(s.judge) ? await Tokenizer.load(s.judge) : tokenizer, { template, maxLength: s.judgeMaxLength, batchSize: s.judgeBatch });
         for (let i = 0; i < records.length; i += 64) {
           const prefs = await judge.preferences(records.slice(i, i + 64).map((r) => ({ prompt: r.prompt, a: r.chosen, b: r.rejected })));
           prefs.forEach((q, j) => (pairs[i + j].target = q.p));
           hooks.onStage?.('judge', { step: 0, done: Math.min(records.length, i + 64), total: records.length });
         }
-      } finally {
-        if (jm !== reference) jm.dispose();
       }
     }
     const oriented = pairs.map((q) => ({ prompt: q.prompt, ...orientPair(q) }));
@@ -333,7 +337,8 @@ async function offline(p: Prepared<'dpo'>, hooks: TrainerHooks): Promise<RunResu
       (m) => `loss ${fmt(m.loss)} | pHat ${fmt(m.pHatMean)} | margin ${fmt(m.marginMean)} | ${fmt(m.tokensPerSecond, 0)} tok/s`,
       hooks);
   } finally {
-    reference.dispose();
+    frozen.release();
+    base?.dispose();
   }
 }
 
@@ -348,11 +353,15 @@ async function supervised(p: Prepared<'sft'>, hooks: TrainerHooks): Promise<RunR
   const dtype = resolveDtype(s.dtype, device);
   const tokenizer = await Tokenizer.load(s.model);
   checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
-  const model = await LlamaModel.load(s.model, { device, dtype });
-  const examples = await encodeSft(tokenizer, records, eosOf(tokenizer, model));
-  checkContext('data', model.config.maxPositionEmbeddings, examples.map((e) => e.prompt.length + e.response.length), read.where);
-  return runTraining(p, model, { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, totalSteps: steps } },
-    (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
+  const { policy: model, base } = await loadPolicy(s, { device, dtype });
+  try {
+    const examples = await encodeSft(tokenizer, records, eosOf(tokenizer, model));
+    checkContext('data', model.config.maxPositionEmbeddings, examples.map((e) => e.prompt.length + e.response.length), read.where);
+    return await runTraining(p, model, { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, totalSteps: steps } },
+      (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
+  } finally {
+    base?.dispose();
+  }
 }
 
 async function augmentation(p: Prepared<'augment'>, hooks: TrainerHooks): Promise<RunResult> {
@@ -365,22 +374,26 @@ async function augmentation(p: Prepared<'augment'>, hooks: TrainerHooks): Promis
   const dtype = resolveDtype(s.dtype, device);
   const tokenizer = await Tokenizer.load(s.model);
   checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
-  const model = await LlamaModel.load(s.model, { device, dtype });
-  const judge = await Judge.create(model, tokenizer, { template, maxLength: s.judgeMaxLength });
-  // Both orders of each pair, the preferred side first after orientPair; 0.5 teaches nothing.
-  const items: { prompt: string; a: string; b: string; answer: number }[] = [];
-  for (const r of records) {
-    const st = r.strength ?? 1;
-    if (st === 0.5) continue;
-    const { chosen: w, rejected: l } = orientPair({ chosen: r.chosen, rejected: r.rejected, target: st });
-    items.push({ prompt: r.prompt, a: w, b: l, answer: judge.answerTokens.a }, { prompt: r.prompt, a: l, b: w, answer: judge.answerTokens.b });
+  const { policy: model, base } = await loadPolicy(s, { device, dtype });
+  try {
+    const judge = await Judge.create(model, tokenizer, { template, maxLength: s.judgeMaxLength });
+    // Both orders of each pair, the preferred side first after orientPair; 0.5 teaches nothing.
+    const items: { prompt: string; a: string; b: string; answer: number }[] = [];
+    for (const r of records) {
+      const st = r.strength ?? 1;
+      if (st === 0.5) continue;
+      const { chosen: w, rejected: l } = orientPair({ chosen: r.chosen, rejected: r.rejected, target: st });
+      items.push({ prompt: r.prompt, a: w, b: l, answer: judge.answerTokens.a }, { prompt: r.prompt, a: l, b: w, answer: judge.answerTokens.b });
+    }
+    if (items.length === 0) failData('pairs', `every pair has strength 0.5; nothing to learn`, s.pairs);
+    const instructions = await judge.instructions(items);
+    const examples: SftExample[] = items.map((it, i) => ({ prompt: instructions[i], response: Int32Array.of(it.answer) }));
+    const steps = totalSteps(s, examples.length, `pairs ${s.pairs} (2 examples per pair)`);
+    return await runTraining(p, model, { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, examples: examples.length, totalSteps: steps } },
+      (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
+  } finally {
+    base?.dispose();
   }
-  if (items.length === 0) failData('pairs', `every pair has strength 0.5; nothing to learn`, s.pairs);
-  const instructions = await judge.instructions(items);
-  const examples: SftExample[] = items.map((it, i) => ({ prompt: instructions[i], response: Int32Array.of(it.answer) }));
-  const steps = totalSteps(s, examples.length, `pairs ${s.pairs} (2 examples per pair)`);
-  return runTraining(p, model, { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, examples: examples.length, totalSteps: steps } },
-    (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
 }
 
 async function dryRun(p: Prepared<TrainerCommand>): Promise<RunResult> {

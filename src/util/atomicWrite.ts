@@ -33,3 +33,35 @@ export function writeAtomically(file: string, write: (fd: number) => void): void
 export function writeFileAtomicSync(file: string, data: string | Uint8Array): void {
   writeAtomically(file, (fd) => fs.writeFileSync(fd, data));
 }
+
+/**
+ * The one atomic folder write: `fill(tmp)` assembles the folder in `${dir}.tmp-<pid>`, which is then
+ * renamed to `dir`; an existing `dir` is first renamed to `${dir}.old-<pid>` and removed once the new
+ * folder is in place. On error the temporary folder is removed and an existing `dir` is left as it was.
+ */
+export function writeFolderAtomically(dir: string, fill: (tmp: string) => void): void {
+  const target = path.resolve(dir);
+  const tmp = `${target}.tmp-${process.pid}`;
+  const old = `${target}.old-${process.pid}`;
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp);
+  try {
+    fill(tmp);
+    const existed = fs.existsSync(target);
+    if (existed) {
+      fs.rmSync(old, { recursive: true, force: true });
+      fs.renameSync(target, old);
+    }
+    try {
+      fs.renameSync(tmp, target);
+    } catch (e) {
+      if (existed) fs.renameSync(old, target);
+      throw e;
+    }
+    if (existed) fs.rmSync(old, { recursive: true, force: true });
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}

@@ -277,6 +277,18 @@ const SPECS: Spec[] = [
     make: () => ({ shape: [2, 3], seed: 1, mean: 0, std: 1, device: 'cpu' }),
     call: (a) => f(osp.randn)(a.shape, optsOf(a, ['seed', 'mean', 'std', 'dtype', 'device'])),
   },
+  {
+    op: 'randu',
+    sizes: { N: [1, 4], M: [1, 3] },
+    make: () => ({ shape: [2, 3], seed: 1, low: -1, high: 1, device: 'cpu' }),
+    call: (a) => f(osp.randu)(a.shape, optsOf(a, ['seed', 'low', 'high', 'dtype', 'device'])),
+  },
+  {
+    op: 'dropoutMask',
+    sizes: { N: [1, 4], M: [1, 3] },
+    make: () => ({ shape: [2, 3], p: 0.25, seed: 1, device: 'cpu' }),
+    call: (a) => f(osp.dropoutMask)(a.shape, a.p as number, optsOf(a, ['seed', 'dtype', 'device'])),
+  },
   // Tensor methods, called through Function.prototype.call so that a replaced receiver (`tensor`) reaches them.
   ...(
     [
@@ -303,7 +315,7 @@ const WITH_OPTS = new Set([
   'tokenLogprobs', 'tokenLogprobsBackward', 'tokenLogprobsUnfused', 'tokenLogprobsBackwardUnfused', 'gather', 'gatherBackward',
   'sequenceLogprobs', 'sequenceLogprobsBackward', 'preferenceLoss', 'preferenceLossUnfused', 'matmul', 'rmsNorm', 'rmsNormBackward',
   'rope', 'ropeBackward', 'causalAttention', 'causalAttentionBackward', 'cachedAttention', 'adamwStep', 'sampleTokens', 'tensor',
-  'zeros', 'randn', 'to',
+  'zeros', 'randn', 'randu', 'dropoutMask', 'to',
 ]);
 
 // ---- mutations ------------------------------------------------------------------------------------

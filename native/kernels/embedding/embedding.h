@@ -6,10 +6,10 @@
 //
 // CPU: f64 a plain loop; f32 the same template with rows (forward) or column blocks (backward,
 // each column walking t in order) over the thread pool. CUDA (f32 or bf16 storage): forward one
-// block per token; backward one block per (table row, 256 columns), each thread scanning the ids
-// (staged through shared memory) in order and accumulating its column in f32 registers, then one
-// write: deterministic, at the price of reading the T ids once per table row (V T id reads, from
-// shared memory / L2). An id outside [0, V) is a RangeError naming ids[t].
+// block per token; backward sorts the token positions by id once (CUB's stable radix sort), then one
+// block per run of equal ids sums its tokens' rows in token order in f32 and writes the table row
+// once: O(T D) work plus the sort, deterministic (it replaced a scan of all T ids for each of the V
+// table rows). An id outside [0, V) is a RangeError naming ids[t].
 // Pinned by test/modelOps.test.ts (f64 reference, finite differences) and test/gpu.test.ts.
 #pragma once
 #include <cstdint>

@@ -1,5 +1,10 @@
 // CUDA RMS norm (maths in rms_norm.h): one 256-thread block per row, f32 arithmetic on f32 or
-// bf16 storage, fixed-order block reductions; dw by one thread per column walking rows in order.
+// bf16 storage, fixed-order block reductions. dw in two stages that fill the GPU: stage 1, a grid of
+// (256-column tiles x chunks of rows), each thread summing its column over its chunk's rows in
+// order into an f32 partial; stage 2, one thread per column summing the chunks' partials in order.
+// (One thread per column over all T rows ran on only D / 256 blocks: 16 for D = 4096.)
+// Deterministic: the same fixed order on every run.
+#include "../../core/cuda_backend.h"
 #include "../../core/cuda_common.cuh"
 #include "rms_norm.h"
 
@@ -48,15 +53,30 @@ __global__ void __launch_bounds__(kBlock) backwardRowsKernel(const T* __restrict
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kBlock) weightGradKernel(const T* __restrict__ x, const T* __restrict__ g,
-                                                           const float* __restrict__ rstd, T* __restrict__ dw, int64_t T_,
-                                                           int64_t D) {
+__global__ void __launch_bounds__(kBlock) weightGradPartialKernel(const T* __restrict__ x, const T* __restrict__ g,
+                                                                  const float* __restrict__ rstd, float* __restrict__ partial,
+                                                                  int64_t T_, int64_t D, int64_t rowsPerChunk) {
+  const int64_t j = int64_t(blockIdx.x) * kBlock + threadIdx.x;
+  if (j >= D) return;
+  const int64_t t0 = int64_t(blockIdx.y) * rowsPerChunk;
+  const int64_t t1 = t0 + rowsPerChunk < T_ ? t0 + rowsPerChunk : T_;
+  float acc = 0.f;
+  for (int64_t t = t0; t < t1; t++) acc += toFloat(g[t * D + j]) * toFloat(x[t * D + j]) * rstd[t];
+  partial[int64_t(blockIdx.y) * D + j] = acc;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock) weightGradReduceKernel(const float* __restrict__ partial, T* __restrict__ dw,
+                                                                 int64_t chunks, int64_t D) {
   const int64_t j = int64_t(blockIdx.x) * kBlock + threadIdx.x;
   if (j >= D) return;
   float acc = 0.f;
-  for (int64_t t = 0; t < T_; t++) acc += toFloat(g[t * D + j]) * toFloat(x[t * D + j]) * rstd[t];
+  for (int64_t k = 0; k < chunks; k++) acc += partial[k * D + j];
   dw[j] = fromFloat<T>(acc);
 }
+
+// Row chunks of stage 1: at most 128, of at least 16 rows (T = 4096, D = 4096: 16 x 128 blocks).
+constexpr int64_t kMaxChunks = 128, kMinRows = 16;
 
 template <typename T>
 void launchForward(const T* x, const T* w, T* y, int64_t T_, int64_t D, float eps) {
@@ -67,7 +87,15 @@ template <typename T>
 void launchBackward(const T* x, const T* w, const T* g, T* dx, T* dw, float* rstd, int64_t T_, int64_t D, float eps) {
   auto s = osp::cuda::stream();
   backwardRowsKernel<T><<<static_cast<unsigned>(T_), kBlock, 0, s>>>(x, w, g, dx, rstd, D, eps);
-  weightGradKernel<T><<<static_cast<unsigned>(osp::cuda::blocksFor(D)), kBlock, 0, s>>>(x, g, rstd, dw, T_, D);
+  if (D == 0) return;
+  int64_t rows = (T_ + kMaxChunks - 1) / kMaxChunks;
+  if (rows < kMinRows) rows = kMinRows;
+  const int64_t chunks = T_ == 0 ? 0 : (T_ + rows - 1) / rows;
+  const unsigned tiles = static_cast<unsigned>(osp::cuda::blocksFor(D));
+  float* partial = chunks ? static_cast<float*>(osp::cuda::alloc(size_t(chunks) * size_t(D) * sizeof(float))) : nullptr;
+  if (chunks) weightGradPartialKernel<T><<<dim3(tiles, static_cast<unsigned>(chunks)), kBlock, 0, s>>>(x, g, rstd, partial, T_, D, rows);
+  weightGradReduceKernel<T><<<tiles, kBlock, 0, s>>>(partial, dw, chunks, D);
+  if (partial) osp::cuda::free(partial);  // stream-ordered (cudaFreeAsync)
 }
 
 }  // namespace
