@@ -19,14 +19,14 @@ test('the shipped demo models are a Hugging Face SFT folder and an augmented jud
 });
 
 /** Runs a shortened `osp demo` into a fresh folder, capturing stdout and stderr; returns the exit code, the folder and the text. */
-async function quickDemo(): Promise<{ code: number; out: string; stdout: string; stderr: string }> {
+async function quickDemo(...extra: string[]): Promise<{ code: number; out: string; stdout: string; stderr: string }> {
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'osp-demo-')), 'run');
   const stdout: string[] = [];
   const stderr: string[] = [];
   const spy = jest.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => (stdout.push(String(s)), true));
   const errSpy = jest.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => (stderr.push(String(s)), true));
   try {
-    const code = await main(['node', 'osp', 'demo', '--quick', '--steps', '3', '--batch-size', '2', '--k', '2', '--eval-prompts', '8', '--device', 'cpu', '--out', out]);
+    const code = await main(['node', 'osp', 'demo', '--quick', '--steps', '3', '--batch-size', '2', '--k', '2', '--eval-prompts', '8', '--device', 'cpu', '--out', out, ...extra]);
     return { code, out, stdout: stdout.join(''), stderr: stderr.join('') };
   } finally {
     spy.mockRestore();
@@ -55,6 +55,16 @@ test('a shortened demo runs OSP, evaluates SFT against OSP and the judge, and wr
   const json = JSON.parse(fs.readFileSync(path.join(out, 'demo.json'), 'utf8'));
   for (const m of ['SFT', 'OSP']) expect(json.results[m].sampled.score.mean).toBeGreaterThanOrEqual(0);
   expect(json.judge.after.accuracy.mean).toBeGreaterThanOrEqual(0);
+});
+
+test('the demo with --lora trains an adapter, evaluates it on the SFT base and says so in its settings', async () => {
+  const { code, out } = await quickDemo('--lora', 'r=4,alpha=8', '--lr', '1e-3');
+  expect(code).toBe(0);
+  expect(fs.existsSync(path.join(out, 'osp', 'final', 'adapter_config.json'))).toBe(true);
+  expect(fs.existsSync(path.join(out, 'osp', 'final', 'model.safetensors'))).toBe(false);
+  const json = JSON.parse(fs.readFileSync(path.join(out, 'demo.json'), 'utf8'));
+  expect(json.results.OSP.sampled.score.mean).toBeGreaterThanOrEqual(0);
+  expect(fs.readFileSync(path.join(out, 'demo.md'), 'utf8')).toContain('lr 0.001, LoRA r=4,alpha=8');
 });
 
 test('Ctrl-C during the demo\'s training ends it with exit 130 and the run folder, not "training failed"', async () => {

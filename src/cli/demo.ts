@@ -21,8 +21,9 @@ import { writeFileAtomicSync } from '../util/atomicWrite';
 import { escapeControl, escapeMarkdown } from '../util/escape';
 import { meanWithCi, winRate } from '../osp/eval';
 import * as trainer from '../osp/trainer';
+import { loadModelFolder } from '../osp/models';
 import { runWithProgress } from './train';
-import { UsageError, deviceOption, int, mergeConfig, positiveInt, resolveDevice, validate } from './common';
+import { UsageError, deviceOption, int, mergeConfig, num, positiveInt, resolveDevice, validate } from './common';
 
 /** A model's answer inside a Markdown code span: one line, no backtick to end the span early. */
 const codeSpan = (text: string) => escapeControl(text.trim()).replace(/`/g, "'");
@@ -72,6 +73,8 @@ const schema = z.object({
   quick: z.boolean().optional(),
   loss: z.enum(['spce', 'dpo', 'ipo']),
   pairing: z.enum(['ranked', 'random']),
+  lr: num().refine((v) => v > 0, 'expected a learning rate > 0').optional(),
+  lora: z.string().optional(),
   config: z.string().optional(),
 });
 
@@ -145,7 +148,7 @@ export async function runDemo(s: DemoSettings): Promise<void> {
   jsonl(path.join(out, 'data', 'prompts.jsonl'), makePrompts(Math.max(s.batchSize, s.steps * s.batchSize), s.seed + 11).map((prompt) => ({ prompt })));
   const trained = await runWithProgress('train', (hooks) => trainer.train({
     model: sft, judge: judgeDir, prompts: path.join(out, 'data', 'prompts.jsonl'), out: path.join(out, 'osp'),
-    k: s.k, batchSize: s.batchSize, microBatch: DEMO_DEFAULTS.microBatch, lr: DEMO_DEFAULTS.lr, beta: DEMO_DEFAULTS.beta,
+    k: s.k, batchSize: s.batchSize, microBatch: DEMO_DEFAULTS.microBatch, lr: s.lr ?? DEMO_DEFAULTS.lr, beta: DEMO_DEFAULTS.beta, lora: s.lora,
     loss: s.loss, pairing: s.pairing, temperature: DEMO_DEFAULTS.temperature, topP: DEMO_DEFAULTS.topP,
     maxNewTokens: DEMO_DEFAULTS.maxNewTokens, steps: s.steps, saveEvery: Math.max(10, Math.ceil(s.steps / 3)), scorer: 'demo', ...common,
   }, hooks));
@@ -157,7 +160,7 @@ export async function runDemo(s: DemoSettings): Promise<void> {
   const tok = await Tokenizer.load(sft);
   const results: Record<string, { sampled: Awaited<ReturnType<typeof qualityOf>>; greedy: Awaited<ReturnType<typeof qualityOf>> }> = {};
   for (const [name, dir] of [['SFT', sft], ['OSP', path.join(out, 'osp', 'final')]] as const) {
-    const model = await LlamaModel.load(dir, { device });
+    const { model } = await loadModelFolder('model', dir, { device, dtype: 'f32' }); // final/ is an adapter folder with --lora
     results[name] = {
       sampled: await qualityOf(model, tok, evalPrompts, { temperature: DEMO_DEFAULTS.temperature, seed: s.seed + 3, samples: quick ? 1 : DEMO_DEFAULTS.evalSamples }),
       greedy: await qualityOf(model, tok, evalPrompts, { temperature: 0, seed: s.seed + 3, samples: 1 }),
@@ -219,7 +222,7 @@ export async function runDemo(s: DemoSettings): Promise<void> {
       `mean target ${meanOf('targetMean').toFixed(3)}): each step's pairs are new samples with soft targets near 0.5, and beta keeps the margins small, so the loss ` +
       'measures how well pHat follows the judge on fresh pairs, not quality; quality shows in the scorer rows above and in report.html.',
     '',
-    `Settings: ${s.steps} OSP steps, ${s.batchSize} prompts x K ${s.k}, loss ${s.loss}, pairing ${s.pairing}, beta ${DEMO_DEFAULTS.beta}, lr ${DEMO_DEFAULTS.lr}, device ${device}, seed ${s.seed}; ${minutes.toFixed(1)} minutes.`,
+    `Settings: ${s.steps} OSP steps, ${s.batchSize} prompts x K ${s.k}, loss ${s.loss}, pairing ${s.pairing}, beta ${DEMO_DEFAULTS.beta}, lr ${s.lr ?? DEMO_DEFAULTS.lr}${s.lora ? `, LoRA ${s.lora}` : ''}, device ${device}, seed ${s.seed}; ${minutes.toFixed(1)} minutes.`,
     `Report with plots: ${path.join(out, 'osp', 'report.html')}`,
   ].join('\n');
   writeFileAtomicSync(path.join(out, 'demo.md'), `${table}\n`);
@@ -242,6 +245,8 @@ export function demoCommand(program: Command): void {
     .option('--augment-steps <n>', 'steps of the augmentation with --augment', String(DEMO_DEFAULTS.augmentSteps))
     .addOption(new Option('--loss <kind>', 'preference loss').choices(['spce', 'dpo', 'ipo']).default('spce'))
     .addOption(new Option('--pairing <kind>', 'pairing').choices(['ranked', 'random']).default('ranked'))
+    .option('--lr <x>', `OSP learning rate (default ${DEMO_DEFAULTS.lr})`)
+    .option('--lora <spec>', 'train LoRA adapters instead of the whole model, e.g. r=8,alpha=16 (final/ is then an adapter folder)')
     .option('--quick', `a shortened run, about 20 s on 2 cores: ${QUICK.steps} steps and ${QUICK.evalPrompts} evaluation prompts unless given, one sample each`)
     .option('--config <file>', 'JSON file giving any of these settings');
   cmd.action(async (raw: Record<string, unknown>) => {
