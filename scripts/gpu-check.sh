@@ -260,6 +260,10 @@ echo "== 4. parity against transformers' LlamaForCausalLM (scripts/hf-parity.py,
 # The probe tried the import already (importing torch takes seconds).
 if [ $DRY = 0 ] && grep -q '^python: .* torch .* transformers ' "$OUT/probe.txt"; then
   if timed hf-parity-reference 30 "$OUT/hf-parity-python.txt" python3 scripts/hf-parity.py "$OUT/hf-parity"; then
+    # An adapter osp writes, read back by peft (or merged by transformers): the other direction.
+    timed osp-adapter 60 "$OUT/osp-adapter.txt" node_modules/.bin/ts-node --transpile-only scripts/osp-adapter-fixture.ts \
+      "$OUT/hf-parity/untied" "$OUT/hf-parity/osp-lora" &&
+      timed osp-adapter-reference 30 "$OUT/osp-adapter-python.txt" python3 scripts/hf-parity.py --osp-adapter "$OUT/hf-parity/osp-lora"
     OSP_HF_PARITY_DIR="$OUT/hf-parity" OSP_PARITY_REPORT=1 timed hf-parity 30 "$OUT/hf-parity.txt" \
       "$NODE" "${JEST[@]}" --ci test/torchParity
   else

@@ -14,7 +14,12 @@ in PEFT's format, and expected.json with the logits of base + adapter. Made by p
 (get_peft_model, save_pretrained) where the machine's Python has peft; otherwise written by hand in
 PEFT's key names, with the expected logits from a merge done in transformers alone (W + s B A).
 
+And the other direction: `--osp-adapter DIR` reads an adapter that osp wrote (scripts/osp-adapter-fixture.ts)
+onto its base with peft where available (else a merge in transformers alone) and writes DIR/expected.json
+with the logits it gives; test/torchParity compares osp's logits of the same adapter with them.
+
 Usage: python3 scripts/hf-parity.py OUT
+       python3 scripts/hf-parity.py --osp-adapter DIR
 """
 import json
 import os
@@ -121,7 +126,39 @@ def make_lora(out):
     print('%s: adapter by %s' % (folder, made_by))
 
 
+def read_osp_adapter(folder):
+    with open(os.path.join(folder, 'adapter_config.json')) as f:
+        cfg = json.load(f)
+    model = LlamaForCausalLM.from_pretrained(cfg['base_model_name_or_path'], torch_dtype=torch.float64, attn_implementation='eager')
+    try:
+        from peft import PeftModel
+        run = PeftModel.from_pretrained(model, folder).eval()
+        made_by = 'peft %s' % __import__('peft').__version__
+    except ImportError:
+        from safetensors.torch import load_file
+        tensors = load_file(os.path.join(folder, 'adapter_model.safetensors'))
+        scale = cfg['lora_alpha'] / cfg['r']
+        with torch.no_grad():
+            for i, layer in enumerate(model.model.layers):
+                for mod in cfg['target_modules']:
+                    part = 'self_attn' if mod in TARGETS[:4] else 'mlp'
+                    key = 'base_model.model.model.layers.%d.%s.%s' % (i, part, mod)
+                    A, B = tensors[key + '.lora_A.weight'].double(), tensors[key + '.lora_B.weight'].double()
+                    getattr(getattr(layer, part), mod).weight += scale * (B @ A)
+        run = model
+        made_by = 'merged in transformers %s (no peft here)' % __import__('transformers').__version__
+    with torch.no_grad():
+        logits = [run(torch.tensor([s])).logits[0].double() for s in SEQUENCES]
+    with open(os.path.join(folder, 'expected.json'), 'w') as f:
+        json.dump({'madeBy': made_by, 'sequences': SEQUENCES,
+                   'logits': [[[num(v) for v in row] for row in lg.tolist()] for lg in logits]}, f, separators=(',', ':'))
+    print('%s: osp adapter read by %s' % (folder, made_by))
+
+
 if __name__ == '__main__':
+    if len(sys.argv) > 2 and sys.argv[1] == '--osp-adapter':
+        read_osp_adapter(sys.argv[2])
+        sys.exit(0)
     out = sys.argv[1] if len(sys.argv) > 1 else 'hf-parity'
     torch.use_deterministic_algorithms(True)
     make(out, False)
