@@ -31,11 +31,13 @@ export interface StepMetrics {
   marginMean?: number | null;
   /** Reward model: fraction of the step's pairs with r(chosen) > r(rejected). */
   accuracy?: number | null;
-  /** Reward model: mean reward of the chosen / rejected responses of the step. */
+  /** Reward model: mean reward of the step's chosen responses. */
   rewardChosenMean?: number | null;
+  /** Reward model: mean reward of the step's rejected responses. */
   rewardRejectedMean?: number | null;
-  /** Reward model: accuracy and mean Bradley-Terry loss on the held-out pairs (every --eval-every steps and at the end). */
+  /** Reward model: accuracy on the held-out pairs (after every --eval-every steps and the last). */
   evalAccuracy?: number | null;
+  /** Reward model: mean Bradley-Terry loss on the held-out pairs (when evalAccuracy is measured). */
   evalLoss?: number | null;
   /** Mean policy sequence log-prob of the chosen (higher ranked) responses. */
   chosenLogprobMean?: number | null;

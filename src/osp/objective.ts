@@ -1,4 +1,5 @@
-// The training objectives on the device (METHOD.md sections 2, 3, 6, 8). A step's token log-probs,
+// The training objectives on the device (METHOD.md sections 2, 3, 6, 8), and the reward model's
+// Bradley-Terry loss (bradleyTerryStep, at the end). A step's token log-probs,
 // sequence sums, preference loss and per-token gradients never leave the device: the host uploads
 // token ids and reads back, once per optimizer step, the values it reports (a DeviceRecord).
 //
@@ -293,7 +294,7 @@ export interface RewardPair {
 }
 
 /**
- * The Bradley-Terry loss of a reward model (METHOD.md section 9), mean over pairs of
+ * The Bradley-Terry loss of a reward model (METHOD.md section 3), mean over pairs of
  * -log sigmoid(r(chosen) - r(rejected)), and its gradients (the backbone's trainable tensors, then
  * score.weight), all on the device. The loss is the fused preferenceLoss('dpo') with beta 1 and a
  * zero reference, whose gradPolicyChosen / Rejected are d loss / d r. Each reward is read on the
