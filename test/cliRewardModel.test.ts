@@ -36,6 +36,8 @@ describe('osp reward-model', () => {
       expect(Number.isFinite(x.loss)).toBe(true);
     }
     expect(m.filter((x) => x.evalAccuracy !== undefined).map((x) => x.step)).toEqual([2, 4]);
+    // One read of the device per training step (the held-out scoring of steps 2 and 4 reads once per micro-batch more).
+    expect([m[0].hostWaitsTrain, m[2].hostWaitsTrain]).toEqual([1, 1]);
     expect(m[3].evalLoss).toBeGreaterThan(0);
     const config = JSON.parse(fs.readFileSync(path.join(whole, 'config.json'), 'utf8'));
     expect(config).toMatchObject({ command: 'reward-model', dataRecords: 24, trainPairs: 18, heldOutPairs: 6, totalSteps: 4 });
