@@ -18,6 +18,7 @@ import { Tokenizer } from '../model/tokenizer';
 import { evaluateHeadToHead, formatEvalTable } from '../osp/eval';
 import { writeFileAtomicSync } from '../util/atomicWrite';
 import { isAdapterFolder } from '../model/lora';
+import { RewardModel, isRewardModelFolder, readSeqClsAdapterConfig } from '../model/rewardModel';
 import { checkModelOrAdapterDir, loadModelFolder, modelFolderOf } from '../osp/models';
 import { Progress, UsageError, deviceOption, dtypeOption, int, mergeConfig, num, positiveInt, resolveDevice, resolveDtype, validate } from './common';
 
@@ -201,10 +202,12 @@ function resolveSide(flag: string, value: string): Side {
 function evalCommand(program: Command): void {
   const cmd = program
     .command('eval')
-    .description('head to head: judge A vs B on every prompt in both orders (win rate with ties and a bootstrap interval), ROUGE-L against references, response lengths; writes OUT/eval.json and OUT/eval.md')
+    .description('head to head: judge A vs B on every prompt in both orders (win rate with ties and a bootstrap interval) and/or score both with an independent reward model (mean rewards, win rate by reward), ROUGE-L against references, response lengths; writes OUT/eval.json and OUT/eval.md')
     .option('--a <dir|file>', 'system A: a model folder or LoRA adapter folder (responses generated here) or a responses .jsonl from osp generate (matched by prompt)')
     .option('--b <dir|file>', 'system B: likewise')
-    .option('--judge <dir>', 'the judge model (Hugging Face folder, or a LoRA adapter folder whose config names its base), frozen')
+    .option('--judge <dir>', 'the judge model (Hugging Face folder, or a LoRA adapter folder whose config names its base), frozen (optional with --reward-model)')
+    .option('--reward-model <dir>', 'score A and B with this reward model (final/ of osp reward-model: a LlamaForSequenceClassification folder or a SEQ_CLS adapter folder): mean rewards and the win rate by reward')
+    .option('--reward-tolerance <x>', 'rewards within x of each other are a tie', '1e-6')
     .option('--out <dir>', 'folder for eval.json and eval.md')
     .option('--template <name>', 'judge template: hh, tldr, or a file with {prompt}, {a}, {b}', 'hh')
     .option('--judge-max-length <n>', "longest judge instruction in tokens (default: the paper's 768 for hh, 1124 for tldr, within the judge's context)")
@@ -216,7 +219,9 @@ function evalCommand(program: Command): void {
     const schema = z.object({
       a: z.string({ required_error: 'expected a model folder or a responses .jsonl' }).min(1),
       b: z.string({ required_error: 'expected a model folder or a responses .jsonl' }).min(1),
-      judge: z.string({ required_error: 'expected the judge model folder' }).min(1),
+      judge: z.string().min(1).optional(),
+      rewardModel: z.string().min(1).optional(),
+      rewardTolerance: num().refine((v) => v >= 0, 'expected a number >= 0'),
       out: z.string({ required_error: 'expected a folder for eval.json and eval.md' }).min(1),
       template: z.string().min(1, 'expected hh, tldr or a template file'),
       judgeMaxLength: positiveInt().optional(),
@@ -226,11 +231,13 @@ function evalCommand(program: Command): void {
       ...samplingSchema,
     });
     const s = validate(schema, mergeConfig(cmd, raw));
+    if (s.judge === undefined && s.rewardModel === undefined) throw new UsageError('--judge: expected the judge model folder, a --reward-model folder, or both');
     // Everything that can be checked without a model, before any work.
     const sideA = resolveSide('--a', s.a);
     const sideB = resolveSide('--b', s.b);
-    checkModelOrAdapterDir('judge', s.judge);
-    const judgeDir = modelFolderOf('judge', s.judge);
+    if (s.judge !== undefined) checkModelOrAdapterDir('judge', s.judge);
+    if (s.rewardModel !== undefined) checkRewardModelDir(s.rewardModel);
+    const judgeDir = s.judge === undefined ? undefined : modelFolderOf('judge', s.judge);
     checkOut('--out', s.out, true);
     const template = judgeTemplateOf('template', s.template);
     if (s.references && s.format === 'prompts') throw new UsageError('--references: --format prompts has no reference responses; use sft, pairs, hh or tldr data');
@@ -242,25 +249,28 @@ function evalCommand(program: Command): void {
       const missing = prompts.findIndex((p) => !side.byPrompt.has(p));
       if (missing >= 0) throw new UsageError(`${flag} ${side.file}: no response for prompt ${missing} of --prompts (${JSON.stringify(prompts[missing].slice(0, 60))}); generate it with osp generate on the same prompts`);
     }
-    let judgeConfig;
-    try {
-      judgeConfig = loadLlamaConfig(judgeDir);
-    } catch (e) {
-      throw new UsageError(`--judge ${s.judge}: ${(e as Error).message}`);
-    }
-    if (s.judgeMaxLength !== undefined && s.judgeMaxLength > judgeConfig.maxPositionEmbeddings) {
-      throw new UsageError(`--judge-max-length ${s.judgeMaxLength}: longer than the judge's context (${judgeConfig.maxPositionEmbeddings})`);
-    }
-    const judgeTok = await Tokenizer.load(judgeDir);
     const parsed = resolveJudgeTemplate(template);
-    try {
-      await findAnswerTokens(judgeTok, parsed);
-    } catch (e) {
-      throw new UsageError(`--template ${s.template}: ${(e as Error).message}`);
+    let judgeTok: Tokenizer | null = null;
+    if (judgeDir !== undefined) {
+      let judgeConfig;
+      try {
+        judgeConfig = loadLlamaConfig(judgeDir);
+      } catch (e) {
+        throw new UsageError(`--judge ${s.judge}: ${(e as Error).message}`);
+      }
+      if (s.judgeMaxLength !== undefined && s.judgeMaxLength > judgeConfig.maxPositionEmbeddings) {
+        throw new UsageError(`--judge-max-length ${s.judgeMaxLength}: longer than the judge's context (${judgeConfig.maxPositionEmbeddings})`);
+      }
+      judgeTok = await Tokenizer.load(judgeDir);
+      try {
+        await findAnswerTokens(judgeTok, parsed);
+      } catch (e) {
+        throw new UsageError(`--template ${s.template}: ${(e as Error).message}`);
+      }
+      const maxLength = s.judgeMaxLength ?? defaultJudgeMaxLength(template, judgeConfig.maxPositionEmbeddings);
+      const fixed = (await judgeTok.encode(fillJudgeTemplate(parsed, '', '', ''))).length;
+      if (fixed > maxLength) throw new UsageError(`--judge-max-length ${maxLength}: the judge template alone is ${fixed} tokens; no instruction fits`);
     }
-    const maxLength = s.judgeMaxLength ?? defaultJudgeMaxLength(template, judgeConfig.maxPositionEmbeddings);
-    const fixed = (await judgeTok.encode(fillJudgeTemplate(parsed, '', '', ''))).length;
-    if (fixed > maxLength) throw new UsageError(`--judge-max-length ${maxLength}: the judge template alone is ${fixed} tokens; no instruction fits`);
     const device = resolveDevice(s.device);
     const dtype = resolveDtype(s.dtype, device);
 
@@ -277,30 +287,58 @@ function evalCommand(program: Command): void {
     };
     const a = await responsesOf('--a', sideA);
     const b = await responsesOf('--b', sideB);
-    // Token lengths with the judge's tokenizer for both sides, so the numbers compare.
-    const count = async (texts: string[]) => (await judgeTok.encodeBatch(texts, { addSpecialTokens: false })).map((t) => t.length);
+    // The reward model's scores of both sides (its own tokenizer), before the judge is loaded.
+    let rewards: { scorer: string; a: Float64Array; b: Float64Array; tolerance: number } | undefined;
+    let rmTok: Tokenizer | null = null;
+    if (s.rewardModel !== undefined) {
+      let rm: RewardModel;
+      try {
+        rm = await RewardModel.load(s.rewardModel, { device, dtype });
+      } catch (e) {
+        throw new UsageError(`--reward-model ${s.rewardModel}: ${(e as Error).message}`);
+      }
+      try {
+        if (!rm.tokenizer) throw new UsageError(`--reward-model ${s.rewardModel}: no tokenizer.json in the folder (or its base)`);
+        rmTok = rm.tokenizer;
+        const bar = new Progress('scoring A and B by reward');
+        bar.start(2, '');
+        const ra = await rm.rewards(prompts, a);
+        bar.update(1, '');
+        const rb = await rm.rewards(prompts, b);
+        bar.update(2, '');
+        bar.stop();
+        rewards = { scorer: s.rewardModel, a: ra, b: rb, tolerance: s.rewardTolerance };
+      } finally {
+        rm.dispose();
+      }
+    }
+    // Token lengths with the judge's tokenizer (else the reward model's) for both sides, so the numbers compare.
+    const countTok = (judgeTok ?? rmTok) as Tokenizer;
+    const count = async (texts: string[]) => (await countTok.encodeBatch(texts, { addSpecialTokens: false })).map((t) => t.length);
     const [tokensA, tokensB] = [await count(a), await count(b)];
 
-    const { model: judgeModel } = await loadModelFolder('judge', s.judge, { device, dtype });
-    const bar = new Progress('judging A vs B');
+    const input = {
+      prompts, a, b, tokensA, tokensB, references, rewards,
+      judgeName: s.judge,
+      sourceA: sideA.kind === 'model' ? `model ${sideA.dir}` : `responses ${sideA.file}`,
+      sourceB: sideB.kind === 'model' ? `model ${sideB.dir}` : `responses ${sideB.file}`,
+      scorer: s.scorer === 'demo' ? demoScore : undefined,
+      settings: { ...s, judgeTemplate: s.judge === undefined ? null : parsed.name },
+    };
     let report;
-    try {
-      const judge = await Judge.create(judgeModel, judgeTok, { template, maxLength: s.judgeMaxLength, batchSize: 16 });
-      bar.start(prompts.length, 'both orders');
-      report = await evaluateHeadToHead(
-        judge,
-        {
-          prompts, a, b, tokensA, tokensB, references,
-          sourceA: sideA.kind === 'model' ? `model ${sideA.dir}` : `responses ${sideA.file}`,
-          sourceB: sideB.kind === 'model' ? `model ${sideB.dir}` : `responses ${sideB.file}`,
-          scorer: s.scorer === 'demo' ? demoScore : undefined,
-          settings: { ...s, judgeTemplate: parsed.name },
-        },
-        { tieMargin: s.tieMargin, seed: s.seed, onProgress: (done) => bar.update(done, 'both orders') },
-      );
-    } finally {
-      bar.stop();
-      disposeModel(judgeModel);
+    if (s.judge === undefined) {
+      report = await evaluateHeadToHead(null, input, { tieMargin: s.tieMargin, seed: s.seed });
+    } else {
+      const { model: judgeModel } = await loadModelFolder('judge', s.judge, { device, dtype });
+      const bar = new Progress('judging A vs B');
+      try {
+        const judge = await Judge.create(judgeModel, judgeTok as Tokenizer, { template, maxLength: s.judgeMaxLength, batchSize: 16 });
+        bar.start(prompts.length, 'both orders');
+        report = await evaluateHeadToHead(judge, input, { tieMargin: s.tieMargin, seed: s.seed, onProgress: (done) => bar.update(done, 'both orders') });
+      } finally {
+        bar.stop();
+        disposeModel(judgeModel);
+      }
     }
     const table = formatEvalTable(report);
     fs.mkdirSync(s.out, { recursive: true });
@@ -309,6 +347,22 @@ function evalCommand(program: Command): void {
     process.stdout.write(table);
     process.stderr.write(`wrote ${path.join(s.out, 'eval.json')} and eval.md\n`);
   });
+}
+
+/** A --reward-model folder, checked up front: a LlamaForSequenceClassification folder or a SEQ_CLS adapter folder. */
+function checkRewardModelDir(dir: string): void {
+  const st = fs.statSync(dir, { throwIfNoEntry: false });
+  if (!st || !st.isDirectory()) throw new UsageError(`--reward-model ${dir}: no such folder`);
+  if (isAdapterFolder(dir)) {
+    try {
+      readSeqClsAdapterConfig(dir);
+    } catch (e) {
+      throw new UsageError(`--reward-model ${dir}: ${(e as Error).message}`);
+    }
+    return;
+  }
+  if (!fs.existsSync(path.join(dir, 'config.json'))) throw new UsageError(`--reward-model ${dir}: no config.json (expected a reward model folder, e.g. final/ of osp reward-model)`);
+  if (!isRewardModelFolder(dir)) throw new UsageError(`--reward-model ${dir}: config.json names no ForSequenceClassification architecture (expected a reward model folder, e.g. final/ of osp reward-model)`);
 }
 
 export function evalCommands(program: Command): void {

@@ -1,5 +1,5 @@
 // The training commands: train (online self-preferring), self-reward, dpo (offline dpo / ipo / spce),
-// sft and augment (preference augmentation of the judge). Each is a table row: its flags and their
+// sft, augment (preference augmentation of the judge) and reward-model (Bradley-Terry). Each is a table row: its flags and their
 // help; the trainer's settings (src/osp/settings.ts) give every flag's type, choices and default.
 // A command turns its flags (and --config FILE) into those settings and calls the library trainer
 // (src/osp/trainer.ts) with progress bars and Ctrl-C; nothing else happens here. --resume RUN_DIR
@@ -113,6 +113,18 @@ const COMMANDS: { name: TrainerCommand; description: string; flags: Flag[]; star
       ['--judge-max-length <n>', "longest judge instruction in tokens (default: the paper's 768 for hh, 1124 for tldr, within the model's context)"],
     ],
     start: (s, hooks) => trainer.augment(s as trainer.AugmentSettings, hooks),
+  },
+  {
+    name: 'reward-model',
+    description: "a Bradley-Terry reward model on preference pairs: --model's backbone plus a scalar head read at each sequence's last token; held-out accuracy in metrics; final/ loads as LlamaForSequenceClassification (with --lora: a PEFT SEQ_CLS adapter)",
+    flags: [
+      ['--model <dir>', 'the model whose backbone the reward model starts from (Hugging Face folder; its LM head is dropped)'],
+      ['--pairs <file>', 'preference pairs (.jsonl or .parquet); strength < 0.5 swaps a pair, 0.5 leaves it out'],
+      ['--format <kind>', 'record format of --pairs'],
+      ['--eval-fraction <x>', 'fraction of the pairs held out (a seeded draw, at least 1 pair) for accuracy and loss in metrics'],
+      ['--eval-every <n>', 'score the held-out pairs every n steps (and after the last)'],
+    ],
+    start: (s, hooks) => trainer.rewardModel(s as trainer.RewardModelSettings, hooks),
   },
 ];
 

@@ -38,7 +38,8 @@ import { LORA_TARGETS, LoraTarget } from './lora';
 export { LORA_TARGETS };
 export type { LoraTarget };
 
-export type PlanCommand = 'train' | 'self-reward' | 'dpo' | 'sft' | 'augment';
+// reward-model: planned as a preference command without a reference (its LM head rows over-count: it has none).
+export type PlanCommand = 'train' | 'self-reward' | 'dpo' | 'sft' | 'augment' | 'reward-model';
 
 export interface MemoryPlanInput {
   config: LlamaConfig;

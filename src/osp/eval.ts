@@ -18,6 +18,10 @@
 //   longest common subsequence; for single-sentence texts it is the plain LCS F1
 //   2 P R / (P + R), P = LCS / candidate tokens, R = LCS / reference tokens. An empty (or
 //   whitespace-only) candidate or reference scores 0.
+// - With a reward model (an independent scorer, as the paper used SteamSHP and GPT-J reward models):
+//   r(A) and r(B) of each item; A wins when r(A) > r(B) + tolerance, loses when r(A) < r(B) -
+//   tolerance, else a tie (default tolerance 1e-6: equal up to f32 rounding). Win rate by reward =
+//   (wins + ties / 2) / n, mean rewards with bootstrap intervals like the judge's.
 // - Percentiles (median, p90) interpolate linearly between order statistics (numpy's default).
 import { escapeMarkdown } from '../util/escape';
 import { l as rougeLScore } from 'js-rouge';
@@ -194,6 +198,54 @@ export async function winRate(judge: PreferenceSource, items: JudgeItem[], opts:
   return summarizePreferences(prefs, opts);
 }
 
+// ---- reward-model scoring ---------------------------------------------------------------------------
+
+/** Default tolerance within which two rewards tie. */
+export const DEFAULT_REWARD_TOLERANCE = 1e-6;
+
+export interface RewardSummary {
+  /** The reward model that produced these numbers (a folder). */
+  scorer: string;
+  n: number;
+  meanA: MeanWithCi;
+  meanB: MeanWithCi;
+  /** Mean r(A) - r(B). */
+  meanDifference: MeanWithCi;
+  wins: number;
+  ties: number;
+  losses: number;
+  tolerance: number;
+  /** (wins + ties / 2) / n with its bootstrap interval. */
+  winRate: MeanWithCi;
+}
+
+/** Outcomes of A vs B by reward, and their summary (see the file header). */
+export function summarizeRewards(a: ArrayLike<number>, b: ArrayLike<number>, scorer: string, opts: CiOptions & { tolerance?: number } = {}): { outcomes: Outcome[]; summary: RewardSummary } {
+  const tolerance = opts.tolerance ?? DEFAULT_REWARD_TOLERANCE;
+  if (!(typeof tolerance === 'number' && tolerance >= 0 && Number.isFinite(tolerance))) throw new RangeError(`summarizeRewards: tolerance is ${tolerance}; expected a number >= 0`);
+  if (a.length !== b.length) throw new RangeError(`summarizeRewards: ${a.length} rewards of A but ${b.length} of B`);
+  checkFinite(a, 'summarizeRewards: A');
+  checkFinite(b, 'summarizeRewards: B');
+  const outcomes = Array.from(a, (ra, i): Outcome => (ra > b[i] + tolerance ? 'win' : ra < b[i] - tolerance ? 'loss' : 'tie'));
+  const ci = { seed: opts.seed, resamples: opts.resamples, level: opts.level };
+  const count = (o: Outcome) => outcomes.filter((x) => x === o).length;
+  return {
+    outcomes,
+    summary: {
+      scorer,
+      n: a.length,
+      meanA: meanWithCi(a, ci),
+      meanB: meanWithCi(b, ci),
+      meanDifference: meanWithCi(Array.from(a, (v, i) => v - b[i]), ci),
+      wins: count('win'),
+      ties: count('tie'),
+      losses: count('loss'),
+      tolerance,
+      winRate: meanWithCi(outcomes.map((o) => (o === 'win' ? 1 : o === 'tie' ? 0.5 : 0)), ci),
+    },
+  };
+}
+
 // ---- ROUGE-L ----------------------------------------------------------------------------------------
 
 /** ROUGE-L F1 of candidate against reference (js-rouge, case-insensitive; empty text scores 0). */
@@ -242,8 +294,8 @@ export interface SideStats {
   lengthChars: LengthStats;
 }
 
-/** One prompt of an evaluation: the judged outcome (WinRateItem) with the texts and their measures. */
-export interface EvalItem extends WinRateItem {
+/** One prompt of an evaluation: the judged outcome (WinRateItem, with a judge) with the texts and their measures. */
+export interface EvalItem extends Partial<WinRateItem> {
   prompt: string;
   a: string;
   b: string;
@@ -254,11 +306,19 @@ export interface EvalItem extends WinRateItem {
   rougeB?: number;
   scoreA?: number;
   scoreB?: number;
+  /** With a reward model: r(A), r(B) and A's outcome by reward. */
+  rewardA?: number;
+  rewardB?: number;
+  rewardOutcome?: Outcome;
 }
 
 export interface EvalReport {
-  /** A vs B: wins are wins of A. */
-  winRate: WinRateSummary;
+  /** Which scorer produced each number: the judge's win rate, the reward model's rewards (null: not run). */
+  scorers: { judge: string | null; rewardModel: string | null };
+  /** A vs B by the judge: wins are wins of A (null without a judge). */
+  winRate: WinRateSummary | null;
+  /** A vs B by the reward model (null without one). */
+  rewardModel: RewardSummary | null;
   a: SideStats;
   b: SideStats;
   settings: Record<string, unknown>;
@@ -277,17 +337,26 @@ export interface EvaluateInput {
   sourceB: string;
   /** A programmatic scorer of (prompt, response) (e.g. the demo task's score). */
   scorer?: (prompt: string, response: string) => number;
+  /** Rewards of A's and B's responses by a reward model, and the folder they came from. */
+  rewards?: { scorer: string; a: ArrayLike<number>; b: ArrayLike<number>; tolerance?: number };
+  /** The judge's name in the report (a folder). */
+  judgeName?: string;
   settings?: Record<string, unknown>;
 }
 
-/** Judges A vs B and gathers ROUGE-L, task scores and lengths into one report. */
-export async function evaluateHeadToHead(judge: PreferenceSource, input: EvaluateInput, opts: WinRateOptions = {}): Promise<EvalReport> {
+/** Judges A vs B (with a judge) and scores them by reward (with rewards), and gathers ROUGE-L, task scores and lengths into one report. */
+export async function evaluateHeadToHead(judge: PreferenceSource | null, input: EvaluateInput, opts: WinRateOptions = {}): Promise<EvalReport> {
   const n = input.prompts.length;
   for (const k of ['a', 'b', 'tokensA', 'tokensB'] as const) {
     if (input[k].length !== n) throw new RangeError(`evaluateHeadToHead: ${k} has ${input[k].length} entries for ${n} prompts`);
   }
   if (input.references && input.references.length !== n) throw new RangeError(`evaluateHeadToHead: references has ${input.references.length} entries for ${n} prompts`);
-  const { items, summary } = await winRate(judge, input.prompts.map((prompt, i) => ({ prompt, a: input.a[i], b: input.b[i] })), opts);
+  if (!judge && !input.rewards) throw new RangeError('evaluateHeadToHead: neither a judge nor rewards; expected at least one scorer');
+  const judged = judge ? await winRate(judge, input.prompts.map((prompt, i) => ({ prompt, a: input.a[i], b: input.b[i] })), opts) : null;
+  const items = judged?.items;
+  const rw = input.rewards;
+  if (rw && (rw.a.length !== n || rw.b.length !== n)) throw new RangeError(`evaluateHeadToHead: rewards for ${rw.a.length} / ${rw.b.length} responses, ${n} prompts`);
+  const byReward = rw ? summarizeRewards(rw.a, rw.b, rw.scorer, { tolerance: rw.tolerance, seed: opts.seed, resamples: opts.resamples, level: opts.level }) : null;
   const ci: CiOptions = { seed: opts.seed, resamples: opts.resamples, level: opts.level };
   const side = (texts: string[], tokens: number[], source: string) => {
     const rouge = input.references ? meanRougeL(texts.map((candidate, i) => ({ candidate, reference: input.references![i] })), ci) : null;
@@ -304,21 +373,21 @@ export async function evaluateHeadToHead(judge: PreferenceSource, input: Evaluat
   const A = side(input.a, input.tokensA, input.sourceA);
   const B = side(input.b, input.tokensB, input.sourceB);
   return {
-    winRate: summary,
+    scorers: { judge: judge ? (input.judgeName ?? 'judge') : null, rewardModel: rw ? rw.scorer : null },
+    winRate: judged ? judged.summary : null,
+    rewardModel: byReward ? byReward.summary : null,
     a: A.stats,
     b: B.stats,
     settings: input.settings ?? {},
-    items: items.map((it, i) => ({
+    items: input.prompts.map((_, i) => ({
       prompt: input.prompts[i],
       a: input.a[i],
       b: input.b[i],
       ...(input.references ? { reference: input.references[i] } : {}),
-      p: it.p,
-      pAB: it.pAB,
-      pBA: it.pBA,
-      outcome: it.outcome,
-      positionDisagreement: it.positionDisagreement,
-      ordersDisagree: it.ordersDisagree,
+      ...(items
+        ? { p: items[i].p, pAB: items[i].pAB, pBA: items[i].pBA, outcome: items[i].outcome, positionDisagreement: items[i].positionDisagreement, ordersDisagree: items[i].ordersDisagree }
+        : {}),
+      ...(rw && byReward ? { rewardA: rw.a[i], rewardB: rw.b[i], rewardOutcome: byReward.outcomes[i] } : {}),
       tokensA: input.tokensA[i],
       tokensB: input.tokensB[i],
       ...(A.rouge ? { rougeA: A.rouge[i], rougeB: B.rouge![i] } : {}),
@@ -339,29 +408,50 @@ function withCi(m: MeanWithCi | null, digits = 3): string {
 /** The report as Markdown: the head-to-head summary, then one row per metric with A and B side by side. */
 export function formatEvalTable(r: EvalReport): string {
   const w = r.winRate;
+  const rm = r.rewardModel;
   const pct = (x: number) => `${f(100 * x, 1)}%`;
   const lines = [
-    `# osp eval: A vs B (${w.n} prompts)`,
+    `# osp eval: A vs B (${r.items.length} prompts)`,
     '',
     `- A: ${escapeMarkdown(r.a.source)}`,
     `- B: ${escapeMarkdown(r.b.source)}`,
+    `- judge: ${r.scorers.judge === null ? 'none' : escapeMarkdown(r.scorers.judge)}`,
+    `- reward model: ${r.scorers.rewardModel === null ? 'none' : escapeMarkdown(r.scorers.rewardModel)}`,
     '',
-    '| head to head | value |',
-    '| --- | --- |',
-    `| win rate of A (ties count half) | ${pct(w.winRate.mean)} [${pct(w.winRate.lo)}, ${pct(w.winRate.hi)}] |`,
-    `| A wins / ties / B wins | ${w.wins} / ${w.ties} / ${w.losses} (tie: abs(p - 0.5) <= ${w.tieMargin}) |`,
-    `| mean p(A > B) | ${withCi(w.meanPreference)} |`,
-    `| position disagreement abs(pAB - (1 - pBA)) | ${f(w.positionDisagreement)} |`,
-    `| orders disagree on the winner | ${pct(w.orderDisagreement)} |`,
-    '',
+  ];
+  if (w) {
+    lines.push(
+      '| head to head, by the judge | value |',
+      '| --- | --- |',
+      `| win rate of A (ties count half) | ${pct(w.winRate.mean)} [${pct(w.winRate.lo)}, ${pct(w.winRate.hi)}] |`,
+      `| A wins / ties / B wins | ${w.wins} / ${w.ties} / ${w.losses} (tie: abs(p - 0.5) <= ${w.tieMargin}) |`,
+      `| mean p(A > B) | ${withCi(w.meanPreference)} |`,
+      `| position disagreement abs(pAB - (1 - pBA)) | ${f(w.positionDisagreement)} |`,
+      `| orders disagree on the winner | ${pct(w.orderDisagreement)} |`,
+      '',
+    );
+  }
+  if (rm) {
+    lines.push(
+      '| head to head, by the reward model | value |',
+      '| --- | --- |',
+      `| win rate of A by reward (ties count half) | ${pct(rm.winRate.mean)} [${pct(rm.winRate.lo)}, ${pct(rm.winRate.hi)}] |`,
+      `| A wins / ties / B wins | ${rm.wins} / ${rm.ties} / ${rm.losses} (tie: abs(r(A) - r(B)) <= ${rm.tolerance}) |`,
+      `| mean reward of A | ${withCi(rm.meanA)} |`,
+      `| mean reward of B | ${withCi(rm.meanB)} |`,
+      `| mean r(A) - r(B) | ${withCi(rm.meanDifference)} |`,
+      '',
+    );
+  }
+  lines.push(
     '| metric | A | B |',
     '| --- | --- | --- |',
-  ];
+  );
   if (r.a.rougeL) lines.push(`| ROUGE-L F1 vs references | ${withCi(r.a.rougeL)} | ${withCi(r.b.rougeL)} |`);
   if (r.a.score) lines.push(`| task score | ${withCi(r.a.score)} | ${withCi(r.b.score)} |`);
   const len = (s: LengthStats) => `${f(s.mean, 1)} / ${f(s.median, 1)} / ${f(s.p90, 1)} / ${f(s.max, 0)}`;
   lines.push(`| length, tokens (mean / median / p90 / max) | ${len(r.a.lengthTokens)} | ${len(r.b.lengthTokens)} |`);
   lines.push(`| length, characters (mean / median / p90 / max) | ${len(r.a.lengthChars)} | ${len(r.b.lengthChars)} |`);
-  lines.push('', `Intervals: ${Math.round(100 * w.winRate.level)}% percentile bootstrap over prompts (seeded).`);
+  lines.push('', `Intervals: ${Math.round(100 * (w ?? rm)!.winRate.level)}% percentile bootstrap over prompts (seeded).`);
   return lines.join('\n') + '\n';
 }

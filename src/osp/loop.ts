@@ -12,7 +12,7 @@ import { Tensor } from '../tensor';
 import { MetricsLog, StepMetrics } from './metrics';
 import { syncStats } from '../sync';
 import { DeviceRecord } from './deviceRecord';
-import { appendSamples, latestCheckpoint, saveCheckpoint } from './run';
+import { Trainee, appendSamples, latestCheckpoint, saveCheckpoint } from './run';
 import { writeReport } from './report';
 
 /** A seed for step `step` of a run seeded `seed` (an integer in [0, 2^31)). */
@@ -54,7 +54,8 @@ export class DataOrder {
 
 export interface LoopOptions {
   runDir: string;
-  policy: LlamaModel;
+  /** What is trained and checkpointed: a policy, or any Trainee (a reward model). */
+  policy: LlamaModel | Trainee;
   optimizer: AdamW;
   /** Examples in the data (the order shuffles these). */
   dataSize: number;

@@ -29,6 +29,16 @@ export interface StepMetrics {
   absErrorMean?: number | null;
   /** Mean over pairs of the margin z = beta * (r(y_h) - r(y_l)). */
   marginMean?: number | null;
+  /** Reward model: fraction of the step's pairs with r(chosen) > r(rejected). */
+  accuracy?: number | null;
+  /** Reward model: mean reward of the step's chosen responses. */
+  rewardChosenMean?: number | null;
+  /** Reward model: mean reward of the step's rejected responses. */
+  rewardRejectedMean?: number | null;
+  /** Reward model: accuracy on the held-out pairs (after every --eval-every steps and the last). */
+  evalAccuracy?: number | null;
+  /** Reward model: mean Bradley-Terry loss on the held-out pairs (when evalAccuracy is measured). */
+  evalLoss?: number | null;
   /** Mean policy sequence log-prob of the chosen (higher ranked) responses. */
   chosenLogprobMean?: number | null;
   /** Mean policy sequence log-prob of the rejected (lower ranked) responses. */
@@ -71,6 +81,7 @@ export interface StepMetrics {
 export const STEP_METRIC_FIELDS = [
   'epoch', 'elapsedSeconds', 'lr', 'loss', 'gradNorm',
   'pHatMean', 'targetMean', 'absErrorMean', 'marginMean',
+  'accuracy', 'rewardChosenMean', 'rewardRejectedMean', 'evalAccuracy', 'evalLoss',
   'chosenLogprobMean', 'rejectedLogprobMean', 'refChosenLogprobMean', 'refRejectedLogprobMean',
   'klEstimate', 'responseLengthMean', 'judgeDisagreementMean', 'judgeAccuracy', 'sampleScoreMean',
   'secondsGenerate', 'secondsJudge', 'secondsTrain',

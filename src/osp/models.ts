@@ -40,7 +40,12 @@ function readAdapterSetting(setting: string, dir: string): LoraSpec {
  * The policy to train: --model itself, or with --lora / --adapter the frozen base with a new adapter
  * (seeded by the run's seed) or the named one. `base` is the loaded weights' owner.
  */
-export async function loadPolicy(s: { model: string; lora?: LoraSpec; adapter?: string; seed: number }, at: Placement): Promise<{ policy: LlamaModel; base: LlamaModel | null }> {
+export async function loadPolicy(
+  s: { model: string; lora?: LoraSpec; adapter?: string; seed: number },
+  at: Placement,
+  /** How --model is loaded (a reward model loads its backbone without the LM head). */
+  load: (dir: string, at: Placement) => Promise<LlamaModel> = (dir, p) => LlamaModel.load(dir, p),
+): Promise<{ policy: LlamaModel; base: LlamaModel | null }> {
   let spec = s.lora;
   if (s.adapter !== undefined) {
     if (!isAdapterFolder(s.adapter)) throw new SettingsError('adapter', 'no adapter_config.json (expected a PEFT LoRA adapter folder)', s.adapter);
@@ -50,7 +55,7 @@ export async function loadPolicy(s: { model: string; lora?: LoraSpec; adapter?: 
     }
     spec = saved;
   }
-  const model = await LlamaModel.load(s.model, at);
+  const model = await load(s.model, at);
   if (!spec) return { policy: model, base: null };
   try {
     const opts = { dtype: adapterDtype(at.dtype), device: at.device };

@@ -4,6 +4,7 @@
 //            policy|sft. Self-rewarding = best-worst pairing + DPO loss.
 //   offline  dpo / ipo / spce on fixed preference pairs (soft labels from the data's strength, or
 //            from the judge)
+//   reward   a Bradley-Terry reward model on fixed pairs (bradleyTerryStep), with held-out accuracy
 //   sft      supervised fine-tuning, prompt tokens masked (also preference augmentation: SFT on
 //            judge instructions whose answer is the preferred side's letter)
 // Pairs are oriented so that chosen is the judged winner (orientPair in objective.ts).
@@ -17,7 +18,8 @@ import { Tokenizer } from '../model/tokenizer';
 import { syncStats } from '../sync';
 import { DeviceRecord } from './deviceRecord';
 import { StepFn } from './loop';
-import { LossKind, PreferenceValues, ScoredPair, SftExample, orientPair, preferenceStep, preferenceValues, sftStep } from './objective';
+import { RewardModel } from '../model/rewardModel';
+import { LossKind, PreferenceValues, RewardPair, ScoredPair, SftExample, bradleyTerryStep, orientPair, preferenceStep, preferenceValues, sftStep } from './objective';
 
 const mean = (a: ArrayLike<number>) => (a.length ? Array.from(a).reduce((s, v) => s + v, 0) / a.length : null);
 const now = () => performance.now() / 1e3;
@@ -174,5 +176,68 @@ export function sftStepFn(model: LlamaModel, examples: SftExample[], o: { microB
       trainWaits,
       finish: (record: DeviceRecord, secondsTrain: number) => ({ metrics: { loss: record.get('loss')[0], secondsTrain, tokensPerSecond: res.tokens / Math.max(1e-9, secondsTrain) } }),
     };
+  };
+}
+
+/** Accuracy (r(chosen) > r(rejected)), mean Bradley-Terry loss and mean margin of a reward model on pairs, in f64 on the host. */
+export function pairAccuracy(chosen: ArrayLike<number>, rejected: ArrayLike<number>): { accuracy: number; loss: number; margin: number } {
+  let right = 0;
+  let loss = 0;
+  let margin = 0;
+  for (let i = 0; i < chosen.length; i++) {
+    const d = chosen[i] - rejected[i];
+    if (d > 0) right++;
+    loss += d > 0 ? Math.log1p(Math.exp(-d)) : -d + Math.log1p(Math.exp(d)); // -log sigmoid(d), stable
+    margin += d;
+  }
+  const n = Math.max(1, chosen.length);
+  return { accuracy: right / n, loss: loss / n, margin: margin / n };
+}
+
+/** A reward model on held-out pairs: their rewards by inference forwards (one read per micro-batch), then pairAccuracy. */
+export function evaluateRewardModel(model: RewardModel, pairs: RewardPair[], microBatch: number): { accuracy: number; loss: number; margin: number } {
+  const seq = (p: Int32Array, r: Int32Array) => Int32Array.from([...p, ...r]);
+  const rewards = model.sequenceRewards(pairs.flatMap((p) => [seq(p.prompt, p.chosen), seq(p.prompt, p.rejected)]), { microBatch: 2 * microBatch });
+  return pairAccuracy(Array.from(pairs, (_, i) => rewards[2 * i]), Array.from(pairs, (_, i) => rewards[2 * i + 1]));
+}
+
+export interface RewardModelStepOptions {
+  microBatch: number;
+  recompute?: boolean;
+  /** Evaluate the held-out pairs after every evalEvery steps and after the last step. */
+  evalEvery: number;
+  totalSteps: number;
+}
+
+/** Bradley-Terry steps on the training pairs; the held-out pairs are scored (after the update) every evalEvery steps and at the end. */
+export function rewardModelStepFn(model: RewardModel, pairs: RewardPair[], heldOut: RewardPair[], o: RewardModelStepOptions): StepFn {
+  return async (step, indices, seed) => {
+    const t0 = now();
+    const trainWaits = syncStats().hostWaits;
+    const batch = indices.map((i) => pairs[i]);
+    const res = bradleyTerryStep(model, batch, { microBatch: o.microBatch, recompute: o.recompute, dropoutSeed: seed });
+    const finish = (record: DeviceRecord, secondsTrain: number) => {
+      const B = batch.length;
+      const r = record.get('rewards');
+      const chosen = r.subarray(0, B);
+      const rejected = r.subarray(B, 2 * B);
+      const train = pairAccuracy(chosen, rejected);
+      // finish runs after the optimizer's update: the held-out figures are those of the weights after this step.
+      const ev = step % o.evalEvery === 0 || step === o.totalSteps ? evaluateRewardModel(model, heldOut, o.microBatch) : null;
+      const metrics = {
+        loss: record.get('loss')[0],
+        accuracy: train.accuracy,
+        marginMean: train.margin,
+        rewardChosenMean: mean(chosen),
+        rewardRejectedMean: mean(rejected),
+        evalAccuracy: ev?.accuracy,
+        evalLoss: ev?.loss,
+        secondsTrain,
+        tokensPerSecond: res.tokens / Math.max(1e-9, secondsTrain),
+        pairs: B,
+      };
+      return { metrics };
+    };
+    return { grads: res.grads, record: res.record, trainStarted: t0, trainWaits, finish };
   };
 }

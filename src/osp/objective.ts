@@ -1,4 +1,5 @@
-// The training objectives on the device (METHOD.md sections 2, 3, 6, 8). A step's token log-probs,
+// The training objectives on the device (METHOD.md sections 2, 3, 6, 8), and the reward model's
+// Bradley-Terry loss (bradleyTerryStep, at the end). A step's token log-probs,
 // sequence sums, preference loss and per-token gradients never leave the device: the host uploads
 // token ids and reads back, once per optimizer step, the values it reports (a DeviceRecord).
 //
@@ -18,8 +19,9 @@
 // Per-pair precision: f64 on the CPU (the token log-probs of an f32 model converted exactly, then
 // summed in order: the same numbers as the host f64 arithmetic this replaced), f32 on CUDA (the
 // kernels' precision there).
-import { PromptResponse, packResponses } from '../model/batch';
-import { LlamaModel } from '../model/llama';
+import { PromptResponse, packResponses, packSequences } from '../model/batch';
+import { ForwardResult, LlamaModel } from '../model/llama';
+import { RewardModel, SCORE_WEIGHT, lastRowsOf } from '../model/rewardModel';
 import { GradientAccumulator } from '../model/optim';
 import * as ops from '../ops';
 import { Tensor, keep, scope, tensor, zeros } from '../tensor';
@@ -282,4 +284,120 @@ export function sftStep(model: LlamaModel, examples: SftExample[], opts: { micro
  */
 export function orientPair<T>(p: { chosen: T; rejected: T; target: number }): { chosen: T; rejected: T; target: number } {
   return p.target < 0.5 ? { chosen: p.rejected, rejected: p.chosen, target: 1 - p.target } : { chosen: p.chosen, rejected: p.rejected, target: p.target };
+}
+
+/** A preference pair for a reward model: chosen is the preferred side (orientPair). */
+export interface RewardPair {
+  prompt: Int32Array;
+  chosen: Int32Array;
+  rejected: Int32Array;
+}
+
+/**
+ * The Bradley-Terry loss of a reward model (METHOD.md section 3), mean over pairs of
+ * -log sigmoid(r(chosen) - r(rejected)), and its gradients (the backbone's trainable tensors, then
+ * score.weight), all on the device. The loss is the fused preferenceLoss('dpo') with beta 1 and a
+ * zero reference, whose gradPolicyChosen / Rejected are d loss / d r. Each reward is read on the
+ * final hidden state at its sequence's last token (ops.embedding of those rows); d hidden is the
+ * scatter of d r times the head (ops.embeddingBackward), then the backbone's backward. Record:
+ * loss [1] and rewards [2B] (chosen first). Micro-batching as preferenceStep's: one forward when
+ * all pairs fit, else an inference scoring pass first, then forward + backward per micro-batch.
+ */
+export function bradleyTerryStep(model: RewardModel, pairs: RewardPair[], opts: { microBatch: number; recompute?: boolean; dropoutSeed?: number }): { grads: Map<string, Tensor>; record: DeviceRecord; tokens: number } {
+  const op = 'bradleyTerryStep';
+  checkMicroBatch(op, opts.microBatch);
+  if (pairs.length === 0) throw new RangeError(`${op}: no pairs`);
+  const B = pairs.length;
+  const backbone = model.backbone;
+  const dtype = sequenceDtype(backbone);
+  const device = backbone.device;
+  const record = new DeviceRecord();
+  const acc = new GradientAccumulator();
+  // A micro-batch of pairs s..s+m: its 2m sequences packed chosen first, so its rewards are [chosen m, rejected m].
+  const packed = (s: number, m: number) => {
+    const seqs = pairs.slice(s, s + m).map((p) => concat(p.prompt, p.chosen)).concat(pairs.slice(s, s + m).map((p) => concat(p.prompt, p.rejected)));
+    return { batch: packSequences(seqs), rows: lastRowsOf(seqs), tokens: seqs.reduce((n, q) => n + q.length, 0) };
+  };
+  const rowsTensor = (rows: Int32Array) => tensor(rows, [rows.length], { dtype: 'i32', device });
+  /** d loss / d rewards [2B] from the [2B] rewards; records loss and rewards. */
+  const objective = (rewards: Tensor): Tensor =>
+    scope(() => {
+      record.add('rewards', rewards);
+      const zero = zeros([B], { dtype, device });
+      const r = ops.preferenceLoss('dpo', { policyChosen: rewards.narrow(0, 0, B), policyRejected: rewards.narrow(0, B, B), refChosen: zero, refRejected: zero }, { beta: 1 });
+      record.add('loss', r.meanLoss);
+      const g = zeros([2 * B], { dtype, device });
+      ops.copyInto(g.narrow(0, 0, B), r.gradPolicyChosen);
+      ops.copyInto(g.narrow(0, B, B), r.gradPolicyRejected);
+      return g;
+    });
+  /** The gradients of one micro-batch's forward given d loss / d its rewards [2m]. */
+  const gradients = (fwd: ForwardResult, rows: Tensor, gradRewards: Tensor): Map<string, Tensor> =>
+    scope(() => {
+      const { gradHidden, gradScore } = model.rewardsBackward(fwd.hidden, rows, gradRewards);
+      const grads = backbone.backward(fwd.cache, gradHidden).grads;
+      grads.set(SCORE_WEIGHT, gradScore);
+      return grads;
+    });
+  try {
+    if (B <= opts.microBatch) {
+      const mb = packed(0, B);
+      const grads = scope(() => {
+        const fwd = backbone.forward(mb.batch, { recompute: opts.recompute, dropoutSeed: microSeed(opts.dropoutSeed, 0) });
+        const rows = rowsTensor(mb.rows);
+        return gradients(fwd, rows, objective(cast(model.rewardsOf(fwd.hidden, rows), dtype)));
+      });
+      return { grads, record, tokens: mb.tokens };
+    }
+    // Several micro-batches: every reward first (inference forwards), then forward + backward per micro-batch.
+    const rewards = keep(zeros([2 * B], { dtype, device }));
+    let gradRewards: Tensor;
+    try {
+      for (let s = 0, m = 0; s < B; s += opts.microBatch, m++) {
+        const n = Math.min(opts.microBatch, B - s);
+        const mb = packed(s, n);
+        scope(() => {
+          const fwd = backbone.forward(mb.batch, { inference: true, dropoutSeed: microSeed(opts.dropoutSeed, m) });
+          const r = cast(model.rewardsOf(fwd.hidden, rowsTensor(mb.rows)), dtype);
+          ops.copyInto(rewards.narrow(0, s, n), r.narrow(0, 0, n));
+          ops.copyInto(rewards.narrow(0, B + s, n), r.narrow(0, n, n));
+        });
+      }
+      gradRewards = keep(objective(rewards));
+    } catch (e) {
+      rewards.dispose();
+      throw e;
+    }
+    let tokens = 0;
+    try {
+      for (let s = 0, m = 0; s < B; s += opts.microBatch, m++) {
+        const n = Math.min(opts.microBatch, B - s);
+        const mb = packed(s, n);
+        acc.add(
+          scope(() => {
+            const fwd = backbone.forward(mb.batch, { recompute: opts.recompute, dropoutSeed: microSeed(opts.dropoutSeed, m) });
+            const g = zeros([2 * n], { dtype, device });
+            ops.copyInto(g.narrow(0, 0, n), gradRewards.narrow(0, s, n));
+            ops.copyInto(g.narrow(0, n, n), gradRewards.narrow(0, B + s, n));
+            return gradients(fwd, rowsTensor(mb.rows), g);
+          }),
+        );
+        tokens += mb.tokens;
+      }
+    } finally {
+      gradRewards.dispose();
+    }
+    return { grads: acc.take(), record, tokens };
+  } catch (e) {
+    acc.dispose();
+    record.dispose();
+    throw e;
+  }
+}
+
+function concat(a: Int32Array, b: Int32Array): Int32Array {
+  const out = new Int32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }

@@ -34,6 +34,60 @@ export function checkpointName(step: number): string {
   return `step-${String(step).padStart(8, '0')}`;
 }
 
+/**
+ * What a run trains, checkpoints and frees: a policy (PolicyTrainee, every command but one) or a
+ * reward model (its score head beside the backbone). runTraining and runLoop go through this.
+ */
+export interface Trainee {
+  readonly device: 'cpu' | 'cuda';
+  /** The optimizer's parameters, in a fixed order. */
+  trainableParameters(): Map<string, Tensor>;
+  /** Writes the model part of a checkpoint into the checkpoint folder being assembled (model/ or adapter/); values that are not finite are refused. */
+  saveCheckpointModel(checkpointDir: string, tokenizerFrom: string | undefined): Promise<void>;
+  /** Writes the run's final/ folder. */
+  saveFinal(dir: string, tokenizerDir: string): Promise<void>;
+  /** The same kind of model from a checkpoint folder (on the same base for LoRA). */
+  loadCheckpoint(checkpointDir: string): Promise<Trainee>;
+  /** Frees what this trainee owns (a LoRA view: its adapter; the base is its loader's). */
+  release(): void;
+}
+
+/** A policy LlamaModel as a Trainee: model/ (a Hugging Face folder) or, with LoRA, adapter/ (PEFT's folder). */
+export class PolicyTrainee implements Trainee {
+  constructor(readonly model: LlamaModel) {}
+
+  get device(): 'cpu' | 'cuda' {
+    return this.model.device;
+  }
+
+  trainableParameters(): Map<string, Tensor> {
+    return this.model.trainableParameters();
+  }
+
+  async saveCheckpointModel(dir: string, tokenizerFrom: string | undefined): Promise<void> {
+    const m = this.model;
+    // A LoRA policy saves its adapter (PEFT's folder) only; the base is the run's --model.
+    if (m.adapter) m.adapter.save(path.join(dir, 'adapter'), { baseModel: tokenizerFrom ?? '' });
+    else await m.save(path.join(dir, 'model'), { dtype: m.dtype === 'bf16' ? 'BF16' : 'F32', tokenizerFrom, requireFinite: true });
+  }
+
+  async saveFinal(dir: string, tokenizerDir: string): Promise<void> {
+    const m = this.model;
+    // LoRA: final/ is the adapter (PEFT's folder) for --model; osp merge writes the merged model.
+    if (m.adapter) m.adapter.save(dir, { baseModel: tokenizerDir });
+    else await m.save(dir, { dtype: m.dtype === 'bf16' ? 'BF16' : 'F32', tokenizerFrom: tokenizerDir });
+  }
+
+  async loadCheckpoint(dir: string): Promise<PolicyTrainee> {
+    return new PolicyTrainee(await loadCheckpointPolicy(dir, this.model));
+  }
+
+  release(): void {
+    if (this.model.adapter) this.model.adapter.dispose();
+    else this.model.dispose();
+  }
+}
+
 /** Writes config.json for a new run; refuses a folder that already holds a run (use --resume). */
 export function startRun(runDir: string, config: object): void {
   if (fs.existsSync(path.join(runDir, 'config.json'))) {
@@ -84,7 +138,7 @@ export function truncateSamples(runDir: string, step: number): void {
  */
 export async function saveCheckpoint(
   runDir: string,
-  model: LlamaModel,
+  model: LlamaModel | Trainee,
   optimizer: AdamW,
   state: CheckpointState,
   opts: { keep?: number; tokenizerFrom?: string } = {},
@@ -97,9 +151,7 @@ export async function saveCheckpoint(
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp);
   try {
-    // A LoRA policy saves its adapter (PEFT's folder) only; the base is the run's --model.
-    if (model.adapter) model.adapter.save(path.join(tmp, 'adapter'), { baseModel: opts.tokenizerFrom ?? '' });
-    else await model.save(path.join(tmp, 'model'), { dtype: model.dtype === 'bf16' ? 'BF16' : 'F32', tokenizerFrom: opts.tokenizerFrom, requireFinite: true });
+    await (model instanceof LlamaModel ? new PolicyTrainee(model) : model).saveCheckpointModel(tmp, opts.tokenizerFrom);
     const st = optimizer.state();
     const tensors = new Map<string, TensorToWrite>();
     for (const [n, t] of st.tensors) {

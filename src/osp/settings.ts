@@ -205,7 +205,18 @@ export const augmentSchema = z
   })
   .strict();
 
-export const SCHEMAS = { train: trainSchema, 'self-reward': selfRewardSchema, dpo: dpoSchema, sft: sftSchema, augment: augmentSchema } as const;
+export const rewardModelSchema = z
+  .object({
+    model: path('the model folder (the backbone starts here)'),
+    pairs: path('a pairs file'),
+    format: z.enum(['pairs', 'hh', 'tldr']).default('pairs'),
+    evalFraction: num().pipe(z.number().gt(0).lt(1, 'expected a number in (0, 1)')).default(0.05),
+    evalEvery: positiveInt().default(50),
+    ...loopShape({ batchSize: 16, microBatch: 8, lr: 1e-5 }),
+  })
+  .strict();
+
+export const SCHEMAS = { train: trainSchema, 'self-reward': selfRewardSchema, dpo: dpoSchema, sft: sftSchema, augment: augmentSchema, 'reward-model': rewardModelSchema } as const;
 export type TrainerCommand = keyof typeof SCHEMAS;
 
 /** What a caller gives (defaults optional) and what the trainer runs with (defaults filled in). */
@@ -214,6 +225,7 @@ export type SelfRewardSettings = z.input<typeof selfRewardSchema>;
 export type DpoSettings = z.input<typeof dpoSchema>;
 export type SftSettings = z.input<typeof sftSchema>;
 export type AugmentSettings = z.input<typeof augmentSchema>;
+export type RewardModelSettings = z.input<typeof rewardModelSchema>;
 export type ResolvedSettings<C extends TrainerCommand> = z.output<(typeof SCHEMAS)[C]>;
 /** The settings every training command shares, resolved. */
 export type LoopSettings = z.output<z.ZodObject<ReturnType<typeof loopShape>>>;

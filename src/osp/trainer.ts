@@ -11,9 +11,9 @@ import { score as demoScore } from '../demo/task';
 import { backends, defaultDevice } from '../device';
 import { Judge } from '../judge/judge';
 import { JudgeTemplate, loadJudgeTemplate } from '../judge/templates';
-import { saveLlama } from '../model/hub';
 import { loadLlamaConfig } from '../model/config';
 import { LlamaModel } from '../model/llama';
+import { Tensor } from '../tensor';
 import { isAdapterFolder } from '../model/lora';
 import { AdamW } from '../model/optim';
 import { Tokenizer } from '../model/tokenizer';
@@ -22,14 +22,16 @@ import { MemoryPlan } from '../model/memoryPlan';
 import { checkRunFits, dryRunPlan, recordLengths } from './memoryCheck';
 import { MetricsLog, StepMetrics } from './metrics';
 import { writeFileAtomicSync } from '../util/atomicWrite';
-import { StageEvents, offlineStep, onlineStep, sftStepFn } from './modes';
+import { StageEvents, offlineStep, onlineStep, rewardModelStepFn, sftStepFn } from './modes';
+import { RewardModel, loadBackbone, readBackboneConfig, readSeqClsAdapterConfig } from '../model/rewardModel';
+import { seededUniform } from '../util/random';
 import { ScoredPair, SftExample, orientPair } from './objective';
-import { FrozenModels, checkModelDir, loadPolicy, releasePolicy } from './models';
+import { FrozenModels, checkModelDir, loadPolicy } from './models';
 export { checkModelDir };
-import { completeCheckpoints, loadCheckpointPolicy, loadCheckpointOptimizer, readCheckpointState, readRunConfig, removeLeftovers, startRun, truncateSamples } from './run';
-export type { AugmentSettings, DpoSettings, SelfRewardSettings, SftSettings, TrainSettings } from './settings';
+import { PolicyTrainee, Trainee, completeCheckpoints, loadCheckpointOptimizer, readCheckpointState, readRunConfig, removeLeftovers, startRun, truncateSamples } from './run';
+export type { AugmentSettings, DpoSettings, RewardModelSettings, SelfRewardSettings, SftSettings, TrainSettings } from './settings';
 import {
-  AugmentSettings, DpoSettings, LoopSettings, ResolvedSettings, SelfRewardSettings, SettingsError, SftSettings, TrainSettings, TrainerCommand, resolveSettings,
+  AugmentSettings, DpoSettings, LoopSettings, RewardModelSettings, ResolvedSettings, SelfRewardSettings, SettingsError, SftSettings, TrainSettings, TrainerCommand, resolveSettings,
 } from './settings';
 
 export interface TrainerHooks extends StageEvents {
@@ -170,11 +172,11 @@ function prepareNew<C extends TrainerCommand>(command: C, raw: unknown): Prepare
  * Loads the policy (from the last checkpoint when resuming), writes config.json for a new run
  * (only now: settings, models and data have all been checked), and runs the loop.
  */
-async function runTraining<C extends TrainerCommand>(
+async function runTraining<C extends TrainerCommand, M extends Trainee>(
   p: Prepared<C>,
-  policy: LlamaModel,
+  policy: M,
   extra: { dataSize: number; steps: number; tokenizerDir: string; config: object },
-  makeStep: (policy: LlamaModel) => StepFn,
+  makeStep: (policy: M) => StepFn,
   describe: (m: StepMetrics) => string,
   hooks: TrainerHooks,
 ): Promise<RunResult> {
@@ -183,7 +185,7 @@ async function runTraining<C extends TrainerCommand>(
   let startStep = 0;
   let startPosition = 0;
   let startElapsed = 0;
-  let model = policy;
+  let model: M = policy;
   let ckpt: string | null = null;
   let optimizer: AdamW | null = null;
   if (p.resuming) {
@@ -192,10 +194,10 @@ async function runTraining<C extends TrainerCommand>(
     // The newest complete checkpoint that loads; a corrupt one (unreadable, NaN weights or state) is
     // reported and the one before it is tried.
     for (const dir of completeCheckpoints(p.runDir)) {
-      let candidate: LlamaModel | null = null;
+      let candidate: M | null = null;
       try {
         const st = readCheckpointState(dir);
-        candidate = await loadCheckpointPolicy(dir, policy);
+        candidate = (await policy.loadCheckpoint(dir)) as M;
         const opt = new AdamW(candidate.trainableParameters(), { lr: s.lr, weightDecay: s.weightDecay, maxGradNorm: s.maxGradNorm });
         try {
           loadCheckpointOptimizer(dir, opt, candidate.device);
@@ -211,12 +213,12 @@ async function runTraining<C extends TrainerCommand>(
         model = candidate;
         break;
       } catch (e) {
-        if (candidate) releasePolicy(candidate);
+        if (candidate) candidate.release();
         notice(`${path.basename(dir)} cannot be resumed from (${(e as Error).message}); trying the checkpoint before it`);
       }
     }
     if (ckpt) {
-      releasePolicy(policy);
+      policy.release();
       new MetricsLog(path.join(p.runDir, 'metrics.jsonl')).truncateAfter(startStep);
       truncateSamples(p.runDir, startStep);
       notice(`resuming ${p.runDir} from ${path.basename(ckpt)} (step ${startStep} of ${extra.steps})`);
@@ -243,14 +245,12 @@ async function runTraining<C extends TrainerCommand>(
     let finalDir: string | null = null;
     if (!result.stopped) {
       finalDir = path.join(p.runDir, 'final');
-      // LoRA: final/ is the adapter (PEFT's folder) for --model; osp merge writes the merged model.
-      if (model.adapter) model.adapter.save(finalDir, { baseModel: extra.tokenizerDir });
-      else await saveLlama(model, finalDir, { dtype: model.dtype === 'bf16' ? 'BF16' : 'F32', tokenizerFrom: extra.tokenizerDir });
+      await model.saveFinal(finalDir, extra.tokenizerDir);
     }
     return { ...result, runDir: p.runDir, command: p.command, finalDir };
   } finally {
     optimizer.dispose();
-    releasePolicy(model);
+    model.release();
   }
 }
 
@@ -287,8 +287,8 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
       fail('reference', `its vocabulary has ${reference.config.vocabSize} tokens; the policy's has ${policy.config.vocabSize} (expected the same tokenizer)`, s.reference);
     }
     const judge = await Judge.create(judgeModel, judgeTok, { template, maxLength: s.judgeMaxLength, batchSize: s.judgeBatch });
-    return await runTraining(p, policy, { dataSize: prompts.length, steps, tokenizerDir: s.model, config: { dataRecords: prompts.length, totalSteps: steps } },
-      (pol) =>
+    return await runTraining(p, new PolicyTrainee(policy), { dataSize: prompts.length, steps, tokenizerDir: s.model, config: { dataRecords: prompts.length, totalSteps: steps } },
+      ({ model: pol }) =>
         onlineStep({ policy: pol, reference, judge, tokenizer }, prompts, {
           loss: s.loss, pairing: s.pairing, sampling: s.sampling,
           k: s.k, beta: s.beta, microBatch: s.microBatch, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, recompute: s.recompute,
@@ -332,8 +332,8 @@ async function offline(p: Prepared<'dpo'>, hooks: TrainerHooks): Promise<RunResu
       }
     }
     const oriented = pairs.map((q) => ({ prompt: q.prompt, ...orientPair(q) }));
-    return await runTraining(p, policy, { dataSize: oriented.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, totalSteps: steps } },
-      (pol) => offlineStep({ policy: pol, reference }, oriented, { loss: s.loss, beta: s.beta, microBatch: s.microBatch, recompute: s.recompute }),
+    return await runTraining(p, new PolicyTrainee(policy), { dataSize: oriented.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, totalSteps: steps } },
+      ({ model: pol }) => offlineStep({ policy: pol, reference }, oriented, { loss: s.loss, beta: s.beta, microBatch: s.microBatch, recompute: s.recompute }),
       (m) => `loss ${fmt(m.loss)} | pHat ${fmt(m.pHatMean)} | margin ${fmt(m.marginMean)} | ${fmt(m.tokensPerSecond, 0)} tok/s`,
       hooks);
   } finally {
@@ -357,8 +357,8 @@ async function supervised(p: Prepared<'sft'>, hooks: TrainerHooks): Promise<RunR
   try {
     const examples = await encodeSft(tokenizer, records, eosOf(tokenizer, model));
     checkContext('data', model.config.maxPositionEmbeddings, examples.map((e) => e.prompt.length + e.response.length), read.where);
-    return await runTraining(p, model, { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, totalSteps: steps } },
-      (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
+    return await runTraining(p, new PolicyTrainee(model), { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, totalSteps: steps } },
+      ({ model: m }) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
   } finally {
     base?.dispose();
   }
@@ -389,8 +389,100 @@ async function augmentation(p: Prepared<'augment'>, hooks: TrainerHooks): Promis
     const instructions = await judge.instructions(items);
     const examples: SftExample[] = items.map((it, i) => ({ prompt: instructions[i], response: Int32Array.of(it.answer) }));
     const steps = totalSteps(s, examples.length, `pairs ${s.pairs} (2 examples per pair)`);
-    return await runTraining(p, model, { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, examples: examples.length, totalSteps: steps } },
-      (m) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
+    return await runTraining(p, new PolicyTrainee(model), { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, examples: examples.length, totalSteps: steps } },
+      ({ model: m }) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
+  } finally {
+    base?.dispose();
+  }
+}
+
+/** A reward model as what runTraining trains: model/ (a LlamaForSequenceClassification folder) or adapter/ (PEFT SEQ_CLS) in checkpoints. */
+class RewardTrainee implements Trainee {
+  constructor(readonly model: RewardModel) {}
+
+  get device(): 'cpu' | 'cuda' {
+    return this.model.device;
+  }
+
+  trainableParameters(): Map<string, Tensor> {
+    return this.model.trainableParameters();
+  }
+
+  private diskDtype(): 'F32' | 'BF16' {
+    return this.model.backbone.dtype === 'bf16' ? 'BF16' : 'F32';
+  }
+
+  async saveCheckpointModel(dir: string, tokenizerFrom: string | undefined): Promise<void> {
+    if (this.model.backbone.adapter) this.model.save(path.join(dir, 'adapter'), { baseModel: tokenizerFrom });
+    else this.model.save(path.join(dir, 'model'), { dtype: this.diskDtype(), tokenizerFrom });
+  }
+
+  async saveFinal(dir: string, tokenizerDir: string): Promise<void> {
+    this.model.save(dir, { dtype: this.diskDtype(), tokenizerFrom: tokenizerDir, baseModel: tokenizerDir });
+  }
+
+  async loadCheckpoint(dir: string): Promise<RewardTrainee> {
+    const m = this.model;
+    if (m.backbone.adapter) {
+      const adapterDir = path.join(dir, 'adapter');
+      return new RewardTrainee(RewardModel.onBase(m.backbone, adapterDir, readSeqClsAdapterConfig(adapterDir).spec, m.config, false));
+    }
+    const loaded = await RewardModel.load(path.join(dir, 'model'), { device: m.device, dtype: m.backbone.dtype });
+    loaded.tokenizer = null;
+    return new RewardTrainee(loaded);
+  }
+
+  release(): void {
+    this.model.dispose();
+  }
+}
+
+/** The pairs held out of a reward model's training: max(1, round(fraction n)) of n, a seeded draw. */
+export function heldOutSplit(n: number, fraction: number, seed: number): { train: number[]; heldOut: number[] } {
+  const count = Math.max(1, Math.round(fraction * n));
+  const order = Array.from({ length: n }, (_, i) => i);
+  const rnd = seededUniform((seed ^ 0x5eed0e7a) >>> 0);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const held = new Set(order.slice(0, count));
+  return { train: order.filter((_, i) => i >= count).sort((a, b) => a - b), heldOut: [...held].sort((a, b) => a - b) };
+}
+
+async function rewardModelRun(p: Prepared<'reward-model'>, hooks: TrainerHooks): Promise<RunResult> {
+  const s = p.settings;
+  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  checkModelDir('model', s.model);
+  const all = await readDataSetting('pairs', s.pairs, s.format, s, notice);
+  // A pair of strength 0.5 prefers neither side: Bradley-Terry has nothing to learn from it.
+  const kept = all.map((_, i) => i).filter((i) => (all[i].strength ?? 1) !== 0.5);
+  const records = kept.map((i) => all[i]);
+  const where = kept.map((i) => all.where[i]);
+  if (records.length < all.length) notice(`${s.pairs}: left out ${all.length - records.length} pair(s) of strength 0.5 (no preference)`);
+  if (records.length < 2) failData('pairs', `${records.length} usable pair(s); a reward model needs at least 2 (one is held out)`, s.pairs);
+  const split = heldOutSplit(records.length, s.evalFraction, s.seed);
+  const steps = totalSteps(s, split.train.length, `pairs ${s.pairs} (${split.train.length} after holding out ${split.heldOut.length})`);
+  const device = resolveDevice(s.device);
+  const dtype = resolveDtype(s.dtype, device);
+  const tokenizer = await Tokenizer.load(s.model);
+  checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
+  const { policy: backbone, base } = await loadPolicy(s, { device, dtype }, loadBackbone);
+  try {
+    const encoded = await encodePairs(tokenizer, records, eosOf(tokenizer, backbone));
+    checkContext('pairs', backbone.config.maxPositionEmbeddings, encoded.map((q) => q.prompt.length + Math.max(q.chosen.length, q.rejected.length)), where);
+    const oriented = encoded.map((q) => ({ prompt: q.prompt, ...orientPair(q) }));
+    const train = split.train.map((i) => oriented[i]);
+    const heldOut = split.heldOut.map((i) => oriented[i]);
+    const rm = RewardModel.init(backbone, { seed: s.seed, config: readBackboneConfig(s.model), freeAdapter: backbone.adapter !== null });
+    return await runTraining(
+      p,
+      new RewardTrainee(rm),
+      { dataSize: train.length, steps, tokenizerDir: s.model, config: { dataRecords: all.length, trainPairs: train.length, heldOutPairs: heldOut.length, totalSteps: steps } },
+      ({ model }) => rewardModelStepFn(model, train, heldOut, { microBatch: s.microBatch, recompute: s.recompute, evalEvery: s.evalEvery, totalSteps: steps }),
+      (m) => `loss ${fmt(m.loss)} | accuracy ${fmt(m.accuracy, 2)} | held-out ${fmt(m.evalAccuracy, 3)} | margin ${fmt(m.marginMean)} | ${fmt(m.tokensPerSecond, 0)} tok/s`,
+      hooks,
+    );
   } finally {
     base?.dispose();
   }
@@ -413,6 +505,8 @@ function dispatch(p: Prepared<TrainerCommand>, hooks: TrainerHooks): Promise<Run
       return supervised(p as Prepared<'sft'>, hooks);
     case 'augment':
       return augmentation(p as Prepared<'augment'>, hooks);
+    case 'reward-model':
+      return rewardModelRun(p as Prepared<'reward-model'>, hooks);
   }
 }
 
@@ -441,6 +535,11 @@ export function augment(settings: AugmentSettings, hooks: TrainerHooks = {}): Pr
   return dispatch(prepareNew('augment', settings), hooks);
 }
 
+/** A Bradley-Terry reward model on preference pairs: the backbone of --model plus a scalar head; held-out accuracy in metrics. */
+export function rewardModel(settings: RewardModelSettings, hooks: TrainerHooks = {}): Promise<RunResult> {
+  return dispatch(prepareNew('reward-model', settings), hooks);
+}
+
 /** Which command made a run folder (its config.json). */
 export function runCommandOf(runDir: string): TrainerCommand {
   let saved: Record<string, unknown>;
@@ -451,7 +550,7 @@ export function runCommandOf(runDir: string): TrainerCommand {
     fail('resume', (e as Error).message);
   }
   const command = saved.command as TrainerCommand;
-  if (!['train', 'self-reward', 'dpo', 'sft', 'augment'].includes(command)) fail('resume', `config.json names no training command`, runDir);
+  if (!['train', 'self-reward', 'dpo', 'sft', 'augment', 'reward-model'].includes(command)) fail('resume', `config.json names no training command`, runDir);
   return command;
 }
 
