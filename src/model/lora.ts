@@ -80,8 +80,11 @@ export function isAdapterFolder(dir: string): boolean {
   return fs.existsSync(path.join(dir, ADAPTER_CONFIG));
 }
 
-/** adapter_config.json's spec and base folder, checked: a LoRA adapter for a causal LM, in PEFT's fields. */
-export function readAdapterConfig(dir: string): { spec: LoraSpec; baseModel: string | null } {
+/** The PEFT task an adapter was made for: a causal LM (osp's policies and judges) or a sequence classifier (reward models). */
+export type AdapterTask = 'CAUSAL_LM' | 'SEQ_CLS';
+
+/** adapter_config.json's spec and base folder, checked: a LoRA adapter for `task` (default a causal LM), in PEFT's fields. */
+export function readAdapterConfig(dir: string, task: AdapterTask = 'CAUSAL_LM'): { spec: LoraSpec; baseModel: string | null } {
   const file = path.join(dir, ADAPTER_CONFIG);
   let j: Record<string, unknown>;
   try {
@@ -90,7 +93,7 @@ export function readAdapterConfig(dir: string): { spec: LoraSpec; baseModel: str
     throw new Error(`${file}: cannot read the adapter's config: ${(e as Error).message}`);
   }
   if (j.peft_type !== 'LORA') throw new Error(`${file}: peft_type is ${JSON.stringify(j.peft_type)}; expected "LORA"`);
-  if (j.task_type !== undefined && j.task_type !== 'CAUSAL_LM') throw new Error(`${file}: task_type is ${JSON.stringify(j.task_type)}; expected "CAUSAL_LM"`);
+  if ((j.task_type !== undefined || task !== 'CAUSAL_LM') && j.task_type !== task) throw new Error(`${file}: task_type is ${JSON.stringify(j.task_type)}; expected "${task}"`);
   if (j.bias !== undefined && j.bias !== 'none') throw new Error(`${file}: bias is ${JSON.stringify(j.bias)}; osp adapters have no bias terms (expected "none")`);
   if (j.fan_in_fan_out === true) throw new Error(`${file}: fan_in_fan_out is true; expected false (Llama's linears store [out, in])`);
   if (j.use_dora === true || j.use_rslora === true) throw new Error(`${file}: DoRA / rsLoRA adapters are not supported; expected plain LoRA`);
@@ -177,9 +180,13 @@ export class LoraAdapter {
     }
   }
 
-  /** Reads a PEFT adapter folder for a model of this config onto a device (f32, or f64 for tests). */
-  static load(dir: string, config: LlamaConfig, opts: { dtype?: 'f32' | 'f64'; device?: Device } = {}): LoraAdapter {
-    const { spec } = readAdapterConfig(dir);
+  /**
+   * Reads a PEFT adapter folder for a model of this config onto a device (f32, or f64 for tests).
+   * task: what the adapter must say it was made for; other: keys of the file that are not LoRA
+   * weights (a SEQ_CLS adapter's score head), left for the caller.
+   */
+  static load(dir: string, config: LlamaConfig, opts: { dtype?: 'f32' | 'f64'; device?: Device; task?: AdapterTask; other?: readonly string[] } = {}): LoraAdapter {
+    const { spec } = readAdapterConfig(dir, opts.task);
     const file = path.join(dir, ADAPTER_WEIGHTS);
     if (!fs.existsSync(file)) throw new Error(`${dir}: no ${ADAPTER_WEIGHTS} beside ${ADAPTER_CONFIG}`);
     const loaded = readSafetensors(file);
@@ -187,6 +194,7 @@ export class LoraAdapter {
     const tensors = new Map<string, Tensor>();
     try {
       for (const [k, t] of loaded) {
+        if (opts.other?.includes(k)) continue;
         if (!(t.data instanceof Float32Array || t.data instanceof Float64Array)) throw new Error(`${file}: ${k} is ${t.dtype}; expected a floating-point tensor`);
         const bad = (t.data as Float32Array).findIndex((v) => !Number.isFinite(v));
         if (bad >= 0) throw new Error(`${file}: ${k}[${bad}] is ${String(t.data[bad])}; an adapter weight must be finite`);

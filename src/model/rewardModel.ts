@@ -22,7 +22,7 @@ import { packSequences } from './batch';
 import { LlamaConfig, llamaParameterShapes, parseLlamaConfig, toHuggingFaceConfig } from './config';
 import { TOKENIZER_FILES, WEIGHTS_FILE } from './hub';
 import { LlamaModel } from './llama';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LORA_MODULES, LORA_TARGETS, LoraAdapter, LoraSpec, adapterDtype, checkLoraSpec, isAdapterFolder } from './lora';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraAdapter, LoraSpec, adapterDtype, isAdapterFolder, readAdapterConfig } from './lora';
 import { INDEX_FILE, TensorToWrite, WritableDType, readIndexFile, readSafetensors, readSafetensorsHeader, writeSafetensors } from './safetensors';
 import { Tokenizer } from './tokenizer';
 
@@ -114,22 +114,9 @@ export async function loadBackbone(dir: string, at: Placement = {}): Promise<Lla
   }
 }
 
-/** A SEQ_CLS adapter_config.json's LoRA spec and base folder (the fields PEFT writes; checked as a causal LM adapter's are). */
+/** A SEQ_CLS adapter_config.json's LoRA spec and base folder (lora.ts's reader, for a sequence classifier). */
 export function readSeqClsAdapterConfig(dir: string): { spec: LoraSpec; baseModel: string | null } {
-  const file = path.join(dir, ADAPTER_CONFIG);
-  let j: Record<string, unknown>;
-  try {
-    j = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`${file}: cannot read the adapter's config: ${(e as Error).message}`);
-  }
-  if (j.peft_type !== 'LORA') throw new Error(`${file}: peft_type is ${JSON.stringify(j.peft_type)}; expected "LORA"`);
-  if (j.task_type !== 'SEQ_CLS') throw new Error(`${file}: task_type is ${JSON.stringify(j.task_type)}; a reward model's adapter is "SEQ_CLS"`);
-  const modules = Array.isArray(j.target_modules) ? j.target_modules : [];
-  const targets = LORA_TARGETS.filter((t) => modules.some((m) => LORA_MODULES[t].endsWith(`.${String(m)}`)));
-  if (targets.length !== modules.length || targets.length === 0) throw new Error(`${file}: target_modules is ${JSON.stringify(j.target_modules)}; expected some of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj`);
-  const spec = checkLoraSpec({ r: Number(j.r), alpha: Number(j.lora_alpha), dropout: Number(j.lora_dropout ?? 0), targets }, file);
-  return { spec, baseModel: typeof j.base_model_name_or_path === 'string' ? j.base_model_name_or_path : null };
+  return readAdapterConfig(dir, 'SEQ_CLS');
 }
 
 /** The dtype of the score head (and of the rewards): f32, or f64 for an f64 backbone; trainable beside a bf16 base like LoRA's adapters. */
@@ -222,28 +209,17 @@ export class RewardModel {
     const file = path.join(dir, ADAPTER_WEIGHTS);
     if (!fs.existsSync(file)) throw new Error(`${dir}: no ${ADAPTER_WEIGHTS} beside ${ADAPTER_CONFIG}`);
     const dtype = adapterDtype(base.dtype);
-    const tensors = new Map<string, Tensor>();
-    let adapter: LoraAdapter | null = null;
+    const adapter = LoraAdapter.load(dir, base.config, { dtype, device: base.device, task: 'SEQ_CLS', other: [PEFT_SCORE_WEIGHT] });
     try {
-      for (const [k, t] of readSafetensors(file)) {
-        if (k === PEFT_SCORE_WEIGHT) continue;
-        const bad = Array.from(t.data as Float32Array).findIndex((v) => !Number.isFinite(v));
-        if (bad >= 0) throw new Error(`${file}: ${k}[${bad}] is not finite`);
-        tensors.set(k, toTensor(t.data as Float32Array, t.shape, dtype, base.device));
-      }
-      try {
-        adapter = new LoraAdapter(base.config, spec, tensors);
-      } catch (e) {
-        throw new Error(`${dir}: ${(e as Error).message}`);
-      }
+      if (adapter.spec.r !== spec.r || adapter.spec.targets.join() !== spec.targets.join()) throw new Error(`${dir}: the adapter is not the spec it was read with`);
       const score = readScore(file, PEFT_SCORE_WEIGHT, base.config.hiddenSize, dtype, base.device);
       return new RewardModel(base.withAdapter(adapter, { takeOwnership }), score, config, !takeOwnership);
     } catch (e) {
-      if (adapter) adapter.dispose();
-      else for (const t of tensors.values()) t.dispose();
+      adapter.dispose();
       throw e;
     }
   }
+
 
   get device(): Device {
     return this.backbone.device;
