@@ -64,8 +64,10 @@ const COMMANDS: { name: TrainerCommand; description: string; flags: Flag[]; star
     flags: [
       ...ONLINE_FLAGS,
       ['--loss <kind>', 'preference loss'],
-      ['--pairing <kind>', 'ranked (the paper) or random (ablation)'],
-      ['--sampling <from>', 'sample from the policy (on-policy) or from the frozen SFT model (ablation)'],
+      ['--pairing <kind>', 'ranked (the paper), or the ablations: random; raft (SFT on the best of K by the judge); spin (the data\'s response against the policy\'s own samples; needs --format sft, pairs, hh or tldr)'],
+      ['--sampling <from>', 'sample from the policy (on-policy), or the ablations: sft (the frozen SFT model); rso (statistical rejection sampling of SFT samples by the judge\'s blank-baseline log-odds)'],
+      ['--rso-candidates <n>', 'with --sampling rso: candidates drawn per prompt, of which K are accepted (default 4 K)'],
+      ['--rso-beta <x>', 'with --sampling rso: beta of the optimal policy pi_sft exp(r / beta)'],
     ],
     start: (s, hooks) => trainer.train(s as trainer.TrainSettings, hooks),
   },

@@ -46,6 +46,53 @@ export interface JudgePairsOptions {
   mode?: 'ranked' | 'random' | 'best-worst';
   /** Seed of the random pairing (required for mode 'random'); prompt i of a batch uses pairSeed(seed, i). */
   seed?: number;
+  /** Ranked / best-worst: blank-baseline scores already computed (blankScores), one array per group. */
+  scores?: number[][];
+}
+
+/** s_k = p(y_k > "" | prompt) for every response of every group: one judge.preferences call. */
+export async function blankScores(judge: Judge, groups: PairingGroup[]): Promise<number[][]> {
+  const blank: JudgeItem[] = [];
+  for (const g of groups) for (const r of g.responses) blank.push({ prompt: g.prompt, a: r, b: '' });
+  const prefs = blank.length ? await judge.preferences(blank) : [];
+  let at = 0;
+  return groups.map((g) => prefs.slice(at, (at += g.responses.length)).map((q) => q.p));
+}
+
+/**
+ * Statistical rejection sampling (Liu et al. 2024, RSO, Algorithm 1) of up to k of N candidates with
+ * rewards r: towards the optimal policy pi*(y) ~ pi_sft(y) exp(r(y) / beta) from samples of pi_sft.
+ * Each round visits the remaining candidates in a random order and accepts one with probability
+ * exp((r - max r) / beta), max over the remaining; accepted ones leave the pool. Returns the
+ * accepted indices in acceptance order (fewer than k only if N < k).
+ */
+export function rsoAccept(rewards: ArrayLike<number>, k: number, beta: number, rng: () => number): number[] {
+  if (!(beta > 0 && Number.isFinite(beta))) throw new RangeError(`rsoAccept: beta is ${String(beta)}; expected a number > 0`);
+  for (let i = 0; i < rewards.length; i++) if (Number.isNaN(rewards[i])) throw new RangeError(`rsoAccept: rewards[${i}] is NaN`);
+  const pool = Array.from({ length: rewards.length }, (_, i) => i);
+  const accepted: number[] = [];
+  while (accepted.length < k && pool.length > 0) {
+    const top = Math.max(...pool.map((i) => rewards[i]));
+    for (let j = pool.length - 1; j > 0; j--) {
+      const m = Math.floor(rng() * (j + 1));
+      [pool[j], pool[m]] = [pool[m], pool[j]];
+    }
+    for (let j = 0; j < pool.length && accepted.length < k; ) {
+      const i = pool[j];
+      // The best remaining candidate is accepted with probability 1, so each round accepts one at least.
+      if (rng() < Math.exp((rewards[i] - top) / beta)) {
+        accepted.push(i);
+        pool.splice(j, 1);
+      } else j++;
+    }
+  }
+  return accepted;
+}
+
+/** The reward RSO and RAFT read from a blank-baseline score s = p(y > ""): its log-odds. */
+export function blankLogOdds(s: number): number {
+  const c = Math.min(1 - 1e-12, Math.max(1e-12, s));
+  return Math.log(c / (1 - c));
 }
 
 /**
@@ -120,11 +167,10 @@ export async function judgePairsBatch(judge: Judge, groups: PairingGroup[], opts
   let scores: (number[] | null)[];
   let pairIndex: { chosen: number; rejected: number }[][];
   if (mode === 'ranked' || mode === 'best-worst') {
-    const blank: JudgeItem[] = [];
-    for (const g of groups) for (const r of g.responses) blank.push({ prompt: g.prompt, a: r, b: '' });
-    const prefs = blank.length ? await judge.preferences(blank) : [];
-    let at = 0;
-    scores = groups.map((g) => prefs.slice(at, (at += g.responses.length)).map((q) => q.p));
+    if (opts.scores && (opts.scores.length !== groups.length || opts.scores.some((s, i) => s.length !== groups[i].responses.length))) {
+      throw new RangeError('judgePairs: scores does not hold one score per response of every group');
+    }
+    scores = opts.scores ?? (await blankScores(judge, groups));
     pairIndex = scores.map((s) => rankedPairs(s!).map(({ high, low }) => ({ chosen: high, rejected: low })));
     if (mode === 'best-worst') pairIndex = pairIndex.map((p) => p.slice(0, 1)); // rankedPairs' first pair is (best, worst)
   } else {

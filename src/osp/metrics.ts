@@ -69,8 +69,13 @@ export interface StepMetrics {
   pairsPerSecond?: number | null;
   /** Number of preference pairs in the step. */
   pairs?: number | null;
-  /** Number of sampled responses in the step. */
+  /** Number of sampled responses in the step (trained on: with RSO, the accepted ones). */
   samples?: number | null;
+  /** RSO: candidates accepted per prompt (mean). */
+  rsoAccepted?: number | null;
+  /** RAFT: the judge's blank-baseline score of each prompt's best sample (mean), and the scorer's of it. */
+  bestScoreMean?: number | null;
+  bestSampleScoreMean?: number | null;
   /** Times the host waited for the device over the whole step (sampling reads each new token). */
   hostWaits?: number | null;
   /** Times the host waited in the step's training part: objective, backward, optimizer and the one read of the step's values. */

@@ -12,7 +12,7 @@
 // DeviceRecord; the loop adds the gradient norm, reads the record once, and calls finish().
 import { generate } from '../generate';
 import { Judge } from '../judge/judge';
-import { JudgePairsOptions, judgePairsBatch } from '../judge/pairing';
+import { blankLogOdds, blankScores, judgePairsBatch, pairSeed, rsoAccept, seededUniform } from '../judge/pairing';
 import { LlamaModel } from '../model/llama';
 import { Tokenizer } from '../model/tokenizer';
 import { syncStats } from '../sync';
@@ -41,8 +41,14 @@ function preferenceMetrics(res: PreferenceValues, targets: number[]) {
 
 export interface OnlineOptions {
   loss: LossKind;
-  pairing: 'ranked' | 'random' | 'best-worst';
-  sampling: 'policy' | 'sft';
+  /**
+   * ranked (OSP), random, best-worst (self-rewarding), and the pairing ablations: raft (SFT on the
+   * best of K by the judge's blank-baseline score) and spin (the data's response as chosen against
+   * each of the policy's first K//2 samples as rejected, target 1).
+   */
+  pairing: 'ranked' | 'random' | 'best-worst' | 'raft' | 'spin';
+  /** policy (on-policy), sft (the frozen SFT model), rso (statistical rejection sampling of the SFT model's samples). */
+  sampling: 'policy' | 'sft' | 'rso';
   k: number;
   beta: number;
   microBatch: number;
@@ -50,6 +56,11 @@ export interface OnlineOptions {
   topP: number;
   maxNewTokens: number;
   recompute?: boolean;
+  /** rso: candidates sampled per prompt (K of them are accepted) and the temperature beta of pi* ~ pi_sft exp(r / beta). */
+  rsoCandidates?: number;
+  rsoBeta?: number;
+  /** spin: each prompt's response from the data, tokenized (EOS included), by prompt index. */
+  references?: Int32Array[];
   /** A quality scorer for the task (the demo's); when given, samples and judge accuracy are scored. */
   scorer?: (prompt: string, response: string) => number;
 }
@@ -58,76 +69,123 @@ export interface StageEvents {
   onStage?(stage: 'generate' | 'judge' | 'train', info: { step: number; done?: number; total?: number }): void;
 }
 
-/** Online self-preferring (and self-rewarding with pairing 'best-worst' and loss 'dpo'). */
+/**
+ * Online self-preferring (and self-rewarding with pairing 'best-worst' and loss 'dpo'), with the
+ * sampling ablations (policy, sft, rso) and the pairing ablations (ranked, random, raft, spin).
+ */
 export function onlineStep(
   models: { policy: LlamaModel; reference: LlamaModel; judge: Judge; tokenizer: Tokenizer },
   prompts: string[],
   o: OnlineOptions,
   events: StageEvents = {},
 ): StepFn {
+  if (o.pairing === 'spin' && (!o.references || o.references.length !== prompts.length)) throw new RangeError('onlineStep: spin pairing needs one reference response per prompt');
   return async (step, indices, seed) => {
     const batchPrompts = indices.map((i) => prompts[i]);
     const t0 = now();
-    events.onStage?.('generate', { step, done: 0, total: batchPrompts.length * o.k * o.maxNewTokens });
-    const sampler = o.sampling === 'sft' ? models.reference : models.policy;
+    const drawn = o.sampling === 'rso' ? (o.rsoCandidates ?? 4 * o.k) : o.k;
+    events.onStage?.('generate', { step, done: 0, total: batchPrompts.length * drawn * o.maxNewTokens });
+    const sampler = o.sampling === 'policy' ? models.policy : models.reference;
     const gen = await generate(sampler, models.tokenizer, batchPrompts, {
       maxNewTokens: o.maxNewTokens,
       temperature: o.temperature,
       topP: o.topP,
       seed,
-      numSamples: o.k,
-      onStep: (i) => events.onStage?.('generate', { step, done: i.generatedTokens, total: batchPrompts.length * o.k * o.maxNewTokens }),
+      numSamples: drawn,
+      onStep: (i) => events.onStage?.('generate', { step, done: i.generatedTokens, total: batchPrompts.length * drawn * o.maxNewTokens }),
     });
     const t1 = now();
     events.onStage?.('judge', { step });
-    const groups = gen.map((g, i) => ({ prompt: batchPrompts[i], responses: g.samples.map((s) => s.text) }));
-    const judged = await judgePairsBatch(models.judge, groups, { mode: o.pairing as JudgePairsOptions['mode'], seed });
+    // The samples each prompt trains on: all of them, or RSO's accepted K of the candidates.
+    let scores: number[][] | null = null;
+    let kept = gen.map((g) => g.samples.map((_, k) => k));
+    if (o.sampling === 'rso') {
+      scores = await blankScores(models.judge, gen.map((g, i) => ({ prompt: batchPrompts[i], responses: g.samples.map((x) => x.text) })));
+      kept = scores.map((sc, i) => rsoAccept(sc.map(blankLogOdds), o.k, o.rsoBeta ?? 0.5, seededUniform(pairSeed(seed, i))));
+      scores = scores.map((sc, i) => kept[i].map((k) => sc[k]));
+    }
+    const samplesOf = (i: number) => kept[i].map((k) => gen[i].samples[k]);
+    const groups = gen.map((_, i) => ({ prompt: batchPrompts[i], responses: samplesOf(i).map((x) => x.text) }));
+    const pairs: ScoredPair[] = [];
+    const pairInfo: { prompt: number; chosen: number; rejected: number; target: number; disagreement: number }[] = [];
+    let best: number[] | null = null;
+    let judged: { scores: number[] | null }[] = groups.map(() => ({ scores: null }));
+    if (o.pairing === 'raft') {
+      scores ??= await blankScores(models.judge, groups);
+      best = scores.map((sc) => sc.reduce((b, v, k) => (v > sc[b] ? k : b), 0));
+      judged = scores.map((sc) => ({ scores: sc }));
+    } else if (o.pairing === 'spin') {
+      // SPIN: the data's response is y^h, the policy's own samples y^l; no judge.
+      groups.forEach((g, i) => {
+        for (let k = 0; k < Math.max(1, Math.floor(g.responses.length / 2)); k++) {
+          pairs.push({ prompt: gen[i].promptTokens, chosen: (o.references as Int32Array[])[indices[i]], rejected: samplesOf(i)[k].tokens, target: 1 });
+          pairInfo.push({ prompt: i, chosen: -1, rejected: k, target: 1, disagreement: 0 });
+        }
+      });
+    } else {
+      const j = await judgePairsBatch(models.judge, groups, { mode: o.pairing, seed, scores: scores ?? undefined });
+      judged = j;
+      j.forEach((jj, i) => {
+        for (const p of jj.pairs) {
+          const { chosen: c, rejected: r, target } = orientPair(p);
+          pairs.push({ prompt: gen[i].promptTokens, chosen: samplesOf(i)[c].tokens, rejected: samplesOf(i)[r].tokens, target });
+          pairInfo.push({ prompt: i, chosen: c, rejected: r, target, disagreement: Math.abs(p.pAB - (1 - p.pBA)) });
+        }
+      });
+    }
     const t2 = now();
     const trainWaits = syncStats().hostWaits;
     events.onStage?.('train', { step });
-    const pairs: ScoredPair[] = [];
-    const pairInfo: { prompt: number; chosen: number; rejected: number; target: number; disagreement: number }[] = [];
-    judged.forEach((j, i) => {
-      for (const p of j.pairs) {
-        const { chosen: c, rejected: r, target } = orientPair(p);
-        pairs.push({ prompt: gen[i].promptTokens, chosen: gen[i].samples[c].tokens, rejected: gen[i].samples[r].tokens, target });
-        pairInfo.push({ prompt: i, chosen: c, rejected: r, target, disagreement: Math.abs(p.pAB - (1 - p.pBA)) });
-      }
+    const lengths = gen.flatMap((_, i) => samplesOf(i).map((x) => x.tokens.length));
+    const generated = gen.reduce((n, g) => n + g.samples.reduce((m, x) => m + x.tokens.length, 0), 0);
+    const sampleScores = o.scorer ? gen.map((_, i) => samplesOf(i).map((x) => o.scorer!(batchPrompts[i], x.text))) : null;
+    const common = (secondsTrain: number) => ({
+      responseLengthMean: mean(lengths),
+      sampleScoreMean: sampleScores ? mean(sampleScores.flat()) : null,
+      secondsGenerate: t1 - t0,
+      secondsJudge: t2 - t1,
+      secondsTrain,
+      tokensPerSecond: generated / Math.max(1e-9, t1 - t0),
+      samples: lengths.length,
+      ...(o.sampling === 'rso' ? { rsoAccepted: mean(kept.map((k) => k.length)) } : {}),
     });
+    const sampleRecords = (extra: (i: number) => object) =>
+      gen.map((_, i) => ({
+        prompt: batchPrompts[i],
+        responses: samplesOf(i).map((x, k) => ({ text: x.text, tokens: x.tokens.length, finish: x.finishReason, blankScore: judged[i].scores?.[k] ?? null, score: sampleScores?.[i][k] ?? null })),
+        ...extra(i),
+      }));
+    if (best) {
+      // RAFT: supervised fine-tuning on each prompt's best sample.
+      const examples: SftExample[] = best.map((b, i) => ({ prompt: gen[i].promptTokens, response: samplesOf(i)[b].tokens }));
+      const res = sftStep(models.policy, examples, { microBatch: o.microBatch, recompute: o.recompute, dropoutSeed: seed });
+      const finish = (record: DeviceRecord, secondsTrain: number) => ({
+        metrics: { loss: record.get('loss')[0], bestScoreMean: mean(best!.map((b, i) => (judged[i].scores as number[])[b])), bestSampleScoreMean: sampleScores ? mean(best!.map((b, i) => sampleScores[i][b])) : null, ...common(secondsTrain), pairs: 0 },
+        samples: sampleRecords((i) => ({ best: best![i] })),
+      });
+      return { grads: res.grads, record: res.record, trainStarted: t2, trainWaits, finish };
+    }
     if (pairs.length === 0) throw new Error(`step ${step}: no pairs were formed (K = ${o.k}); expected K >= 2`);
     const step0 = preferenceStep(models.policy, models.reference, pairs, { loss: o.pairing === 'best-worst' ? 'dpo' : o.loss, beta: o.beta, microBatch: o.microBatch, recompute: o.recompute, dropoutSeed: seed });
     const finish = (record: DeviceRecord, secondsTrain: number) => {
       const res = preferenceValues(record, step0.pairs);
-      const lengths = gen.flatMap((g) => g.samples.map((s) => s.tokens.length));
-      const generated = lengths.reduce((a, b) => a + b, 0);
       const kl: number[] = [];
       for (let i = 0; i < pairs.length; i++) kl.push(res.policyChosen[i] - res.refChosen[i], res.policyRejected[i] - res.refRejected[i]);
       let judgeAccuracy: number | null = null;
-      let sampleScores: number[][] | null = null;
-      if (o.scorer) {
-        const sc = o.scorer;
-        sampleScores = gen.map((g, i) => g.samples.map((s) => sc(batchPrompts[i], s.text)));
-        const decided = pairInfo.filter((p) => sampleScores![p.prompt][p.chosen] !== sampleScores![p.prompt][p.rejected]);
-        judgeAccuracy = decided.length ? decided.filter((p) => sampleScores![p.prompt][p.chosen] > sampleScores![p.prompt][p.rejected]).length / decided.length : null;
+      if (sampleScores && o.pairing !== 'spin') {
+        const decided = pairInfo.filter((p) => sampleScores[p.prompt][p.chosen] !== sampleScores[p.prompt][p.rejected]);
+        judgeAccuracy = decided.length ? decided.filter((p) => sampleScores[p.prompt][p.chosen] > sampleScores[p.prompt][p.rejected]).length / decided.length : null;
       }
       const metrics = {
         ...preferenceMetrics(res, pairs.map((p) => p.target)),
         klEstimate: mean(kl),
-        responseLengthMean: mean(lengths),
         judgeDisagreementMean: mean(pairInfo.map((p) => p.disagreement)),
         judgeAccuracy,
-        sampleScoreMean: sampleScores ? mean(sampleScores.flat()) : null,
-        secondsGenerate: t1 - t0,
-        secondsJudge: t2 - t1,
-        secondsTrain,
-        tokensPerSecond: generated / Math.max(1e-9, t1 - t0),
+        ...common(secondsTrain),
         pairsPerSecond: pairs.length / Math.max(1e-9, t2 - t1),
         pairs: pairs.length,
-        samples: lengths.length,
       };
-      const samples = gen.map((g, i) => ({
-        prompt: batchPrompts[i],
-        responses: g.samples.map((s, k) => ({ text: s.text, tokens: s.tokens.length, finish: s.finishReason, blankScore: judged[i].scores?.[k] ?? null, score: sampleScores?.[i][k] ?? null })),
+      const samples = sampleRecords((i) => ({
         pairs: pairInfo
           .map((p, n) => ({ ...p, n }))
           .filter((p) => p.prompt === i)

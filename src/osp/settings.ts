@@ -154,8 +154,10 @@ function onlineShape(selfReward: boolean) {
     format: z.enum(['prompts', 'pairs', 'sft', 'hh', 'tldr']).default('prompts'),
     // Self-rewarding is fixed: best vs worst of the policy's samples, the DPO loss (config.json says so).
     loss: selfReward ? z.enum(['dpo']).default('dpo') : z.enum(['spce', 'dpo', 'ipo']).default('spce'),
-    pairing: selfReward ? z.enum(['best-worst']).default('best-worst') : z.enum(['ranked', 'random']).default('ranked'),
-    sampling: selfReward ? z.enum(['policy']).default('policy') : z.enum(['policy', 'sft']).default('policy'),
+    pairing: selfReward ? z.enum(['best-worst']).default('best-worst') : z.enum(['ranked', 'random', 'raft', 'spin']).default('ranked'),
+    sampling: selfReward ? z.enum(['policy']).default('policy') : z.enum(['policy', 'sft', 'rso']).default('policy'),
+    rsoCandidates: positiveInt().optional(),
+    rsoBeta: num().pipe(z.number().gt(0, 'expected a number > 0')).default(0.5),
     k: int().pipe(z.number().min(2, 'K must be at least 2 (pairs need two responses)')).default(7),
     beta: beta().default(selfReward ? 0.1 : 0.001),
     temperature: num().pipe(z.number().min(0, 'expected a number >= 0')).default(0.7),

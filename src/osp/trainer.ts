@@ -272,6 +272,16 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
   // Every prompt and its longest answer fit the context: checked now, naming file:line, not at a step.
   const lengths = (await tokenizer.encodeBatch(prompts)).map((t) => t.length);
   checkContext('prompts', loadLlamaConfig(s.model).maxPositionEmbeddings, lengths, records.where, s.maxNewTokens);
+  // SPIN pairs the data's own response (sft: response; pairs, hh, tldr: chosen) against the samples.
+  let references: Int32Array[] | undefined;
+  if (s.pairing === 'spin') {
+    if (s.format === 'prompts') fail('pairing', "spin needs the data's responses: give --format sft, pairs, hh or tldr data (prompts records have none)", 'spin');
+    const eos = tokenizer.eosTokenId ?? (Array.isArray(loadLlamaConfig(s.model).eosTokenId) ? (loadLlamaConfig(s.model).eosTokenId as number[])[0] : (loadLlamaConfig(s.model).eosTokenId as number | undefined));
+    const texts = records.map((r) => ('response' in r ? r.response : (r as { chosen: string }).chosen));
+    references = (await tokenizer.encodeBatch(texts, { addSpecialTokens: false })).map((t) => (eos === undefined ? t : Int32Array.from([...t, eos])));
+    checkContext('prompts', loadLlamaConfig(s.model).maxPositionEmbeddings, lengths.map((n, i) => n + references![i].length), records.where);
+  }
+  if (s.sampling === 'rso' && s.rsoCandidates !== undefined && s.rsoCandidates < s.k) fail('rsoCandidates', `is below K (${s.k}); RSO accepts K of them`, String(s.rsoCandidates));
   checkRunFits(p.command, s, { promptLength: Math.max(...lengths), responseLength: s.maxNewTokens, source: 'the data' });
   const { policy, base } = await loadPolicy(s, { device, dtype });
   // The frozen reference: the SFT model unless another folder is named (the augmented judge may be
@@ -290,7 +300,7 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
     return await runTraining(p, new PolicyTrainee(policy), { dataSize: prompts.length, steps, tokenizerDir: s.model, config: { dataRecords: prompts.length, totalSteps: steps } },
       ({ model: pol }) =>
         onlineStep({ policy: pol, reference, judge, tokenizer }, prompts, {
-          loss: s.loss, pairing: s.pairing, sampling: s.sampling,
+          loss: s.loss, pairing: s.pairing, sampling: s.sampling, rsoCandidates: s.rsoCandidates, rsoBeta: s.rsoBeta, references,
           k: s.k, beta: s.beta, microBatch: s.microBatch, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, recompute: s.recompute,
           scorer: s.scorer === 'demo' ? demoScore : undefined,
         }, hooks),
