@@ -1,20 +1,43 @@
 // CPU matmul: the scalar reference (any float type) and the blocked f32 GEMM (see matmul.h).
 //
-// Blocking (f32): C is cut into MC x NC blocks, one task of the thread pool each. A task walks K in
-// KC slices: it packs op(A)[i0:i0+MC, k0:k0+KC] into micro-panels of MR rows (k-major, MR floats
-// per k) and op(B)[k0:k0+KC, j0:j0+NC] into micro-panels of NR columns (NR floats per k), zero-padded
-// at the edges, then runs the MR x NR micro-kernel over every (micro-panel of A, micro-panel of B).
-// The first K slice stores into C, later ones add: so every C element is
-// ((slice 0) + slice 1) + ..., each slice summed over k in order, independent of the task split.
-// Sizes: a packed A block is 96 x 256 floats (96 KiB, L2), a B micro-panel 256 x 16 (16 KiB, L1),
-// the packed B block 256 x 256 (256 KiB, L2/L3).
+// The f32 GEMM is Goto's algorithm. For each NC-wide column block of C and each KC-deep slice of K,
+// in that order:
+//   1. op(B)[k0:k0+KC, j0:j0+NC] is packed once, by all threads together, into NR-column
+//      micro-panels (k-major: NR floats per k, zero-padded at the right edge). Shared; ~L3.
+//   2. The rows of C are cut into blocks of at most MC rows (whole MR-row micro-panels, spread
+//      evenly, their count a multiple of the thread count); each task packs its op(A) block into
+//      MR-row micro-panels (MR floats per k, zero-padded) in its own buffer (~L2), then runs the
+//      MR x NR micro-kernel over every (B micro-panel, A micro-panel) pair, B outer (one B
+//      micro-panel stays in L1 while the A micro-panels stream from L2). When M is too small to
+//      give every thread a row block, the columns are split among tasks as well.
+// The packing absorbs both transposes, so the micro-kernels see one layout.
+//
+// Micro-kernels, one per ISA (simd::cpuIsa(): the best the CPU runs, or OSP_CPU_ISA):
+//   avx512  14 x 32: 28 zmm accumulators, 2 zmm of B per k, each A value broadcast from memory
+//           straight into the FMA (vfmadd231ps zmm, zmm, [mem]{1to16}): 30 of 32 registers, no spill,
+//           no shuffle; 16 loads per 28 FMAs. Chosen over 6x64, 8x48 and 12x32 by measurement.
+//   avx2    6 x 16: 12 ymm accumulators, 2 of B, one vbroadcastss from memory per row: 15 of 16.
+//   baseline the same 6 x 16 in portable vector code (SSE2 pairs, no FMA).
+// Each compiled with a target attribute, so the binary runs anywhere and dispatches at run time.
+//
+// Summation order: a micro-kernel sums its KC products in k order from zero (one FMA each), and the
+// first K slice stores into C while later ones add: every C element is ((slice 0) + slice 1) + ...
+// whatever the thread count or the blocking in M and N. KC is the same for every ISA, so avx512 and
+// avx2 give the same bits too (both fuse each multiply-add); baseline rounds each product apart.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
-#include <vector>
+#include <memory>
 
 #include "../../core/parallel.h"
 #include "../../core/simd.h"
 #include "matmul.h"
+
+#ifdef OSP_X86_DISPATCH
+#include <immintrin.h>
+#define OSP_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#define OSP_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#endif
 
 namespace osp::matmul_kernels {
 
@@ -38,22 +61,26 @@ template void reference<double>(const double*, const double*, double*, int64_t, 
 
 namespace {
 
-using namespace simd;
-
-constexpr int64_t MR = 6, NR = 16;            // micro-tile of C: 6 rows x 2 vectors of 8
-constexpr int64_t MC = 96, KC = 256, NC = 256;  // cache blocks (MC a multiple of MR, NC of NR)
+// The K slice depth, common to all ISAs (it fixes the summation order). A B micro-panel is KC x NR
+// floats: 32 KiB at NR 32 (L1 is 32 KiB on Zen 4; the A stream needs only 14 floats per k).
+constexpr int64_t KC = 256;
 
 // Pack op(A)[i0:i0+mc, k0:k0+kc] as ceil(mc / MR) micro-panels, each kc x MR (k-major), zero-padded.
+template <int MR>
 void packA(const float* a, float* dst, int64_t M, int64_t K, bool transA, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
   for (int64_t ir = 0; ir < mc; ir += MR) {
-    const int64_t rows = std::min(MR, mc - ir);
+    const int64_t rows = std::min<int64_t>(MR, mc - ir);
     float* p = dst + ir * kc;
     if (transA) {  // a is [K, M]: the MR rows of op(A) at one k are contiguous
       for (int64_t k = 0; k < kc; k++) {
         const float* src = a + (k0 + k) * M + i0 + ir;
-        int64_t r = 0;
-        for (; r < rows; r++) p[k * MR + r] = src[r];
-        for (; r < MR; r++) p[k * MR + r] = 0.f;
+        float* q = p + k * MR;
+        if (rows == MR) std::memcpy(q, src, sizeof(float) * MR);
+        else {
+          int64_t r = 0;
+          for (; r < rows; r++) q[r] = src[r];
+          for (; r < MR; r++) q[r] = 0.f;
+        }
       }
     } else {  // a is [M, K]: walk each row along k
       for (int64_t r = 0; r < MR; r++) {
@@ -68,17 +95,23 @@ void packA(const float* a, float* dst, int64_t M, int64_t K, bool transA, int64_
   }
 }
 
-// Pack op(B)[k0:k0+kc, j0:j0+nc] as ceil(nc / NR) micro-panels, each kc x NR (k-major), zero-padded.
-void packB(const float* b, float* dst, int64_t N, int64_t K, bool transB, int64_t j0, int64_t nc, int64_t k0, int64_t kc) {
-  for (int64_t jr = 0; jr < nc; jr += NR) {
-    const int64_t cols = std::min(NR, nc - jr);
+// Pack micro-panels [p0, p1) of op(B)[k0:k0+kc, j0:j0+nc], each kc x NR (k-major), zero-padded.
+template <int NR>
+void packB(const float* b, float* dst, int64_t N, int64_t K, bool transB, int64_t j0, int64_t nc, int64_t k0, int64_t kc,
+           int64_t p0, int64_t p1) {
+  for (int64_t jp = p0; jp < p1; jp++) {
+    const int64_t jr = jp * NR, cols = std::min<int64_t>(NR, nc - jr);
     float* p = dst + jr * kc;
     if (!transB) {  // b is [K, N]: the NR columns at one k are contiguous
       for (int64_t k = 0; k < kc; k++) {
         const float* src = b + (k0 + k) * N + j0 + jr;
-        int64_t c = 0;
-        for (; c < cols; c++) p[k * NR + c] = src[c];
-        for (; c < NR; c++) p[k * NR + c] = 0.f;
+        float* q = p + k * NR;
+        if (cols == NR) std::memcpy(q, src, sizeof(float) * NR);
+        else {
+          int64_t c = 0;
+          for (; c < cols; c++) q[c] = src[c];
+          for (; c < NR; c++) q[c] = 0.f;
+        }
       }
     } else {  // b is [N, K]: walk each row of b (a column of op(B)) along k
       for (int64_t c = 0; c < NR; c++) {
@@ -93,77 +126,226 @@ void packB(const float* b, float* dst, int64_t N, int64_t K, bool transB, int64_
   }
 }
 
-// acc = sum over k of the packed A column (MR) times the packed B row (NR); then C = acc (first
-// K slice) or C += acc, writing only the rows < rows and columns < cols that exist.
-__attribute__((always_inline)) inline void microKernel(const float* __restrict__ ap, const float* __restrict__ bp, int64_t kc,
-                                                       float* c, int64_t ldc, int64_t rows, int64_t cols, bool first) {
-  f8 c00 = splat(0.f), c01 = splat(0.f), c10 = splat(0.f), c11 = splat(0.f), c20 = splat(0.f), c21 = splat(0.f);
-  f8 c30 = splat(0.f), c31 = splat(0.f), c40 = splat(0.f), c41 = splat(0.f), c50 = splat(0.f), c51 = splat(0.f);
+// --- micro-kernels: acc = sum over k of (packed A column, MR) x (packed B row, NR), then C = acc
+// (first K slice) or C += acc, writing only the rows < rows and columns < cols that exist.
+
+#ifdef OSP_X86_DISPATCH
+template <int MR, int NV>
+OSP_TARGET_AVX512 __attribute__((always_inline)) inline void microAvx512(const float* __restrict__ ap, const float* __restrict__ bp,
+                                                                          int64_t kc, float* c, int64_t ldc, int64_t rows,
+                                                                          int64_t cols, bool first) {
+  constexpr int NR = 16 * NV;
+  __m512 acc[MR][NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; k++) {
-    const f8 b0 = load(bp + k * NR), b1 = load(bp + k * NR + W);
-    const float* ak = ap + k * MR;
-    f8 a;
-    a = splat(ak[0]); c00 += a * b0; c01 += a * b1;
-    a = splat(ak[1]); c10 += a * b0; c11 += a * b1;
-    a = splat(ak[2]); c20 += a * b0; c21 += a * b1;
-    a = splat(ak[3]); c30 += a * b0; c31 += a * b1;
-    a = splat(ak[4]); c40 += a * b0; c41 += a * b1;
-    a = splat(ak[5]); c50 += a * b0; c51 += a * b1;
+    __m512 bv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(bp + 16 * v);
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; r++) {
+      const __m512 av = _mm512_set1_ps(ap[r]);  // folds into the FMA as a {1to16} memory operand
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+    ap += MR;
+    bp += NR;
   }
-  const f8 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; r++) {
+    if (r >= rows) break;
+    float* cr = c + r * ldc;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+      const int64_t left = cols - 16 * v;
+      if (left <= 0) break;
+      const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1);
+      __m512 out = acc[r][v];
+      if (!first) out = _mm512_add_ps(_mm512_maskz_loadu_ps(m, cr + 16 * v), out);
+      _mm512_mask_storeu_ps(cr + 16 * v, m, out);
+    }
+  }
+}
+
+template <int MR, int NV>
+OSP_TARGET_AVX512 void macroAvx512(const float* ap, const float* bp, float* c, int64_t ldc, int64_t mc, int64_t nc, int64_t kc,
+                                   bool first) {
+  constexpr int64_t NR = 16 * NV;
+  for (int64_t jr = 0; jr < nc; jr += NR) {
+    const int64_t cols = std::min(NR, nc - jr);
+    for (int64_t ir = 0; ir < mc; ir += MR)
+      microAvx512<MR, NV>(ap + ir * kc, bp + jr * kc, kc, c + ir * ldc + jr, ldc, std::min<int64_t>(MR, mc - ir), cols, first);
+  }
+}
+
+OSP_TARGET_AVX2 __attribute__((always_inline)) inline void microAvx2(const float* __restrict__ ap, const float* __restrict__ bp,
+                                                                      int64_t kc, float* c, int64_t ldc, int64_t rows, int64_t cols,
+                                                                      bool first) {
+  constexpr int MR = 6, NV = 2, NR = 16;
+  __m256 acc[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) acc[r][v] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+      const __m256 av = _mm256_broadcast_ss(ap + r);  // vbroadcastss ymm, [mem]: a load, no shuffle
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
+    ap += MR;
+    bp += NR;
+  }
   if (rows == MR && cols == NR) {
-    for (int64_t r = 0; r < MR; r++) {
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
       float* cr = c + r * ldc;
       if (first) {
-        store(cr, acc[r][0]);
-        store(cr + W, acc[r][1]);
+        _mm256_storeu_ps(cr, acc[r][0]);
+        _mm256_storeu_ps(cr + 8, acc[r][1]);
       } else {
-        store(cr, load(cr) + acc[r][0]);
-        store(cr + W, load(cr + W) + acc[r][1]);
+        _mm256_storeu_ps(cr, _mm256_add_ps(_mm256_loadu_ps(cr), acc[r][0]));
+        _mm256_storeu_ps(cr + 8, _mm256_add_ps(_mm256_loadu_ps(cr + 8), acc[r][1]));
       }
     }
     return;
   }
-  float tile[MR * NR];
-  for (int64_t r = 0; r < MR; r++) {
-    store(tile + r * NR, acc[r][0]);
-    store(tile + r * NR + W, acc[r][1]);
+  alignas(32) float tile[MR * NR];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; r++) {
+    _mm256_store_ps(tile + r * NR, acc[r][0]);
+    _mm256_store_ps(tile + r * NR + 8, acc[r][1]);
   }
   for (int64_t r = 0; r < rows; r++)
     for (int64_t j = 0; j < cols; j++) c[r * ldc + j] = first ? tile[r * NR + j] : c[r * ldc + j] + tile[r * NR + j];
 }
 
-// All micro-tiles of one (mc x nc) block of C for one K slice.
-OSP_SIMD_CLONES
-void macroKernel(const float* ap, const float* bp, float* c, int64_t ldc, int64_t mc, int64_t nc, int64_t kc, bool first) {
-  for (int64_t jr = 0; jr < nc; jr += NR) {
-    const int64_t cols = std::min(NR, nc - jr);
-    for (int64_t ir = 0; ir < mc; ir += MR)
-      microKernel(ap + ir * kc, bp + jr * kc, kc, c + ir * ldc + jr, ldc, std::min(MR, mc - ir), cols, first);
+OSP_TARGET_AVX2 void macroAvx2(const float* ap, const float* bp, float* c, int64_t ldc, int64_t mc, int64_t nc, int64_t kc, bool first) {
+  for (int64_t jr = 0; jr < nc; jr += 16) {
+    const int64_t cols = std::min<int64_t>(16, nc - jr);
+    for (int64_t ir = 0; ir < mc; ir += 6)
+      microAvx2(ap + ir * kc, bp + jr * kc, kc, c + ir * ldc + jr, ldc, std::min<int64_t>(6, mc - ir), cols, first);
   }
 }
+#endif
+
+// Portable 6 x 16 (the baseline: SSE2 pairs on x86-64, whatever the compiler makes elsewhere).
+using simd::f8;
+inline void microBaseline(const float* __restrict__ ap, const float* __restrict__ bp, int64_t kc, float* c, int64_t ldc, int64_t rows,
+                          int64_t cols, bool first) {
+  constexpr int MR = 6, NR = 16, W = simd::W;
+  f8 acc[MR][2];
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = simd::splat(0.f);
+  for (int64_t k = 0; k < kc; k++) {
+    const f8 b0 = simd::load(bp + k * NR), b1 = simd::load(bp + k * NR + W);
+    const float* ak = ap + k * MR;
+    for (int r = 0; r < MR; r++) {
+      const f8 av = simd::splat(ak[r]);
+      acc[r][0] += av * b0;
+      acc[r][1] += av * b1;
+    }
+  }
+  float tile[MR * NR];
+  for (int r = 0; r < MR; r++) {
+    simd::store(tile + r * NR, acc[r][0]);
+    simd::store(tile + r * NR + W, acc[r][1]);
+  }
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t j = 0; j < cols; j++) c[r * ldc + j] = first ? tile[r * NR + j] : c[r * ldc + j] + tile[r * NR + j];
+}
+
+void macroBaseline(const float* ap, const float* bp, float* c, int64_t ldc, int64_t mc, int64_t nc, int64_t kc, bool first) {
+  for (int64_t jr = 0; jr < nc; jr += 16) {
+    const int64_t cols = std::min<int64_t>(16, nc - jr);
+    for (int64_t ir = 0; ir < mc; ir += 6)
+      microBaseline(ap + ir * kc, bp + jr * kc, kc, c + ir * ldc + jr, ldc, std::min<int64_t>(6, mc - ir), cols, first);
+  }
+}
+
+// One ISA's GEMM: its micro-tile, its cache blocks and its functions.
+struct GemmKernel {
+  int64_t MR, NR;
+  int64_t MC, NC;  // most rows of an A block (multiple of MR), most columns of a B slice (multiple of NR)
+  void (*packA)(const float*, float*, int64_t, int64_t, bool, int64_t, int64_t, int64_t, int64_t);
+  void (*packB)(const float*, float*, int64_t, int64_t, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+  void (*macro)(const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t, bool);
+};
+
+// A packed A block: MC x KC floats (avx512: 168 x 256 = 168 KiB, within the 1 MiB L2). A packed
+// B slice: KC x NC floats (4 MiB at NC 4096, shared in L3); NC wide enough that A is packed once.
+const GemmKernel& kernelFor(simd::Isa isa) {
+  static const GemmKernel baseline{6, 16, 96, 4096, packA<6>, packB<16>, macroBaseline};
+#ifdef OSP_X86_DISPATCH
+  static const GemmKernel avx2{6, 16, 120, 4096, packA<6>, packB<16>, macroAvx2};
+  static const GemmKernel avx512{14, 32, 168, 4096, packA<14>, packB<32>, macroAvx512<14, 2>};
+  if (isa == simd::Isa::Avx512) return avx512;
+  if (isa == simd::Isa::Avx2) return avx2;
+#endif
+  (void)isa;
+  return baseline;
+}
+
+// Scratch that grows and is kept (per thread): packing buffers, 64-byte aligned.
+struct Scratch {
+  std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
+  size_t size = 0;
+  float* get(size_t n) {
+    if (n > size) {
+      const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+      data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      if (!data) runtimeError("matmul: out of host memory for a " + std::to_string(bytes) + "-byte packing buffer");
+      size = n;
+    }
+    return data.get();
+  }
+};
 
 }  // namespace
 
 void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB) {
-  const int64_t mBlocks = (M + MC - 1) / MC, nBlocks = (N + NC - 1) / NC;
-  // One task per block of C; small problems (a few blocks of little work) run inline.
-  const int64_t perBlock = std::min(M, MC) * std::min(N, NC) * K;
-  const int64_t grain = perBlock >= (1 << 18) ? 1 : (1 << 18) / std::max<int64_t>(perBlock, 1);
-  parallelFor(mBlocks * nBlocks, grain, [&](int64_t t0, int64_t t1) {
-    std::vector<float> apack(static_cast<size_t>(((MC + MR - 1) / MR * MR) * KC));
-    std::vector<float> bpack(static_cast<size_t>(((NC + NR - 1) / NR * NR) * KC));
-    for (int64_t t = t0; t < t1; t++) {
-      const int64_t i0 = (t / nBlocks) * MC, j0 = (t % nBlocks) * NC;
-      const int64_t mc = std::min(MC, M - i0), nc = std::min(NC, N - j0);
-      for (int64_t k0 = 0; k0 < K; k0 += KC) {
-        const int64_t kc = std::min(KC, K - k0);
-        packA(a, apack.data(), M, K, transA, i0, mc, k0, kc);
-        packB(b, bpack.data(), N, K, transB, j0, nc, k0, kc);
-        macroKernel(apack.data(), bpack.data(), c + i0 * N + j0, N, mc, nc, kc, k0 == 0);
-      }
+  const GemmKernel& g = kernelFor(simd::cpuIsa());
+  const int64_t MR = g.MR, NR = g.NR;
+  // Below ~1M multiply-adds the pool's wake-up costs more than a second thread saves.
+  const int64_t threads = M * N * K >= (int64_t{1} << 20) ? cpuThreads() : 1;
+  const int64_t NC = std::min((N + NR - 1) / NR * NR, g.NC);
+  const int64_t mPanels = (M + MR - 1) / MR;
+  // Row blocks: at most MC rows each, their count a multiple of the thread count (when M allows).
+  int64_t mBlocks = (mPanels + g.MC / MR - 1) / (g.MC / MR);
+  mBlocks = std::min(mPanels, (mBlocks + threads - 1) / threads * threads);
+
+  thread_local Scratch bScratch;
+  float* bpack = bScratch.get(static_cast<size_t>(NC * KC));
+  for (int64_t j0 = 0; j0 < N; j0 += NC) {
+    const int64_t nc = std::min(NC, N - j0), nPanels = (nc + NR - 1) / NR;
+    // Too few row blocks for the threads (small M): split the columns as well.
+    const int64_t nBlocks = std::min(nPanels, (threads + mBlocks - 1) / mBlocks);
+    const int64_t tasks = mBlocks * nBlocks;
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t kc = std::min(KC, K - k0);
+      const bool first = k0 == 0;
+      // Every thread packs a share of the B slice (8+ panels each, so tiny slices stay inline).
+      parallelFor(nPanels, threads > 1 ? 8 : nPanels,
+                  [&](int64_t p0, int64_t p1) { g.packB(b, bpack, N, K, transB, j0, nc, k0, kc, p0, p1); });
+      parallelFor(tasks, threads > 1 ? 1 : tasks, [&](int64_t t0, int64_t t1) {
+        thread_local Scratch aScratch;
+        float* apack = aScratch.get(static_cast<size_t>(g.MC * KC));
+        for (int64_t t = t0; t < t1; t++) {
+          const int64_t mb = t / nBlocks, nb = t % nBlocks;
+          // Whole micro-panels, spread evenly: block mb holds panels [mb P / B, (mb + 1) P / B).
+          const int64_t i0 = mb * mPanels / mBlocks * MR, i1 = std::min(M, (mb + 1) * mPanels / mBlocks * MR);
+          const int64_t jp0 = nb * nPanels / nBlocks, jp1 = (nb + 1) * nPanels / nBlocks;
+          const int64_t jc0 = jp0 * NR, jc1 = std::min(nc, jp1 * NR);
+          if (i0 >= i1 || jc0 >= jc1) continue;
+          g.packA(a, apack, M, K, transA, i0, i1 - i0, k0, kc);
+          g.macro(apack, bpack + jc0 * kc, c + i0 * N + j0 + jc0, N, i1 - i0, jc1 - jc0, kc, first);
+        }
+      });
     }
-  });
+  }
 }
 
 }  // namespace osp::matmul_kernels
