@@ -1,17 +1,17 @@
 // CPU matmul: the scalar reference (any float type) and the blocked f32 GEMM (see matmul.h).
 //
 // The f32 GEMM follows Goto / BLIS:
-//   1. All of op(B) is packed once, by all threads together, K slice by K slice (KC deep), into
-//      NR-column micro-panels (k-major: NR floats per k, zero-padded at the right edge).
+//   1. All of op(B) is packed once, by the threads together as they first reach each K slice
+//      (KC deep), into NR-column micro-panels (k-major: NR floats per k, zero-padded at the right).
 //   2. The rows of C are cut into blocks of at most MC rows (whole MR-row micro-panels, spread
 //      evenly, their count a multiple of the thread count), one pool task each; when M is too small
 //      to give every thread a block, the columns are split as well. A task walks the K slices in
 //      order; per slice it packs its op(A) block into MR-row micro-panels (MR floats per k) in its
 //      own buffer (~L2) and runs the MR x NR micro-kernel over every (B micro-panel, A micro-panel)
 //      pair, B outer: one B micro-panel stays in L1 while the A micro-panels stream from L2.
-// The packing absorbs both transposes, so the micro-kernels see one layout. Two pool calls per
-// GEMM in all, not two per K slice: on a busy machine a sleeping pool thread can take a scheduler
-// tick to wake, and every call pays that.
+// The packing absorbs both transposes, so the micro-kernels see one layout. One pool call per
+// GEMM, not two per K slice: on a busy machine a sleeping pool thread can take a scheduler tick to
+// wake, and every call pays that.
 //
 // Micro-kernels, one per ISA (simd::cpuIsa(): the best the CPU runs, or OSP_CPU_ISA):
 //   avx512   14 x 32: 28 zmm accumulators, 2 zmm of B per k, each A value a vbroadcastss from
@@ -27,9 +27,11 @@
 // whatever the thread count or the blocking in M and N. KC is the same for every ISA, so avx512 and
 // avx2 give the same bits too (both fuse each multiply-add); baseline rounds each product apart.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <thread>
 
 #include "../../core/parallel.h"
 #include "../../core/simd.h"
@@ -294,6 +296,13 @@ const GemmKernel& kernelFor(simd::Isa isa) {
 struct Scratch {
   std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
   size_t size = 0;
+  // Drop a buffer larger than `keep` floats (a one-off large op(B) should not stay resident).
+  void trim(size_t keep) {
+    if (size > keep) {
+      data.reset();
+      size = 0;
+    }
+  }
   float* get(size_t n) {
     if (n > size) {
       const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
@@ -319,20 +328,33 @@ void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int6
   // Too few row blocks for the threads (small M): split the columns as well.
   const int64_t nBlocks = std::min(nPanels, (threads + mBlocks - 1) / mBlocks);
 
-  // 1. All of op(B), packed once by all threads: slice s (k0 = s KC) at offset k0 * nPanels NR,
-  //    its micro-panel jp kc * NR floats further per panel. Two pool calls per GEMM in all (not two
-  //    per K slice): a pool thread that sleeps can take a scheduler tick to wake on a busy machine.
+  // op(B), packed once per GEMM: slice s (k0 = s KC) at offset k0 * nPanels NR, its micro-panel jp
+  // kc NR floats further per panel. The tasks pack it themselves, as they reach each slice: the
+  // first to arrive claims units of panels one by one (an atomic counter), later arrivals claim
+  // what is left, and each waits until the slice is complete. One pool call per GEMM, then, with no
+  // barrier a thread could wait at forever: a claimed unit is packed at once by a running thread,
+  // and a pool thread that never wakes (a busy machine) just leaves the caller all the work.
+  constexpr int64_t panelsPerUnit = 4;
+  const int64_t units = (nPanels + panelsPerUnit - 1) / panelsPerUnit;
+  struct SliceState {
+    std::atomic<int64_t> next{0}, done{0};
+  };
+  std::unique_ptr<SliceState[]> slices(new SliceState[kSlices]);
   thread_local Scratch bScratch;
   float* bpack = bScratch.get(static_cast<size_t>(K * nPanels * NR));
-  parallelFor(kSlices * nPanels, threads > 1 ? 8 : kSlices * nPanels, [&](int64_t q0, int64_t q1) {
-    for (int64_t q = q0; q < q1;) {
-      const int64_t s = q / nPanels, p0 = q % nPanels, p1 = std::min(nPanels, p0 + (q1 - q));
-      const int64_t k0 = s * KC, kc = std::min(KC, K - k0);
+  const auto packSlice = [&](int64_t s) {
+    SliceState& st = slices[s];
+    if (st.done.load(std::memory_order_acquire) == units) return;
+    const int64_t k0 = s * KC, kc = std::min(KC, K - k0);
+    for (int64_t u; (u = st.next.fetch_add(1, std::memory_order_relaxed)) < units;) {
+      const int64_t p0 = u * panelsPerUnit, p1 = std::min(nPanels, p0 + panelsPerUnit);
       g.packB(b, bpack + k0 * nPanels * NR, N, K, transB, 0, N, k0, kc, p0, p1);
-      q += p1 - p0;
+      st.done.fetch_add(1, std::memory_order_release);
     }
-  });
-  // 2. Blocks of C, one task each: every K slice in order, packing its op(A) block (~L2) per slice.
+    while (st.done.load(std::memory_order_acquire) < units) std::this_thread::yield();
+  };
+
+  // Blocks of C, one task each: every K slice in order, packing its op(A) block (~L2) per slice.
   parallelFor(mBlocks * nBlocks, threads > 1 ? 1 : mBlocks * nBlocks, [&](int64_t t0, int64_t t1) {
     thread_local Scratch aScratch;
     float* apack = aScratch.get(static_cast<size_t>(g.MC * KC));
@@ -342,13 +364,17 @@ void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int6
       const int64_t i0 = mb * mPanels / mBlocks * MR, i1 = std::min(M, (mb + 1) * mPanels / mBlocks * MR);
       const int64_t jc0 = nb * nPanels / nBlocks * NR, jc1 = std::min(N, (nb + 1) * nPanels / nBlocks * NR);
       if (i0 >= i1 || jc0 >= jc1) continue;
-      for (int64_t k0 = 0; k0 < K; k0 += KC) {
-        const int64_t kc = std::min(KC, K - k0);
+      for (int64_t s = 0; s < kSlices; s++) {
+        const int64_t k0 = s * KC, kc = std::min(KC, K - k0);
+        packSlice(s);
         g.packA(a, apack, M, K, transA, i0, i1 - i0, k0, kc);
-        g.macro(apack, bpack + k0 * nPanels * NR + jc0 * kc, c + i0 * N + jc0, N, i1 - i0, jc1 - jc0, kc, k0 == 0);
+        g.macro(apack, bpack + k0 * nPanels * NR + jc0 * kc, c + i0 * N + jc0, N, i1 - i0, jc1 - jc0, kc, s == 0);
       }
     }
   });
+  // The packed op(B) is as large as B: kept for the next call up to 32 MiB (a 4096 x 2048 weight),
+  // freed beyond (the page faults of a fresh buffer cost a few percent of such a GEMM).
+  bScratch.trim(size_t{8} << 20);
 }
 
 }  // namespace osp::matmul_kernels
