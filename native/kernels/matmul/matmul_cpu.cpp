@@ -322,8 +322,11 @@ void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int6
   // Below ~1M multiply-adds the pool's wake-up costs more than a second thread saves.
   const int64_t threads = M * N * K >= (int64_t{1} << 20) ? cpuThreads() : 1;
   const int64_t mPanels = (M + MR - 1) / MR, nPanels = (N + NR - 1) / NR, kSlices = (K + KC - 1) / KC;
-  // Row blocks: at most MC rows each, their count a multiple of the thread count (when M allows).
+  // Row blocks: at most MC rows each, and when threads share the work at least 4 per thread (of 4+
+  // micro-panels) so that a thread the scheduler delays leaves others work to take; their count a
+  // multiple of the thread count, when M allows.
   int64_t mBlocks = (mPanels + g.MC / MR - 1) / (g.MC / MR);
+  if (threads > 1) mBlocks = std::max(mBlocks, std::min(4 * threads, mPanels / 4));
   mBlocks = std::min(mPanels, (mBlocks + threads - 1) / threads * threads);
   // Too few row blocks for the threads (small M): split the columns as well.
   const int64_t nBlocks = std::min(nPanels, (threads + mBlocks - 1) / mBlocks);
