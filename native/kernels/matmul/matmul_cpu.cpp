@@ -292,7 +292,8 @@ const GemmKernel& kernelFor(simd::Isa isa) {
   return baseline;
 }
 
-// Scratch that grows and is kept (per thread): packing buffers, 64-byte aligned.
+// Scratch that grows and is kept (per thread): packing buffers, 64-byte aligned. get() returns
+// nullptr when memory runs out (it runs on pool threads too, where a throw would end the process).
 struct Scratch {
   std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
   size_t size = 0;
@@ -307,7 +308,10 @@ struct Scratch {
     if (n > size) {
       const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
       data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-      if (!data) runtimeError("matmul: out of host memory for a " + std::to_string(bytes) + "-byte packing buffer");
+      if (!data) {
+        size = 0;
+        return nullptr;
+      }
       size = n;
     }
     return data.get();
@@ -345,6 +349,9 @@ void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int6
   std::unique_ptr<SliceState[]> slices(new SliceState[kSlices]);
   thread_local Scratch bScratch;
   float* bpack = bScratch.get(static_cast<size_t>(K * nPanels * NR));
+  if (bpack == nullptr)
+    runtimeError("matmul: out of host memory for the packed b (" + std::to_string(K * nPanels * NR * 4) + " bytes)");
+  std::atomic<bool> outOfMemory{false};
   const auto packSlice = [&](int64_t s) {
     SliceState& st = slices[s];
     if (st.done.load(std::memory_order_acquire) == units) return;
@@ -361,6 +368,10 @@ void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int6
   parallelFor(mBlocks * nBlocks, threads > 1 ? 1 : mBlocks * nBlocks, [&](int64_t t0, int64_t t1) {
     thread_local Scratch aScratch;
     float* apack = aScratch.get(static_cast<size_t>(g.MC * KC));
+    if (apack == nullptr) {  // claims nothing, so no other task waits on this one
+      outOfMemory.store(true);
+      return;
+    }
     for (int64_t t = t0; t < t1; t++) {
       const int64_t mb = t / nBlocks, nb = t % nBlocks;
       // Whole micro-panels, spread evenly: block mb holds panels [mb P / B, (mb + 1) P / B).
@@ -376,8 +387,10 @@ void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int6
     }
   });
   // The packed op(B) is as large as B: kept for the next call up to 32 MiB (a 4096 x 2048 weight),
-  // freed beyond (the page faults of a fresh buffer cost a few percent of such a GEMM).
+  // freed beyond (such a call then pays a fresh buffer's page faults, to keep no large idle copy).
   bScratch.trim(size_t{8} << 20);
+  if (outOfMemory.load())
+    runtimeError("matmul: out of host memory for a packed block of a (" + std::to_string(g.MC * KC * 4) + " bytes)");
 }
 
 }  // namespace osp::matmul_kernels
