@@ -1,7 +1,9 @@
 // The CPU f32 GEMM against PyTorch's (MKL here), same shapes, same thread count, interleaved:
 // for each shape, ROUNDS rounds of (REPS osp calls, REPS torch calls), so both see the same
-// machine load. Prints per shape the median and best GFLOP/s of each over all calls, the ratio
-// osp / torch of each, and the load average before and after.
+// machine load. A pause of PAUSE_MS separates the two sides: torch's OpenMP threads keep spinning
+// for a while after a parallel region (Intel's KMP_BLOCKTIME is 200 ms), and would otherwise take
+// cores from osp's calls. Prints per shape the median and best GFLOP/s of each over all calls, the
+// ratio osp / torch of each, and the load average before and after.
 //
 //   OSP_NUM_THREADS=2 npx ts-node --transpile-only scripts/gemm-vs-torch.ts [python]
 //
@@ -16,6 +18,8 @@ import * as osp from '../src';
 
 const ROUNDS = Number(process.env.GEMM_ROUNDS ?? 5);
 const REPS = Number(process.env.GEMM_REPS ?? 5);
+const PAUSE_MS = Number(process.env.GEMM_PAUSE_MS ?? 300);
+const pause = () => new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
 
 interface Shape {
   name: string;
@@ -52,7 +56,7 @@ async function main() {
   };
   const info = await nextLine();
   const isa = process.env.OSP_CPU_ISA ?? 'best available';
-  console.log(`osp (isa: ${isa}) vs torch ${info.torch} (${info.blas}), f32, ${threads} threads each, ${ROUNDS} rounds x ${REPS} calls, interleaved`);
+  console.log(`osp (isa: ${isa}) vs torch ${info.torch} (${info.blas}), f32, ${threads} threads each, ${ROUNDS} rounds x ${REPS} calls, interleaved, ${PAUSE_MS} ms apart`);
   console.log(`load average before: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   console.log('shape | osp median / best GFLOP/s | torch median / best GFLOP/s | osp/torch median | osp/torch best');
   for (const s of SHAPES) {
@@ -65,12 +69,14 @@ async function main() {
     server.stdin.write(JSON.stringify({ ...s, reps: 1, threads }) + '\n');
     await nextLine(); // torch's warm-up call
     for (let r = 0; r < ROUNDS; r++) {
+      await pause();
       for (let i = 0; i < REPS; i++) {
         const t = process.hrtime.bigint();
         const c = osp.matmul(a, b, s); // synchronous on the cpu
         ospTimes.push(Number(process.hrtime.bigint() - t) / 1e9);
         c.dispose();
       }
+      await pause();
       server.stdin.write(JSON.stringify({ ...s, reps: REPS, threads }) + '\n');
       torchTimes.push(...((await nextLine()) as number[]));
     }

@@ -292,6 +292,13 @@ const GemmKernel& kernelFor(simd::Isa isa) {
   return baseline;
 }
 
+// A spin-wait hint (x86 pause: lets the other hyperthread run, saves power).
+inline void cpuRelax() {
+#ifdef OSP_X86_DISPATCH
+  _mm_pause();
+#endif
+}
+
 // Scratch that grows and is kept (per thread): packing buffers, 64-byte aligned. get() returns
 // nullptr when memory runs out (it runs on pool threads too, where a throw would end the process).
 struct Scratch {
@@ -361,7 +368,13 @@ void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int6
       g.packB(b, bpack + k0 * nPanels * NR, N, K, transB, 0, N, k0, kc, p0, p1);
       st.done.fetch_add(1, std::memory_order_release);
     }
-    while (st.done.load(std::memory_order_acquire) < units) std::this_thread::yield();
+    // The wait is for units another thread is packing now (microseconds): spin. Yield only if it
+    // drags on (that thread was preempted); yielding at once can hand this core away for a
+    // whole scheduler slice on a busy machine.
+    for (int spins = 0; st.done.load(std::memory_order_acquire) < units; spins++) {
+      if (spins < (1 << 16)) cpuRelax();
+      else std::this_thread::yield();
+    }
   };
 
   // Blocks of C, one task each: every K slice in order, packing its op(A) block (~L2) per slice.
