@@ -7,9 +7,9 @@
 // shapes it is compute-bound (arithmetic intensity ~ min(M, N, K) / 3 flops per byte in f32).
 //
 // CPU f64: a plain triple loop accumulating in f64 (the ground truth of the tests). CPU f32: a
-// blocked GEMM (Goto / BLIS, matmul_cpu.cpp): op(B) is packed once into micro-panels (the packing
-// absorbs both transposes), blocks of op(A) per task, and a register micro-kernel per ISA walks
-// them: 14 x 32 on AVX-512, 6 x 16 on AVX2 + FMA, 6 x 16 portable (baseline), chosen at run time
+// blocked GEMM (Goto / BLIS, matmul_cpu.cpp): op(B) packed into micro-panels (a copy per thread;
+// the packing absorbs both transposes), blocks of op(A) per task, and a register micro-kernel per
+// ISA walks them: 14 x 32 on AVX-512, 6 x 16 on AVX2 + FMA, 6 x 16 portable (baseline), chosen at run time
 // by simd::cpuIsa() (the best the CPU runs; OSP_CPU_ISA=avx512|avx2|baseline forces one). Blocks of
 // C are spread over the thread pool; each C element sums its K terms in the same order (KC blocks
 // in sequence, k in order within a block) whatever the thread count, so results are bitwise

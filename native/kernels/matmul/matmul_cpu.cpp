@@ -1,16 +1,17 @@
 // CPU matmul: the scalar reference (any float type) and the blocked f32 GEMM (see matmul.h).
 //
 // The f32 GEMM follows Goto / BLIS:
-//   1. All of op(B) is packed once, by the threads together as they first reach each K slice
-//      (KC deep), into NR-column micro-panels (k-major: NR floats per k, zero-padded at the right).
-//   2. The rows of C are cut into blocks of at most MC rows (whole MR-row micro-panels, spread
-//      evenly, their count a multiple of the thread count), one pool task each; when M is too small
-//      to give every thread a block, the columns are split as well. A task walks the K slices in
-//      order; per slice it packs its op(A) block into MR-row micro-panels (MR floats per k) in its
-//      own buffer (~L2) and runs the MR x NR micro-kernel over every (B micro-panel, A micro-panel)
-//      pair, B outer: one B micro-panel stays in L1 while the A micro-panels stream from L2.
+//   - The rows of C are cut into blocks of at most MC rows (whole MR-row micro-panels, spread
+//     evenly, their count a multiple of the thread count), one pool task each; when M is too small
+//     to give every thread a block, the columns are split as well.
+//   - A task walks the K slices (KC deep) in order. Per slice it packs its op(A) block into MR-row
+//     micro-panels (k-major: MR floats per k, zero-padded) in its thread's buffer (~L2); the
+//     thread's private copy of op(B)'s slice, NR-column micro-panels (NR floats per k, zero-padded),
+//     is packed once per call by the first of its tasks to need it. Then the MR x NR micro-kernel
+//     runs over every (B micro-panel, A micro-panel) pair, B outer: one B micro-panel stays in L1
+//     while the A micro-panels stream from L2.
 // The packing absorbs both transposes, so the micro-kernels see one layout. One pool call per
-// GEMM, not two per K slice: on a busy machine a sleeping pool thread can take a scheduler tick to
+// GEMM, not one per K slice: on a busy machine a sleeping pool thread can take a scheduler tick to
 // wake, and every call pays that.
 //
 // Micro-kernels, one per ISA (simd::cpuIsa(): the best the CPU runs, or OSP_CPU_ISA):
@@ -18,9 +19,9 @@
 //            memory (a load, no shuffle): 31 of 32 registers, no spill; 16 loads per 28 FMAs.
 //   avx2     6 x 16: 12 ymm accumulators, 2 of B, one vbroadcastss from memory per row: 15 of 16.
 //   baseline the same 6 x 16 in portable vector code (SSE2 pairs on x86-64, no FMA).
-// avx512 and avx2 are compiled under target attributes, so the binary runs anywhere. On Zen 4
-// (which splits a zmm FMA in two) both reach ~95 GFLOP/s per core, MKL's figure on the same core:
-// the 14 x 32 tile mainly halves the instruction count and the C traffic per FMA.
+// avx512 and avx2 are compiled under target attributes, so the binary runs anywhere. Measured on
+// Zen 4 (which splits a zmm FMA in two), one thread: avx512 95-108 GFLOP/s, level with MKL on the
+// same core; avx2 73-98. The 14 x 32 tile mainly halves the instructions and C traffic per FMA.
 //
 // Summation order: a micro-kernel sums its KC products in k order from zero (one FMA each), and the
 // first K slice stores into C while later ones add: every C element is ((slice 0) + slice 1) + ...
@@ -30,8 +31,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 #include <memory>
-#include <thread>
 
 #include "../../core/parallel.h"
 #include "../../core/simd.h"
@@ -391,19 +392,13 @@ const GemmKernel& kernelFor(simd::Isa isa) {
   return baseline;
 }
 
-// A spin-wait hint (x86 pause: lets the other hyperthread run, saves power).
-inline void cpuRelax() {
-#ifdef OSP_X86_DISPATCH
-  _mm_pause();
-#endif
-}
-
 // Scratch that grows and is kept (per thread): packing buffers, 64-byte aligned. get() returns
 // nullptr when memory runs out (it runs on pool threads too, where a throw would end the process).
 struct Scratch {
   std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
   size_t size = 0;
-  // Drop a buffer larger than `keep` floats (a one-off large op(B) should not stay resident).
+  // Drop a buffer larger than `keep` floats (a one-off large op(B) should not stay resident: a
+  // packed op(B) up to 32 MiB, a 4096 x 2048 weight, is kept for the next call).
   void trim(size_t keep) {
     if (size > keep) {
       data.reset();
@@ -441,68 +436,57 @@ void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int6
   // Too few row blocks for the threads (small M): split the columns as well.
   const int64_t nBlocks = std::min(nPanels, (threads + mBlocks - 1) / mBlocks);
 
-  // op(B), packed once per GEMM: slice s (k0 = s KC) at offset k0 * nPanels NR, its micro-panel jp
-  // kc NR floats further per panel. The tasks pack it themselves, as they reach each slice: the
-  // first to arrive claims units of panels one by one (an atomic counter), later arrivals claim
-  // what is left, and each waits until the slice is complete. One pool call per GEMM, then, with no
-  // barrier a thread could wait at forever: a claimed unit is packed at once by a running thread,
-  // and a pool thread that never wakes (a busy machine) just leaves the caller all the work.
-  constexpr int64_t panelsPerUnit = 4;
-  const int64_t units = (nPanels + panelsPerUnit - 1) / panelsPerUnit;
-  struct SliceState {
-    std::atomic<int64_t> next{0}, done{0};
-  };
-  std::unique_ptr<SliceState[]> slices(new SliceState[kSlices]);
-  thread_local Scratch bScratch;
-  float* bpack = bScratch.get(static_cast<size_t>(K * nPanels * NR));
-  if (bpack == nullptr)
-    runtimeError("matmul: out of host memory for the packed b (" + std::to_string(K * nPanels * NR * 4) + " bytes)");
+  // op(B) is packed by each thread for itself (a private copy, ~L2), as its tasks reach each
+  // (K slice, column block): slice s (k0 = s KC) at offset k0 * nPanels NR, its micro-panel jp
+  // kc NR floats further per panel. A copy shared by the threads, packed once, measured slower
+  // whenever B is small enough to matter: the panels one core writes, the other must fetch from
+  // it, and the next call's writes invalidate them again (at 512 x 688 x 256, 2 threads: packing
+  // 9x slower than alone, a fifth of the GEMM). Private copies need no waiting on each other
+  // either: one pool call per GEMM, and a pool thread that never wakes just leaves the caller the
+  // work. `callId` tells a thread's copy of this call from what an earlier call left there.
+  static std::atomic<uint64_t> calls{0};
+  const uint64_t callId = ++calls;
   std::atomic<bool> outOfMemory{false};
-  const auto packSlice = [&](int64_t s) {
-    SliceState& st = slices[s];
-    if (st.done.load(std::memory_order_acquire) == units) return;
-    const int64_t k0 = s * KC, kc = std::min(KC, K - k0);
-    for (int64_t u; (u = st.next.fetch_add(1, std::memory_order_relaxed)) < units;) {
-      const int64_t p0 = u * panelsPerUnit, p1 = std::min(nPanels, p0 + panelsPerUnit);
-      g.packB(b, bpack + k0 * nPanels * NR, N, K, transB, 0, N, k0, kc, p0, p1);
-      st.done.fetch_add(1, std::memory_order_release);
-    }
-    // The wait is for units another thread is packing now (microseconds): spin. Yield only if it
-    // drags on (that thread was preempted); yielding at once can hand this core away for a
-    // whole scheduler slice on a busy machine.
-    for (int spins = 0; st.done.load(std::memory_order_acquire) < units; spins++) {
-      if (spins < (1 << 16)) cpuRelax();
-      else std::this_thread::yield();
-    }
-  };
 
   // Blocks of C, one task each: every K slice in order, packing its op(A) block (~L2) per slice.
   parallelFor(mBlocks * nBlocks, threads > 1 ? 1 : mBlocks * nBlocks, [&](int64_t t0, int64_t t1) {
-    thread_local Scratch aScratch;
+    thread_local Scratch aScratch, bScratch;
+    thread_local uint64_t packedFor = 0;  // the call whose op(B) bScratch holds (in part)
+    thread_local std::vector<bool> packed;  // per (K slice, column block): packed for that call
     float* apack = aScratch.get(static_cast<size_t>(g.MC * KC));
-    if (apack == nullptr) {  // claims nothing, so no other task waits on this one
+    // A copy over 32 MiB from an earlier call is freed before a call that needs less.
+    if (packedFor != callId) bScratch.trim(std::max<size_t>(size_t{8} << 20, static_cast<size_t>(K * nPanels * NR)));
+    float* bpack = bScratch.get(static_cast<size_t>(K * nPanels * NR));
+    if (apack == nullptr || bpack == nullptr) {  // nothing shared waits on this thread
       outOfMemory.store(true);
       return;
+    }
+    if (packedFor != callId) {
+      packedFor = callId;
+      packed.assign(static_cast<size_t>(kSlices * nBlocks), false);
     }
     for (int64_t t = t0; t < t1; t++) {
       const int64_t mb = t / nBlocks, nb = t % nBlocks;
       // Whole micro-panels, spread evenly: block mb holds panels [mb P / B, (mb + 1) P / B).
       const int64_t i0 = mb * mPanels / mBlocks * MR, i1 = std::min(M, (mb + 1) * mPanels / mBlocks * MR);
-      const int64_t jc0 = nb * nPanels / nBlocks * NR, jc1 = std::min(N, (nb + 1) * nPanels / nBlocks * NR);
+      const int64_t jp0 = nb * nPanels / nBlocks, jp1 = (nb + 1) * nPanels / nBlocks;
+      const int64_t jc0 = jp0 * NR, jc1 = std::min(N, jp1 * NR);
       if (i0 >= i1 || jc0 >= jc1) continue;
       for (int64_t s = 0; s < kSlices; s++) {
         const int64_t k0 = s * KC, kc = std::min(KC, K - k0);
-        packSlice(s);
+        float* bslice = bpack + k0 * nPanels * NR;
+        if (!packed[s * nBlocks + nb]) {
+          g.packB(b, bslice, N, K, transB, 0, N, k0, kc, jp0, jp1);
+          packed[s * nBlocks + nb] = true;
+        }
         g.packA(a, apack, M, K, transA, i0, i1 - i0, k0, kc);
-        g.macro(apack, bpack + k0 * nPanels * NR + jc0 * kc, c + i0 * N + jc0, N, i1 - i0, jc1 - jc0, kc, s == 0);
+        g.macro(apack, bslice + jc0 * kc, c + i0 * N + jc0, N, i1 - i0, jc1 - jc0, kc, s == 0);
       }
     }
   });
-  // The packed op(B) is as large as B: kept for the next call up to 32 MiB (a 4096 x 2048 weight),
-  // freed beyond (such a call then pays a fresh buffer's page faults, to keep no large idle copy).
-  bScratch.trim(size_t{8} << 20);
   if (outOfMemory.load())
-    runtimeError("matmul: out of host memory for a packed block of a (" + std::to_string(g.MC * KC * 4) + " bytes)");
+    runtimeError("matmul: out of host memory for the packing buffers (" + std::to_string((g.MC * KC + K * nPanels * NR) * 4) +
+                 " bytes per thread)");
 }
 
 }  // namespace osp::matmul_kernels
