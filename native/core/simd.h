@@ -67,3 +67,65 @@ static inline float fastExp1(float x) {  // the same function for one value (row
 }
 
 }  // namespace osp::simd
+
+// ---- instruction-set choice for kernels written per ISA (matmul_cpu.cpp) ---------------------------
+// The target_clones above pick a copy by the CPU's features on their own; kernels that carry one
+// hand-written body per ISA (intrinsics under target attributes, so the build stays portable) ask
+// cpuIsa() instead. It is the best ISA this CPU runs, or the one the environment variable
+// OSP_CPU_ISA names (avx512, avx2 or baseline), read once per process: tests force each path, and
+// comparisons measure them side by side. A value that is unknown, or names an ISA this CPU lacks,
+// is an error on every call that asks (never a silent fallback).
+#include <cstdlib>
+#include <string>
+
+#include "errors.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define OSP_X86_DISPATCH 1
+#endif
+
+namespace osp::simd {
+
+enum class Isa { Baseline = 0, Avx2 = 1, Avx512 = 2 };
+
+inline const char* isaName(Isa isa) { return isa == Isa::Avx512 ? "avx512" : isa == Isa::Avx2 ? "avx2" : "baseline"; }
+
+// avx512: AVX-512 F + VL with FMA; avx2: AVX2 + FMA (x86-64-v3's vector part); baseline: anything.
+inline Isa detectedIsa() {
+#ifdef OSP_X86_DISPATCH
+  __builtin_cpu_init();
+  const bool fma = __builtin_cpu_supports("fma"), avx2 = __builtin_cpu_supports("avx2");
+  if (fma && avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return Isa::Avx512;
+  if (fma && avx2) return Isa::Avx2;
+#endif
+  return Isa::Baseline;
+}
+
+struct IsaChoice {
+  Isa isa;
+  std::string error;  // non-empty when OSP_CPU_ISA cannot be honoured
+};
+
+inline IsaChoice chooseIsa() {
+  const Isa best = detectedIsa();
+  const char* env = std::getenv("OSP_CPU_ISA");
+  if (env == nullptr || *env == '\0') return {best, ""};
+  const std::string want = env;
+  Isa isa;
+  if (want == "avx512") isa = Isa::Avx512;
+  else if (want == "avx2") isa = Isa::Avx2;
+  else if (want == "baseline") isa = Isa::Baseline;
+  else return {best, "OSP_CPU_ISA is '" + want + "'; expected avx512, avx2 or baseline (or unset for the best this CPU has)"};
+  if (static_cast<int>(isa) > static_cast<int>(best))
+    return {best, "OSP_CPU_ISA is '" + want + "' but this CPU's best is " + isaName(best) + "; expected " + isaName(best) +
+                      " or lower"};
+  return {isa, ""};
+}
+
+inline Isa cpuIsa() {
+  static const IsaChoice choice = chooseIsa();
+  if (!choice.error.empty()) rangeError(choice.error);
+  return choice.isa;
+}
+
+}  // namespace osp::simd

@@ -1,12 +1,18 @@
-// Runs a TypeScript snippet against the package in a child Node process with OSP_NUM_THREADS set:
-// the determinism tests compare its output for different thread counts.
+// Runs a TypeScript snippet against the package in a child Node process with OSP_NUM_THREADS (or
+// other variables) set: the determinism tests compare its output for different thread counts, the
+// ISA tests force each instruction set (OSP_CPU_ISA).
 import { spawnSync, SpawnSyncReturns } from 'child_process';
 import path from 'path';
 
 export function runWithThreads(script: string, threads: string): SpawnSyncReturns<string> {
+  return runWithEnv(script, { OSP_NUM_THREADS: threads });
+}
+
+/** The same with any environment variables set (OSP_CPU_ISA, ...). */
+export function runWithEnv(script: string, env: Record<string, string>): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
     cwd: path.join(__dirname, '..', '..'),
-    env: { ...process.env, OSP_NUM_THREADS: threads },
+    env: { ...process.env, ...env },
     encoding: 'utf8',
     maxBuffer: 64 * 2 ** 20,
   });

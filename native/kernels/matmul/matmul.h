@@ -7,16 +7,19 @@
 // shapes it is compute-bound (arithmetic intensity ~ min(M, N, K) / 3 flops per byte in f32).
 //
 // CPU f64: a plain triple loop accumulating in f64 (the ground truth of the tests). CPU f32: a
-// blocked GEMM: panels of op(A) (MC x KC) and op(B) (KC x NC) are packed into contiguous buffers
-// (the packing absorbs both transposes), and a 6 x 16 register micro-kernel of 8-wide vectors
-// (FMA in the x86-64-v3 clone) walks them. Blocks of C are spread over the thread pool; each C
-// element sums its K terms in the same order (KC blocks in sequence, k in order within a block)
-// whatever the thread count, so results are bitwise reproducible under any OSP_NUM_THREADS.
+// blocked GEMM (Goto / BLIS, matmul_cpu.cpp): op(B) packed into micro-panels (a copy per thread;
+// the packing absorbs both transposes), blocks of op(A) per task, and a register micro-kernel per
+// ISA walks them: 14 x 32 on AVX-512, 6 x 16 on AVX2 + FMA, 6 x 16 portable (baseline), chosen at run time
+// by simd::cpuIsa() (the best the CPU runs; OSP_CPU_ISA=avx512|avx2|baseline forces one). Blocks of
+// C are spread over the thread pool; each C element sums its K terms in the same order (KC blocks
+// in sequence, k in order within a block) whatever the thread count, so results are bitwise
+// reproducible under any OSP_NUM_THREADS, and identical between avx512 and avx2.
 // CUDA: f32 or bf16 inputs, f32 accumulation, output in the input dtype: cuBLAS (GemmEx) where it
 // loads at run time (cublas.h), else a shared-memory tiled kernel (64 x 64 tile of C per 256-thread
 // block, 4 x 4 per thread, K tiles of 16).
 // K = 0 gives zeros. Pinned by test/matmul.test.ts (plain-TS f64 triple loop, finite differences
-// of the backward identities, thread-count determinism).
+// of the backward identities, thread-count determinism) and test/matmulIsa.test.ts (each ISA path
+// on shapes at every edge of its tiles and blocks, against an f64 reference).
 #pragma once
 #include <cstdint>
 
@@ -37,6 +40,7 @@ template <typename T>
 void reference(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB);
 
 // CPU fast path for f32: packed, blocked, threaded; deterministic in the thread count. K >= 1.
+// Throws (RangeError) when OSP_CPU_ISA names an unknown ISA or one this CPU lacks.
 void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB);
 
 // CUDA: a, b, c f32 or bf16 (isBf16), f32 accumulation. Queued on the osp stream. K >= 1.
