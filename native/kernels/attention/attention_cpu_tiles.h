@@ -117,14 +117,29 @@ inline void tileRows(int nv, const float* A, int64_t ars, int64_t aks, const flo
   }
 }
 
+// Which part of a diagonal tile (query block == key block) a product needs, by output row i:
+//   Full:  everything (off-diagonal tiles);
+//   Lower: only C[i][j] with j <= i (scores: later keys are masked afterwards, so the register
+//          tiles wholly above the diagonal are skipped and the rest computed, masked by the caller);
+//   KUpTo: only k <= i contributes (A[i][k] is 0 for later keys: P V, dS K);
+//   KFrom: only k >= i contributes (A = P^T or dS^T, 0 where the query precedes the key).
+enum class Tri { Full, Lower, KUpTo, KFrom };
+
 // C[M x N] (+)= op(A)[M x K] B[K x N] with N a multiple of VW; op(A)[i][k] = A[i * ars + k * aks].
 void gemm(const float* A, int64_t ars, int64_t aks, const float* B, int64_t ldb, int64_t M, int64_t N, int64_t K,
-          float* C, int64_t ldc, bool add) {
+          float* C, int64_t ldc, bool add, Tri tri = Tri::Full) {
+  auto rowsAt = [&](auto rTag, int nv, int64_t i, int64_t j) {
+    constexpr int R = decltype(rTag)::value;
+    if (tri == Tri::Lower && j > i + R - 1) return;
+    const int64_t k0 = tri == Tri::KFrom ? std::min(i, K) : 0, k1 = tri == Tri::KUpTo ? std::min(K, i + R) : K;
+    if (k1 <= k0 && add) return;
+    tileRows<R>(nv, A + i * ars + k0 * aks, ars, aks, B + k0 * ldb + j, ldb, k1 - k0, C + i * ldc + j, ldc, add);
+  };
   for (int64_t j = 0; j < N; j += NV * VW) {
     const int nv = static_cast<int>(std::min<int64_t>(NV, (N - j) / VW));
     int64_t i = 0;
-    for (; i + MR <= M; i += MR) tileRows<MR>(nv, A + i * ars, ars, aks, B + j, ldb, K, C + i * ldc + j, ldc, add);
-    for (; i < M; i++) tileRows<1>(nv, A + i * ars, ars, aks, B + j, ldb, K, C + i * ldc + j, ldc, add);
+    for (; i + MR <= M; i += MR) rowsAt(std::integral_constant<int, MR>{}, nv, i, j);
+    for (; i < M; i++) rowsAt(std::integral_constant<int, 1>{}, nv, i, j);
   }
 }
 
@@ -202,7 +217,7 @@ void forward(const float* q, const float* k, const float* v, const int32_t* star
         packColumns(k + (j0 * Hkv + g) * Dh, Hkv * Dh, cols, Dh, Dp, ldS, Kt);
         packRows(v + (j0 * Hkv + g) * Dh, Hkv * Dh, cols, Dh, Dp, 1.f, Vp);
         std::fill(Vp + cols * Dp, Vp + ldS * Dp, 0.f);
-        gemm(Qp, Dp, 1, Kt, ldS, rows, ldS, Dp, S, ldS, false);
+        gemm(Qp, Dp, 1, Kt, ldS, rows, ldS, Dp, S, ldS, false, diagonal ? Tri::Lower : Tri::Full);
         for (int64_t r = 0; r < rows; r++) {
           float* srow = S + r * ldS;
           // Keys past the query (diagonal block) and the padding columns get probability 0.
@@ -231,7 +246,7 @@ void forward(const float* q, const float* k, const float* v, const int32_t* star
           }
           l[r] += hsum(sum);
         }
-        gemm(S, ldS, 1, Vp, Dp, rows, Dp, ldS, O, Dp, true);
+        gemm(S, ldS, 1, Vp, Dp, rows, Dp, ldS, O, Dp, true, diagonal ? Tri::KUpTo : Tri::Full);
       }
       for (int64_t r = 0; r < rows; r++) {
         const int64_t i = it.i0 + r;
@@ -298,8 +313,9 @@ void backward(const float* q, const float* k, const float* v, const int32_t* sta
           const int64_t rows = std::min(BLOCK, s.end - i0);
           packRows(q + (i0 * H + h) * Dh, H * Dh, rows, Dh, Dp, 1.f, Qp);
           packRows(gradOut + (i0 * H + h) * Dh, H * Dh, rows, Dh, Dp, 1.f, Gp);
-          gemm(Qp, Dp, 1, Kt, ldS, rows, ldS, Dp, P, ldS, false);   // S
-          gemm(Gp, Dp, 1, Vt, ldS, rows, ldS, Dp, dS, ldS, false);  // dP
+          const Tri lower = diagonal ? Tri::Lower : Tri::Full;
+          gemm(Qp, Dp, 1, Kt, ldS, rows, ldS, Dp, P, ldS, false, lower);   // S
+          gemm(Gp, Dp, 1, Vt, ldS, rows, ldS, Dp, dS, ldS, false, lower);  // dP
           const V sv = splat(scale);
           for (int64_t r = 0; r < rows; r++) {
             float* prow = P + r * ldS;
@@ -314,9 +330,10 @@ void backward(const float* q, const float* k, const float* v, const int32_t* sta
             std::fill(prow + valid, prow + ldS, 0.f);
             std::fill(dsrow + valid, dsrow + ldS, 0.f);
           }
-          gemm(P, 1, ldS, Gp, Dp, ldS, Dp, rows, dV, Dp, true);    // dV += P^T dO
-          gemm(dS, 1, ldS, Qp, Dp, ldS, Dp, rows, dK, Dp, true);   // dK += dS^T Q
-          gemm(dS, ldS, 1, Kp, Dp, rows, Dp, ldS, dQ + (i0 - s.start) * Dp, Dp, true);  // dQ += dS K
+          const Tri from = diagonal ? Tri::KFrom : Tri::Full, upTo = diagonal ? Tri::KUpTo : Tri::Full;
+          gemm(P, 1, ldS, Gp, Dp, ldS, Dp, rows, dV, Dp, true, from);                         // dV += P^T dO
+          gemm(dS, 1, ldS, Qp, Dp, ldS, Dp, rows, dK, Dp, true, from);                        // dK += dS^T Q
+          gemm(dS, ldS, 1, Kp, Dp, rows, Dp, ldS, dQ + (i0 - s.start) * Dp, Dp, true, upTo);  // dQ += dS K
         }
         float* dkOut = group > 1 ? partK.data() + (j0 * H + h) * Dh : dk + (j0 * Hkv + g) * Dh;
         float* dvOut = group > 1 ? partV.data() + (j0 * H + h) * Dh : dv + (j0 * Hkv + g) * Dh;
