@@ -1,7 +1,7 @@
 // Worker for scripts/attention-vs-torch.py: times one causalAttention forward + backward of osp
 // (the build under the directory given as argv[2], so an older build can run beside this one).
 // Protocol, one line each way: "setup B T H Hkv Dh" -> "ok"; "run" -> milliseconds of one
-// forward + backward; "quit". Inputs are drawn once per setup (seeded), B packed sequences of T.
+// forward + backward, then the process's CPU milliseconds for it; "quit". Inputs are drawn once per setup (seeded), B packed sequences of T.
 const path = require('path');
 const root = path.resolve(process.argv[2] || path.join(__dirname, '..'));
 const t = require(path.join(root, 'dist/tensor'));
@@ -28,12 +28,15 @@ rl.on('line', (line) => {
     process.stdout.write('ok\n');
   } else if (cmd === 'run') {
     const { q, k, v, g, ids, spans } = state;
+    const cpu0 = process.cpuUsage();
     const start = process.hrtime.bigint();
     t.scope(() => {
       const r = o.causalAttention(q, k, v, ids, { spans });
       o.causalAttentionBackward(q, k, v, ids, r.out, r.logsumexp, g, { spans });
     });
-    process.stdout.write(`${Number(process.hrtime.bigint() - start) / 1e6}\n`);
+    const wall = Number(process.hrtime.bigint() - start) / 1e6;
+    const cpu = process.cpuUsage(cpu0);
+    process.stdout.write(`${wall} ${(cpu.user + cpu.system) / 1e3}\n`);
   } else if (cmd === 'quit') {
     rl.close();
     process.exit(0);

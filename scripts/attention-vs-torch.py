@@ -1,6 +1,8 @@
 """osp's CPU causal attention, forward + backward, against PyTorch's scaled_dot_product_attention
 (is_causal=True, f32) on the same shapes, optionally beside an older osp build; calls interleaved
-(old, new, torch, old, new, torch, ...), median of the repeats. Each side gets its natural layout
+(old, new, torch, old, new, torch, ...), median of the repeats, of the wall time and of the process
+CPU time per call (the CPU time is the steadier measure on a shared, loaded machine; with 1 thread it
+is the work done). Each side gets its natural layout
 (osp [B*T, H, Dh] packed, torch [B, H, T, Dh] contiguous) and the same thread count.
 
   OSP_NUM_THREADS=2 /work/torch-venv/bin/python scripts/attention-vs-torch.py [--old DIR] [--repeats 7]
@@ -51,19 +53,19 @@ class Torch:
         for gqa in (True, False):
             self.gqa = gqa
             self.run()
-            times[gqa] = min(self.run() for _ in range(3))
+            times[gqa] = min(self.run()[0] for _ in range(3))
         self.gqa = times[True] <= times[False]
 
     def run(self):
         for x in (self.q, self.k, self.v, self.ke, self.ve):
             x.grad = None
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         if self.gqa:
             o = torch.nn.functional.scaled_dot_product_attention(self.q, self.k, self.v, is_causal=True, enable_gqa=True)
         else:
             o = torch.nn.functional.scaled_dot_product_attention(self.q, self.ke, self.ve, is_causal=True)
         o.backward(self.g)
-        return (time.perf_counter() - t0) * 1e3
+        return (time.perf_counter() - t0) * 1e3, (time.process_time() - c0) * 1e3
 
 
 sides = []
@@ -73,8 +75,9 @@ sides.append(("new", Worker(os.path.join(here, ".."))))
 tt = Torch()
 H, Hkv = map(int, a.heads.split(","))
 print(f"threads {a.threads}, H {H}, Hkv {Hkv}, median of {a.repeats}, load average {os.getloadavg()}")
-print("| B x T | Dh | " + " | ".join(f"osp {n} ms" for n, _ in sides) + " | torch ms | torch/new | " +
-      ("new/old speedup | " if a.old else "") + "new GFLOP/s |")
+names = [n for n, _ in sides] + ["torch"]
+print("| B x T | Dh | " + " | ".join(f"{n} ms" for n in names) + " | torch/new | " + ("new/old | " if a.old else "") +
+      "new GFLOP/s | " + " | ".join(f"{n} cpu ms" for n in names) + " | torch/new cpu |")
 for shape in a.shapes.split(","):
     B, T = map(int, shape.split("x"))
     for Dh in map(int, a.dims.split(",")):
@@ -86,9 +89,10 @@ for shape in a.shapes.split(","):
         res["torch"] = []
         for _ in range(a.repeats):
             for n, w in sides:
-                res[n].append(float(w.ask("run")))
+                res[n].append(tuple(map(float, w.ask("run").split())))
             res["torch"].append(tt.run())
-        med = {n: statistics.median(v) for n, v in res.items()}
+        med = {n: statistics.median(x[0] for x in v) for n, v in res.items()}
+        cpu = {n: statistics.median(x[1] for x in v) for n, v in res.items()}
         # useful flops: forward 4 N H Dh, backward 10 N H Dh over the N = B T (T + 1) / 2 causal pairs
         flops = 14 * B * T * (T + 1) / 2 * H * Dh
         row = [f"{B} x {T}", str(Dh)] + [f"{med[n]:.2f}" for n, _ in sides] + [f"{med['torch']:.2f}"]
@@ -96,6 +100,7 @@ for shape in a.shapes.split(","):
         if a.old:
             row.append(f"{med['old'] / med['new']:.2f}x")
         row.append(f"{flops / med['new'] / 1e6:.1f}")
+        row += [f"{cpu[n]:.2f}" for n in names] + [f"{cpu['torch'] / cpu['new']:.2f}x"]
         print("| " + " | ".join(row) + " |", flush=True)
 print(f"load average after {os.getloadavg()}")
 for _, w in sides:

@@ -31,6 +31,7 @@
 namespace {
 
 constexpr int VW = OSP_TILE_VW, MR = OSP_TILE_MR, NV = OSP_TILE_NV;
+static_assert(VW == 4 || VW == 8 || VW == 16, "vector width");
 typedef float V __attribute__((vector_size(VW * 4)));
 typedef int32_t VI __attribute__((vector_size(VW * 4)));
 typedef uint32_t VU __attribute__((vector_size(VW * 4)));
@@ -41,7 +42,13 @@ inline V load(const float* p) {
   return v;
 }
 inline void store(float* p, V v) { std::memcpy(p, &v, sizeof(v)); }
-inline V splat(float x) { return V{} + x; }
+// {x, x, ..., x}: an initializer list compiles to one broadcast (V{} + x costs an add, as 0 + x is
+// not x for x = -0; a loop of element inserts is far worse).
+template <size_t... I>
+inline V splatList(float x, std::index_sequence<I...>) {
+  return V{((void)I, x)...};
+}
+inline V splat(float x) { return splatList(x, std::make_index_sequence<VW>{}); }
 inline float hsum(V v) {  // fixed pairwise order
   float t[VW];
   store(t, v);
