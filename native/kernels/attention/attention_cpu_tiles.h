@@ -228,17 +228,19 @@ void forward(const float* q, const float* k, const float* v, const int32_t* star
         for (int64_t r = 0; r < rows; r++) {
           float* srow = S + r * ldS;
           // Keys past the query (diagonal block) and the padding columns get probability 0.
-          const int64_t valid = diagonal ? r + 1 : cols;
-          std::fill(srow + valid, srow + ldS, -INFINITY);
+          // Whole vectors past the last valid one get P = 0 directly (no exp).
+          const int64_t valid = diagonal ? r + 1 : cols, width = padded(valid);
+          std::fill(srow + valid, srow + width, -INFINITY);
+          std::fill(srow + width, srow + ldS, 0.f);
           V mx = splat(-INFINITY);
-          for (int64_t c = 0; c < ldS; c += VW) {
+          for (int64_t c = 0; c < width; c += VW) {
             const V x = load(srow + c);
             mx = x > mx ? x : mx;
           }
           const float mNew = std::max(m[r], hmax(mx));
           const V mv = splat(mNew);
           V sum{};
-          for (int64_t c = 0; c < ldS; c += VW) {
+          for (int64_t c = 0; c < width; c += VW) {
             const V p = vexp(load(srow + c) - mv);
             store(srow + c, p);
             sum += p;
@@ -328,12 +330,12 @@ void backward(const float* q, const float* k, const float* v, const int32_t* sta
             float* prow = P + r * ldS;
             float* dsrow = dS + r * ldS;
             const V lv = splat(lse[(i0 + r) * H + h]), dv_ = splat(delta[(i0 + r) * H + h]);
-            for (int64_t c = 0; c < ldS; c += VW) {
+            const int64_t valid = diagonal ? r + 1 : cols;  // later keys and padding: P = dS = 0
+            for (int64_t c = 0; c < padded(valid); c += VW) {
               const V p = vexp(load(prow + c) * sv - lv);
               store(prow + c, p);
               store(dsrow + c, p * (load(dsrow + c) - dv_));
             }
-            const int64_t valid = diagonal ? r + 1 : cols;  // later keys and padding: P = dS = 0
             std::fill(prow + valid, prow + ldS, 0.f);
             std::fill(dsrow + valid, dsrow + ldS, 0.f);
           }
