@@ -363,8 +363,10 @@ function expectWithinBound(got: F64Result, want: F64Result, bound: ReturnType<ty
 
 function expectTypicalError(got: F64Result, want: F64Result, rel: number, what: string) {
   for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
-    const tol = rel * maxAbs(want[key]);
-    expectWithin(got[key], want[key], () => tol, `${key} ${what} (within ${rel} of the largest)`);
+    // Floor 1: inputs are N(0, 1)-sized, so an output that cancels to 0 (dq of a lone token) still
+    // carries roundings of terms of order 1.
+    const tol = rel * Math.max(maxAbs(want[key]), 1);
+    expectWithin(got[key], want[key], () => tol, `${key} ${what} (within ${rel} of the largest or of 1)`);
   }
 }
 
