@@ -10,7 +10,8 @@
 // Layout. A query block of B rows of one (sequence, head) meets a key block of B keys of the same
 // sequence; both are aligned to the sequence start, so block n of queries meets key blocks 0..n and
 // only the diagonal one needs the causal mask. Head dims are padded to Dp = Dh rounded up to VW
-// with zeros in small packed copies (Q, K, V, dO blocks), so every inner loop is whole vectors.
+// with zeros in small packed copies (Q, V, K, dO blocks), and k, v are transposed once per call
+// (K^T, V^T: rows of tokens per (kv head, dim)), so every inner loop is whole vectors.
 // Every tile product is one routine, gemm: C (+)= op(A) B with A read by broadcasts through two
 // strides (so A^T costs nothing) and B, C row-major in vectors.
 //
@@ -162,14 +163,20 @@ void packRows(const float* x, int64_t stride, int64_t rows, int64_t Dh, int64_t 
   }
 }
 
-// The transpose: dst[d * ldd + c] = x[c][d] for c < cols, zero for cols <= c < ldd and d < Dp.
-void packColumns(const float* x, int64_t stride, int64_t cols, int64_t Dh, int64_t Dp, int64_t ldd, float* dst) {
-  for (int64_t d = 0; d < Dp; d++) std::fill(dst + d * ldd + cols, dst + d * ldd + ldd, 0.f);
-  for (int64_t d = Dh; d < Dp; d++) std::fill(dst + d * ldd, dst + d * ldd + cols, 0.f);
-  for (int64_t c = 0; c < cols; c++) {
-    const float* src = x + c * stride;
-    for (int64_t d = 0; d < Dh; d++) dst[d * ldd + c] = src[d];
-  }
+// x [T, Hkv, Dh] -> xt [Hkv][Dp][ldT]: row (g, d) holds x[j, g, d] for every token j, zero past T
+// and for d >= Dh. One pass per call, so the tiles' B operands for S = Q K^T and dP = dO V^T are
+// plain row slices (ldT >= T + VW lets a tile's padded columns run past the last token).
+void transposeHeads(const float* x, int64_t T, int64_t Hkv, int64_t Dh, int64_t Dp, int64_t ldT, float* xt) {
+  parallelFor(Hkv * Dp, std::max<int64_t>(1, 16384 / (T + 1)), [&](int64_t b, int64_t e) {
+    for (int64_t n = b; n < e; n++) {
+      const int64_t g = n / Dp, d = n % Dp;
+      float* row = xt + n * ldT;
+      int64_t j = 0;
+      if (d < Dh)
+        for (; j < T; j++) row[j] = x[(j * Hkv + g) * Dh + d];
+      std::fill(row + j, row + ldT, 0.f);
+    }
+  });
 }
 
 struct Sequence {
@@ -188,7 +195,8 @@ std::vector<Sequence> sequencesOf(const int32_t* starts, int64_t T) {
 
 // Per-thread scratch that outlives the call: fresh allocations of this size are page-faulted (and
 // zeroed) on every call, measured ~7% of a 4 x 128-token forward + backward. Grows to the largest
-// call's need (up to (7 Dp + 128) x 64 + T Dp floats per thread) and is kept. `slot` names one of
+// call's need (up to (5 Dp + 128) x 64 + T Dp floats per pool thread, and T (H + 2 Hkv Dp) +
+// 2 T H Dh more on the calling thread) and is kept. `slot` names one of
 // a few independent buffers; every element a caller reads it writes first.
 float* scratch(int slot, int64_t n) {
   thread_local std::vector<float> bufs[3];
@@ -205,7 +213,9 @@ constexpr int64_t BLOCK = 64;
 
 void forward(const float* q, const float* k, const float* v, const int32_t* starts, float* out, float* lse, int64_t T,
              int64_t H, int64_t Hkv, int64_t Dh, float scale) {
-  const int64_t group = H / Hkv, Dp = padded(Dh);
+  const int64_t group = H / Hkv, Dp = padded(Dh), ldT = padded(T) + VW;
+  float* KT = scratch(1, Hkv * Dp * ldT);  // the calling thread's; the pool's threads only read it
+  transposeHeads(k, T, Hkv, Dh, Dp, ldT, KT);
   struct Item {
     int64_t start, i0, i1, h;
   };
@@ -214,9 +224,8 @@ void forward(const float* q, const float* k, const float* v, const int32_t* star
     for (int64_t h = 0; h < H; h++)
       for (int64_t i0 = s.start; i0 < s.end; i0 += BLOCK) items.push_back({s.start, i0, std::min(i0 + BLOCK, s.end), h});
   parallelFor(static_cast<int64_t>(items.size()), 1, [&](int64_t b, int64_t e) {
-    float* Qp = scratch(0, BLOCK * (4 * Dp + BLOCK + 2));          // BLOCK x Dp, scaled
-    float* Kt = Qp + BLOCK * Dp;     // Dp x BLOCK
-    float* Vp = Kt + BLOCK * Dp;     // BLOCK x Dp
+    float* Qp = scratch(0, BLOCK * (3 * Dp + BLOCK + 2));  // BLOCK x Dp, scaled
+    float* Vp = Qp + BLOCK * Dp;     // BLOCK x Dp
     float* O = Vp + BLOCK * Dp;      // BLOCK x Dp
     float* S = O + BLOCK * Dp;       // BLOCK x BLOCK, then P in place
     float* m = S + BLOCK * BLOCK;    // running max per row
@@ -231,10 +240,10 @@ void forward(const float* q, const float* k, const float* v, const int32_t* star
       for (int64_t j0 = it.start; j0 < it.i1; j0 += BLOCK) {
         const bool diagonal = j0 == it.i0;
         const int64_t cols = diagonal ? rows : BLOCK, ldS = padded(cols);
-        packColumns(k + (j0 * Hkv + g) * Dh, Hkv * Dh, cols, Dh, Dp, ldS, Kt);
         packRows(v + (j0 * Hkv + g) * Dh, Hkv * Dh, cols, Dh, Dp, 1.f, Vp);
         std::fill(Vp + cols * Dp, Vp + ldS * Dp, 0.f);
-        gemm(Qp, Dp, 1, Kt, ldS, rows, ldS, Dp, S, ldS, false, diagonal ? Tri::Lower : Tri::Full);
+        // Columns past `cols` (other keys, or zeros past T) are masked below.
+        gemm(Qp, Dp, 1, KT + g * Dp * ldT + j0, ldT, rows, ldS, Dp, S, ldS, false, diagonal ? Tri::Lower : Tri::Full);
         for (int64_t r = 0; r < rows; r++) {
           float* srow = S + r * ldS;
           // Keys past the query (diagonal block) and the padding columns get probability 0.
@@ -281,9 +290,14 @@ void forward(const float* q, const float* k, const float* v, const int32_t* star
 void backward(const float* q, const float* k, const float* v, const int32_t* starts, const float* out, const float* lse,
               const float* gradOut, float* dq, float* dk, float* dv, int64_t T, int64_t H, int64_t Hkv, int64_t Dh,
               float scale) {
-  const int64_t group = H / Hkv, Dp = padded(Dh);
-  // D = rowsum(dO o) per (token, head).
-  float* delta = scratch(1, T * H);  // the calling thread's; the pool's threads only read it
+  const int64_t group = H / Hkv, Dp = padded(Dh), ldT = padded(T) + VW;
+  // The calling thread's scratch (the pool's threads only read it): D = rowsum(dO o) per (token,
+  // head), then k and v transposed.
+  float* delta = scratch(1, T * H + 2 * Hkv * Dp * ldT);
+  float* KT = delta + T * H;
+  float* VT = KT + Hkv * Dp * ldT;
+  transposeHeads(k, T, Hkv, Dh, Dp, ldT, KT);
+  transposeHeads(v, T, Hkv, Dh, Dp, ldT, VT);
   parallelFor(T * H, std::max<int64_t>(1, 8192 / (Dh + 1)), [&](int64_t b, int64_t e) {
     for (int64_t n = b; n < e; n++) {
       const float* g = gradOut + n * Dh;
@@ -301,10 +315,8 @@ void backward(const float* q, const float* k, const float* v, const int32_t* sta
   for (const Sequence& s : seqs) longest = std::max(longest, s.end - s.start);
   const int64_t items = static_cast<int64_t>(seqs.size()) * H;
   parallelFor(items, 1, [&](int64_t b, int64_t e) {
-    float* Kt = scratch(0, BLOCK * (7 * Dp + 2 * BLOCK) + longest * Dp);       // Dp x BLOCK
-    float* Kp = Kt + BLOCK * Dp;  // BLOCK x Dp
-    float* Vt = Kp + BLOCK * Dp;  // Dp x BLOCK
-    float* Qp = Vt + BLOCK * Dp;  // BLOCK x Dp
+    float* Kp = scratch(0, BLOCK * (5 * Dp + 2 * BLOCK) + longest * Dp);  // BLOCK x Dp
+    float* Qp = Kp + BLOCK * Dp;  // BLOCK x Dp
     float* Gp = Qp + BLOCK * Dp;  // BLOCK x Dp (dO)
     float* dK = Gp + BLOCK * Dp;  // BLOCK x Dp
     float* dV = dK + BLOCK * Dp;  // BLOCK x Dp
@@ -317,8 +329,8 @@ void backward(const float* q, const float* k, const float* v, const int32_t* sta
       std::fill(dQ, dQ + len * Dp, 0.f);
       for (int64_t j0 = s.start; j0 < s.end; j0 += BLOCK) {
         const int64_t cols = std::min(BLOCK, s.end - j0), ldS = padded(cols);
-        packColumns(k + (j0 * Hkv + g) * Dh, Hkv * Dh, cols, Dh, Dp, ldS, Kt);
-        packColumns(v + (j0 * Hkv + g) * Dh, Hkv * Dh, cols, Dh, Dp, ldS, Vt);
+        const float* Kt = KT + g * Dp * ldT + j0;  // Dp x ldS slices (columns past cols masked)
+        const float* Vt = VT + g * Dp * ldT + j0;
         packRows(k + (j0 * Hkv + g) * Dh, Hkv * Dh, cols, Dh, Dp, 1.f, Kp);
         std::fill(Kp + cols * Dp, Kp + ldS * Dp, 0.f);
         std::fill(dK, dK + ldS * Dp, 0.f);
@@ -329,8 +341,8 @@ void backward(const float* q, const float* k, const float* v, const int32_t* sta
           packRows(q + (i0 * H + h) * Dh, H * Dh, rows, Dh, Dp, 1.f, Qp);
           packRows(gradOut + (i0 * H + h) * Dh, H * Dh, rows, Dh, Dp, 1.f, Gp);
           const Tri lower = diagonal ? Tri::Lower : Tri::Full;
-          gemm(Qp, Dp, 1, Kt, ldS, rows, ldS, Dp, P, ldS, false, lower);   // S
-          gemm(Gp, Dp, 1, Vt, ldS, rows, ldS, Dp, dS, ldS, false, lower);  // dP
+          gemm(Qp, Dp, 1, Kt, ldT, rows, ldS, Dp, P, ldS, false, lower);   // S
+          gemm(Gp, Dp, 1, Vt, ldT, rows, ldS, Dp, dS, ldS, false, lower);  // dP
           const V sv = splat(scale);
           for (int64_t r = 0; r < rows; r++) {
             float* prow = P + r * ldS;
