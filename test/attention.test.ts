@@ -11,7 +11,11 @@ import * as ops from '../src/ops';
 import { caught } from './helpers/errors';
 import { normals, seeded } from './helpers/random';
 import { expectSameOutputUnderThreads } from './helpers/child';
-import { floats, ints, read, f32, maxAbs, dot, expectRel, gradcheck, sampleEntries, cpu, type FloatType } from './helpers/tensors';
+import { floats, ints, read, f32, maxAbs, dot, expectRel, expectWithin, gradcheck, sampleEntries, cpu, type FloatType } from './helpers/tensors';
+import { spawnSync } from 'child_process';
+import fs from 'fs';
+import os from 'os';
+import path from 'path';
 
 interface Problem {
   T: number;
@@ -222,6 +226,203 @@ describe('causalAttention f32 against f64', () => {
       }
     });
   }
+});
+
+// ---- the tiled f32 kernels against their derived error bound ----------------------------------
+//
+// The f32 cpu op (attention_cpu_tiles.h) rounds at u = 2^-24 and its exp is a polynomial with
+// relative error E < 2e-7. First-order bounds against the f64 op on the same (f32-held) inputs, per
+// row i of head h with n = i - s(i) + 1 keys and nb <= ceil(n / 64) + 1 key blocks:
+//   score error  eps_i = (Dh + 2) u scale max_j sum_d |q_id k_jd|     (pre-scaling, Dh FMAs)
+//   lse          2 eps + E + (n + 2 nb + 4) u + u (2 |lse| + 2 log n + 2)
+//                (the max itself, exp, the running sum, nb rescales, log and the final rounding)
+//   out          r_i maxV_i + u |o|,  r_i = 4 eps + 2 E + (2 n + 4 nb + 4) u
+//                (weights p e^delta renormalised move o by <= 2 delta maxV; f32 sums of P V and l)
+// Backward, with P from the f64 op, delta_i = eps_i + lseBound_i + E (P's relative error) and
+// rho_i = delta_i + r_i + (2 Dh + 8) u (dP and D = dO.o in f32, o's own error, dP - D, P (dP - D)):
+//   |dS_ij - exact| <= 2 P_ij |dO_i|_1 maxV_i rho_i,  |dS_ij| <= 2 P_ij |dO_i|_1 maxV_i
+//   dq_id   2 scale |dO_i|_1 maxV_i sum_j P_ij |k_jd| (rho_i + n u)
+//   dk_jd   2 scale sum_{h in g, i >= j} P_ij |dO_i|_1 maxV_i |q_id| (rho_i + m u)
+//   dv_jd   sum_{h in g, i >= j} P_ij |dO_id| (delta_i + m u),  m = group x (e(j) - j) terms
+// each plus u |value| (the final rounding), and all times 1.1 for the second-order terms. The exp
+// flushes to 0 below e^-87: every P_ij in the sums above also carries an absolute TINY = e^-87.
+const U = 2 ** -24;
+const EXP_ERR = 2e-7;
+const TINY = Math.exp(-87);
+
+function seqStarts(ids: Int32Array): Int32Array {
+  const s = new Int32Array(ids.length);
+  for (let i = 1; i < ids.length; i++) s[i] = ids[i] === ids[i - 1] ? s[i - 1] : i;
+  return s;
+}
+
+interface F64Result {
+  out: Float64Array;
+  lse: Float64Array;
+  dq: Float64Array;
+  dk: Float64Array;
+  dv: Float64Array;
+}
+
+function errorBounds(x: ReturnType<typeof draw>, p: Problem, scale: number, want: F64Result) {
+  const { T, H, Hkv, Dh, ids } = p;
+  const group = H / Hkv;
+  const starts = seqStarts(ids);
+  const ends = new Int32Array(T);
+  for (let i = T - 1; i >= 0; i--) ends[i] = i + 1 < T && starts[i + 1] === starts[i] ? ends[i + 1] : i + 1;
+  const bound = {
+    out: new Float64Array(T * H * Dh),
+    lse: new Float64Array(T * H),
+    dq: new Float64Array(T * H * Dh),
+    dk: new Float64Array(T * Hkv * Dh),
+    dv: new Float64Array(T * Hkv * Dh),
+  };
+  for (let i = 0; i < T; i++) {
+    for (let h = 0; h < H; h++) {
+      const g = Math.floor(h / group);
+      const qi = (i * H + h) * Dh;
+      const n = i - starts[i] + 1;
+      const nb = Math.ceil(n / 64) + 1;
+      const m = group * (ends[i] - starts[i]);
+      let qk = 0;
+      let maxV = 0;
+      for (let j = starts[i]; j <= i; j++) {
+        let s = 0;
+        for (let d = 0; d < Dh; d++) {
+          s += Math.abs(x.q[qi + d] * x.k[(j * Hkv + g) * Dh + d]);
+          maxV = Math.max(maxV, Math.abs(x.v[(j * Hkv + g) * Dh + d]));
+        }
+        qk = Math.max(qk, s);
+      }
+      const eps = (Dh + 2) * U * scale * qk;
+      const lse = want.lse[i * H + h];
+      const lseB = 2 * eps + EXP_ERR + (n + 2 * nb + 4) * U + U * (2 * Math.abs(lse) + 2 * Math.log(n) + 2);
+      const r = 4 * eps + 2 * EXP_ERR + (2 * n + 4 * nb + 4) * U;
+      bound.lse[i * H + h] = 1.1 * lseB;
+      for (let d = 0; d < Dh; d++) bound.out[qi + d] = 1.1 * ((r + n * TINY) * maxV + U * Math.abs(want.out[qi + d]));
+      const delta = eps + lseB + EXP_ERR;
+      const rho = delta + r + (2 * Dh + 8) * U;
+      let g1 = 0;
+      for (let d = 0; d < Dh; d++) g1 += Math.abs(x.G[qi + d]);
+      for (let j = starts[i]; j <= i; j++) {
+        const kj = (j * Hkv + g) * Dh;
+        let s = 0;
+        for (let d = 0; d < Dh; d++) s += x.q[qi + d] * x.k[kj + d];
+        const P = Math.exp(scale * s - lse);
+        for (let d = 0; d < Dh; d++) {
+          bound.dq[qi + d] += 2 * scale * g1 * maxV * Math.abs(x.k[kj + d]) * (P * (rho + n * U) + TINY);
+          bound.dk[kj + d] += 2 * scale * g1 * maxV * Math.abs(x.q[qi + d]) * (P * (rho + m * U) + TINY);
+          bound.dv[kj + d] += Math.abs(x.G[qi + d]) * (P * (delta + m * U) + TINY);
+        }
+      }
+    }
+  }
+  for (const key of ['dq', 'dk', 'dv'] as const) {
+    const b = bound[key];
+    for (let e = 0; e < b.length; e++) b[e] = 1.1 * (b[e] + U * Math.abs(want[key][e]));
+  }
+  return bound;
+}
+
+interface BoundCase {
+  name: string;
+  lengths: number[];
+  H: number;
+  Hkv: number;
+  Dh: number;
+  /** q drawn from N(0, qScale^2): scores of tens, so exp overflows without the running max. */
+  qScale?: number;
+}
+
+const BOUND_CASES: BoundCase[] = [
+  { name: 'one token', lengths: [1], H: 2, Hkv: 1, Dh: 32 },
+  { name: 'lengths around the 64-token tile (63, 64, 65, 129)', lengths: [63, 64, 65, 129], H: 2, Hkv: 1, Dh: 64 },
+  { name: 'many short sequences packed (40 of 1..6 tokens)', lengths: Array.from({ length: 40 }, (_, i) => 1 + ((i * 7) % 6)), H: 4, Hkv: 4, Dh: 32 },
+  { name: 'GQA ratio 4, Dh 96', lengths: [70, 9], H: 4, Hkv: 1, Dh: 96 },
+  { name: 'GQA ratio 2, Dh 80 (not a multiple of the vector width)', lengths: [100], H: 2, Hkv: 1, Dh: 80 },
+  { name: 'GQA ratio 1, Dh 128', lengths: [129], H: 2, Hkv: 2, Dh: 128 },
+  { name: 'Dh 5 (padding inside one vector), 3 heads', lengths: [17, 3], H: 3, Hkv: 3, Dh: 5 },
+  { name: 'large-magnitude scores (q ~ N(0, 40^2)): the online max matters', lengths: [150, 20], H: 2, Hkv: 1, Dh: 64, qScale: 40 },
+];
+
+function boundCaseInputs(next: () => number, c: BoundCase) {
+  const ids = packedIds(c.lengths);
+  const p: Problem = { T: ids.length, H: c.H, Hkv: c.Hkv, Dh: c.Dh, ids };
+  const raw = draw(next, p);
+  const qs = c.qScale ?? 1;
+  // Both ops see the values an f32 tensor holds, so only the arithmetic differs.
+  const x = { q: f32(raw.q.map((a) => a * qs)), k: f32(raw.k), v: f32(raw.v), G: f32(raw.G) };
+  return { p, x };
+}
+
+function expectWithinBound(got: F64Result, want: F64Result, bound: ReturnType<typeof errorBounds>, what: string) {
+  for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
+    expectWithin(got[key], want[key], (i) => bound[key][i], `${key} ${what}`);
+  }
+}
+
+function expectTypicalError(got: F64Result, want: F64Result, rel: number, what: string) {
+  for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
+    // Floor 1: inputs are N(0, 1)-sized, so an output that cancels to 0 (dq of a lone token) still
+    // carries roundings of terms of order 1.
+    const tol = rel * Math.max(maxAbs(want[key]), 1);
+    expectWithin(got[key], want[key], () => tol, `${key} ${what} (within ${rel} of the largest or of 1)`);
+  }
+}
+
+describe('causalAttention f32 (tiled SIMD kernels) within the derived error bound of the f64 op', () => {
+  const { next } = seeded('attention f32 bound');
+
+  for (const c of BOUND_CASES) {
+    it(`${c.name} (H=${c.H}, Hkv=${c.Hkv}, Dh=${c.Dh})`, () => {
+      const { p, x } = boundCaseInputs(next, c);
+      const scale = 1 / Math.sqrt(c.Dh);
+      const want = backward(x, p, 'f64');
+      const got = backward(x, p, 'f32');
+      const bound = errorBounds(x, p, scale, want);
+      expectWithinBound(got, want, bound, c.name);
+      // The bound is worst-case (|dO|_1 max|v| for every dot product) and loose for dq and dk (up to
+      // a few % of their scale); the observed error is ~1e-7..1e-6 of each output's scale, so the
+      // check that catches a subtly wrong tile is this one (score errors grow with the scores).
+      expectTypicalError(got, want, 1e-5 * (c.qScale ?? 1), c.name);
+    });
+  }
+
+  it('the AVX2 and baseline copies (OSP_CPU_ISA) are within the same bound', () => {
+    const c: BoundCase = { name: 'isa', lengths: [70, 1, 33], H: 4, Hkv: 2, Dh: 40 };
+    const { p, x } = boundCaseInputs(next, c);
+    const want = backward(x, p, 'f64');
+    const bound = errorBounds(x, p, 1 / Math.sqrt(c.Dh), want);
+    // The child reads the inputs from a JSON file and prints the f32 outputs as JSON.
+    const file = path.join(os.tmpdir(), `osp-attention-isa-${process.pid}.json`);
+    fs.writeFileSync(file, JSON.stringify({ p: { ...p, ids: Array.from(p.ids) }, x: { q: Array.from(x.q), k: Array.from(x.k), v: Array.from(x.v), G: Array.from(x.G) } }));
+    const script =
+      `const t=require('./src/tensor'), o=require('./src/ops'), {p,x}=JSON.parse(require('fs').readFileSync(${JSON.stringify(file)},'utf8'));` +
+      `const f=(a,s)=>t.tensor(Float32Array.from(a),s,{device:'cpu'});` +
+      `const q=f(x.q,[p.T,p.H,p.Dh]), k=f(x.k,[p.T,p.Hkv,p.Dh]), v=f(x.v,[p.T,p.Hkv,p.Dh]), g=f(x.G,[p.T,p.H,p.Dh]);` +
+      `const ids=t.tensor(Int32Array.from(p.ids),[p.T],{device:'cpu'});` +
+      `const r=o.causalAttention(q,k,v,ids), b=o.causalAttentionBackward(q,k,v,ids,r.out,r.logsumexp,g);` +
+      `const a=(z)=>Array.from(z.toArray());` +
+      `process.stdout.write(JSON.stringify({out:a(r.out),lse:a(r.logsumexp),dq:a(b.gradQ),dk:a(b.gradK),dv:a(b.gradV)}))`;
+    try {
+      for (const isa of ['avx2', 'baseline']) {
+        const run = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
+          cwd: path.join(__dirname, '..'),
+          env: { ...process.env, OSP_CPU_ISA: isa },
+          encoding: 'utf8',
+          maxBuffer: 64 * 2 ** 20,
+        });
+        expect(run.stderr).toBe('');
+        expect(run.status).toBe(0);
+        const got = JSON.parse(run.stdout) as Record<keyof F64Result, number[]>;
+        const asF64 = Object.fromEntries(Object.entries(got).map(([key, val]) => [key, Float64Array.from(val)])) as unknown as F64Result;
+        expectWithinBound(asF64, want, bound, `OSP_CPU_ISA=${isa}`);
+        expectTypicalError(asF64, want, 1e-5, `OSP_CPU_ISA=${isa}`);
+      }
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  });
 });
 
 describe('causalAttention f32 is bitwise the same under any thread count', () => {

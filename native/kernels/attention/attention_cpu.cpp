@@ -1,11 +1,59 @@
-// CPU causal attention (maths in attention.h): o, lse and dq over (token, head) pairs, dk and dv
-// over (token, kv head) pairs on the pool; every sum in double and in a fixed order, so results do
-// not depend on the thread count.
+// CPU causal attention (maths in attention.h). f64: the reference, plain loops over (token, head)
+// pairs for o, lse and dq and over (token, kv head) pairs for dk and dv, every sum in double. f32:
+// the tiled SIMD kernels of attention_cpu_tiles.h, compiled here once per instruction set and
+// picked at run time. Both sum in a fixed order, so results do not depend on the thread count.
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../../core/parallel.h"
 #include "attention.h"
+
+// One copy of the f32 kernels per instruction set, each in its own namespace: AVX-512 and AVX2 (+
+// FMA) where GCC targets x86-64 (picked by the CPU's features at run time, as simd.h's clones are),
+// and a baseline copy everywhere. Register tiles: MR x NV vectors of accumulators, sized to the
+// register file (32 zmm: 8 x 2 = 16 accumulators; 16 ymm: 4 x 2 = 8, leaving room for operands).
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define OSP_ATTN_MULTI_ISA 1
+namespace osp::attention::avx512 {
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")
+#define OSP_TILE_VW 16
+#define OSP_TILE_MR 8
+#define OSP_TILE_NV 2
+#include "attention_cpu_tiles.h"
+#undef OSP_TILE_VW
+#undef OSP_TILE_MR
+#undef OSP_TILE_NV
+#pragma GCC pop_options
+}  // namespace osp::attention::avx512
+namespace osp::attention::avx2 {
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define OSP_TILE_VW 8
+#define OSP_TILE_MR 4
+#define OSP_TILE_NV 2
+#include "attention_cpu_tiles.h"
+#undef OSP_TILE_VW
+#undef OSP_TILE_MR
+#undef OSP_TILE_NV
+#pragma GCC pop_options
+}  // namespace osp::attention::avx2
+#endif
+namespace osp::attention::baseline {
+#define OSP_TILE_VW 4
+#define OSP_TILE_MR 4
+#define OSP_TILE_NV 2
+#include "attention_cpu_tiles.h"
+#undef OSP_TILE_VW
+#undef OSP_TILE_MR
+#undef OSP_TILE_NV
+}  // namespace osp::attention::baseline
 
 namespace osp::attention {
 
@@ -27,7 +75,7 @@ int64_t grainFor(int64_t T_, int64_t Dh) {
 }  // namespace
 
 template <typename T>
-void forwardCpu(const T* q, const T* k, const T* v, const int32_t* starts, T* out, T* lse, int64_t T_, int64_t H,
+void forwardReference(const T* q, const T* k, const T* v, const int32_t* starts, T* out, T* lse, int64_t T_, int64_t H,
                 int64_t Hkv, int64_t Dh, double scale) {
   const int64_t group = H / Hkv;
   parallelFor(T_ * H, grainFor(T_, Dh), [&](int64_t b, int64_t e) {
@@ -57,7 +105,7 @@ void forwardCpu(const T* q, const T* k, const T* v, const int32_t* starts, T* ou
 }
 
 template <typename T>
-void backwardCpu(const T* q, const T* k, const T* v, const int32_t* starts, const int32_t* ends, const T* out, const T* lse,
+void backwardReference(const T* q, const T* k, const T* v, const int32_t* starts, const int32_t* ends, const T* out, const T* lse,
                  const T* gradOut, T* dq, T* dk, T* dv, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, double scale) {
   const int64_t group = H / Hkv;
   std::vector<double> delta(static_cast<size_t>(T_ * H));
@@ -113,15 +161,70 @@ void backwardCpu(const T* q, const T* k, const T* v, const int32_t* starts, cons
   });
 }
 
-template void forwardCpu<float>(const float*, const float*, const float*, const int32_t*, float*, float*, int64_t, int64_t,
-                                int64_t, int64_t, double);
-template void forwardCpu<double>(const double*, const double*, const double*, const int32_t*, double*, double*, int64_t,
-                                 int64_t, int64_t, int64_t, double);
-template void backwardCpu<float>(const float*, const float*, const float*, const int32_t*, const int32_t*, const float*,
-                                 const float*, const float*, float*, float*, float*, int64_t, int64_t, int64_t, int64_t,
-                                 double);
-template void backwardCpu<double>(const double*, const double*, const double*, const int32_t*, const int32_t*,
-                                  const double*, const double*, const double*, double*, double*, double*, int64_t, int64_t,
-                                  int64_t, int64_t, double);
+// The instruction set of the f32 kernels: the best the CPU has, capped by OSP_CPU_ISA (avx512, avx2
+// or baseline; the tests use it to run every copy on one machine).
+enum class Isa { Baseline, Avx2, Avx512 };
+
+Isa pickIsa() {
+  Isa best = Isa::Baseline;
+#ifdef OSP_ATTN_MULTI_ISA
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::Avx2;
+  if (best == Isa::Avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    best = Isa::Avx512;
+#endif
+  if (const char* env = std::getenv("OSP_CPU_ISA")) {
+    const std::string cap = env;
+    const Isa want = cap == "baseline" ? Isa::Baseline : cap == "avx2" ? Isa::Avx2 : Isa::Avx512;
+    best = std::min(best, want);
+  }
+  return best;
+}
+
+Isa isa() {
+  static const Isa chosen = pickIsa();
+  return chosen;
+}
+
+template <>
+void forwardCpu<double>(const double* q, const double* k, const double* v, const int32_t* starts, double* out, double* lse,
+                        int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, double scale) {
+  forwardReference(q, k, v, starts, out, lse, T_, H, Hkv, Dh, scale);
+}
+
+template <>
+void backwardCpu<double>(const double* q, const double* k, const double* v, const int32_t* starts, const int32_t* ends,
+                         const double* out, const double* lse, const double* gradOut, double* dq, double* dk, double* dv,
+                         int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, double scale) {
+  backwardReference(q, k, v, starts, ends, out, lse, gradOut, dq, dk, dv, T_, H, Hkv, Dh, scale);
+}
+
+template <>
+void forwardCpu<float>(const float* q, const float* k, const float* v, const int32_t* starts, float* out, float* lse,
+                       int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, double scale) {
+  const float s = static_cast<float>(scale);
+  switch (isa()) {
+#ifdef OSP_ATTN_MULTI_ISA
+    case Isa::Avx512: return avx512::forward(q, k, v, starts, out, lse, T_, H, Hkv, Dh, s);
+    case Isa::Avx2: return avx2::forward(q, k, v, starts, out, lse, T_, H, Hkv, Dh, s);
+#endif
+    default: return baseline::forward(q, k, v, starts, out, lse, T_, H, Hkv, Dh, s);
+  }
+}
+
+template <>
+void backwardCpu<float>(const float* q, const float* k, const float* v, const int32_t* starts, const int32_t*,
+                        const float* out, const float* lse, const float* gradOut, float* dq, float* dk, float* dv,
+                        int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, double scale) {
+  const float s = static_cast<float>(scale);
+  switch (isa()) {
+#ifdef OSP_ATTN_MULTI_ISA
+    case Isa::Avx512: return avx512::backward(q, k, v, starts, out, lse, gradOut, dq, dk, dv, T_, H, Hkv, Dh, s);
+    case Isa::Avx2: return avx2::backward(q, k, v, starts, out, lse, gradOut, dq, dk, dv, T_, H, Hkv, Dh, s);
+#endif
+    default: return baseline::backward(q, k, v, starts, out, lse, gradOut, dq, dk, dv, T_, H, Hkv, Dh, s);
+  }
+}
 
 }  // namespace osp::attention
