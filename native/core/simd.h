@@ -90,12 +90,15 @@ enum class Isa { Baseline = 0, Avx2 = 1, Avx512 = 2 };
 
 inline const char* isaName(Isa isa) { return isa == Isa::Avx512 ? "avx512" : isa == Isa::Avx2 ? "avx2" : "baseline"; }
 
-// avx512: AVX-512 F + VL with FMA; avx2: AVX2 + FMA (x86-64-v3's vector part); baseline: anything.
+// avx512: AVX-512 F, VL, BW and DQ with FMA (x86-64-v4); avx2: AVX2 + FMA (x86-64-v3's vector
+// part); baseline: anything.
 inline Isa detectedIsa() {
 #ifdef OSP_X86_DISPATCH
   __builtin_cpu_init();
   const bool fma = __builtin_cpu_supports("fma"), avx2 = __builtin_cpu_supports("avx2");
-  if (fma && avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return Isa::Avx512;
+  if (fma && avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq"))
+    return Isa::Avx512;
   if (fma && avx2) return Isa::Avx2;
 #endif
   return Isa::Baseline;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../../core/parallel.h"
+#include "../../core/simd.h"
 #include "attention.h"
 
 // One copy of the f32 kernels per instruction set, each in its own namespace: AVX-512 and AVX2 (+
@@ -161,30 +162,17 @@ void backwardReference(const T* q, const T* k, const T* v, const int32_t* starts
   });
 }
 
-// The instruction set of the f32 kernels: the best the CPU has, capped by OSP_CPU_ISA (avx512, avx2
-// or baseline; the tests use it to run every copy on one machine).
-enum class Isa { Baseline, Avx2, Avx512 };
-
-Isa pickIsa() {
-  Isa best = Isa::Baseline;
-#ifdef OSP_ATTN_MULTI_ISA
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::Avx2;
-  if (best == Isa::Avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-    best = Isa::Avx512;
-#endif
-  if (const char* env = std::getenv("OSP_CPU_ISA")) {
-    const std::string cap = env;
-    const Isa want = cap == "baseline" ? Isa::Baseline : cap == "avx2" ? Isa::Avx2 : Isa::Avx512;
-    best = std::min(best, want);
-  }
-  return best;
-}
+// The instruction set of the f32 kernels: simd::cpuIsa(), the one choice every per-ISA kernel reads
+// (the best the CPU has, or OSP_CPU_ISA; the tests use it to run every copy on one machine).
+using simd::Isa;
 
 Isa isa() {
-  static const Isa chosen = pickIsa();
-  return chosen;
+#ifdef OSP_ATTN_MULTI_ISA
+  return simd::cpuIsa();
+#else
+  (void)simd::cpuIsa();  // an OSP_CPU_ISA this build cannot honour is still an error
+  return Isa::Baseline;
+#endif
 }
 
 template <>
