@@ -133,6 +133,9 @@ export interface NativeAddon {
   resetPeakMemory(): void;
   syncStats(): NativeSyncStats;
   resetSyncStats(): void;
+  /** Bandwidth probes for the bench (native/core/bandwidth.h): dst <- src and a read of x, on the kernels' threads. */
+  hostParallelCopy(dst: NativeTensor, src: NativeTensor): void;
+  hostParallelReadSum(x: NativeTensor): number;
 }
 
 /** rope's options: theta and scalingFactor, or invFreq. */

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../core/bandwidth.h"
 #include "../core/cuda_backend.h"
 #include "../core/parallel.h"
 #include "../core/sync.h"
@@ -167,6 +168,19 @@ Napi::Value syncStats(const Napi::CallbackInfo& info) {
 Napi::Value resetSyncStats(const Napi::CallbackInfo& info) {
   osp::resetSyncStats();
   return info.Env().Undefined();
+}
+
+// hostParallelCopy(dst, src): the bench's copy-bandwidth probe (core/bandwidth.h)
+Napi::Value hostParallelCopy(const Napi::CallbackInfo& info) {
+  const char* op = "hostParallelCopy";
+  osp::hostParallelCopy(tensorArg(info, 0, op, "dst"), tensorArg(info, 1, op, "src"), op);
+  return info.Env().Undefined();
+}
+
+// hostParallelReadSum(x) -> number: the bench's read-bandwidth probe
+Napi::Value hostParallelReadSum(const Napi::CallbackInfo& info) {
+  const char* op = "hostParallelReadSum";
+  return Napi::Number::New(info.Env(), osp::hostParallelReadSum(tensorArg(info, 0, op, "x"), op));
 }
 
 // ---- log-probs and losses ----------------------------------------------------------------------
