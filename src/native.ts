@@ -129,7 +129,7 @@ export interface NativeAddon {
     positions: NativeTensor,
     options: { scale?: number },
   ): NativeTensor;
-  memoryStats(): Record<'cpu' | 'cuda', { currentBytes: number; peakBytes: number }>;
+  memoryStats(): Record<'cpu' | 'cuda', { currentBytes: number; peakBytes: number; cachedBytes: number }>;
   resetPeakMemory(): void;
   syncStats(): NativeSyncStats;
   resetSyncStats(): void;

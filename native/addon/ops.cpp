@@ -133,7 +133,7 @@ Napi::Value synchronize(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// memoryStats(): {cpu, cuda: {currentBytes, peakBytes}}
+// memoryStats(): {cpu, cuda: {currentBytes, peakBytes, cachedBytes}}
 Napi::Value memoryStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -142,6 +142,7 @@ Napi::Value memoryStats(const Napi::CallbackInfo& info) {
     Napi::Object e = Napi::Object::New(env);
     e.Set("currentBytes", double(m.current));
     e.Set("peakBytes", double(m.peak));
+    e.Set("cachedBytes", double(m.cached));
     o.Set(deviceName(d), e);
   }
   return o;
