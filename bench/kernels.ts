@@ -11,7 +11,8 @@
 // are not counted), so GB/s compares how well each uses memory. "%copy" and "%read" divide by the
 // bandwidth of a large copy (read + write) and of a large read, measured in the same run with the
 // same threads as the kernels (on the CPU, native/core/bandwidth.h on the kernels' thread pool; on
-// CUDA a device-to-device copy, no read probe). A kernel that only reads (the fused forward) is
+// CUDA a device-to-device copy, no read probe); on the CPU the probes also run between the fused and
+// unfused calls of each comparison, and its rows use those. A kernel that only reads (the fused forward) is
 // bounded by "%read", one that reads and writes as much by "%copy". "extra MiB" is the peak native
 // memory the op allocated beyond its inputs (measured by the allocator's counters).
 // "variable T" times tokenLogprobsBackward with the rows per call changing every call (as batch
@@ -127,6 +128,17 @@ function record(op: string, shape: string, dtype: DType, backend: Device, varian
   return row;
 }
 
+const PROBE_FLOATS = 64 * 2 ** 20;
+/** The CPU copy and read probes over [PROBE_FLOATS] tensors x -> y, as functions to time. */
+function hostProbes(x: osp.Tensor, y: osp.Tensor): (() => void)[] {
+  return [() => native.hostParallelCopy(y.handle, x.handle), () => void native.hostParallelReadSum(x.handle)];
+}
+function probeBandwidth(copyMs: number, readMs: number): Bandwidth {
+  return { copy: (2 * 4 * PROBE_FLOATS) / (copyMs / 1e3) / 1e9, read: (4 * PROBE_FLOATS) / (readMs / 1e3) / 1e9 };
+}
+/** CPU: probe buffers kept for compare(), which times the probes between the variants' calls. */
+let probe: { x: osp.Tensor; y: osp.Tensor } | undefined;
+
 /**
  * A 256 MiB copy and read (the size of 2048 x 32000 f32 logits), alternating. CPU: split over the
  * kernels' thread pool (native/core/bandwidth.h). CUDA: a device-to-device copy; no read probe.
@@ -137,9 +149,9 @@ function measureBandwidth(device: Device): Bandwidth {
   let bw: Bandwidth;
   if (device === 'cpu') {
     const y = osp.zeros([n]);
-    const [copyMs, readMs] = timeInterleaved([() => native.hostParallelCopy(y.handle, x.handle), () => void native.hostParallelReadSum(x.handle)], repeats) as [number, number];
+    const [copyMs, readMs] = timeInterleaved(hostProbes(x, y), repeats) as [number, number];
     y.dispose();
-    bw = { copy: (2 * 4 * n) / (copyMs / 1e3) / 1e9, read: (4 * n) / (readMs / 1e3) / 1e9 };
+    bw = probeBandwidth(copyMs, readMs);
     record('copy', `[${n}]`, 'f32', device, `copy ${osp.backends().cpu.threads} threads`, copyMs, 2 * 4 * n, bw, 0);
     record('read', `[${n}]`, 'f32', device, `read ${osp.backends().cpu.threads} threads`, readMs, 4 * n, bw, 0);
   } else {
@@ -155,7 +167,11 @@ function compare(op: string, shape: string, dtype: DType, device: Device, copyBw
                  fused: () => void, fusedBytes: number, unfused: () => void, unfusedBytes: number): void {
   const fx = peakExtra(device, () => osp.scope(fused));
   const ux = peakExtra(device, () => osp.scope(unfused));
-  const [fms, ums] = timeInterleaved([() => osp.scope(fused), () => osp.scope(unfused)], repeats) as [number, number];
+  // On the CPU the copy and read probes run in the same rounds, so each row's %copy and %read are
+  // against the bandwidth of the same minutes (a shared machine's load drifts).
+  const probes = device === 'cpu' && probe ? hostProbes(probe.x, probe.y) : [];
+  const [fms, ums, copyMs, readMs] = timeInterleaved([() => osp.scope(fused), () => osp.scope(unfused), ...probes], repeats) as [number, number, number?, number?];
+  if (copyMs !== undefined && readMs !== undefined) copyBw = probeBandwidth(copyMs, readMs);
   const f = record(op, shape, dtype, device, 'fused', fms, fusedBytes, copyBw, fx);
   const u = record(op, shape, dtype, device, 'unfused', ums, unfusedBytes, copyBw, ux);
   ratios.push(`${op.padEnd(24)} ${shape.padEnd(16)} ${dtype.padEnd(4)} ${device.padEnd(4)}  fused is ${(u.medianMs / f.medianMs).toFixed(2)}x faster than unfused`);
@@ -517,9 +533,13 @@ async function main(): Promise<void> {
     const copyBw = measureBandwidth(device);
     console.log(`copy bandwidth (read + write): ${copyBw.copy.toFixed(1)} GB/s${copyBw.read ? `; read bandwidth ${copyBw.read.toFixed(1)} GB/s` : ''}${device === 'cpu' ? ` (${b.cpu.threads} threads, as the kernels)` : ''}`);
     if (device === 'cpu') {
+      probe = { x: osp.randn([PROBE_FLOATS], { seed: 2 }), y: osp.zeros([PROBE_FLOATS]) };
       benchTokenLogprobs('cpu', quick ? 256 : 2048, 32000, 'f32', copyBw);
       benchPreference('cpu', quick ? 4096 : 1 << 20, copyBw);
       writeResults();
+      probe.x.dispose();
+      probe.y.dispose();
+      probe = undefined;
       benchVariableShapes(quick ? 512 : 8192, 32000, copyBw);
       writeResults();
       benchMatmul('cpu', copyBw);
