@@ -591,7 +591,7 @@ async function main(): Promise<void> {
   for (const r of table) console.log(line(r));
   console.log(`\n${ratios.join('\n')}`);
   if (torch) {
-    console.log(`\nosp against torch ${torch.torch} (BLAS ${torch.blas}${torch.referenceBlas ? ', the REFERENCE BLAS: torch is slow here' : ''}), ${torch.threads} threads each, calls alternating, median of ${repeats}; torch/osp > 1: osp is faster`);
+    console.log(`\nosp against torch ${torch.torch} (BLAS ${torch.blas}${torch.referenceBlas ? ', the REFERENCE BLAS: torch is slow here' : ''}, OMP_WAIT_POLICY ${torch.ompWaitPolicy}), ${torch.threads} threads each, calls alternating, median of ${repeats}; torch/osp > 1: osp is faster`);
     const tw = Math.max(...torch.rows.map((r) => r.measure.length));
     const sw = Math.max(...torch.rows.map((r) => r.shape.length));
     for (const r of torch.rows) {

@@ -30,6 +30,8 @@ export interface TorchInfo {
   threads: number;
   blas: string;
   referenceBlas: boolean;
+  /** torch's OpenMP wait policy in the worker (PASSIVE unless the caller set one). */
+  ompWaitPolicy?: string;
 }
 
 /** The python to run: --torch-python PATH, else OSP_TORCH_PYTHON, else python3. */
@@ -54,7 +56,10 @@ class TorchWorker {
 
   constructor(python: string, threads: number) {
     this.child = spawn(python, [path.join(__dirname, 'torch_worker.py'), String(threads)], {
-      env: { ...process.env, OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) },
+      // OpenMP threads that sleep between parallel regions, as osp's pool does: torch's default
+      // (libgomp) spins, and on a shared 2-core machine under load that measured 10x slower for the
+      // Llama rows (a training step 6.1 s against 0.55 s passive). OMP_WAIT_POLICY set by the caller wins.
+      env: { OMP_WAIT_POLICY: 'PASSIVE', ...process.env, OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) },
     });
     this.child.stderr.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-4000)));
     this.lines = readline.createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
@@ -154,7 +159,8 @@ export async function torchRows(python: string, reps: number, quick: boolean, lo
   let info: TorchInfo;
   try {
     info = (await worker.next()) as unknown as TorchInfo;
-    log(`torch ${info.torch}, ${info.threads} threads, BLAS ${info.blas}; osp ${threads} threads; calls alternate osp/torch, median of ${reps}`);
+    info.ompWaitPolicy = process.env.OMP_WAIT_POLICY ?? 'PASSIVE';
+    log(`torch ${info.torch}, ${info.threads} threads, BLAS ${info.blas}, OMP_WAIT_POLICY ${info.ompWaitPolicy}; osp ${threads} threads; calls alternate osp/torch, median of ${reps}`);
     if (info.referenceBlas) log(`WARNING: torch links the reference BLAS (${info.blas}): its GEMM and model rows are far below what an optimised torch does`);
 
     // token log-probs: the fused kernels against torch's cross-entropy (log_softmax + nll), forward and forward+backward.
