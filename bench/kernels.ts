@@ -1,13 +1,23 @@
 // npm run bench [-- --device cpu|cuda|all] [--json PATH] [--repeats N] [--quick]
+//                [--torch] [--torch-python PATH]
 //
 // Times each fused kernel next to its unfused composition in ONE run, on the same inputs:
 // token log-probs forward, backward, forward+backward, and the preference losses; and matmul in
-// GFLOP/s (the blocked CPU GEMM against the f64 reference loop, the CUDA tiled kernel). Warm-up, then the
-// median of repeated runs (each ends with a device synchronisation). Bytes moved are the
+// GFLOP/s (the blocked CPU GEMM against the f64 reference loop, the CUDA tiled kernel). One warm-up
+// call of each variant, then the variants' calls alternate (fused, unfused, fused, unfused ...: a
+// machine whose speed drifts, as a shared one does, then drifts under both alike) and each row is
+// the median of its calls (each ends with a device synchronisation). Bytes moved are the
 // compulsory traffic of each algorithm (every [N, V] read or write once; re-reads that hit cache
-// are not counted), so GB/s compares how well each uses memory. "%copy" divides by the bandwidth
-// of a large device-to-device copy measured in the same run. "extra MiB" is the peak native
+// are not counted), so GB/s compares how well each uses memory. "%copy" and "%read" divide by the
+// bandwidth of a large copy (read + write) and of a large read, measured in the same run with the
+// same threads as the kernels (on the CPU, native/core/bandwidth.h on the kernels' thread pool; on
+// CUDA a device-to-device copy, no read probe); on the CPU the probes also run between the fused and
+// unfused calls of each comparison, and its rows use those. A kernel that only reads (the fused forward) is
+// bounded by "%read", one that reads and writes as much by "%copy". "extra MiB" is the peak native
 // memory the op allocated beyond its inputs (measured by the allocator's counters).
+// "variable T" times tokenLogprobsBackward with the rows per call changing every call (as batch
+// lengths do in training) next to a fixed shape: the host allocator must not page-fault a fresh
+// output each time. --torch (CPU) adds the PyTorch comparison of bench/torch.ts.
 // The model section times a small random Llama (4 layers, hidden 256, 8 heads, 4 KV heads, FFN 688,
 // vocab 8000, f32) on a packed batch of 4 x 128 tokens: forward-only token log-probs and a full
 // training step (lossAndGrads + clipGradNorm + adamwStep over every parameter), in tokens/s.
@@ -18,6 +28,8 @@ import path from 'path';
 
 import * as osp from '../src';
 import type { Device, DType } from '../src';
+import { native } from '../src/native';
+import { torchMissing, torchPython, torchRows, TorchRow } from './torch';
 
 interface Row {
   op: string;
@@ -33,6 +45,8 @@ interface Row {
   bytes: number;
   gbPerS: number;
   fractionOfCopy: number | null;
+  /** GB/s over the measured read bandwidth (CPU only). */
+  fractionOfRead?: number | null;
   peakExtraMiB: number;
   /** model train-step rows: times the host waited for the device in one step (osp.syncStats). */
   hostWaits?: number;
@@ -44,7 +58,7 @@ function flag(name: string): string | undefined {
   return i >= 0 ? argv[i + 1] : undefined;
 }
 if (argv.includes('--help')) {
-  console.log('npm run bench -- [--device cpu|cuda|all] [--json PATH] [--repeats N] [--quick]');
+  console.log('npm run bench -- [--device cpu|cuda|all] [--json PATH] [--repeats N] [--quick] [--torch] [--torch-python PATH]');
   process.exit(0);
 }
 const quick = argv.includes('--quick');
@@ -60,18 +74,30 @@ const devices: Device[] = (() => {
   return avail ? ['cpu', 'cuda'] : ['cpu'];
 })();
 
-function time(fn: () => void, reps: number): number {
-  fn(); // warm-up (also first-touch of fresh allocations)
+/**
+ * The median ms of each function: one warm-up call each (also first-touch of fresh allocations),
+ * then `reps` rounds calling every function once in turn (A, B, A, B ...).
+ */
+function timeInterleaved(fns: (() => void)[], reps: number): number[] {
+  for (const fn of fns) fn();
   osp.synchronize();
-  const ms: number[] = [];
+  const ms: number[][] = fns.map(() => []);
   for (let r = 0; r < reps; r++) {
-    const t0 = process.hrtime.bigint();
-    fn();
-    osp.synchronize();
-    ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    fns.forEach((fn, i) => {
+      const t0 = process.hrtime.bigint();
+      fn();
+      osp.synchronize();
+      (ms[i] as number[]).push(Number(process.hrtime.bigint() - t0) / 1e6);
+    });
   }
-  ms.sort((a, b) => a - b);
-  return ms[Math.floor(ms.length / 2)] as number;
+  return ms.map((m) => {
+    m.sort((a, b) => a - b);
+    return m[Math.floor(m.length / 2)] as number;
+  });
+}
+
+function time(fn: () => void, reps: number): number {
+  return timeInterleaved([fn], reps)[0] as number;
 }
 
 /** Peak bytes the op allocates beyond what was live before (its outputs included). */
@@ -85,33 +111,73 @@ function peakExtra(device: Device, fn: () => void): number {
 const rows: Row[] = [];
 const ratios: string[] = [];
 
-function record(op: string, shape: string, dtype: DType, backend: Device, variant: Row['variant'], ms: number, bytes: number, copyBw: number, extra: number): Row {
+/** The copy (read + write) and read bandwidths, GB/s, measured with the kernels' threads. */
+interface Bandwidth {
+  copy: number;
+  read: number | null;
+}
+
+function record(op: string, shape: string, dtype: DType, backend: Device, variant: Row['variant'], ms: number, bytes: number, bw: Bandwidth | number, extra: number): Row {
   const gbPerS = bytes / (ms / 1e3) / 1e9;
-  const row: Row = { op, shape, dtype, backend, variant, medianMs: ms, bytes, gbPerS, fractionOfCopy: copyBw > 0 ? gbPerS / copyBw : null, peakExtraMiB: extra };
+  const b: Bandwidth = typeof bw === 'number' ? { copy: bw, read: null } : bw;
+  const row: Row = {
+    op, shape, dtype, backend, variant, medianMs: ms, bytes, gbPerS, fractionOfCopy: b.copy > 0 ? gbPerS / b.copy : null,
+    fractionOfRead: b.read ? gbPerS / b.read : null, peakExtraMiB: extra,
+  };
   rows.push(row);
   return row;
 }
 
-function measureCopyBandwidth(device: Device): number {
+const PROBE_FLOATS = 64 * 2 ** 20;
+/** The CPU copy and read probes over [PROBE_FLOATS] tensors x -> y, as functions to time. */
+function hostProbes(x: osp.Tensor, y: osp.Tensor): (() => void)[] {
+  return [() => native.hostParallelCopy(y.handle, x.handle), () => void native.hostParallelReadSum(x.handle)];
+}
+function probeBandwidth(copyMs: number, readMs: number): Bandwidth {
+  return { copy: (2 * 4 * PROBE_FLOATS) / (copyMs / 1e3) / 1e9, read: (4 * PROBE_FLOATS) / (readMs / 1e3) / 1e9 };
+}
+/** CPU: probe buffers kept for compare(), which times the probes between the variants' calls. */
+let probe: { x: osp.Tensor; y: osp.Tensor } | undefined;
+
+/**
+ * A 256 MiB copy and read (the size of 2048 x 32000 f32 logits), alternating. CPU: split over the
+ * kernels' thread pool (native/core/bandwidth.h). CUDA: a device-to-device copy; no read probe.
+ */
+function measureBandwidth(device: Device): Bandwidth {
   const n = device === 'cuda' ? 256 * 2 ** 20 : 64 * 2 ** 20; // floats
   const x = osp.randn([n], { device, seed: 1 });
-  const ms = time(() => osp.scope(() => void x.contiguous()), repeats);
+  let bw: Bandwidth;
+  if (device === 'cpu') {
+    const y = osp.zeros([n]);
+    const [copyMs, readMs] = timeInterleaved(hostProbes(x, y), repeats) as [number, number];
+    y.dispose();
+    bw = probeBandwidth(copyMs, readMs);
+    record('copy', `[${n}]`, 'f32', device, `copy ${osp.backends().cpu.threads} threads`, copyMs, 2 * 4 * n, bw, 0);
+    record('read', `[${n}]`, 'f32', device, `read ${osp.backends().cpu.threads} threads`, readMs, 4 * n, bw, 0);
+  } else {
+    const ms = time(() => osp.scope(() => void x.contiguous()), repeats);
+    bw = { copy: (2 * 4 * n) / (ms / 1e3) / 1e9, read: null };
+    record('copy', `[${n}]`, 'f32', device, 'copy', ms, 2 * 4 * n, bw, 0);
+  }
   x.dispose();
-  const gb = (2 * 4 * n) / (ms / 1e3) / 1e9; // read + write
-  record('copy', `[${n}]`, 'f32', device, 'copy', ms, 2 * 4 * n, 0, 0);
-  return gb;
+  return bw;
 }
 
-function compare(op: string, shape: string, dtype: DType, device: Device, copyBw: number,
+function compare(op: string, shape: string, dtype: DType, device: Device, copyBw: Bandwidth,
                  fused: () => void, fusedBytes: number, unfused: () => void, unfusedBytes: number): void {
   const fx = peakExtra(device, () => osp.scope(fused));
   const ux = peakExtra(device, () => osp.scope(unfused));
-  const f = record(op, shape, dtype, device, 'fused', time(() => osp.scope(fused), repeats), fusedBytes, copyBw, fx);
-  const u = record(op, shape, dtype, device, 'unfused', time(() => osp.scope(unfused), repeats), unfusedBytes, copyBw, ux);
+  // On the CPU the copy and read probes run in the same rounds, so each row's %copy and %read are
+  // against the bandwidth of the same minutes (a shared machine's load drifts).
+  const probes = device === 'cpu' && probe ? hostProbes(probe.x, probe.y) : [];
+  const [fms, ums, copyMs, readMs] = timeInterleaved([() => osp.scope(fused), () => osp.scope(unfused), ...probes], repeats) as [number, number, number?, number?];
+  if (copyMs !== undefined && readMs !== undefined) copyBw = probeBandwidth(copyMs, readMs);
+  const f = record(op, shape, dtype, device, 'fused', fms, fusedBytes, copyBw, fx);
+  const u = record(op, shape, dtype, device, 'unfused', ums, unfusedBytes, copyBw, ux);
   ratios.push(`${op.padEnd(24)} ${shape.padEnd(16)} ${dtype.padEnd(4)} ${device.padEnd(4)}  fused is ${(u.medianMs / f.medianMs).toFixed(2)}x faster than unfused`);
 }
 
-function benchTokenLogprobs(device: Device, N: number, V: number, dtype: DType, copyBw: number): void {
+function benchTokenLogprobs(device: Device, N: number, V: number, dtype: DType, copyBw: Bandwidth): void {
   const es = dtype === 'bf16' ? 2 : dtype === 'f64' ? 8 : 4;
   const NV = N * V * es;
   const shape = `${N}x${V}`;
@@ -142,20 +208,26 @@ function benchTokenLogprobs(device: Device, N: number, V: number, dtype: DType, 
   for (const t of [logits, targets, g, saved]) t.dispose();
 }
 
-function benchPreference(device: Device, B: number, copyBw: number): void {
+function benchPreference(device: Device, B: number, copyBw: Bandwidth): void {
   const mk = (seed: number, mean: number) => osp.randn([B], { device, seed, mean, std: 5 });
   const inputs = { policyChosen: mk(1, -100), policyRejected: mk(2, -110), refChosen: mk(3, -100), refRejected: mk(4, -110) };
   const tgt = new Float32Array(B);
   for (let i = 0; i < B; i++) tgt[i] = ((i * 7919) % 1000) / 999;
   const target = osp.tensor(tgt, [B], { device });
   const spce = { ...inputs, target };
-  // Fused: reads 5 vectors, writes 5. Unfused: 14 elementwise kernels, each reading 1-2 and writing 1.
+  // Fused: reads 5 vectors (4 for DPO), writes 5 (loss terms, pHat, margins, two gradients).
+  // Unfused (src/reference/unfused.ts), counted kernel by kernel as [B] vectors read + written:
+  //   DPO: sub 3, sub 3, sub 3 (hd), affine 2 (margins), sigmoid 2 (pHat), softplus 2, sub 3
+  //   (losses), affine 2 (pHat - 1), affine 2 (grad chosen), affine 2 (grad rejected), sum 1
+  //   (reads the losses) = 25.
+  //   SPCE: the same, but mul 3 + sub 3 for the losses (+3) and sub 3 for pHat - p (+1), and the
+  //   host read-back of the targets that checks them (1 read) = 30.
   compare('preferenceLoss spce', `B=${B}`, 'f32', device, copyBw,
     () => void osp.preferenceLoss('spce', spce, { beta: 0.1 }), 10 * 4 * B,
-    () => void osp.reference.preferenceLossUnfused('spce', spce, { beta: 0.1 }), 31 * 4 * B);
+    () => void osp.reference.preferenceLossUnfused('spce', spce, { beta: 0.1 }), 30 * 4 * B);
   compare('preferenceLoss dpo', `B=${B}`, 'f32', device, copyBw,
     () => void osp.preferenceLoss('dpo', inputs, { beta: 0.1 }), 9 * 4 * B,
-    () => void osp.reference.preferenceLossUnfused('dpo', inputs, { beta: 0.1 }), 27 * 4 * B);
+    () => void osp.reference.preferenceLossUnfused('dpo', inputs, { beta: 0.1 }), 25 * 4 * B);
   for (const t of [...Object.values(inputs), target]) t.dispose();
 }
 
@@ -164,7 +236,7 @@ function benchPreference(device: Device, B: number, copyBw: number): void {
  * GEMM at 512x1024x1024 against the f64 reference triple loop at 128x256x256 (a smaller shape: it
  * is ~100x slower), compared by GFLOP/s. CUDA: the tiled kernel at 4096^3 in f32 and bf16.
  */
-function benchMatmul(device: Device, copyBw: number): void {
+function benchMatmul(device: Device, copyBw: Bandwidth): void {
   const one = (variant: Row['variant'], dtype: DType, M: number, N: number, K: number): Row => {
     const es = dtype === 'bf16' ? 2 : dtype === 'f64' ? 8 : 4;
     const a = osp.randn([M, K], { device, dtype, seed: 21 });
@@ -207,7 +279,7 @@ function benchMatmul(device: Device, copyBw: number): void {
  * transformers), bench/torch_model.py times transformers' LlamaForCausalLM on the same shapes in the
  * same run, and the ratios are printed.
  */
-function benchModel(device: Device, copyBw: number): void {
+function benchModel(device: Device, copyBw: Bandwidth): void {
   const gpu = device === 'cuda';
   const config: osp.LlamaConfig = {
     architecture: 'LlamaForCausalLM', modelType: 'llama', hiddenSize: gpu ? 2048 : 256, intermediateSize: gpu ? 5632 : 688,
@@ -256,11 +328,14 @@ function benchModel(device: Device, copyBw: number): void {
   const ours: Row[] = [];
   try {
     const variants = [['forward', forward], ['train-step', train(false)], ['train-step recompute', train(true)], ['train-step host log-probs', trainHost]] as const;
-    for (const [variant, fn] of variants) {
-      const extra = peakExtra(device, () => osp.scope(fn));
-      const ms = time(() => osp.scope(fn), reps);
+    const extras = variants.map(([, fn]) => peakExtra(device, () => osp.scope(fn)));
+    const times = timeInterleaved(variants.map(([, fn]) => () => osp.scope(fn)), reps);
+    for (const [i, [variant, fn]] of variants.entries()) {
+      const extra = extras[i] as number;
+      const ms = times[i] as number;
       const row = record('llama', shape, dtype, device, variant, ms, 0, copyBw, extra);
       row.fractionOfCopy = null;
+      row.fractionOfRead = null;
       row.gbPerS = 0;
       row.tokensPerS = T / (ms / 1e3);
       if (variant !== 'forward') row.hostWaits = waitsOf(fn);
@@ -274,7 +349,7 @@ function benchModel(device: Device, copyBw: number): void {
     opt.dispose();
     model.dispose();
   }
-  if (process.argv.includes('--torch') || (gpu && !process.argv.includes('--no-torch'))) torchBaseline(device, config, B, L, dtype, ours);
+  if (gpu && !process.argv.includes('--no-torch')) torchBaseline(device, config, B, L, dtype, ours);
 }
 
 /** transformers' LlamaForCausalLM on the same shapes (bench/torch_model.py), next to osp's rows. */
@@ -351,7 +426,7 @@ async function benchGeneration(device: Device): Promise<void> {
     jrow.fractionOfCopy = null;
     ratios.push(`${'generate'.padEnd(24)} ${shape.padEnd(16)} ${dtype.padEnd(4)} ${device.padEnd(4)}  ${row.tokensPerS.toFixed(0)} tokens/s; judge ${(items.length / (jms / 1e3)).toFixed(1)} pairs/s (both orders)`);
     console.log(`judge ${dtype} ${device} ${items.length} pairs  ${jms.toFixed(0)} ms  ${(items.length / (jms / 1e3)).toFixed(1)} pairs/s`);
-    if (process.argv.includes('--torch') || (gpu && !process.argv.includes('--no-torch'))) {
+    if (gpu && !process.argv.includes('--no-torch')) {
       const cfg = JSON.stringify({ hidden: config.hiddenSize, ffn: config.intermediateSize, layers: config.numHiddenLayers, heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, vocab: config.vocabSize, tie: false });
       const r = spawnSync(process.env.OSP_PYTHON ?? 'python3', [path.join(__dirname, 'torch_model.py'), '--config', cfg, '--batch', '1', '--length', '8', '--dtype', dtype === 'bf16' ? 'bfloat16' : 'float32', '--device', device, '--repeats', '3', '--generate', `${P},${K},${N}`], { encoding: 'utf8', maxBuffer: 1 << 24 });
       if (r.status !== 0) {
@@ -373,6 +448,39 @@ async function benchGeneration(device: Device): Promise<void> {
   }
 }
 
+/**
+ * The host allocator under changing shapes (issue 16): tokenLogprobsBackward on [T, V] with T
+ * different on every call (T cycles through 8 values between 3/4 Tmax and Tmax, as packed batch
+ * lengths do in training), next to the same op at a fixed Tmax, alternating. Both report GB/s over
+ * the rows they did. An allocator that only reuses a buffer of the exact size page-faults a fresh
+ * [T, V] output on every variable call once its cache holds the other shapes.
+ */
+function benchVariableShapes(Tmax: number, V: number, bw: Bandwidth): void {
+  const logits = osp.randn([Tmax, V], { seed: 51, std: 2 });
+  const tgt = osp.tensor(Int32Array.from({ length: Tmax }, (_, i) => (i * 2654435761) % V), [Tmax]);
+  const g = osp.randn([Tmax], { seed: 52 });
+  const lengths = Array.from({ length: 8 }, (_, i) => Tmax - Math.round((i * Tmax) / 32));
+  let call = 0;
+  let rowsDone = 0;
+  const fixed = () => osp.scope(() => void osp.tokenLogprobsBackward(logits, tgt, g));
+  const variable = () => osp.scope(() => {
+    const T = lengths[call++ % lengths.length] as number;
+    rowsDone += T;
+    void osp.tokenLogprobsBackward(logits.narrow(0, 0, T), tgt.narrow(0, 0, T), g.narrow(0, 0, T));
+  });
+  // Each shape once first, so the cache has seen them all (the state a training run reaches).
+  for (let i = 0; i < lengths.length; i++) variable();
+  rowsDone = 0;
+  call = 0;
+  const vReps = Math.max(repeats, lengths.length);
+  const [fms, vmsMedian] = timeInterleaved([fixed, variable], vReps) as [number, number];
+  const meanRows = rowsDone / (vReps + 1);
+  const f = record('tokenLogprobs bwd, T per call', `${Tmax}x${V}`, 'f32', 'cpu', 'fixed T', fms, 2 * Tmax * V * 4, bw, 0);
+  const v = record('tokenLogprobs bwd, T per call', `${lengths[lengths.length - 1]}..${Tmax}x${V}`, 'f32', 'cpu', 'variable T', vmsMedian, 2 * meanRows * V * 4, bw, 0);
+  ratios.push(`${'variable T (allocator)'.padEnd(24)} ${`<=${Tmax}x${V}`.padEnd(16)} f32  cpu   variable-T calls run at ${v.gbPerS.toFixed(1)} GB/s, fixed-T calls at ${f.gbPerS.toFixed(1)} GB/s (${(v.gbPerS / f.gbPerS).toFixed(2)}x)`);
+  for (const t of [logits, tgt, g]) t.dispose();
+}
+
 /** A shape that does not fit the device (the unfused path needs ~5 [N, V] buffers) is reported, not fatal. */
 function guard(what: string, fn: () => void): void {
   try {
@@ -384,12 +492,16 @@ function guard(what: string, fn: () => void): void {
   }
 }
 const skipped: string[] = [];
+let torch: ({ python: string; rows: TorchRow[] } & Awaited<ReturnType<typeof torchRows>>['info']) | undefined;
 
 function fmtBytes(b: number): string {
   return b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : `${(b / 2 ** 10).toFixed(1)} KiB`;
 }
 
 const started = Date.now();
+/** The machine's 1/5/15-minute load averages: a shared machine's figures only mean something next to them. */
+const loadNow = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+const loadAtStart = loadNow();
 
 /** Writes the figures so far (after every section, so a run cut short keeps what it measured). */
 function writeResults(): string {
@@ -401,8 +513,10 @@ function writeResults(): string {
     cuda: b.cuda,
     repeats,
     seconds: (Date.now() - started) / 1e3,
+    loadAverage: { start: loadAtStart, end: loadNow() },
     rows,
     ratios,
+    torch,
     skipped,
   };
   fs.mkdirSync(path.dirname(out), { recursive: true });
@@ -416,11 +530,17 @@ async function main(): Promise<void> {
   for (const device of devices) {
     const name = device === 'cuda' ? (b.cuda.devices[0]?.name ?? 'cuda') : `${os.cpus()[0]?.model ?? 'cpu'} (${b.cpu.threads} threads)`;
     console.log(`\n== ${device}: ${name}`);
-    const copyBw = measureCopyBandwidth(device);
-    console.log(`copy bandwidth (read + write): ${copyBw.toFixed(1)} GB/s`);
+    const copyBw = measureBandwidth(device);
+    console.log(`copy bandwidth (read + write): ${copyBw.copy.toFixed(1)} GB/s${copyBw.read ? `; read bandwidth ${copyBw.read.toFixed(1)} GB/s` : ''}${device === 'cpu' ? ` (${b.cpu.threads} threads, as the kernels)` : ''}`);
     if (device === 'cpu') {
+      probe = { x: osp.randn([PROBE_FLOATS], { seed: 2 }), y: osp.zeros([PROBE_FLOATS]) };
       benchTokenLogprobs('cpu', quick ? 256 : 2048, 32000, 'f32', copyBw);
       benchPreference('cpu', quick ? 4096 : 1 << 20, copyBw);
+      writeResults();
+      probe.x.dispose();
+      probe.y.dispose();
+      probe = undefined;
+      benchVariableShapes(quick ? 512 : 8192, 32000, copyBw);
       writeResults();
       benchMatmul('cpu', copyBw);
       writeResults();
@@ -446,17 +566,41 @@ async function main(): Promise<void> {
     writeResults();
   }
 
-  const header = ['op', 'shape', 'dtype', 'backend', 'variant', 'median ms', 'bytes moved', 'GB/s', '%copy', 'extra MiB', 'tokens/s'];
+  if (argv.includes('--torch')) {
+    const python = torchPython(argv);
+    const missing = devices.includes('cpu') ? torchMissing(python) : 'the torch comparison runs on the cpu device only (--device cpu)';
+    if (missing) {
+      skipped.push(`torch rows: ${missing}`);
+      console.log(`\nskipped torch rows: ${missing}`);
+    } else {
+      console.log(`\n== PyTorch (${python}), same inputs, same threads`);
+      const r = await torchRows(python, repeats, quick, (l) => console.log(l));
+      torch = { ...r.info, python, rows: r.rows };
+      writeResults();
+    }
+  }
+
+  const header = ['op', 'shape', 'dtype', 'backend', 'variant', 'median ms', 'bytes moved', 'GB/s', '%copy', '%read', 'extra MiB', 'tokens/s'];
+  const pct = (f: number | null | undefined) => (f === null || f === undefined ? '-' : `${(100 * f).toFixed(0)}%`);
   const table = rows.map((r) => [r.op, r.shape, r.dtype, r.backend, r.variant, r.medianMs.toFixed(3), r.tokensPerS !== undefined ? '-' : fmtBytes(r.bytes), r.tokensPerS !== undefined ? '-' : r.gbPerS.toFixed(1),
-    r.fractionOfCopy === null ? '-' : `${(100 * r.fractionOfCopy).toFixed(0)}%`, r.peakExtraMiB.toFixed(1),
+    pct(r.fractionOfCopy), pct(r.fractionOfRead), r.peakExtraMiB.toFixed(1),
     r.tokensPerS === undefined ? '-' : r.tokensPerS.toFixed(0)]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => (r[i] as string).length)));
   const line = (cells: string[]) => cells.map((c, i) => (i >= 5 ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number))).join('  ');
   console.log(`\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}`);
   for (const r of table) console.log(line(r));
   console.log(`\n${ratios.join('\n')}`);
+  if (torch) {
+    console.log(`\nosp against torch ${torch.torch} (BLAS ${torch.blas}${torch.referenceBlas ? ', the REFERENCE BLAS: torch is slow here' : ''}, OMP_WAIT_POLICY ${torch.ompWaitPolicy}), ${torch.threads} threads each, calls alternating, median of ${repeats}; torch/osp > 1: osp is faster`);
+    const tw = Math.max(...torch.rows.map((r) => r.measure.length));
+    const sw = Math.max(...torch.rows.map((r) => r.shape.length));
+    for (const r of torch.rows) {
+      const main = Number.isFinite(r.speedup) ? `${r.oursMs.toFixed(2).padStart(9)} ms  ${r.torchMs.toFixed(2).padStart(9)} ms  ${`${r.speedup.toFixed(2)}x`.padStart(6)}` : `${r.oursMs.toFixed(2).padStart(9)} ms  ${'-'.padStart(12)}  ${'-'.padStart(6)}`;
+      console.log(`${r.measure.padEnd(tw)}  ${r.shape.padEnd(sw)}  ${main}${r.gflops ? `  ${r.gflops.ours.toFixed(1)} vs ${r.gflops.torch.toFixed(1)} GFLOP/s` : ''}${r.note ? `  ${r.note}` : ''}`);
+    }
+  }
   if (skipped.length) console.log(`\nskipped:\n${skipped.join('\n')}`);
-  console.log(`\n(${((Date.now() - started) / 1e3).toFixed(0)} s; median of ${repeats} after a warm-up)`);
+  console.log(`\n(${((Date.now() - started) / 1e3).toFixed(0)} s; median of ${repeats} after a warm-up; load average ${loadAtStart} at the start, ${loadNow()} at the end)`);
 
   console.log(`wrote ${writeResults()}`);
 }

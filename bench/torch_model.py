@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch + transformers baseline for the model section of `npm run bench` (bench/kernels.ts calls
-this in the same run, on the same device, with the same shapes).
+"""PyTorch + transformers baseline for the GPU model section of `npm run bench` (bench/kernels.ts calls
+this in the same run, on the same device, with the same shapes). The CPU comparison (`--torch`) is
+bench/torch_worker.py: plain torch, no transformers, calls alternating with osp's.
 
 A random LlamaForCausalLM of the given config; a batch of B sequences of L tokens (no padding, the
 same token count as osp's packed batch). Times, median after a warm-up:

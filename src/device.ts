@@ -53,6 +53,11 @@ export interface MemoryStats {
   currentBytes: number;
   /** Most bytes held at once since the last resetPeakMemory(). */
   peakBytes: number;
+  /**
+   * Host only (0 on cuda): bytes of freed buffers of 1 MiB and more that the host cache keeps for
+   * reuse (size classes, least recently freed released first, at most OSP_HOST_CACHE_MB).
+   */
+  cachedBytes: number;
 }
 
 /** Native memory held by osp tensors, per device. */

@@ -129,10 +129,13 @@ export interface NativeAddon {
     positions: NativeTensor,
     options: { scale?: number },
   ): NativeTensor;
-  memoryStats(): Record<'cpu' | 'cuda', { currentBytes: number; peakBytes: number }>;
+  memoryStats(): Record<'cpu' | 'cuda', { currentBytes: number; peakBytes: number; cachedBytes: number }>;
   resetPeakMemory(): void;
   syncStats(): NativeSyncStats;
   resetSyncStats(): void;
+  /** Bandwidth probes for the bench (native/core/bandwidth.h): dst <- src and a read of x, on the kernels' threads. */
+  hostParallelCopy(dst: NativeTensor, src: NativeTensor): void;
+  hostParallelReadSum(x: NativeTensor): number;
 }
 
 /** rope's options: theta and scalingFactor, or invFreq. */

@@ -2,6 +2,9 @@
 // and its backward g[n] * (onehot(t_n) - softmax(logits[n])). f64 is checked against plain-TS f64
 // (test/helpers/reference.ts) and central finite differences; f32 (the vectorised path) against
 // the f64 op on the same held values; then the edge cases and the value checks.
+import { spawnSync } from 'child_process';
+import path from 'path';
+
 import * as osp from '../src';
 import { caught } from './helpers/errors';
 import { seeded, uniforms } from './helpers/random';
@@ -389,5 +392,45 @@ describe('tokenLogprobs value checks', () => {
     const err = run(op, p, dtype, { ignoreIndex: -1 });
     expect(err?.errorClass).toBe('RangeError');
     expect(err?.message).toContain('targets[6] = -100 ');
+  });
+});
+
+describe('tokenLogprobs f32: the AVX-512 and the 8-lane paths agree', () => {
+  const { seed } = seeded('tokenLogprobs paths');
+
+  // The f32 kernel picks AVX-512 row functions where the CPU has them; OSP_CPU_ISA=avx2 forces the
+  // 8-lane (AVX2 / baseline) code, which other CPUs run. Both are checked against f64 above on this
+  // machine's path; here the forced fallback, in a child process, must give the same values to
+  // within f32 rounding of a fast exp (4e-6 relative). Rows of 4099 (masked tails, two chunks)
+  // with some -Inf entries.
+  it('forward and backward under OSP_CPU_ISA=avx2 match the default path', () => {
+    const N = 6;
+    const V = 4099;
+    const script =
+      `const o=require('./src'); const N=${N}, V=${V};` +
+      `const x=o.randn([N,V],{device:'cpu',seed:${seed % 1000000},std:3}); const a=x.toArray();` +
+      `for (let i=0;i<a.length;i+=37) a[i]=-Infinity; const xs=o.tensor(a,[N,V],{device:'cpu'});` +
+      `const t=o.tensor(Int32Array.from({length:N},(_,i)=>(i*1013)%V+1),[N],{device:'cpu'}); const g=o.randn([N],{device:'cpu',seed:${(seed % 1000000) + 1}});` +
+      `const f=o.tokenLogprobs(xs,t).toArray(), b=o.tokenLogprobsBackward(xs,t,g).toArray();` +
+      `process.stdout.write(JSON.stringify([Array.from(f),Array.from(b)]))`;
+    const run = (env: Record<string, string>) => {
+      const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
+        cwd: path.join(__dirname, '..'),
+        env: { ...process.env, ...env },
+        encoding: 'utf8',
+        maxBuffer: 64 * 2 ** 20,
+      });
+      expect(r.stderr).toBe('');
+      return JSON.parse(r.stdout) as [number[], number[]];
+    };
+    const fast = run({});
+    const fallback = run({ OSP_CPU_ISA: 'avx2' });
+    for (const k of [0, 1]) {
+      expect(fast[k].length).toBe(k === 0 ? N : N * V);
+      fast[k].forEach((v, i) => {
+        const w = fallback[k][i] as number;
+        if (Math.abs(v - w) > 4e-6 * Math.max(1e-3, Math.abs(w))) throw new Error(`${k === 0 ? 'log-prob' : 'gradient'} [${i}]: ${v} (default) vs ${w} (OSP_CPU_ISA=avx2)`);
+      });
+    }
   });
 });

@@ -28,6 +28,8 @@ constexpr Entry kBindings[] = {
     {"resetPeakMemory", resetPeakMemory},
     {"syncStats", syncStats},
     {"resetSyncStats", resetSyncStats},
+    {"hostParallelCopy", hostParallelCopy},  // bandwidth probes for the bench
+    {"hostParallelReadSum", hostParallelReadSum},
     // log-probs and losses
     {"tokenLogprobs", tokenLogprobs},
     {"tokenLogprobsBackward", tokenLogprobsBackward},

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../core/bandwidth.h"
 #include "../core/cuda_backend.h"
 #include "../core/parallel.h"
 #include "../core/sync.h"
@@ -141,7 +142,7 @@ Napi::Value synchronize(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// memoryStats(): {cpu, cuda: {currentBytes, peakBytes}}
+// memoryStats(): {cpu, cuda: {currentBytes, peakBytes, cachedBytes}}
 Napi::Value memoryStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -150,6 +151,7 @@ Napi::Value memoryStats(const Napi::CallbackInfo& info) {
     Napi::Object e = Napi::Object::New(env);
     e.Set("currentBytes", double(m.current));
     e.Set("peakBytes", double(m.peak));
+    e.Set("cachedBytes", double(m.cached));
     o.Set(deviceName(d), e);
   }
   return o;
@@ -176,6 +178,19 @@ Napi::Value syncStats(const Napi::CallbackInfo& info) {
 Napi::Value resetSyncStats(const Napi::CallbackInfo& info) {
   osp::resetSyncStats();
   return info.Env().Undefined();
+}
+
+// hostParallelCopy(dst, src): the bench's copy-bandwidth probe (core/bandwidth.h)
+Napi::Value hostParallelCopy(const Napi::CallbackInfo& info) {
+  const char* op = "hostParallelCopy";
+  osp::hostParallelCopy(tensorArg(info, 0, op, "dst"), tensorArg(info, 1, op, "src"), op);
+  return info.Env().Undefined();
+}
+
+// hostParallelReadSum(x) -> number: the bench's read-bandwidth probe
+Napi::Value hostParallelReadSum(const Napi::CallbackInfo& info) {
+  const char* op = "hostParallelReadSum";
+  return Napi::Number::New(info.Env(), osp::hostParallelReadSum(tensorArg(info, 0, op, "x"), op));
 }
 
 // ---- log-probs and losses ----------------------------------------------------------------------

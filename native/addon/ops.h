@@ -19,6 +19,8 @@ OSP_BINDING(memoryStats)
 OSP_BINDING(resetPeakMemory)
 OSP_BINDING(syncStats)
 OSP_BINDING(resetSyncStats)
+OSP_BINDING(hostParallelCopy)
+OSP_BINDING(hostParallelReadSum)
 // log-probs and losses
 OSP_BINDING(tokenLogprobs)
 OSP_BINDING(tokenLogprobsBackward)

@@ -132,3 +132,39 @@ inline Isa cpuIsa() {
 }
 
 }  // namespace osp::simd
+
+// ---- AVX-512 exp for the token log-probs kernels (issue 16) -------------------------------------
+// 16-wide exp with AVX-512F intrinsics, in functions compiled for AVX-512 by target attributes and
+// called only where cpuIsa() is avx512 (the AVX2 and baseline paths above stay the fallback;
+// OSP_CPU_ISA=avx2 forces it). The same
+// maths as fastExp (x = k ln2 + r, the same degree-6 polynomial, relative error < 2e-7), but the
+// rounding (vrndscaleps) and the 2^k scaling (vscalefps) are one instruction each, and lanes below
+// -87 become 0 through a mask: about 11 vector operations per 16 values instead of about 19 per 8,
+// which is what keeps the log-probs forward at the memory's pace rather than the exp's.
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define OSP_HAVE_AVX512_PATH 1
+#define OSP_TARGET_AVX512 __attribute__((target("avx512f")))
+
+namespace osp::simd {
+
+// exp(x) for x <= 0 (NaN stays NaN; below -87, and -Inf, give 0).
+OSP_TARGET_AVX512 static inline __m512 fastExp16(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-87.0f);
+  const __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ);  // x >= -87 or NaN
+  const __m512 xc = _mm512_max_ps(lo, x);                          // NaN (second operand) passes
+  const __m512 kf = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(kf, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_scalef_ps(keep, p, kf);
+}
+
+}  // namespace osp::simd
+#endif

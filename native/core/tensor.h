@@ -71,9 +71,10 @@ Tensor transposeView(const Tensor& t, int64_t dim0, int64_t dim1, const char* op
 Tensor elementView(const Tensor& t, int64_t index);
 std::string shapeString(const std::vector<int64_t>& shape);
 
-// Bytes held by live storages per device, and the peak since the last reset (for benchmarks).
+// Bytes held by live storages per device (as requested, before any rounding), the peak since the
+// last reset (for benchmarks), and on the host the freed buffers the cache keeps for reuse.
 struct MemoryStats {
-  int64_t current, peak;
+  int64_t current, peak, cached;
 };
 MemoryStats memoryStats(Device d);
 void resetPeakMemory();
