@@ -17,7 +17,9 @@
 // memory the op allocated beyond its inputs (measured by the allocator's counters).
 // "variable T" times tokenLogprobsBackward with the rows per call changing every call (as batch
 // lengths do in training) next to a fixed shape: the host allocator must not page-fault a fresh
-// output each time. --torch (CPU) adds the PyTorch comparison of bench/torch.ts.
+// output each time. --torch (CPU) adds the PyTorch comparison of bench/torch.ts. The LoRA rows
+// (bench/lora.ts, not with --quick) time one Mistral-7B layer's training step frozen, full and with
+// LoRA r 64 adapters, interleaved.
 // The model section times a small random Llama (4 layers, hidden 256, 8 heads, 4 KV heads, FFN 688,
 // vocab 8000, f32) on a packed batch of 4 x 128 tokens: forward-only token log-probs and a full
 // training step (lossAndGrads + clipGradNorm + adamwStep over every parameter), in tokens/s.
@@ -27,6 +29,7 @@ import { spawnSync } from 'child_process';
 import path from 'path';
 
 import * as osp from '../src';
+import { LoraRow, benchLoraStep } from './lora';
 import type { Device, DType } from '../src';
 import { native } from '../src/native';
 import { torchMissing, torchPython, torchRows, TorchRow } from './torch';
@@ -109,6 +112,7 @@ function peakExtra(device: Device, fn: () => void): number {
 }
 
 const rows: Row[] = [];
+const loraRows: LoraRow[] = [];
 const ratios: string[] = [];
 
 /** The copy (read + write) and read bandwidths, GB/s, measured with the kernels' threads. */
@@ -516,6 +520,7 @@ function writeResults(): string {
     loadAverage: { start: loadAtStart, end: loadNow() },
     rows,
     ratios,
+    lora: loraRows,
     torch,
     skipped,
   };
@@ -523,6 +528,21 @@ function writeResults(): string {
   fs.writeFileSync(`${out}.tmp`, JSON.stringify(doc, null, 2));
   fs.renameSync(`${out}.tmp`, out);
   return out;
+}
+
+/** The LoRA rows (bench/lora.ts): one Mistral-7B layer, frozen / full / LoRA r 64, interleaved. */
+function benchLora(device: Device): void {
+  if (quick) {
+    skipped.push('lora step: skipped with --quick (one Mistral-7B layer is 0.9 GB of f32 weights; run bench/lora.ts alone)');
+    return;
+  }
+  const lora = benchLoraStep(device, device === 'cuda' ? 4096 : 256, repeats);
+  console.log(`LoRA step, one Mistral-7B layer, ${lora[0].tokens} tokens, ${lora[0].dtype} (interleaved, median):`);
+  for (const r of lora) {
+    console.log(`  ${r.variant.padEnd(32)} ${r.medianMs.toFixed(1).padStart(9)} ms  ${r.vsFrozen.toFixed(3)}x frozen`);
+    ratios.push(`lora step ${r.variant.padEnd(30)} ${device.padEnd(4)}  ${r.vsFrozen.toFixed(3)}x the frozen layer's forward + input-gradient backward (goal for LoRA: <= 1.15x)`);
+  }
+  loraRows.push(...lora);
 }
 
 async function main(): Promise<void> {
@@ -546,6 +566,8 @@ async function main(): Promise<void> {
       writeResults();
       benchModel('cpu', copyBw);
       writeResults();
+      benchLora('cpu');
+      writeResults();
       await benchGeneration('cpu');
     } else {
       const shapes: [number, number][] = quick ? [[4096, 32000]] : [[4096, 32000], [4096, 128256], [16384, 32000], [16384, 128256]];
@@ -556,6 +578,8 @@ async function main(): Promise<void> {
       guard('matmul 4096^3', () => benchMatmul('cuda', copyBw));
       writeResults();
       guard('llama model', () => benchModel('cuda', copyBw));
+      writeResults();
+      guard('lora step', () => benchLora('cuda'));
       writeResults();
       try {
         await benchGeneration('cuda');
