@@ -214,9 +214,9 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const adapterBytes = input.dtype === 'f64' ? 8 : 4; // A and B: f32, f64 on f64 models
   const cachePerPosition = 2 * nLayers * kvWidth * b;
   const cacheLimit = input.maxCacheBytes ?? (input.device === 'cuda' && input.deviceMemory ? Math.floor(0.4 * input.deviceMemory) : 8 * 2 ** 30);
-  // forwardCached (prefill, judging) keeps every layer's output [N, D] in its scope until it returns,
-  // and one layer's tensors at a time: xn1, q and k before and after rope, v, attn, o, h, hn, gate,
-  // up, swiglu, down (the layer's output is counted with the outputs).
+  // forwardCached (prefill, judging) holds a layer's input and output [N, D] (it frees each input once
+  // the next layer has it) and one layer's tensors at a time: xn1, q and k before and after rope, v,
+  // attn, o, h, hn, gate, up, swiglu, down (the layer's output is counted with the two).
   const cachedLayerPerRow = 4 * D + 3 * qWidth + 3 * kvWidth + 3 * F;
   const K = input.k ?? 1;
 
@@ -228,11 +228,11 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
     const group = Math.max(1, Math.min(input.batchSize, Math.floor(cacheLimit / perPrompt)));
     const kv = group * perPrompt;
     add('generate', `kv cache: ${group} prompt${group === 1 ? '' : 's'} x K ${K} slots x ${L} positions`, kv);
-    // Prefill: every layer's output and one layer's tensors over the group's prompts, and their K - 1 copies of k and v.
+    // Prefill: a layer's input and output and its tensors over the group's prompts, and their K - 1 copies of k and v.
     const N = group * input.promptLength;
     const branch = lora ? N * Math.max(...lora.targets.map((t) => loraForwardTransient(...shapesLora[t], false))) : 0;
-    const prefill = (nLayers + 1) * N * D * b + N * cachedLayerPerRow * b + 2 * N * (K - 1) * kvWidth * b + branch + 3 * N * 4;
-    add('generate', `prefill of ${N} prompt tokens (every layer's output, one layer's tensors)`, prefill);
+    const prefill = 2 * N * D * b + N * cachedLayerPerRow * b + 2 * N * (K - 1) * kvWidth * b + branch + 3 * N * 4;
+    add('generate', `prefill of ${N} prompt tokens (one layer at a time)`, prefill);
     const sampled = 3 * group * K * V * Math.max(b, 4);
     add('generate', `sampled rows' logits (${group * K} x vocab ${V}, x3)`, sampled);
     generate = kv + prefill + sampled;
@@ -252,11 +252,11 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
     const rows = Math.min(jb * jl, members * jl);
     const cache = members * jl * cachePerPosition;
     add('judge', `judge kv cache: ${members} instructions x ${jl} positions (shared prefixes)`, cache);
-    const shared = (nLayers + 1) * rows * D * b + rows * cachedLayerPerRow * b + 2 * Math.max(0, members * jl - rows) * kvWidth * b + 3 * rows * 4;
+    const shared = 2 * rows * D * b + rows * cachedLayerPerRow * b + 2 * Math.max(0, members * jl - rows) * kvWidth * b + 3 * rows * 4;
     // The unshared path (lastLogits): judgeBatch instructions, one layer's activations at a time.
     const unshared = inferenceForwardBytes(jb * jl, 0);
     const forward = Math.max(shared, unshared - cache);
-    add('judge', `judge forward: ${rows} computed rows (every layer's output, one layer's tensors)`, forward);
+    add('judge', `judge forward: ${rows} computed rows (one layer at a time)`, forward);
     judge = cache + forward;
     if (input.command === 'dpo' && !lora && input.separateJudge) {
       add('judge', `judge weights (${input.dtype}, loaded for labelling)`, weightBytes);
