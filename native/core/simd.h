@@ -144,7 +144,9 @@ inline Isa cpuIsa() {
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define OSP_HAVE_AVX512_PATH 1
-#define OSP_TARGET_AVX512 __attribute__((target("avx512f")))
+// The one spelling of the per-ISA target attributes (cpuIsa()'s avx512 and avx2).
+#define OSP_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#define OSP_TARGET_AVX2 __attribute__((target("avx2,fma")))
 
 namespace osp::simd {
 

@@ -39,9 +39,7 @@
 #include "matmul.h"
 
 #ifdef OSP_X86_DISPATCH
-#include <immintrin.h>
-#define OSP_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
-#define OSP_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#include <immintrin.h>  // OSP_TARGET_AVX512 / OSP_TARGET_AVX2: simd.h
 #endif
 
 namespace osp::matmul_kernels {
