@@ -30,7 +30,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { generate } from '../generate';
-import { DEFAULT_IGNORE_INDEX, packResponses, packSequences } from '../model/batch';
+import { DEFAULT_IGNORE_INDEX, PromptResponse, packResponses, packSequences } from '../model/batch';
 import { LlamaModel } from '../model/llama';
 import { AdamW, GradientAccumulator } from '../model/optim';
 import { RewardModel, lastRowsOf } from '../model/rewardModel';
@@ -287,23 +287,85 @@ export interface PpoOptions {
 }
 
 interface Packed {
-  items: number[];
   rb: ReturnType<typeof packResponses>;
   /** Packed rows whose target is a response token, in order (item by item). */
   rows: Int32Array;
 }
 
-function packItems(all: { prompt: Int32Array; response: Int32Array }[], items: number[]): Packed {
-  const rb = packResponses(items.map((i) => all[i]));
+function packItems(items: PromptResponse[]): Packed {
+  const rb = packResponses(items);
   const rows: number[] = [];
   rb.targets.forEach((t, r) => {
     if (t !== DEFAULT_IGNORE_INDEX) rows.push(r);
   });
-  return { items, rb, rows: Int32Array.from(rows) };
+  return { rb, rows: Int32Array.from(rows) };
 }
 
 const mean = (a: ArrayLike<number>) => (a.length ? Array.from(a).reduce((s, v) => s + v, 0) / a.length : null);
 const now = () => performance.now() / 1e3;
+
+/** What the loss compares a micro-batch's new log-probs and values with, per response token (items in order). */
+export interface PpoTokenTargets {
+  oldLogprobs: Float64Array;
+  advantages: Float64Array;
+  oldValues: Float64Array;
+  returns: Float64Array;
+}
+
+/**
+ * One training micro-batch: the policy's forward, one read of its new log-probs (of the tempered
+ * distribution) and values at the response tokens, ppoTokenLoss on the host, and the backward of
+ * the loss through the LM head (x 1 / temperature), the value head and the trunk. Returns the
+ * gradients of `names` (the trainee's trainable parameters, the value head's last) and the loss terms.
+ */
+export function ppoMicroBatch(
+  policy: LlamaModel,
+  head: ValueHead,
+  items: PromptResponse[],
+  x: PpoTokenTargets,
+  o: PpoLossOptions & { temperature: number; recompute?: boolean; dropoutSeed?: number },
+  names: string[],
+): { grads: Map<string, Tensor>; loss: ReturnType<typeof ppoTokenLoss> } {
+  const device = policy.device;
+  const lpDtype = policy.dtype === 'f64' ? 'f64' : 'f32';
+  const p = packItems(items);
+  let loss: ReturnType<typeof ppoTokenLoss> | null = null;
+  const grads = scope(() => {
+    const fwd = policy.forward(p.rb.batch, { recompute: o.recompute, dropoutSeed: o.dropoutSeed });
+    const tg = tensor(p.rb.targets, [p.rb.targets.length], { dtype: 'i32', device });
+    const rows = tensor(p.rows, [p.rows.length], { dtype: 'i32', device });
+    const hidden = o.temperature === 1 ? fwd.hidden : ops.affine(fwd.hidden, 1 / o.temperature);
+    const T = tg.shape[0];
+    // The micro-batch's one read.
+    const got = new DeviceRecord();
+    got.add('lp', ops.embedding(policy.headLogprobs(hidden, tg).reshape([T, 1]), rows)).add('v', head.values(fwd.hidden, rows));
+    const r = ppoTokenLoss({ logprobs: got.get('lp'), oldLogprobs: x.oldLogprobs, advantages: x.advantages, values: got.get('v'), oldValues: x.oldValues, returns: x.returns }, o);
+    loss = r;
+    // d loss / d logp at the packed rows (0 elsewhere), back through the head; the scaled hidden's gradient x 1 / T.
+    const gFull = lpDtype === 'f64' ? new Float64Array(T) : new Float32Array(T);
+    p.rows.forEach((row, j) => (gFull[row] = r.gradLogprobs[j]));
+    const hb = policy.headBackward(hidden, tg, tensor(gFull, [T], { dtype: lpDtype, device }), { weightGrad: policy.adapter === null });
+    const gradHead = o.temperature === 1 ? hb.gradHidden : ops.affine(hb.gradHidden, 1 / o.temperature);
+    const vd = head.weight.dtype as 'f32' | 'f64';
+    const gv = tensor(vd === 'f64' ? Float64Array.from(r.gradValues) : Float32Array.from(r.gradValues), [r.gradValues.length], { dtype: vd, device });
+    const vb = head.backward(fwd.hidden, rows, gv);
+    const { grads: g } = policy.backward(fwd.cache, ops.add(gradHead, vb.gradHidden));
+    if (hb.gradWeight) {
+      const name = policy.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+      const prev = g.get(name);
+      g.set(name, prev ? ops.add(prev, hb.gradWeight) : hb.gradWeight);
+    }
+    g.set(VALUE_HEAD_WEIGHT, vb.gradWeight);
+    return new Map(
+      names.map((n) => {
+        const t = g.get(n);
+        if (!t) throw new Error(`ppoMicroBatch: the backward gave no gradient for ${n}`);
+        return [n, keep(t)];
+      }),
+    );
+  });
+  return { grads, loss: loss as unknown as ReturnType<typeof ppoTokenLoss> };
+}
 
 /** The rollout, then the PPO epochs; the last mini-batch's gradients go to the loop's optimizer step. */
 export function ppoStepFn(
@@ -318,7 +380,6 @@ export function ppoStepFn(
   const head = trainee.valueHead;
   const device = policy.device;
   const i32 = (a: Int32Array) => tensor(a, [a.length], { dtype: 'i32', device });
-  const lpDtype = policy.dtype === 'f64' ? 'f64' : 'f32';
   /** Per-token log-probs [T] of the temperature-scaled distribution (logits / T = (hidden / T) W). */
   const logprobs = (model: LlamaModel, hidden: Tensor, targets: Tensor) => model.headLogprobs(o.temperature === 1 ? hidden : ops.affine(hidden, 1 / o.temperature), targets);
   return async (step, indices, seed) => {
@@ -342,7 +403,8 @@ export function ppoStepFn(
     // ---- rollout scores: old log-probs and values, reference log-probs, rewards (one read)
     const rollout = new DeviceRecord();
     for (let s = 0, m = 0; s < N; s += o.microBatch, m++) {
-      const p = packItems(all, Array.from({ length: Math.min(o.microBatch, N - s) }, (_, j) => s + j));
+      const part = all.slice(s, s + o.microBatch);
+      const p = packItems(part);
       scope(() => {
         const tg = i32(p.rb.targets);
         const rows = i32(p.rows);
@@ -351,7 +413,7 @@ export function ppoStepFn(
         rollout.add(`value${m}`, head.values(pol, rows));
         const ref = reference.forward(p.rb.batch, { inference: true }).hidden;
         rollout.add(`ref${m}`, ops.embedding(logprobs(reference, ref, tg).reshape([tg.shape[0], 1]), rows));
-        const seqs = p.items.map((i) => Int32Array.from([...all[i].prompt, ...all[i].response]));
+        const seqs = part.map((it) => Int32Array.from([...it.prompt, ...it.response]));
         const rh = rewardModel.backbone.forward(packSequences(seqs), { inference: true }).hidden;
         rollout.add(`score${m}`, rewardModel.rewardsOf(rh, i32(lastRowsOf(seqs))));
       });
@@ -427,52 +489,20 @@ export function ppoStepFn(
           const acc = new GradientAccumulator();
           try {
             for (let q = 0; q < mini.length; q += o.microBatch) {
-              const p = packItems(all, mini.slice(q, q + o.microBatch));
-              const grads = scope(() => {
-                const fwd = policy.forward(p.rb.batch, { recompute: o.recompute, dropoutSeed: microSeed(seed, u * 1000 + q) });
-                const tg = i32(p.rb.targets);
-                const rows = i32(p.rows);
-                const hidden = o.temperature === 1 ? fwd.hidden : ops.affine(fwd.hidden, 1 / o.temperature);
-                const lp = policy.headLogprobs(hidden, tg);
-                // One read: this micro-batch's new log-probs and values at its response tokens.
-                const got = new DeviceRecord();
-                got.add('lp', ops.embedding(lp.reshape([tg.shape[0], 1]), rows)).add('v', head.values(fwd.hidden, rows));
-                const newLp = got.get('lp');
-                const newV = got.get('v');
-                const pick = (src: Float64Array[]) => flat(p.items.map((i) => src[i]));
-                const r = ppoTokenLoss(
-                  { logprobs: newLp, oldLogprobs: pick(oldLp), advantages: pick(advantages), values: newV, oldValues: pick(oldV), returns: pick(returns) },
-                  { clipRange: o.clipRange, clipRangeValue: o.clipRangeValue, vfCoef: o.vfCoef, tokens },
-                );
-                sums.policy += r.policyLoss * tokens;
-                sums.value += r.valueLoss * tokens;
-                sums.clipped += r.clipped;
-                sums.valueClipped += r.valueClipped;
-                sums.approxKl += r.approxKlSum;
-                sums.tokens += r.gradLogprobs.length;
-                // d loss / d logp at the packed rows (0 elsewhere), then through the head (x 1 / T for the scaled hidden).
-                const T = tg.shape[0];
-                const gFull = lpDtype === 'f64' ? new Float64Array(T) : new Float32Array(T);
-                p.rows.forEach((row, j) => (gFull[row] = r.gradLogprobs[j]));
-                const hb = policy.headBackward(hidden, tg, tensor(gFull, [T], { dtype: lpDtype, device }), { weightGrad: policy.adapter === null });
-                const gradHead = o.temperature === 1 ? hb.gradHidden : ops.affine(hb.gradHidden, 1 / o.temperature);
-                const gv = tensor(head.weight.dtype === 'f64' ? Float64Array.from(r.gradValues) : Float32Array.from(r.gradValues), [r.gradValues.length], { dtype: head.weight.dtype, device });
-                const vb = head.backward(fwd.hidden, rows, gv);
-                const { grads } = policy.backward(fwd.cache, ops.add(gradHead, vb.gradHidden));
-                if (hb.gradWeight) {
-                  const name = policy.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-                  const prev = grads.get(name);
-                  grads.set(name, prev ? ops.add(prev, hb.gradWeight) : hb.gradWeight);
-                }
-                grads.set(VALUE_HEAD_WEIGHT, vb.gradWeight);
-                return new Map(
-                  [...trainee.trainableParameters().keys()].map((n) => {
-                    const t = grads.get(n);
-                    if (!t) throw new Error(`ppo: the backward gave no gradient for ${n}`);
-                    return [n, keep(t)];
-                  }),
-                );
-              });
+              const part = mini.slice(q, q + o.microBatch);
+              const pick = (src: Float64Array[]) => flat(part.map((i) => src[i]));
+              const { grads, loss: r } = ppoMicroBatch(
+                policy, head, part.map((i) => all[i]),
+                { oldLogprobs: pick(oldLp), advantages: pick(advantages), oldValues: pick(oldV), returns: pick(returns) },
+                { temperature: o.temperature, clipRange: o.clipRange, clipRangeValue: o.clipRangeValue, vfCoef: o.vfCoef, tokens, recompute: o.recompute, dropoutSeed: microSeed(seed, u * 1000 + q) },
+                [...trainee.trainableParameters().keys()],
+              );
+              sums.policy += r.policyLoss * tokens;
+              sums.value += r.valueLoss * tokens;
+              sums.clipped += r.clipped;
+              sums.valueClipped += r.valueClipped;
+              sums.approxKl += r.approxKlSum;
+              sums.tokens += r.gradLogprobs.length;
               acc.add(grads);
             }
           } catch (e) {
