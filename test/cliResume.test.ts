@@ -10,8 +10,13 @@ import { latestCheckpoint, readCheckpointState } from '../src/osp/run';
 import { TinyRun, ctrlCAfterStep, FAST_ONLINE, osp, readJsonl, readMetrics, tinyRun, withoutTimings } from './helpers/tinyRun';
 
 let tiny: TinyRun;
+let rewardModel: string;
 beforeAll(async () => {
   tiny = await tinyRun();
+  // ppo's reward model: two Bradley-Terry steps on the tiny model.
+  const rmRun = tiny.out('rm');
+  expect((await osp('reward-model', '--model', tiny.model, '--pairs', tiny.pairs, '--out', rmRun, '--steps', '2', '--batch-size', '4', '--lr', '1e-2', '--eval-fraction', '0.25', '--device', 'cpu')).code).toBe(0);
+  rewardModel = path.join(rmRun, 'final');
 });
 afterAll(() => tiny.cleanup());
 afterEach(() => jest.restoreAllMocks());
@@ -19,9 +24,12 @@ afterEach(() => jest.restoreAllMocks());
 const trainFlags = (out: string) => ['train', '--model', tiny.model, '--prompts', tiny.prompts, '--out', out, '--steps', '4', '--save-every', '2', '--seed', '5', ...FAST_ONLINE, '--k', '4', '--lr', '1e-2', '--beta', '0.5', '--temperature', '1'];
 const dpoFlags = (out: string) => ['dpo', '--model', tiny.model, '--pairs', tiny.pairs, '--out', out, '--steps', '4', '--save-every', '2', '--seed', '5', '--batch-size', '3', '--lr', '1e-2', '--loss', 'spce', '--device', 'cpu'];
 
+const ppoFlags = (out: string) => ['ppo', '--model', tiny.model, '--reward-model', rewardModel, '--prompts', tiny.prompts, '--out', out, '--steps', '4', '--save-every', '2', '--seed', '5', '--k', '2', '--max-new-tokens', '6', '--batch-size', '2', '--micro-batch', '4', '--device', 'cpu', '--mini-batch', '2', '--ppo-epochs', '2', '--lr', '1e-2', '--temperature', '1'];
+
 describe.each([
   ['train', trainFlags],
   ['dpo', dpoFlags],
+  ['ppo', ppoFlags],
 ])('osp %s stopped after step 2 of 4 and resumed', (command, flags) => {
   test('gives the same metrics (and samples) as the uninterrupted run', async () => {
     const whole = tiny.out(`${command}-whole`);
@@ -46,11 +54,13 @@ describe.each([
     expect(b.map((m) => m.step)).toEqual([1, 2, 3, 4]);
     expect(b).toEqual(a);
     // Nontrivial: the steps after the resume moved the policy (the margins are not all 0).
-    expect(a.slice(2).some((m) => Math.abs(m.marginMean as number) > 1e-6)).toBe(true);
-    if (command === 'train') expect(readJsonl(path.join(parts, 'samples.jsonl'))).toEqual(readJsonl(path.join(whole, 'samples.jsonl')));
+    const moved = command === 'ppo' ? 'klEstimate' : 'marginMean'; // ppo: the policy left the reference
+    expect(a.slice(2).some((m) => Math.abs(m[moved] as number) > 1e-6)).toBe(true);
+    if (command === 'train' || command === 'ppo') expect(readJsonl(path.join(parts, 'samples.jsonl'))).toEqual(readJsonl(path.join(whole, 'samples.jsonl')));
     const state = (dir: string) => ({ ...readCheckpointState(latestCheckpoint(dir)!), extra: undefined }); // extra: wall-clock time
     expect(state(parts)).toEqual(state(whole));
     expect(fs.readFileSync(path.join(parts, 'final', 'model.safetensors'))).toEqual(fs.readFileSync(path.join(whole, 'final', 'model.safetensors')));
+    if (command === 'ppo') expect(fs.readFileSync(path.join(parts, 'final', 'value_head.safetensors'))).toEqual(fs.readFileSync(path.join(whole, 'final', 'value_head.safetensors')));
   });
 });
 

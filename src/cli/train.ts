@@ -1,5 +1,5 @@
 // The training commands: train (online self-preferring), self-reward, dpo (offline dpo / ipo / spce),
-// sft, augment (preference augmentation of the judge) and reward-model (Bradley-Terry). Each is a table row: its flags and their
+// sft, augment (preference augmentation of the judge), reward-model (Bradley-Terry) and ppo (RLHF). Each is a table row: its flags and their
 // help; the trainer's settings (src/osp/settings.ts) give every flag's type, choices and default.
 // A command turns its flags (and --config FILE) into those settings and calls the library trainer
 // (src/osp/trainer.ts) with progress bars and Ctrl-C; nothing else happens here. --resume RUN_DIR
@@ -127,6 +127,34 @@ const COMMANDS: { name: TrainerCommand; description: string; flags: Flag[]; star
       ['--eval-every <n>', 'score the held-out pairs every n steps (and after the last)'],
     ],
     start: (s, hooks) => trainer.rewardModel(s as trainer.RewardModelSettings, hooks),
+  },
+  {
+    name: 'ppo',
+    description: "RLHF with PPO (the paper's baseline): K samples per prompt from the policy, scored by a frozen reward model at the last token, a per-token KL penalty against the frozen SFT model, a value head on the policy's trunk, GAE, clipped policy and value losses over several epochs of mini-batches",
+    flags: [
+      ['--model <dir>', 'the SFT model (Hugging Face folder): the policy starts here; also the frozen reference'],
+      ['--reward-model <dir>', 'the frozen reward model (final/ of osp reward-model: a LlamaForSequenceClassification folder or a PEFT SEQ_CLS adapter); same tokenizer as --model'],
+      ['--prompts <file>', 'prompts (.jsonl or .parquet)'],
+      ['--format <kind>', 'record format of --prompts (the prompt field is used)'],
+      ['--k <n>', 'responses sampled per prompt (a step trains on batch-size x K samples)'],
+      ['--temperature <x>', 'sampling temperature (log-probs are those of the tempered distribution)'],
+      ['--top-p <x>', 'nucleus sampling mass'],
+      ['--max-new-tokens <n>', 'longest sampled response'],
+      ['--kl-coef <x>', 'per-token KL penalty: reward_t = -kl_coef (log pi - log pi_ref), plus the score at the last token (the initial value with --adaptive-kl)'],
+      ['--adaptive-kl', "adapt kl_coef toward --kl-target (Ziegler et al.'s proportional controller)"],
+      ['--kl-target <x>', 'target KL per sequence of --adaptive-kl'],
+      ['--kl-horizon <n>', 'horizon (samples) of --adaptive-kl'],
+      ['--gamma <x>', 'discount of GAE'],
+      ['--lam <x>', 'lambda of GAE'],
+      ['--ppo-epochs <n>', 'passes over each rollout batch'],
+      ['--mini-batch <n>', 'samples per optimizer update within an epoch (default: the whole rollout, batch-size x K)'],
+      ['--clip-range <x>', 'PPO ratio clip epsilon'],
+      ['--clip-range-value <x>', 'value clip around the rollout values'],
+      ['--vf-coef <x>', 'weight of the value loss'],
+      ['--whiten-rewards', 'whiten the per-token rewards over the rollout (scale only, the mean kept) before GAE'],
+      ['--scorer <task>', "score samples with a task's programmatic scorer (metrics only; the embedded demo task: demo)"],
+    ],
+    start: (s, hooks) => trainer.ppo(s as trainer.PpoSettings, hooks),
   },
 ];
 

@@ -39,7 +39,9 @@ export { LORA_TARGETS };
 export type { LoraTarget };
 
 // reward-model: planned as a preference command without a reference (its LM head rows over-count: it has none).
-export type PlanCommand = 'train' | 'self-reward' | 'dpo' | 'sft' | 'augment' | 'reward-model';
+// ppo: planned like train for sampling (K per prompt) plus a frozen reward model the size of --model, and
+// training on batch x K sequences, micro-batch sequences per forward (one optimizer update's share).
+export type PlanCommand = 'train' | 'self-reward' | 'dpo' | 'sft' | 'augment' | 'reward-model' | 'ppo';
 
 export interface MemoryPlanInput {
   config: LlamaConfig;
@@ -182,6 +184,8 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const stateBytes = input.dtype === 'f64' ? 8 : 4; // moments, masters and accumulated gradients
   const chunk = input.headChunk ?? 256;
   const online = input.command === 'train' || input.command === 'self-reward';
+  // ppo samples like the online commands and trains on batch x K sequences; no judge, a reward model instead.
+  const ppo = input.command === 'ppo';
   const rows: PlanRow[] = [];
   const add = (phase: PlanPhase, label: string, bytes: number) => {
     if (bytes > 0) rows.push({ label, bytes, phase });
@@ -196,9 +200,10 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
     add('persistent', `base weights (${input.dtype}, frozen; one copy for policy, reference and judge)`, weightBytes);
   } else {
     add('persistent', `policy weights (${input.dtype})`, weightBytes);
-    if (online || input.command === 'dpo') add('persistent', `reference weights (${input.dtype}, frozen copy)`, weightBytes);
+    if (online || ppo || input.command === 'dpo') add('persistent', `reference weights (${input.dtype}, frozen copy)`, weightBytes);
     if (online && input.separateJudge) add('persistent', `judge weights (${input.dtype}, frozen copy)`, weightBytes);
   }
+  if (ppo) add('persistent', `reward model weights (${input.dtype}, frozen; planned as --model's size)`, weightBytes);
   const trainable = lora ? loraParameterCount(c, lora) : elements.total;
   if (lora) add('persistent', `LoRA adapters A, B (f32, r ${lora.r} on ${lora.targets.join(',')})`, trainable * 4);
   else if (input.dtype === 'bf16') add('persistent', 'f32 master weights', trainable * 4);
@@ -222,7 +227,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
 
   // ---- generate (online): kv cache for a group of prompts x K samples
   let generate = 0;
-  if (online) {
+  if (online || ppo) {
     const L = Math.min(c.maxPositionEmbeddings, input.promptLength + input.responseLength);
     const perPrompt = K * L * cachePerPosition;
     const group = Math.max(1, Math.min(input.batchSize, Math.floor(cacheLimit / perPrompt)));
@@ -268,8 +273,8 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const preference = input.command !== 'sft' && input.command !== 'augment';
   const seqLength = Math.min(c.maxPositionEmbeddings, input.promptLength + input.responseLength);
   const pairsPerPrompt = input.pairing === 'best-worst' || input.command === 'self-reward' ? 1 : Math.floor(K / 2);
-  const items = preference ? 2 * (online ? input.batchSize * pairsPerPrompt : input.batchSize) : input.batchSize;
-  const perMicro = preference ? 2 * input.microBatch : input.microBatch;
+  const items = ppo ? input.batchSize * K : preference ? 2 * (online ? input.batchSize * pairsPerPrompt : input.batchSize) : input.batchSize;
+  const perMicro = preference && !ppo ? 2 * input.microBatch : input.microBatch;
   const seqs = Math.min(items, perMicro);
   const several = items > perMicro;
   const T = seqs * seqLength;

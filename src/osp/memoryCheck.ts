@@ -81,7 +81,7 @@ export function planInputOf(command: TrainerCommand, settings: ResolvedSettings<
     recompute: Boolean(s.recompute),
     promptLength: lengths.promptLength,
     responseLength: lengths.responseLength,
-    k: online ? (s.k as number) : undefined,
+    k: online || command === 'ppo' ? (s.k as number) : undefined,
     pairing: online ? (s.pairing as MemoryPlanInput['pairing']) : undefined,
     judgeBatch: s.judgeBatch as number | undefined,
     judgeMaxLength,
@@ -171,7 +171,7 @@ export async function recordLengths(command: TrainerCommand, settings: ResolvedS
   if (command === 'augment') return assumedLengths(command, settings);
   const longest = async (texts: string[], special: boolean) => (await tokenizer.encodeBatch(texts, { addSpecialTokens: special })).reduce((m, t) => Math.max(m, t.length), 1);
   const promptLength = await longest(records.map((r) => String(r.prompt)), true);
-  if (command === 'train' || command === 'self-reward') {
+  if (command === 'train' || command === 'self-reward' || command === 'ppo') {
     return { promptLength, responseLength: s.maxNewTokens as number, source: `prompts up to ${promptLength} tokens (the data), ${s.maxNewTokens as number} new tokens` };
   }
   const responses = records.flatMap((r) => ('response' in r ? [String(r.response)] : [String(r.chosen), String(r.rejected)]));
@@ -186,7 +186,7 @@ export async function recordLengths(command: TrainerCommand, settings: ResolvedS
 export async function dryRunPlan(command: TrainerCommand, settings: ResolvedSettings<TrainerCommand>): Promise<{ plan: MemoryPlan; table: string }> {
   const s = settings as AnySettings;
   checkPlanFolder(s.model);
-  const dataKey = command === 'train' || command === 'self-reward' ? 'prompts' : command === 'sft' ? 'data' : 'pairs';
+  const dataKey = command === 'train' || command === 'self-reward' || command === 'ppo' ? 'prompts' : command === 'sft' ? 'data' : 'pairs';
   const file = s[dataKey];
   let lengths = assumedLengths(command, settings);
   if (command !== 'augment' && typeof file === 'string' && fs.existsSync(file) && fs.existsSync(path.join(s.model, 'tokenizer.json'))) {

@@ -76,6 +76,30 @@ export interface StepMetrics {
   /** RAFT: the judge's blank-baseline score of each prompt's best sample (mean), and the scorer's of it. */
   bestScoreMean?: number | null;
   bestSampleScoreMean?: number | null;
+  /** PPO: mean reward-model score of the step's samples (at their last token). */
+  rewardMean?: number | null;
+  /** PPO: mean over response tokens of log pi - log pi_ref (klEstimate is the per-sequence sum's mean). */
+  klPerTokenMean?: number | null;
+  /** PPO: the KL coefficient the step's rewards used (moves with --adaptive-kl). */
+  klCoef?: number | null;
+  /** PPO: mean -log pi of the sampled tokens (an estimate of the policy's entropy per token). */
+  entropyMean?: number | null;
+  /** PPO: mean over the epochs' tokens of the clipped policy objective. */
+  policyLoss?: number | null;
+  /** PPO: mean over the epochs' tokens of the clipped value loss. */
+  valueLoss?: number | null;
+  /** PPO: fraction of tokens whose policy term took the clipped branch. */
+  clipFraction?: number | null;
+  /** PPO: fraction of tokens whose value term took the clipped branch. */
+  valueClipFraction?: number | null;
+  /** PPO: mean over tokens of 0.5 (log pi - log pi_old)^2, the old-to-new policy KL estimate. */
+  approxKl?: number | null;
+  /** PPO: mean value V(s_t) of the rollout's response tokens. */
+  valueMean?: number | null;
+  /** PPO: mean GAE return of the rollout's response tokens. */
+  returnMean?: number | null;
+  /** PPO: optimizer updates of the step (epochs x mini-batches). */
+  ppoUpdates?: number | null;
   /** Times the host waited for the device over the whole step (sampling reads each new token). */
   hostWaits?: number | null;
   /** Times the host waited in the step's training part: objective, backward, optimizer and the one read of the step's values. */
@@ -91,6 +115,7 @@ export const STEP_METRIC_FIELDS = [
   'klEstimate', 'responseLengthMean', 'judgeDisagreementMean', 'judgeAccuracy', 'sampleScoreMean',
   'secondsGenerate', 'secondsJudge', 'secondsTrain',
   'tokensPerSecond', 'pairsPerSecond', 'pairs', 'samples', 'hostWaits', 'hostWaitsTrain',
+  'rewardMean', 'klPerTokenMean', 'klCoef', 'entropyMean', 'policyLoss', 'valueLoss', 'clipFraction', 'valueClipFraction', 'approxKl', 'valueMean', 'returnMean', 'ppoUpdates',
 ] as const;
 
 export type StepMetricField = (typeof STEP_METRIC_FIELDS)[number];

@@ -12,7 +12,7 @@ import * as path from 'path';
 import { LlamaModel, loadLlama } from '../model/llama';
 import { LoraAdapter } from '../model/lora';
 import { AdamW } from '../model/optim';
-import { readSafetensors, writeSafetensors, TensorToWrite } from '../model/safetensors';
+import { readSafetensors, readSafetensorsHeader, writeSafetensors, TensorToWrite } from '../model/safetensors';
 import * as ops from '../ops';
 import { Tensor, tensor } from '../tensor';
 import { writeFileAtomicSync } from '../util/atomicWrite';
@@ -261,8 +261,10 @@ export function loadCheckpointOptimizer(dir: string, optimizer: AdamW, device: '
   const tensors = new Map<string, Tensor>();
   for (const [n, t] of loaded) tensors.set(n, tensor(t.data as Float32Array, t.shape, { dtype: 'f32', device }));
   const state = readCheckpointState(dir);
+  // The optimizer's own update count (saved with its state): PPO takes several updates per run step.
+  const saved = Number(readSafetensorsHeader(file).metadata.step);
   try {
-    optimizer.loadState({ step: state.step, tensors });
+    optimizer.loadState({ step: Number.isInteger(saved) && saved >= 0 ? saved : state.step, tensors });
   } finally {
     for (const t of tensors.values()) t.dispose();
   }

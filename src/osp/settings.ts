@@ -218,7 +218,35 @@ export const rewardModelSchema = z
   })
   .strict();
 
-export const SCHEMAS = { train: trainSchema, 'self-reward': selfRewardSchema, dpo: dpoSchema, sft: sftSchema, augment: augmentSchema, 'reward-model': rewardModelSchema } as const;
+/** PPO with a reward model (METHOD.md section 9): defaults of TRL's PPOTrainer and the N+ implementation details. */
+export const ppoSchema = z
+  .object({
+    model: path('the SFT model folder'),
+    rewardModel: path('a reward model folder (final/ of osp reward-model)'),
+    prompts: path('a prompts file (.jsonl or .parquet)'),
+    format: z.enum(['prompts', 'pairs', 'sft', 'hh', 'tldr']).default('prompts'),
+    k: positiveInt().default(4),
+    temperature: num().pipe(z.number().gt(0, 'expected a number > 0 (PPO scores the sampled distribution)')).default(0.7),
+    topP: num().pipe(z.number().gt(0).max(1, 'expected a number in (0, 1]')).default(0.9),
+    maxNewTokens: positiveInt().default(512),
+    klCoef: num().pipe(z.number().min(0, 'expected a number >= 0')).default(0.05),
+    adaptiveKl: flag(),
+    klTarget: num().pipe(z.number().gt(0, 'expected a number > 0')).default(6),
+    klHorizon: num().pipe(z.number().gt(0, 'expected a number > 0')).default(10000),
+    gamma: num().pipe(z.number().min(0).max(1, 'expected a number in [0, 1]')).default(1),
+    lam: num().pipe(z.number().min(0).max(1, 'expected a number in [0, 1]')).default(0.95),
+    ppoEpochs: positiveInt().default(4),
+    miniBatch: positiveInt().optional(),
+    clipRange: num().pipe(z.number().gt(0, 'expected a number > 0')).default(0.2),
+    clipRangeValue: num().pipe(z.number().gt(0, 'expected a number > 0')).default(0.2),
+    vfCoef: num().pipe(z.number().min(0, 'expected a number >= 0')).default(0.1),
+    whitenRewards: flag(),
+    scorer: z.enum(['demo']).optional(),
+    ...loopShape({ batchSize: 16, microBatch: 8, lr: 3e-6 }),
+  })
+  .strict();
+
+export const SCHEMAS = { train: trainSchema, 'self-reward': selfRewardSchema, dpo: dpoSchema, sft: sftSchema, augment: augmentSchema, 'reward-model': rewardModelSchema, ppo: ppoSchema } as const;
 export type TrainerCommand = keyof typeof SCHEMAS;
 
 /** What a caller gives (defaults optional) and what the trainer runs with (defaults filled in). */
@@ -228,6 +256,7 @@ export type DpoSettings = z.input<typeof dpoSchema>;
 export type SftSettings = z.input<typeof sftSchema>;
 export type AugmentSettings = z.input<typeof augmentSchema>;
 export type RewardModelSettings = z.input<typeof rewardModelSchema>;
+export type PpoSettings = z.input<typeof ppoSchema>;
 export type ResolvedSettings<C extends TrainerCommand> = z.output<(typeof SCHEMAS)[C]>;
 /** The settings every training command shares, resolved. */
 export type LoopSettings = z.output<z.ZodObject<ReturnType<typeof loopShape>>>;

@@ -27,11 +27,13 @@ import { RewardModel, loadBackbone, readBackboneConfig, readSeqClsAdapterConfig 
 import { seededUniform } from '../util/random';
 import { ScoredPair, SftExample, orientPair } from './objective';
 import { FrozenModels, checkModelDir, loadPolicy } from './models';
+import { PpoTrainee, ValueHead, ppoStepFn } from './ppo';
+import { learningRate } from '../model/schedule';
 export { checkModelDir };
 import { PolicyTrainee, Trainee, completeCheckpoints, loadCheckpointOptimizer, readCheckpointState, readRunConfig, removeLeftovers, startRun, truncateSamples } from './run';
-export type { AugmentSettings, DpoSettings, RewardModelSettings, SelfRewardSettings, SftSettings, TrainSettings } from './settings';
+export type { AugmentSettings, DpoSettings, PpoSettings, RewardModelSettings, SelfRewardSettings, SftSettings, TrainSettings } from './settings';
 import {
-  AugmentSettings, DpoSettings, LoopSettings, RewardModelSettings, ResolvedSettings, SelfRewardSettings, SettingsError, SftSettings, TrainSettings, TrainerCommand, resolveSettings,
+  AugmentSettings, DpoSettings, LoopSettings, PpoSettings, RewardModelSettings, ResolvedSettings, SelfRewardSettings, SettingsError, SftSettings, TrainSettings, TrainerCommand, resolveSettings,
 } from './settings';
 
 export interface TrainerHooks extends StageEvents {
@@ -154,7 +156,7 @@ interface Prepared<C extends TrainerCommand> {
 }
 
 /** Settings that name files or folders: stored absolute in config.json, so a run resumes from any working folder. */
-const PATH_SETTINGS = ['out', 'model', 'judge', 'reference', 'prompts', 'pairs', 'data', 'adapter'] as const;
+const PATH_SETTINGS = ['out', 'model', 'judge', 'reference', 'prompts', 'pairs', 'data', 'adapter', 'rewardModel'] as const;
 
 function prepareNew<C extends TrainerCommand>(command: C, raw: unknown): Prepared<C> {
   const settings = resolveSettings(command, raw);
@@ -176,7 +178,8 @@ async function runTraining<C extends TrainerCommand, M extends Trainee>(
   p: Prepared<C>,
   policy: M,
   extra: { dataSize: number; steps: number; tokenizerDir: string; config: object },
-  makeStep: (policy: M) => StepFn,
+  /** The step function of the trained model; PPO takes its inner updates with the run's optimizer. */
+  makeStep: (policy: M, optimizer: AdamW) => StepFn,
   describe: (m: StepMetrics) => string,
   hooks: TrainerHooks,
 ): Promise<RunResult> {
@@ -239,7 +242,7 @@ async function runTraining<C extends TrainerCommand, M extends Trainee>(
         schedule: s.schedule, warmupSteps: s.warmupSteps, minLrRatio: s.minLrRatio, saveEvery: s.saveEvery, keepCheckpoints: s.keep,
         tokenizerDir: extra.tokenizerDir, startStep, startPosition, startElapsed, title: `osp ${p.command}`, config: { command: p.command, ...s },
       },
-      makeStep(model),
+      makeStep(model, optimizer),
       { onStepDone: (m) => hooks.onStepDone?.(m, describe(m)), stopRequested: hooks.stopRequested },
     );
     let finalDir: string | null = null;
@@ -498,6 +501,57 @@ async function rewardModelRun(p: Prepared<'reward-model'>, hooks: TrainerHooks):
   }
 }
 
+/** PPO against a reward model (METHOD.md section 9; the step in ppo.ts). */
+async function ppoRun(p: Prepared<'ppo'>, hooks: TrainerHooks): Promise<RunResult> {
+  const s = p.settings;
+  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  checkModelDir('model', s.model);
+  if (!fs.existsSync(s.rewardModel) || !fs.statSync(s.rewardModel).isDirectory()) fail('rewardModel', 'no such folder', s.rewardModel);
+  const records = await readDataSetting('prompts', s.prompts, s.format, s, notice);
+  const prompts = records.map((r) => r.prompt);
+  const steps = totalSteps(s, prompts.length, `prompts ${s.prompts}`);
+  const device = resolveDevice(s.device);
+  const dtype = resolveDtype(s.dtype, device);
+  const tokenizer = await Tokenizer.load(s.model);
+  const lengths = (await tokenizer.encodeBatch(prompts)).map((t) => t.length);
+  checkContext('prompts', loadLlamaConfig(s.model).maxPositionEmbeddings, lengths, records.where, s.maxNewTokens);
+  checkRunFits(p.command, s, { promptLength: Math.max(...lengths), responseLength: s.maxNewTokens, source: 'the data' });
+  const { policy, base } = await loadPolicy(s, { device, dtype });
+  const frozen = new FrozenModels(s.model, base, { device, dtype });
+  let rm: RewardModel | null = null;
+  try {
+    const reference = await frozen.sft();
+    try {
+      rm = await RewardModel.load(s.rewardModel, { device, dtype });
+    } catch (e) {
+      failData('rewardModel', (e as Error).message, s.rewardModel);
+    }
+    if (rm.backbone.config.vocabSize !== policy.config.vocabSize) {
+      failData('rewardModel', `has a vocabulary of ${rm.backbone.config.vocabSize} tokens, --model ${policy.config.vocabSize}; PPO scores the policy's tokens directly, so both must share the tokenizer`, s.rewardModel);
+    }
+    if (rm.backbone.config.maxPositionEmbeddings < Math.max(...lengths) + s.maxNewTokens) {
+      failData('rewardModel', `has a context of ${rm.backbone.config.maxPositionEmbeddings} tokens, less than the longest prompt plus maxNewTokens (${Math.max(...lengths) + s.maxNewTokens})`, s.rewardModel);
+    }
+    const reward = rm;
+    const trainee = new PpoTrainee(policy, ValueHead.init(policy, s.seed), { klCoef: s.klCoef });
+    const lrAt = (step: number) => learningRate(step, { kind: s.schedule, peak: s.lr, warmupSteps: s.warmupSteps, totalSteps: steps, minRatio: s.minLrRatio });
+    const opts = {
+      k: s.k, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, microBatch: s.microBatch, miniBatch: s.miniBatch, ppoEpochs: s.ppoEpochs,
+      gamma: s.gamma, lam: s.lam, clipRange: s.clipRange, clipRangeValue: s.clipRangeValue, vfCoef: s.vfCoef, whitenRewards: Boolean(s.whitenRewards),
+      adaptiveKl: s.adaptiveKl ? { target: s.klTarget, horizon: s.klHorizon } : null, recompute: s.recompute, lrAt,
+      scorer: s.scorer === 'demo' ? demoScore : undefined,
+    };
+    return await runTraining(p, trainee, { dataSize: prompts.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, totalSteps: steps } },
+      (t, optimizer) => ppoStepFn({ trainee: t, reference, rewardModel: reward, tokenizer }, prompts, opts, optimizer, hooks),
+      (m) => `reward ${fmt(m.rewardMean)} | kl ${fmt(m.klEstimate)} (${fmt(m.klPerTokenMean, 4)}/tok) | entropy ${fmt(m.entropyMean)} | clip ${fmt(m.clipFraction, 2)} | pg ${fmt(m.policyLoss)} | vf ${fmt(m.valueLoss)} | approx-kl ${fmt(m.approxKl, 4)} | len ${fmt(m.responseLengthMean, 1)}${m.sampleScoreMean != null ? ` | score ${fmt(m.sampleScoreMean)}` : ''}`,
+      hooks);
+  } finally {
+    rm?.dispose();
+    frozen.release();
+    base?.dispose();
+  }
+}
+
 async function dryRun(p: Prepared<TrainerCommand>): Promise<RunResult> {
   const planned = await dryRunPlan(p.command, p.settings);
   return { lastStep: 0, stopped: false, lastCheckpoint: null, runDir: p.runDir, command: p.command, finalDir: null, dryRun: planned };
@@ -517,6 +571,8 @@ function dispatch(p: Prepared<TrainerCommand>, hooks: TrainerHooks): Promise<Run
       return augmentation(p as Prepared<'augment'>, hooks);
     case 'reward-model':
       return rewardModelRun(p as Prepared<'reward-model'>, hooks);
+    case 'ppo':
+      return ppoRun(p as Prepared<'ppo'>, hooks);
   }
 }
 
@@ -550,6 +606,11 @@ export function rewardModel(settings: RewardModelSettings, hooks: TrainerHooks =
   return dispatch(prepareNew('reward-model', settings), hooks);
 }
 
+/** PPO with a Bradley-Terry reward model and a per-token KL penalty against the frozen SFT model (the paper's RLHF baseline). */
+export function ppo(settings: PpoSettings, hooks: TrainerHooks = {}): Promise<RunResult> {
+  return dispatch(prepareNew('ppo', settings), hooks);
+}
+
 /** Which command made a run folder (its config.json). */
 export function runCommandOf(runDir: string): TrainerCommand {
   let saved: Record<string, unknown>;
@@ -560,7 +621,7 @@ export function runCommandOf(runDir: string): TrainerCommand {
     fail('resume', (e as Error).message);
   }
   const command = saved.command as TrainerCommand;
-  if (!['train', 'self-reward', 'dpo', 'sft', 'augment', 'reward-model'].includes(command)) fail('resume', `config.json names no training command`, runDir);
+  if (!['train', 'self-reward', 'dpo', 'sft', 'augment', 'reward-model', 'ppo'].includes(command)) fail('resume', `config.json names no training command`, runDir);
   return command;
 }
 
