@@ -165,6 +165,15 @@ HostCache& hostCache() {
 
 size_t hostCachedBytes() { return hostCache().cachedBytes(); }
 
+void* hostScratchTake(size_t bytes, size_t* granted) {
+  *granted = HostCache::rounded(bytes);
+  return hostCache().take(*granted);
+}
+
+void hostScratchGive(void* p, size_t granted) {
+  if (p) hostCache().give(p, granted);
+}
+
 Storage::Storage(size_t n, Device dev) : bytes(n), device(dev) {
   if (dev == Device::CPU) {
     ptr = hostCache().take(HostCache::rounded(n));

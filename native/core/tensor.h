@@ -55,6 +55,12 @@ constexpr int64_t kMaxTensorBytes = int64_t(1) << 53;
 // The element count of `shape` for a tensor of `dtype`, checked: a negative size, or non-zero sizes
 // whose product (in bytes) exceeds kMaxTensorBytes, is a RangeError starting with `what` (e.g.
 // "reshape: shape"; "shape" when empty). Every shape a Tensor is made or viewed with passes here.
+// Scratch memory for kernels (the GEMM's packing buffers): from the host cache, so that a large
+// buffer given back and taken again (a layer's big GEMMs between small ones) is not page-faulted
+// afresh. Not counted in memoryStats' live bytes; `granted` is the rounded size to give back.
+void* hostScratchTake(size_t bytes, size_t* granted);
+void hostScratchGive(void* p, size_t granted);
+
 int64_t checkedNumel(const std::vector<int64_t>& shape, DType dtype, const std::string& what = "");
 
 // A RangeError starting with `what` unless every element the view `t` addresses (offset, shape,
