@@ -247,7 +247,7 @@ export function demoCommand(program: Command): void {
     .addOption(new Option('--pairing <kind>', 'pairing').choices(['ranked', 'random']).default('ranked'))
     .option('--lr <x>', `OSP learning rate (default ${DEMO_DEFAULTS.lr})`)
     .option('--lora <spec>', 'train LoRA adapters instead of the whole model, e.g. r=8,alpha=16 (final/ is then an adapter folder)')
-    .option('--quick', `a shortened run, about 20 s on 2 cores: ${QUICK.steps} steps and ${QUICK.evalPrompts} evaluation prompts unless given, one sample each`)
+    .option('--quick', `a shortened run, about 2 s on 2 cores: ${QUICK.steps} steps and ${QUICK.evalPrompts} evaluation prompts unless given, one sample each`)
     .option('--config <file>', 'JSON file giving any of these settings');
   cmd.action(async (raw: Record<string, unknown>) => {
     if (raw.quick) for (const [k, v] of Object.entries(QUICK)) if (cmd.getOptionValueSource(k) === 'default') raw[k] = String(v);
