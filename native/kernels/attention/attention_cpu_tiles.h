@@ -66,7 +66,10 @@ inline float hmax(V v) {
 }
 
 // exp(x) for x <= ~0, as simd::fastExp (simd.h) at this vector width: relative error < 2e-7,
-// flushed to 0 below -87 (so -inf gives 0), NaN stays NaN.
+// flushed to 0 below -87 (so -inf gives 0), NaN stays NaN. A copy of simd.h's polynomial on purpose:
+// this header is compiled once per ISA under a target pragma, and GCC gives a function (a template's
+// instance too) the target of the place it is defined, so simd.h's 8-wide version cannot serve the
+// 16-wide AVX-512 copy.
 inline V vexp(V x) {
   const V lo = splat(-87.0f);
   V xc = x < lo ? lo : x;
