@@ -32,6 +32,7 @@ const LOOP_FLAGS: Flag[] = [
   ['--dtype <dtype>', 'weights in memory: f32 or bf16 (default: bf16 on cuda, f32 on cpu)'],
   ['--recompute', 'recompute activations per layer in the backward (less memory, one more forward)'],
   ['--limit <n>', 'use only the first n records of the data'],
+  ['--sample <n>', 'use a random subset of n records (after --limit), chosen by --seed'],
   ['--skip-bad', 'skip malformed records (counted) instead of stopping at the first'],
   ['--lora <spec>', 'train LoRA adapters on the frozen base: r=N,alpha=X[,dropout=P][,targets=q,k,v,o,gate,up,down] (targets default all seven; policy, reference and judge share one copy of the base; final/ is a PEFT adapter folder)'],
   ['--adapter <dir>', 'start the policy from this PEFT LoRA adapter folder on --model (continues training it; implies --lora with its settings)'],

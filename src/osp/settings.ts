@@ -132,6 +132,8 @@ function loopShape(d: { batchSize: number; microBatch: number; lr: number }) {
     dtype: z.enum(['f32', 'bf16']).optional(),
     recompute: flag(),
     limit: positiveInt().optional(),
+    /** A random subset of this many records (after --limit), seeded by --seed. */
+    sample: positiveInt().optional(),
     skipBad: flag(),
     /** Print the memory plan and exit without loading weights or data. */
     dryRun: flag(),

@@ -99,7 +99,7 @@ export function judgeTemplateOf(setting: string, t: string): 'hh' | 'tldr' | Jud
 }
 
 /** Reads a data file's records, reporting skipped ones through `notice`; an empty result is an error naming the setting. */
-export async function readDataSetting<K extends RecordKind>(setting: string, file: string, kind: K, s: { skipBad?: boolean; limit?: number }, notice: (l: string) => void) {
+export async function readDataSetting<K extends RecordKind>(setting: string, file: string, kind: K, s: { skipBad?: boolean; limit?: number; sample?: number; seed?: number }, notice: (l: string) => void) {
   if (!fs.existsSync(file)) fail(setting, `no such file`, file);
   let r;
   try {
@@ -109,8 +109,24 @@ export async function readDataSetting<K extends RecordKind>(setting: string, fil
   }
   if (r.skipped > 0) notice(`${file}: skipped ${r.skipped} malformed record(s); first: ${r.problems[0]}`);
   if (r.records.length === 0) failData(setting, `no usable ${kind} records`, file);
+  if (s.sample !== undefined && s.sample < r.records.length) {
+    // --sample N: a random subset of N records (seeded by --seed), kept in the file's order.
+    const picked = sampleIndices(r.records.length, s.sample, s.seed ?? 0);
+    return Object.assign(picked.map((i) => r.records[i]), { where: picked.map((i) => r.where[i]) });
+  }
   // The records, each with where it came from (file:line), for errors about one record.
   return Object.assign(r.records, { where: r.where });
+}
+
+/** n of the indices 0..size-1, chosen uniformly by a seeded partial Fisher-Yates shuffle, in increasing order. */
+export function sampleIndices(size: number, n: number, seed: number): number[] {
+  const idx = Array.from({ length: size }, (_, i) => i);
+  const rnd = seededUniform((seed ^ 0x5eed5a3e) >>> 0);
+  for (let i = 0; i < n; i++) {
+    const j = i + Math.floor(rnd() * (size - i));
+    [idx[i], idx[j]] = [idx[j], idx[i]];
+  }
+  return idx.slice(0, n).sort((a, b) => a - b);
 }
 
 function totalSteps(s: LoopSettings, dataSize: number, what: string): number {
