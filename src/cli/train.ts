@@ -114,6 +114,7 @@ const COMMANDS: { name: TrainerCommand; description: string; flags: Flag[]; star
       ['--format <kind>', 'record format of --pairs'],
       ['--template <name>', 'judge template: hh, tldr or a file'],
       ['--judge-max-length <n>', "longest judge instruction in tokens (default: the paper's 768 for hh, 1124 for tldr, within the model's context)"],
+      ['--orders <how>', "both: every pair in both orders (A and B); split: the paper's 2% setting, the first half of the pairs with the preferred answer as A, the second half as B"],
     ],
     start: (s, hooks) => trainer.augment(s as trainer.AugmentSettings, hooks),
   },

@@ -205,6 +205,9 @@ export const augmentSchema = z
     format: z.enum(['pairs', 'hh', 'tldr']).default('pairs'),
     template: z.string().min(1).default('hh'),
     judgeMaxLength: positiveInt().optional(),
+    // both: every pair in both orders; split: the paper's 2% setting, the first half of the pairs
+    // with the preferred answer as A, the second half swapped (B), each pair once.
+    orders: z.enum(['both', 'split']).default('both'),
     ...loopShape({ batchSize: 16, microBatch: 16, lr: 1e-5 }),
   })
   .strict();

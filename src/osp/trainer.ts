@@ -406,18 +406,22 @@ async function augmentation(p: Prepared<'augment'>, hooks: TrainerHooks): Promis
   const { policy: model, base } = await loadPolicy(s, { device, dtype });
   try {
     const judge = await Judge.create(model, tokenizer, { template, maxLength: s.judgeMaxLength });
-    // Both orders of each pair, the preferred side first after orientPair; 0.5 teaches nothing.
+    // Both orders of each pair (or, with orders 'split', the first half as A and the second half as
+    // B, each pair once: the paper's two 1% slices), the preferred side found by orientPair; 0.5
+    // teaches nothing.
     const items: { prompt: string; a: string; b: string; answer: number }[] = [];
-    for (const r of records) {
-      const st = r.strength ?? 1;
-      if (st === 0.5) continue;
-      const { chosen: w, rejected: l } = orientPair({ chosen: r.chosen, rejected: r.rejected, target: st });
-      items.push({ prompt: r.prompt, a: w, b: l, answer: judge.answerTokens.a }, { prompt: r.prompt, a: l, b: w, answer: judge.answerTokens.b });
-    }
+    const usable = records.filter((r) => (r.strength ?? 1) !== 0.5);
+    usable.forEach((r, i) => {
+      const { chosen: w, rejected: l } = orientPair({ chosen: r.chosen, rejected: r.rejected, target: r.strength ?? 1 });
+      const asA = { prompt: r.prompt, a: w, b: l, answer: judge.answerTokens.a };
+      const asB = { prompt: r.prompt, a: l, b: w, answer: judge.answerTokens.b };
+      if (s.orders === 'both') items.push(asA, asB);
+      else items.push(i < Math.ceil(usable.length / 2) ? asA : asB);
+    });
     if (items.length === 0) failData('pairs', `every pair has strength 0.5; nothing to learn`, s.pairs);
     const instructions = await judge.instructions(items);
     const examples: SftExample[] = items.map((it, i) => ({ prompt: instructions[i], response: Int32Array.of(it.answer) }));
-    const steps = totalSteps(s, examples.length, `pairs ${s.pairs} (2 examples per pair)`);
+    const steps = totalSteps(s, examples.length, `pairs ${s.pairs} (${s.orders === 'both' ? '2 examples per pair' : 'one example per pair'})`);
     return await runTraining(p, new PolicyTrainee(model), { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, examples: examples.length, totalSteps: steps } },
       ({ model: m }) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
   } finally {
