@@ -264,6 +264,10 @@ if [ $DRY = 0 ] && grep -q '^python: .* torch .* transformers ' "$OUT/probe.txt"
     timed osp-adapter 60 "$OUT/osp-adapter.txt" node_modules/.bin/ts-node --transpile-only scripts/osp-adapter-fixture.ts \
       "$OUT/hf-parity/untied" "$OUT/hf-parity/osp-lora" &&
       timed osp-adapter-reference 30 "$OUT/osp-adapter-python.txt" python3 scripts/hf-parity.py --osp-adapter "$OUT/hf-parity/osp-lora"
+    # A reward model osp writes, read by transformers' LlamaForSequenceClassification.
+    timed osp-reward 60 "$OUT/osp-reward.txt" node_modules/.bin/ts-node --transpile-only scripts/osp-reward-fixture.ts \
+      "$OUT/hf-parity/untied" "$OUT/hf-parity/osp-rm" &&
+      timed osp-reward-reference 30 "$OUT/osp-reward-python.txt" python3 scripts/hf-parity.py --osp-reward-model "$OUT/hf-parity/osp-rm"
     OSP_HF_PARITY_DIR="$OUT/hf-parity" OSP_PARITY_REPORT=1 timed hf-parity 30 "$OUT/hf-parity.txt" \
       "$NODE" "${JEST[@]}" --ci test/torchParity
   else

@@ -18,8 +18,12 @@ And the other direction: `--osp-adapter DIR` reads an adapter that osp wrote (sc
 onto its base with peft where available (else a merge in transformers alone) and writes DIR/expected.json
 with the logits it gives; test/torchParity compares osp's logits of the same adapter with them.
 
+And `--osp-reward-model DIR`: a reward model osp wrote (scripts/osp-reward-fixture.ts), loaded by
+transformers' LlamaForSequenceClassification; DIR/expected.json holds its rewards of SEQUENCES.
+
 Usage: python3 scripts/hf-parity.py OUT
        python3 scripts/hf-parity.py --osp-adapter DIR
+       python3 scripts/hf-parity.py --osp-reward-model DIR
 """
 import json
 import os
@@ -155,7 +159,21 @@ def read_osp_adapter(folder):
     print('%s: osp adapter read by %s' % (folder, made_by))
 
 
+def read_osp_reward_model(folder):
+    from transformers import LlamaForSequenceClassification
+    model = LlamaForSequenceClassification.from_pretrained(folder, torch_dtype=torch.float64, attn_implementation='eager').eval()
+    with torch.no_grad():
+        rewards = [model(torch.tensor([s])).logits[0, 0].item() for s in SEQUENCES]
+    with open(os.path.join(folder, 'expected.json'), 'w') as f:
+        json.dump({'madeBy': 'transformers %s LlamaForSequenceClassification' % __import__('transformers').__version__,
+                   'sequences': SEQUENCES, 'rewards': [num(r) for r in rewards]}, f)
+    print('%s: osp reward model read by transformers' % folder)
+
+
 if __name__ == '__main__':
+    if len(sys.argv) > 2 and sys.argv[1] == '--osp-reward-model':
+        read_osp_reward_model(sys.argv[2])
+        sys.exit(0)
     if len(sys.argv) > 2 and sys.argv[1] == '--osp-adapter':
         read_osp_adapter(sys.argv[2])
         sys.exit(0)

@@ -16,6 +16,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { LoraAdapter } from '../src/model/lora';
+import { RewardModel } from '../src/model/rewardModel';
 import { loadLlama } from '../src/model/llama';
 import { LlamaModel, packSequences } from '../src/model/llama';
 import { DEFAULT_IGNORE_INDEX } from '../src/ops';
@@ -181,3 +182,21 @@ for (const which of ['lora', 'osp-lora']) {
     });
   });
 }
+
+// A reward model osp wrote (scripts/osp-reward-fixture.ts), read by transformers'
+// LlamaForSequenceClassification (scripts/hf-parity.py --osp-reward-model): the same rewards.
+const rmDir = parityRoot ? path.join(parityRoot, 'osp-rm') : null;
+const rmReady = rmDir !== null && fs.existsSync(path.join(rmDir, 'expected.json'));
+(rmReady ? describe : describe.skip)(`transformers parity of an osp reward model${rmReady ? '' : ' (skipped: OSP_HF_PARITY_DIR has no osp-rm folder; scripts/gpu-check.sh makes it)'}`, () => {
+  it('LlamaForSequenceClassification gives osp\'s rewards within the f64 bound', async () => {
+    const d = rmDir as string;
+    const expected = JSON.parse(fs.readFileSync(path.join(d, 'expected.json'), 'utf8')) as { sequences: number[][]; rewards: number[]; madeBy: string };
+    const rm = await RewardModel.load(d, { dtype: 'f64', device: 'cpu' });
+    const got = rm.sequenceRewards(expected.sequences.map((q) => Int32Array.from(q)));
+    const scale = Math.max(1, ...expected.rewards.map(Math.abs));
+    const worst = Math.max(...expected.rewards.map((r, i) => Math.abs(got[i] - r)));
+    console.log(`reward-model parity (${expected.madeBy}): max |osp - reference| = ${worst.toExponential(2)}`);
+    expect(worst).toBeLessThan(TRANSFORMERS_F64_TOL * scale);
+    rm.dispose();
+  });
+});
