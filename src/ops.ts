@@ -253,6 +253,11 @@ export interface MatmulOptions {
    * osp's own tiled kernel), or one of them forced (tests, bench). Ignored on the cpu. Default 'auto'.
    */
   impl?: 'auto' | 'own' | 'cublas';
+  /**
+   * C += op(a) op(b) into this [M, N] tensor (contiguous, a's dtype and device), which is returned:
+   * a GEMM with beta 1 (the LM head sums its weight gradient over row chunks this way).
+   */
+  accumulate?: Tensor;
 }
 
 /**
@@ -268,6 +273,10 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transB = opts.transB ?? false;
   const impl = opts.impl ?? 'auto';
   if (!['auto', 'own', 'cublas'].includes(impl)) throw new TypeError(`matmul: impl is ${String(impl)}; expected 'auto', 'own' or 'cublas'`);
+  if (opts.accumulate !== undefined) {
+    native.matmul(h(a, 'matmul: a'), h(b, 'matmul: b'), { transA, transB, impl, accumulate: h(opts.accumulate, 'matmul: accumulate') });
+    return opts.accumulate;
+  }
   return wrap(native.matmul(h(a, 'matmul: a'), h(b, 'matmul: b'), { transA, transB, impl }));
 }
 

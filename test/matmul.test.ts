@@ -260,3 +260,45 @@ describe('matmul argument checks', () => {
     a.dispose();
   });
 });
+
+describe('matmul accumulate (C += op(a) op(b), a GEMM with beta 1)', () => {
+  const { seed, next } = seeded('matmul accumulate');
+  const host = (n: number) => Float64Array.from({ length: n }, () => 2 * next() - 1);
+  for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    it(`adds the product into the given tensor and returns it (transA ${transA}, transB ${transB}; f64 exact, f32 within 1e-5)`, () => {
+      const M = 37, N = 45, K = 300; // K spans two of the f32 kernel's K slices
+      const A = host(M * K), B = host(K * N), C0 = host(M * N);
+      const aShape = transA ? [K, M] : [M, K], bShape = transB ? [N, K] : [K, N];
+      const want = new Float64Array(M * N);
+      for (let i = 0; i < M; i++)
+        for (let j = 0; j < N; j++) {
+          let s = 0;
+          for (let k = 0; k < K; k++) s += A[transA ? k * M + i : i * K + k] * B[transB ? j * K + k : k * N + j];
+          want[i * N + j] = C0[i * N + j] + s;
+        }
+      for (const dtype of ['f64', 'f32'] as const) {
+        const c = osp.tensor(dtype === 'f64' ? C0 : Float32Array.from(C0), [M, N], { dtype, device: 'cpu' });
+        const a = osp.tensor(dtype === 'f64' ? A : Float32Array.from(A), aShape, { dtype, device: 'cpu' });
+        const b = osp.tensor(dtype === 'f64' ? B : Float32Array.from(B), bShape, { dtype, device: 'cpu' });
+        expect(osp.matmul(a, b, { transA, transB, accumulate: c })).toBe(c);
+        const got = c.toArray();
+        const tol = dtype === 'f64' ? 1e-12 : 1e-5 * Math.sqrt(K);
+        for (let i = 0; i < M * N; i++) expect(Math.abs(got[i] - want[i])).toBeLessThan(tol);
+        for (const t of [a, b, c]) t.dispose();
+      }
+    });
+  }
+
+  it('refuses an accumulate tensor of the wrong shape or dtype, naming it', () => {
+    const a = osp.zeros([3, 4], { device: 'cpu' });
+    const b = osp.zeros([4, 5], { device: 'cpu' });
+    expect(() => osp.matmul(a, b, { accumulate: osp.zeros([3, 4], { device: 'cpu' }) })).toThrow(/matmul: accumulate has shape \[3, 4\]; expected \[3, 5\]/);
+    expect(() => osp.matmul(a, b, { accumulate: osp.zeros([3, 5], { dtype: 'f64' }) })).toThrow(/accumulate/);
+  });
+
+  it('with K = 0 leaves the tensor as it was', () => {
+    const c = osp.tensor(Float32Array.of(1, 2, 3, 4), [2, 2], { device: 'cpu' });
+    osp.matmul(osp.zeros([2, 0], { device: 'cpu' }), osp.zeros([0, 2], { device: 'cpu' }), { accumulate: c });
+    expect(Array.from(c.toArray())).toEqual([1, 2, 3, 4]);
+  });
+});

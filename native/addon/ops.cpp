@@ -340,7 +340,10 @@ Napi::Value matmul(const Napi::CallbackInfo& info) {
   const bool transA = o.boolean("transA"), transB = o.boolean("transB");
   const MatmulImpl impl =
       o.choice<MatmulImpl>("impl", MatmulImpl::Auto, {{"auto", MatmulImpl::Auto}, {"own", MatmulImpl::Own}, {"cublas", MatmulImpl::Cublas}});
-  return handle(info, osp::matmul(a, b, transA, transB, impl));
+  const Tensor* accumulate = o.optionalTensor("accumulate");
+  osp::Tensor out = osp::matmul(a, b, transA, transB, impl, accumulate);
+  if (accumulate) return info.Env().Undefined();  // written in place: the caller keeps its tensor
+  return handle(info, out);
 }
 
 // rmsNorm(x, weight, {eps})

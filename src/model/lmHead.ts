@@ -3,7 +3,7 @@
 // through in chunks (256 by default): matmul -> fused tokenLogprobs, each chunk's [C] result copied
 // into its rows of the [T] output on the device. The backward recomputes each chunk's logits and
 // turns them in place into d logits = g (onehot - softmax) (tokenLogprobsBackward), then
-// d hidden[chunk] = d logits W and d W += d logits^T hidden[chunk].
+// d hidden[chunk] = d logits W and d W += d logits^T hidden[chunk] (one GEMM with beta 1).
 //
 // Memory: one chunk's [C, V] logits at a time (C = 256, V = 32000: 32 MB in f32) instead of [T, V].
 // Nothing here reads back to the host: inputs and outputs are device tensors, so a training step's
@@ -66,19 +66,17 @@ export function linearLogprobsBackward(hidden: Tensor, weight: Tensor, targets: 
   const T = checkRows(op, hidden, targets, gradLogprobs);
   const chunk = chunkOf(op, opts);
   const gradHidden = zeros(hidden.shape, { dtype: hidden.dtype, device: hidden.device });
-  let gradWeight: Tensor | null = opts.weightGrad === false ? null : zeros(weight.shape, { dtype: weight.dtype, device: weight.device });
+  const gradWeight: Tensor | null = opts.weightGrad === false ? null : zeros(weight.shape, { dtype: weight.dtype, device: weight.device });
   try {
     for (let s = 0; s < T; s += chunk) {
       const n = Math.min(chunk, T - s);
-      gradWeight = scope(() => {
+      scope(() => {
         const hc = hidden.narrow(0, s, n);
         const logits = ops.matmul(hc, weight, { transB: true });
         ops.tokenLogprobsBackward(logits, targets.narrow(0, s, n), gradLogprobs.narrow(0, s, n), { inPlace: true, ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX });
         ops.copyInto(gradHidden.narrow(0, s, n), ops.matmul(logits, weight));
-        if (gradWeight === null) return null;
-        const next = ops.add(gradWeight, ops.matmul(logits, hc, { transA: true }));
-        gradWeight.dispose();
-        return next;
+        // d W += d logits^T hidden[chunk] inside the GEMM (beta 1): no [V, D] pass per chunk.
+        if (gradWeight !== null) ops.matmul(logits, hc, { transA: true, accumulate: gradWeight });
       });
     }
   } catch (e) {

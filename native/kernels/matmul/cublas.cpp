@@ -104,7 +104,8 @@ Library& library() {
 bool available() { return library().loaded; }
 std::string describe() { return library().why; }
 
-void gemm(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t N, int64_t K, bool transA, bool transB) {
+void gemm(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t N, int64_t K, bool transA, bool transB,
+          bool accumulate) {
   Library& lib = library();
   if (!lib.loaded) runtimeError("matmul: cuBLAS is not available: " + lib.why);
   const int64_t lim = 2147483647;
@@ -118,7 +119,7 @@ void gemm(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t
   int st = lib.setStream(lib.handle, cuda::currentStream());
   if (st == 0)
     st = lib.gemmEx(lib.handle, opB, opA, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &one, b, type, ldb, a,
-                    type, lda, &zero, c, type, static_cast<int>(N), compute, kGemmDefault);
+                    type, lda, accumulate ? &one : &zero, c, type, static_cast<int>(N), compute, kGemmDefault);
   if (st != 0)
     runtimeError("matmul: cublasGemmEx failed with status " + std::to_string(st) + " for [" + std::to_string(M) + " x " +
                  std::to_string(K) + "] . [" + std::to_string(K) + " x " + std::to_string(N) + "]");
@@ -126,7 +127,7 @@ void gemm(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t
 #else
 bool available() { return false; }
 std::string describe() { return "built without CUDA"; }
-void gemm(const void*, const void*, void*, bool, int64_t, int64_t, int64_t, bool, bool) {
+void gemm(const void*, const void*, void*, bool, int64_t, int64_t, int64_t, bool, bool, bool) {
   runtimeError("matmul: built without CUDA");
 }
 #endif

@@ -19,7 +19,9 @@ namespace osp::cublas {
 bool available();
 // "cuBLAS <version> (<library path>)" when loaded, else why not.
 std::string describe();
-// C = op(A) op(B), row-major, f32 or bf16 (isBf16) on the device; throws OspError on a cuBLAS error.
-void gemm(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t N, int64_t K, bool transA, bool transB);
+// C = op(A) op(B) (accumulate: C += op(A) op(B), beta 1), row-major, f32 or bf16 (isBf16) on the
+// device; throws OspError on a cuBLAS error.
+void gemm(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t N, int64_t K, bool transA, bool transB,
+          bool accumulate = false);
 
 }  // namespace osp::cublas

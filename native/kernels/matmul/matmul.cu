@@ -17,7 +17,7 @@ constexpr int kTile = 64, kDepth = 16, kThreads = 256, kPer = 4;
 
 template <typename T, bool TA, bool TB>
 __global__ void __launch_bounds__(kThreads) gemmKernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c,
-                                                       int64_t M, int64_t N, int64_t K) {
+                                                       int64_t M, int64_t N, int64_t K, bool accumulate) {
   __shared__ float As[kDepth][kTile + 1];  // As[k][m] = op(A)[m0 + m, k0 + k]; +1: stores along k hit distinct banks
   __shared__ float Bs[kDepth][kTile + 1];  // Bs[k][n] = op(B)[k0 + k, n0 + n]
   const int t = threadIdx.x;
@@ -71,27 +71,28 @@ __global__ void __launch_bounds__(kThreads) gemmKernel(const T* __restrict__ a, 
 #pragma unroll
     for (int j = 0; j < kPer; j++) {
       const int64_t gn = n0 + tx * kPer + j;
-      if (gn < N) c[gm * N + gn] = osp::cuda::fromFloat<T>(acc[i][j]);
+      if (gn < N) c[gm * N + gn] = osp::cuda::fromFloat<T>(accumulate ? osp::cuda::toFloat(c[gm * N + gn]) + acc[i][j] : acc[i][j]);
     }
   }
 }
 
 template <typename T>
-void launch(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB) {
+void launch(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB, bool accumulate) {
   const dim3 grid(static_cast<unsigned>((N + kTile - 1) / kTile), static_cast<unsigned>((M + kTile - 1) / kTile));
   auto s = osp::cuda::stream();
-  if (transA && transB) gemmKernel<T, true, true><<<grid, kThreads, 0, s>>>(a, b, c, M, N, K);
-  else if (transA) gemmKernel<T, true, false><<<grid, kThreads, 0, s>>>(a, b, c, M, N, K);
-  else if (transB) gemmKernel<T, false, true><<<grid, kThreads, 0, s>>>(a, b, c, M, N, K);
-  else gemmKernel<T, false, false><<<grid, kThreads, 0, s>>>(a, b, c, M, N, K);
+  if (transA && transB) gemmKernel<T, true, true><<<grid, kThreads, 0, s>>>(a, b, c, M, N, K, accumulate);
+  else if (transA) gemmKernel<T, true, false><<<grid, kThreads, 0, s>>>(a, b, c, M, N, K, accumulate);
+  else if (transB) gemmKernel<T, false, true><<<grid, kThreads, 0, s>>>(a, b, c, M, N, K, accumulate);
+  else gemmKernel<T, false, false><<<grid, kThreads, 0, s>>>(a, b, c, M, N, K, accumulate);
 }
 
 }  // namespace
 
-void gemmCuda(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t N, int64_t K, bool transA, bool transB) {
+void gemmCuda(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t N, int64_t K, bool transA, bool transB,
+              bool accumulate) {
   osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    launch(static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(c), M, N, K, transA, transB);
+    launch(static_cast<const T*>(a), static_cast<const T*>(b), static_cast<T*>(c), M, N, K, transA, transB, accumulate);
   });
 }
 

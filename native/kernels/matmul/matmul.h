@@ -31,20 +31,25 @@ namespace osp {
 enum class MatmulImpl { Auto, Own, Cublas };
 
 // Tensor-level op: validate, allocate, dispatch to CPU or CUDA. impl matters on CUDA only.
-Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB, MatmulImpl impl = MatmulImpl::Auto);
+// accumulate: C += op(A) op(B) into that tensor ([M, N], contiguous, the inputs' dtype and device:
+// a GEMM with beta 1, so a gradient summed over chunks needs no extra pass), which is returned.
+Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB, MatmulImpl impl = MatmulImpl::Auto,
+              const Tensor* accumulate = nullptr);
 
 namespace matmul_kernels {
 
 // CPU reference: c[i, j] = sum_k op(a)[i, k] op(b)[k, j] summed in T, k in order. Single-threaded.
 template <typename T>
-void reference(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB);
+void reference(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB, bool accumulate = false);
 
 // CPU fast path for f32: packed, blocked, threaded; deterministic in the thread count. K >= 1.
 // Throws (RangeError) when OSP_CPU_ISA names an unknown ISA or one this CPU lacks.
-void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB);
+void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB,
+            bool accumulate = false);
 
 // CUDA: a, b, c f32 or bf16 (isBf16), f32 accumulation. Queued on the osp stream. K >= 1.
-void gemmCuda(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t N, int64_t K, bool transA, bool transB);
+void gemmCuda(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t N, int64_t K, bool transA, bool transB,
+              bool accumulate = false);
 
 }  // namespace matmul_kernels
 }  // namespace osp

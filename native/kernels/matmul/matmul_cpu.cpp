@@ -46,7 +46,7 @@
 namespace osp::matmul_kernels {
 
 template <typename T>
-void reference(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB) {
+void reference(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB, bool accumulate) {
   // op(a)[i, k] = transA ? a[k * M + i] : a[i * K + k]; op(b)[k, j] = transB ? b[j * K + k] : b[k * N + j]
   const int64_t aI = transA ? 1 : K, aK = transA ? M : 1;
   const int64_t bK = transB ? 1 : N, bJ = transB ? K : 1;
@@ -54,12 +54,12 @@ void reference(const T* a, const T* b, T* c, int64_t M, int64_t N, int64_t K, bo
     for (int64_t j = 0; j < N; j++) {
       T s = 0;
       for (int64_t k = 0; k < K; k++) s += a[i * aI + k * aK] * b[k * bK + j * bJ];
-      c[i * N + j] = s;
+      c[i * N + j] = accumulate ? c[i * N + j] + s : s;
     }
 }
 
-template void reference<float>(const float*, const float*, float*, int64_t, int64_t, int64_t, bool, bool);
-template void reference<double>(const double*, const double*, double*, int64_t, int64_t, int64_t, bool, bool);
+template void reference<float>(const float*, const float*, float*, int64_t, int64_t, int64_t, bool, bool, bool);
+template void reference<double>(const double*, const double*, double*, int64_t, int64_t, int64_t, bool, bool, bool);
 
 // ---- blocked f32 --------------------------------------------------------------------------------
 
@@ -424,7 +424,7 @@ struct Scratch {
 
 }  // namespace
 
-void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB) {
+void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int64_t K, bool transA, bool transB, bool accumulate) {
   const GemmKernel& g = kernelFor(simd::cpuIsa());
   const int64_t MR = g.MR, NR = g.NR;
   // Below ~1M multiply-adds the pool's wake-up costs more than a second thread saves.
@@ -483,7 +483,7 @@ void cpuF32(const float* a, const float* b, float* c, int64_t M, int64_t N, int6
           packed[s * nBlocks + nb] = true;
         }
         g.packA(a, apack, M, K, transA, i0, i1 - i0, k0, kc);
-        g.macro(apack, bslice + jc0 * kc, c + i0 * N + jc0, N, i1 - i0, jc1 - jc0, kc, s == 0);
+        g.macro(apack, bslice + jc0 * kc, c + i0 * N + jc0, N, i1 - i0, jc1 - jc0, kc, s == 0 && !accumulate);
       }
     }
   });
