@@ -78,7 +78,7 @@ export interface NativeAddon {
   affine(x: NativeTensor, options: { scale: number; shift: number }): NativeTensor;
   sum(x: NativeTensor): NativeTensor;
   copyInto(dst: NativeTensor, src: NativeTensor): void;
-  matmul(a: NativeTensor, b: NativeTensor, options: { transA: boolean; transB: boolean; impl?: 'auto' | 'own' | 'cublas'; accumulate?: NativeTensor }): NativeTensor;
+  matmul(a: NativeTensor, b: NativeTensor, options: { transA: boolean; transB: boolean; impl?: 'auto' | 'own' | 'cublas'; accumulate?: NativeTensor; tf32?: boolean }): NativeTensor;
   sampleTokens(
     logits: NativeTensor,
     streams: NativeTensor,

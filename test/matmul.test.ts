@@ -262,7 +262,7 @@ describe('matmul argument checks', () => {
 });
 
 describe('matmul accumulate (C += op(a) op(b), a GEMM with beta 1)', () => {
-  const { seed, next } = seeded('matmul accumulate');
+  const { next } = seeded('matmul accumulate');
   const host = (n: number) => Float64Array.from({ length: n }, () => 2 * next() - 1);
   for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
     it(`adds the product into the given tensor and returns it (transA ${transA}, transB ${transB}; f64 exact, f32 within 1e-5)`, () => {
@@ -300,5 +300,20 @@ describe('matmul accumulate (C += op(a) op(b), a GEMM with beta 1)', () => {
     const c = osp.tensor(Float32Array.of(1, 2, 3, 4), [2, 2], { device: 'cpu' });
     osp.matmul(osp.zeros([2, 0], { device: 'cpu' }), osp.zeros([0, 2], { device: 'cpu' }), { accumulate: c });
     expect(Array.from(c.toArray())).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe('matmul tf32', () => {
+  it('on the cpu computes in f32 whatever tf32 says: the same bits', () => {
+    const a = osp.randn([33, 70], { device: 'cpu', seed: 3 });
+    const b = osp.randn([70, 21], { device: 'cpu', seed: 4 });
+    const plain = osp.matmul(a, b).toArray();
+    const tf = osp.matmul(a, b, { tf32: true }).toArray();
+    expect(Buffer.from(tf.buffer).equals(Buffer.from(plain.buffer))).toBe(true);
+  });
+
+  it('refuses a tf32 that is not a boolean, naming it', () => {
+    const a = osp.zeros([2, 2], { device: 'cpu' });
+    expect(() => osp.matmul(a, a, { tf32: 1 as unknown as boolean })).toThrow(/matmul: tf32 is 1; expected true or false/);
   });
 });

@@ -341,7 +341,7 @@ Napi::Value matmul(const Napi::CallbackInfo& info) {
   const MatmulImpl impl =
       o.choice<MatmulImpl>("impl", MatmulImpl::Auto, {{"auto", MatmulImpl::Auto}, {"own", MatmulImpl::Own}, {"cublas", MatmulImpl::Cublas}});
   const Tensor* accumulate = o.optionalTensor("accumulate");
-  osp::Tensor out = osp::matmul(a, b, transA, transB, impl, accumulate);
+  osp::Tensor out = osp::matmul(a, b, transA, transB, impl, accumulate, o.boolean("tf32", false));
   if (accumulate) return info.Env().Undefined();  // written in place: the caller keeps its tensor
   return handle(info, out);
 }

@@ -105,7 +105,7 @@ bool available() { return library().loaded; }
 std::string describe() { return library().why; }
 
 void gemm(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t N, int64_t K, bool transA, bool transB,
-          bool accumulate) {
+          bool accumulate, bool tf32) {
   Library& lib = library();
   if (!lib.loaded) runtimeError("matmul: cuBLAS is not available: " + lib.why);
   const int64_t lim = 2147483647;
@@ -115,7 +115,7 @@ void gemm(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t
   const int ldb = static_cast<int>(transB ? K : N), lda = static_cast<int>(transA ? M : K);
   const float one = 1.f, zero = 0.f;
   const int type = isBf16 ? kR16BF : kR32F;
-  const int compute = (!isBf16 && lib.tf32) ? kCompute32FFastTF32 : kCompute32F;
+  const int compute = (!isBf16 && (tf32 || lib.tf32)) ? kCompute32FFastTF32 : kCompute32F;
   int st = lib.setStream(lib.handle, cuda::currentStream());
   if (st == 0)
     st = lib.gemmEx(lib.handle, opB, opA, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &one, b, type, ldb, a,
@@ -127,7 +127,7 @@ void gemm(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t
 #else
 bool available() { return false; }
 std::string describe() { return "built without CUDA"; }
-void gemm(const void*, const void*, void*, bool, int64_t, int64_t, int64_t, bool, bool, bool) {
+void gemm(const void*, const void*, void*, bool, int64_t, int64_t, int64_t, bool, bool, bool, bool) {
   runtimeError("matmul: built without CUDA");
 }
 #endif

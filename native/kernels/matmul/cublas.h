@@ -6,7 +6,7 @@
 //
 // C = op(A) op(B) in row-major is computed as the column-major C^T = op(B)^T op(A)^T, which reads
 // the same buffers with the operands swapped; f32 uses CUBLAS_COMPUTE_32F (true f32 products, as the
-// tests compare against f64; OSP_TF32=1 allows TF32 tensor cores), bf16 uses bf16 inputs and output
+// tests compare against f64; matmul({ tf32: true }) per call, or OSP_TF32=1 for every call, uses TF32 tensor cores), bf16 uses bf16 inputs and output
 // with f32 accumulation. cuBLAS runs on osp's stream, so ordering with the other kernels is kept.
 // Pinned by test/gpu.test.ts (matmul against the CPU f64 reference, both paths) on a GPU machine.
 #pragma once
@@ -20,8 +20,9 @@ bool available();
 // "cuBLAS <version> (<library path>)" when loaded, else why not.
 std::string describe();
 // C = op(A) op(B) (accumulate: C += op(A) op(B), beta 1), row-major, f32 or bf16 (isBf16) on the
-// device; throws OspError on a cuBLAS error.
+// device; tf32: f32 products on TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32: inputs rounded to
+// 10 mantissa bits, f32 accumulation). Throws OspError on a cuBLAS error.
 void gemm(const void* a, const void* b, void* c, bool isBf16, int64_t M, int64_t N, int64_t K, bool transA, bool transB,
-          bool accumulate = false);
+          bool accumulate = false, bool tf32 = false);
 
 }  // namespace osp::cublas

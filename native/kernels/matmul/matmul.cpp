@@ -7,7 +7,7 @@
 
 namespace osp {
 
-Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB, MatmulImpl impl, const Tensor* accumulate) {
+Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB, MatmulImpl impl, const Tensor* accumulate, bool tf32) {
   ArgCheck c{"matmul"};
   c.dims(a, "a", 2);
   c.dims(b, "b", 2);
@@ -39,6 +39,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB, Matmul
   if (M == 0 || N == 0) return Tensor::empty({M, N}, a.dtype, a.device);
   if (K == 0) return Tensor::zeros({M, N}, a.dtype, a.device);
   Tensor out = acc ? *accumulate : Tensor::empty({M, N}, a.dtype, a.device);
+  (void)tf32;  // used by the cuBLAS path only
   if (a.device == Device::CPU) {
     if (a.dtype == DType::F64)
       matmul_kernels::reference(a.data<double>(), b.data<double>(), out.data<double>(), M, N, K, transA, transB, acc);
@@ -47,7 +48,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB, Matmul
 #ifdef OSP_WITH_CUDA
     const bool useCublas = impl == MatmulImpl::Cublas || (impl == MatmulImpl::Auto && cublas::available());
     if (useCublas) {
-      cublas::gemm(a.raw(), b.raw(), out.raw(), a.dtype == DType::BF16, M, N, K, transA, transB, acc);
+      cublas::gemm(a.raw(), b.raw(), out.raw(), a.dtype == DType::BF16, M, N, K, transA, transB, acc, tf32);
       return out;
     }
     if ((M + 63) / 64 > 65535)

@@ -33,8 +33,10 @@ enum class MatmulImpl { Auto, Own, Cublas };
 // Tensor-level op: validate, allocate, dispatch to CPU or CUDA. impl matters on CUDA only.
 // accumulate: C += op(A) op(B) into that tensor ([M, N], contiguous, the inputs' dtype and device:
 // a GEMM with beta 1, so a gradient summed over chunks needs no extra pass), which is returned.
+// tf32: f32 products on TF32 tensor cores through cuBLAS (faster, inputs rounded to 10 mantissa
+// bits); osp's own CUDA kernel and the CPU compute in f32 whatever it says.
 Tensor matmul(const Tensor& a, const Tensor& b, bool transA, bool transB, MatmulImpl impl = MatmulImpl::Auto,
-              const Tensor* accumulate = nullptr);
+              const Tensor* accumulate = nullptr, bool tf32 = false);
 
 namespace matmul_kernels {
 
