@@ -4,7 +4,7 @@
 // with odd K the median is unused), and judge each pair on the pair itself, in both orders, for the
 // target p(y_high > y_low). Every judge call is batched: one Judge.preferences call for all blank
 // comparisons (of all prompts, in judgePairsBatch), then one for all pairs.
-import { seededUniform } from '../util/random';
+import { seededUniform, shuffleInPlace } from '../util/random';
 import { Judge, JudgeItem } from './judge';
 
 export interface RankedPair {
@@ -73,10 +73,7 @@ export function rsoAccept(rewards: ArrayLike<number>, k: number, beta: number, r
   const accepted: number[] = [];
   while (accepted.length < k && pool.length > 0) {
     const top = Math.max(...pool.map((i) => rewards[i]));
-    for (let j = pool.length - 1; j > 0; j--) {
-      const m = Math.floor(rng() * (j + 1));
-      [pool[j], pool[m]] = [pool[m], pool[j]];
-    }
+    shuffleInPlace(pool, rng);
     for (let j = 0; j < pool.length && accepted.length < k; ) {
       const i = pool[j];
       // The best remaining candidate is accepted with probability 1, so each round accepts one at least.
@@ -131,13 +128,11 @@ export function randomPairs(K: number, rng: number | (() => number)): RandomPair
   if (!Number.isInteger(K) || K < 0) throw new RangeError(`randomPairs: K is ${K}; expected a non-negative integer`);
   if (typeof rng !== 'function' && !(typeof rng === 'number' && Number.isFinite(rng))) throw new TypeError('randomPairs: rng is not a numeric seed or a function returning uniforms in [0, 1)');
   const next = typeof rng === 'function' ? rng : seededUniform(rng);
-  const perm = Array.from({ length: K }, (_, k) => k);
-  for (let i = K - 1; i > 0; i--) {
+  const perm = shuffleInPlace(Array.from({ length: K }, (_, k) => k), () => {
     const u = next();
     if (!(u >= 0 && u < 1)) throw new RangeError(`randomPairs: rng returned ${u}; expected a number in [0, 1)`);
-    const j = Math.floor(u * (i + 1));
-    [perm[i], perm[j]] = [perm[j], perm[i]];
-  }
+    return u;
+  });
   const pairs: RandomPair[] = [];
   for (let i = 0; i + 1 < K; i += 2) pairs.push({ first: perm[i], second: perm[i + 1] });
   return pairs;

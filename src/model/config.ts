@@ -258,7 +258,7 @@ export function toHuggingFaceConfig(config: LlamaConfig): Record<string, unknown
 }
 
 /** Reads and validates dir/config.json. */
-export function loadLlamaConfig(dir: string): LlamaConfig {
+export function loadLlamaConfig(dir: string, opts: { sequenceClassifier?: boolean } = {}): LlamaConfig {
   const file = path.join(dir, 'config.json');
   let text: string;
   try {
@@ -272,6 +272,11 @@ export function loadLlamaConfig(dir: string): LlamaConfig {
     json = JSON.parse(text);
   } catch (e) {
     throw new Error(`${file}: not valid JSON: ${(e as Error).message}`);
+  }
+  // A sequence classifier (a reward model's folder) is read as the causal LM its backbone is.
+  const j = json as { architectures?: unknown };
+  if (opts.sequenceClassifier && Array.isArray(j.architectures)) {
+    json = { ...j, architectures: j.architectures.map((a) => (typeof a === 'string' ? a.replace(/ForSequenceClassification$/, 'ForCausalLM') : a)) };
   }
   return parseLlamaConfig(json, file);
 }

@@ -34,6 +34,12 @@ export interface LoadLlamaOptions {
   device?: Device;
   /** The parameters' dtype in memory, whatever is on disk. Default 'f32'; 'f64' only on the cpu. */
   dtype?: 'f32' | 'f64' | 'bf16';
+  /**
+   * The transformer without its LM head (a reward model's backbone): a *ForSequenceClassification
+   * config is read as its causal LM, the config says tie_word_embeddings (no head is held), and
+   * lm_head.weight and score.weight in the folder are left unread.
+   */
+  headless?: boolean;
 }
 
 export interface SaveLlamaOptions {
@@ -60,7 +66,7 @@ function isFile(p: string): boolean {
 }
 
 /** Where each tensor of the folder is: name -> [file, header entry]. `source` is the file that lists them. */
-function locateTensors(dir: string): { source: string; where: Map<string, { file: string; entry: SafetensorsEntry | undefined }> } {
+export function locateTensors(dir: string): { source: string; where: Map<string, { file: string; entry: SafetensorsEntry | undefined }> } {
   const single = path.join(dir, WEIGHTS_FILE);
   const index = path.join(dir, INDEX_FILE);
   const where = new Map<string, { file: string; entry: SafetensorsEntry | undefined }>();
@@ -110,7 +116,7 @@ export async function readLlamaFolder(dir: string, opts: LoadLlamaOptions = {}):
   const device = opts.device ?? (dtype === 'f64' ? 'cpu' : undefined);
   if (!fs.existsSync(dir)) throw new Error(`${dir}: no such folder`);
   if (!isDir(dir)) throw new Error(`${dir}: not a folder`);
-  const config = loadLlamaConfig(dir);
+  const config = opts.headless ? { ...loadLlamaConfig(dir, { sequenceClassifier: true }), tieWordEmbeddings: true } : loadLlamaConfig(dir);
   const configFile = path.join(dir, 'config.json');
   const { source, where } = locateTensors(dir);
   const expected = llamaParameterShapes(config);
@@ -132,6 +138,7 @@ export async function readLlamaFolder(dir: string, opts: LoadLlamaOptions = {}):
   const unexpected: string[] = [];
   for (const [name, loc] of where) {
     if (expected.has(name) || HARMLESS.some((re) => re.test(name))) continue;
+    if (opts.headless && (name === 'lm_head.weight' || name === 'score.weight')) continue;
     if (name === 'lm_head.weight' && config.tieWordEmbeddings && loc.entry) {
       tiedHead = { file: loc.file, entry: loc.entry };
       continue;

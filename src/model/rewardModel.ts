@@ -19,11 +19,11 @@ import * as ops from '../ops';
 import { Device, Tensor, keep, randn, scope, tensor } from '../tensor';
 import { writeFileAtomicSync, writeFolderAtomically } from '../util/atomicWrite';
 import { packSequences } from './batch';
-import { LlamaConfig, llamaParameterShapes, parseLlamaConfig, toHuggingFaceConfig } from './config';
-import { TOKENIZER_FILES, WEIGHTS_FILE } from './hub';
+import { LlamaConfig, loadLlamaConfig, toHuggingFaceConfig } from './config';
+import { TOKENIZER_FILES, WEIGHTS_FILE, locateTensors } from './hub';
 import { LlamaModel } from './llama';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraAdapter, LoraSpec, adapterDtype, isAdapterFolder, readAdapterConfig } from './lora';
-import { INDEX_FILE, TensorToWrite, WritableDType, readIndexFile, readSafetensors, readSafetensorsHeader, writeSafetensors } from './safetensors';
+import { TensorToWrite, WritableDType, readSafetensors, writeSafetensors } from './safetensors';
 import { Tokenizer } from './tokenizer';
 
 /** The scalar head's name in a full folder. */
@@ -40,15 +40,7 @@ function sequenceClassificationOf(architecture: string): string {
 
 /** A folder's config.json as the backbone's LlamaConfig (a sequence-classification architecture read as its causal LM). */
 export function readBackboneConfig(dir: string): LlamaConfig {
-  const file = path.join(dir, 'config.json');
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`${file}: cannot read the config: ${(e as Error).message}`);
-  }
-  if (Array.isArray(json.architectures)) json = { ...json, architectures: json.architectures.map((a) => (typeof a === 'string' ? a.replace(/ForSequenceClassification$/, 'ForCausalLM') : a)) };
-  return parseLlamaConfig(json, file);
+  return loadLlamaConfig(dir, { sequenceClassifier: true });
 }
 
 /** True when a folder's config.json names a sequence-classification architecture. */
@@ -59,21 +51,6 @@ export function isRewardModelFolder(dir: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** Where each tensor of a folder's weights is (model.safetensors or the index's shards). */
-function weightFiles(dir: string): Map<string, string> {
-  const single = path.join(dir, WEIGHTS_FILE);
-  const where = new Map<string, string>();
-  if (fs.existsSync(single)) {
-    for (const name of readSafetensorsHeader(single).tensors.keys()) where.set(name, single);
-    return where;
-  }
-  if (fs.existsSync(path.join(dir, INDEX_FILE))) {
-    for (const [name, shard] of readIndexFile(dir).weightMap) where.set(name, path.join(dir, shard));
-    return where;
-  }
-  throw new Error(`${dir}: no weights: neither ${WEIGHTS_FILE} nor ${INDEX_FILE} exists`);
 }
 
 function toTensor(data: Float32Array | Float64Array | ArrayLike<number>, shape: number[], dtype: 'f32' | 'f64' | 'bf16', device: Device | undefined): Tensor {
@@ -87,31 +64,7 @@ function toTensor(data: Float32Array | Float64Array | ArrayLike<number>, shape: 
  * folder's own config is readBackboneConfig(dir).
  */
 export async function loadBackbone(dir: string, at: Placement = {}): Promise<LlamaModel> {
-  const config = readBackboneConfig(dir);
-  const headless: LlamaConfig = { ...config, tieWordEmbeddings: true };
-  const where = weightFiles(dir);
-  const dtype = at.dtype ?? 'f32';
-  const byFile = new Map<string, string[]>();
-  for (const [name, shape] of llamaParameterShapes(headless)) {
-    const file = where.get(name);
-    if (!file) throw new Error(`${dir}: tensor "${name}" is missing (expected shape [${shape.join(', ')}])`);
-    byFile.set(file, [...(byFile.get(file) ?? []), name]);
-  }
-  const shapes = llamaParameterShapes(headless);
-  const params = new Map<string, Tensor>();
-  try {
-    for (const [file, names] of byFile) {
-      for (const [name, t] of readSafetensors(file, { names })) {
-        const want = shapes.get(name)!;
-        if (t.shape.join(',') !== want.join(',')) throw new Error(`${file}: tensor "${name}" has shape [${t.shape.join(', ')}]; the config expects [${want.join(', ')}]`);
-        params.set(name, toTensor(t.data as Float32Array, t.shape, dtype, at.device));
-      }
-    }
-    return new LlamaModel(headless, params);
-  } catch (e) {
-    for (const t of params.values()) t.dispose();
-    throw e;
-  }
+  return LlamaModel.load(dir, { ...at, headless: true });
 }
 
 /** A SEQ_CLS adapter_config.json's LoRA spec and base folder (lora.ts's reader, for a sequence classifier). */
@@ -191,7 +144,7 @@ export class RewardModel {
     if (!isRewardModelFolder(dir)) throw new Error(`${dir}: config.json names no ForSequenceClassification architecture (expected a reward model folder, e.g. final/ of osp reward-model)`);
     const backbone = await loadBackbone(dir, at);
     try {
-      const score = readScore(weightFiles(dir).get(SCORE_WEIGHT) ?? path.join(dir, WEIGHTS_FILE), SCORE_WEIGHT, backbone.config.hiddenSize, scoreDtype(backbone), backbone.device);
+      const score = readScore(locateTensors(dir).where.get(SCORE_WEIGHT)?.file ?? path.join(dir, WEIGHTS_FILE), SCORE_WEIGHT, backbone.config.hiddenSize, scoreDtype(backbone), backbone.device);
       const rm = new RewardModel(backbone, score, readBackboneConfig(dir));
       if (fs.existsSync(path.join(dir, 'tokenizer.json'))) rm.tokenizer = await Tokenizer.load(dir);
       return rm;

@@ -4,7 +4,7 @@
 // (Ctrl-C) honoured after the step in progress: a checkpoint is written, then the loop returns.
 // Resuming from a checkpoint's (step, dataPosition) with the same seed replays the same batches and
 // the same per-step seeds, so on the cpu the resumed run's metrics equal an uninterrupted run's.
-import { seededUniform } from '../util/random';
+import { seededUniform, shuffleInPlace } from '../util/random';
 import { LlamaModel } from '../model/llama';
 import { AdamW } from '../model/optim';
 import { ScheduleKind, learningRate } from '../model/schedule';
@@ -31,11 +31,7 @@ export class DataOrder {
     let p = this.cache.get(e);
     if (!p) {
       p = Int32Array.from({ length: this.size }, (_, i) => i);
-      const rnd = seededUniform((this.seed ^ Math.imul(e + 1, 0x9e3779b1)) >>> 0);
-      for (let i = this.size - 1; i > 0; i--) {
-        const j = Math.floor(rnd() * (i + 1));
-        [p[i], p[j]] = [p[j], p[i]];
-      }
+      shuffleInPlace(p, seededUniform((this.seed ^ Math.imul(e + 1, 0x9e3779b1)) >>> 0));
       this.cache.clear();
       this.cache.set(e, p);
     }

@@ -40,7 +40,7 @@ import * as ops from '../ops';
 import { syncStats } from '../sync';
 import { Tensor, keep, randn, scope, tensor } from '../tensor';
 import { writeFileAtomicSync } from '../util/atomicWrite';
-import { seededUniform } from '../util/random';
+import { seededUniform, shuffleInPlace } from '../util/random';
 import { DeviceRecord } from './deviceRecord';
 import { StepFn } from './loop';
 import { microSeed } from './objective';
@@ -478,11 +478,7 @@ export function ppoStepFn(
     const rnd = seededUniform((seed ^ 0x3c6ef372) >>> 0);
     try {
       for (let e = 0, u = 0; e < o.ppoEpochs; e++) {
-        const order = Array.from({ length: N }, (_, i) => i);
-        for (let i = N - 1; i > 0; i--) {
-          const j = Math.floor(rnd() * (i + 1));
-          [order[i], order[j]] = [order[j], order[i]];
-        }
+        const order = shuffleInPlace(Array.from({ length: N }, (_, i) => i), rnd);
         for (let s = 0; s < N; s += mb, u++) {
           const mini = order.slice(s, s + mb);
           const tokens = mini.reduce((n, i) => n + lengths[i], 0);

@@ -12,7 +12,7 @@ import { backends, defaultDevice } from '../device';
 import { Judge } from '../judge/judge';
 import { JudgeTemplate, loadJudgeTemplate } from '../judge/templates';
 import { loadLlamaConfig } from '../model/config';
-import { LlamaModel } from '../model/llama';
+import type { LlamaConfig } from '../model/config';
 import { Tensor } from '../tensor';
 import { isAdapterFolder } from '../model/lora';
 import { AdamW } from '../model/optim';
@@ -24,7 +24,7 @@ import { MetricsLog, StepMetrics } from './metrics';
 import { writeFileAtomicSync } from '../util/atomicWrite';
 import { StageEvents, offlineStep, onlineStep, rewardModelStepFn, sftStepFn } from './modes';
 import { RewardModel, loadBackbone, readBackboneConfig, readSeqClsAdapterConfig } from '../model/rewardModel';
-import { seededUniform } from '../util/random';
+import { seededUniform, shuffleInPlace } from '../util/random';
 import { ScoredPair, SftExample, orientPair } from './objective';
 import { FrozenModels, checkModelDir, loadPolicy } from './models';
 import { PpoTrainee, ValueHead, ppoStepFn } from './ppo';
@@ -118,14 +118,9 @@ export async function readDataSetting<K extends RecordKind>(setting: string, fil
   return Object.assign(r.records, { where: r.where });
 }
 
-/** n of the indices 0..size-1, chosen uniformly by a seeded partial Fisher-Yates shuffle, in increasing order. */
+/** n of the indices 0..size-1, chosen uniformly (the first n of a seeded shuffle), in increasing order. */
 export function sampleIndices(size: number, n: number, seed: number): number[] {
-  const idx = Array.from({ length: size }, (_, i) => i);
-  const rnd = seededUniform((seed ^ 0x5eed5a3e) >>> 0);
-  for (let i = 0; i < n; i++) {
-    const j = i + Math.floor(rnd() * (size - i));
-    [idx[i], idx[j]] = [idx[j], idx[i]];
-  }
+  const idx = shuffleInPlace(Array.from({ length: size }, (_, i) => i), seededUniform((seed ^ 0x5eed5a3e) >>> 0));
   return idx.slice(0, n).sort((a, b) => a - b);
 }
 
@@ -134,8 +129,8 @@ function totalSteps(s: LoopSettings, dataSize: number, what: string): number {
   return s.steps ?? Math.max(1, Math.floor((s.epochs * dataSize) / s.batchSize));
 }
 
-function eosOf(tok: Tokenizer, model: LlamaModel): number | undefined {
-  const c = model.config.eosTokenId;
+function eosOf(tok: Tokenizer, config: LlamaConfig): number | undefined {
+  const c = config.eosTokenId;
   return tok.eosTokenId ?? (Array.isArray(c) ? c[0] : c);
 }
 
@@ -290,15 +285,16 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
   const tokenizer = await Tokenizer.load(s.model);
   // Every prompt and its longest answer fit the context: checked now, naming file:line, not at a step.
   const lengths = (await tokenizer.encodeBatch(prompts)).map((t) => t.length);
-  checkContext('prompts', loadLlamaConfig(s.model).maxPositionEmbeddings, lengths, records.where, s.maxNewTokens);
+  const config = loadLlamaConfig(s.model);
+  checkContext('prompts', config.maxPositionEmbeddings, lengths, records.where, s.maxNewTokens);
   // SPIN pairs the data's own response (sft: response; pairs, hh, tldr: chosen) against the samples.
   let references: Int32Array[] | undefined;
   if (s.pairing === 'spin') {
     if (s.format === 'prompts') fail('pairing', "spin needs the data's responses: give --format sft, pairs, hh or tldr data (prompts records have none)", 'spin');
-    const eos = tokenizer.eosTokenId ?? (Array.isArray(loadLlamaConfig(s.model).eosTokenId) ? (loadLlamaConfig(s.model).eosTokenId as number[])[0] : (loadLlamaConfig(s.model).eosTokenId as number | undefined));
+    const eos = eosOf(tokenizer, config);
     const texts = records.map((r) => ('response' in r ? r.response : (r as { chosen: string }).chosen));
     references = (await tokenizer.encodeBatch(texts, { addSpecialTokens: false })).map((t) => (eos === undefined ? t : Int32Array.from([...t, eos])));
-    checkContext('prompts', loadLlamaConfig(s.model).maxPositionEmbeddings, lengths.map((n, i) => n + references![i].length), records.where);
+    checkContext('prompts', config.maxPositionEmbeddings, lengths.map((n, i) => n + references![i].length), records.where);
   }
   if (s.sampling === 'rso' && s.rsoCandidates !== undefined && s.rsoCandidates < s.k) fail('rsoCandidates', `is below K (${s.k}); RSO accepts K of them`, String(s.rsoCandidates));
   checkRunFits(p.command, s, { promptLength: Math.max(...lengths), responseLength: s.maxNewTokens, source: 'the data' });
@@ -347,7 +343,7 @@ async function offline(p: Prepared<'dpo'>, hooks: TrainerHooks): Promise<RunResu
   const frozen = new FrozenModels(s.model, base, { device, dtype });
   try {
     const reference = await frozen.sft();
-    const pairs = await encodePairs(tokenizer, records, eosOf(tokenizer, policy));
+    const pairs = await encodePairs(tokenizer, records, eosOf(tokenizer, policy.config));
     checkContext('pairs', policy.config.maxPositionEmbeddings, pairs.map((q) => q.prompt.length + Math.max(q.chosen.length, q.rejected.length)), records.where);
     if (template) {
       const jm = await frozen.role('judge', s.judge);
@@ -384,7 +380,7 @@ async function supervised(p: Prepared<'sft'>, hooks: TrainerHooks): Promise<RunR
   checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
   const { policy: model, base } = await loadPolicy(s, { device, dtype });
   try {
-    const examples = await encodeSft(tokenizer, records, eosOf(tokenizer, model));
+    const examples = await encodeSft(tokenizer, records, eosOf(tokenizer, model.config));
     checkContext('data', model.config.maxPositionEmbeddings, examples.map((e) => e.prompt.length + e.response.length), read.where);
     return await runTraining(p, new PolicyTrainee(model), { dataSize: examples.length, steps, tokenizerDir: s.model, config: { dataRecords: records.length, totalSteps: steps } },
       ({ model: m }) => sftStepFn(m, examples, { microBatch: s.microBatch, recompute: s.recompute }), (m) => `loss ${fmt(m.loss)} | ${fmt(m.tokensPerSecond, 0)} tok/s`, hooks);
@@ -473,12 +469,7 @@ class RewardTrainee implements Trainee {
 /** The pairs held out of a reward model's training: max(1, round(fraction n)) of n, a seeded draw. */
 export function heldOutSplit(n: number, fraction: number, seed: number): { train: number[]; heldOut: number[] } {
   const count = Math.max(1, Math.round(fraction * n));
-  const order = Array.from({ length: n }, (_, i) => i);
-  const rnd = seededUniform((seed ^ 0x5eed0e7a) >>> 0);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
+  const order = shuffleInPlace(Array.from({ length: n }, (_, i) => i), seededUniform((seed ^ 0x5eed0e7a) >>> 0));
   const held = new Set(order.slice(0, count));
   return { train: order.filter((_, i) => i >= count).sort((a, b) => a - b), heldOut: [...held].sort((a, b) => a - b) };
 }
@@ -502,7 +493,7 @@ async function rewardModelRun(p: Prepared<'reward-model'>, hooks: TrainerHooks):
   checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
   const { policy: backbone, base } = await loadPolicy(s, { device, dtype }, loadBackbone);
   try {
-    const encoded = await encodePairs(tokenizer, records, eosOf(tokenizer, backbone));
+    const encoded = await encodePairs(tokenizer, records, eosOf(tokenizer, backbone.config));
     checkContext('pairs', backbone.config.maxPositionEmbeddings, encoded.map((q) => q.prompt.length + Math.max(q.chosen.length, q.rejected.length)), where);
     const oriented = encoded.map((q) => ({ prompt: q.prompt, ...orientPair(q) }));
     const train = split.train.map((i) => oriented[i]);

@@ -24,6 +24,20 @@ export function seededUniform(seed: number): () => number {
   return () => mulberry32(state) / 4294967296;
 }
 
+/**
+ * Fisher-Yates in place, from the last element down (j = floor(u (i + 1)) swapped with i): the one
+ * shuffle of the data order, PPO's mini-batches, random pairing, RSO and the held-out splits.
+ */
+export function shuffleInPlace<T extends unknown[] | Int32Array>(a: T, next: () => number): T {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    const t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+  }
+  return a;
+}
+
 /** 32-bit FNV-1a over the bytes of 32-bit words (little-endian), continuing from `h`. */
 export function fnv1a32(words: Iterable<number>, h = 0x811c9dc5): number {
   for (const v of words) {
