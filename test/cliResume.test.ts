@@ -171,7 +171,7 @@ test('Ctrl-C on `osp train` (a child process) checkpoints the step in progress, 
 
 test('--resume uses the saved settings and says which flags it ignores (--steps extends the run)', async () => {
   const out = tiny.out('dpo-resume-flags');
-  expect((await osp(...dpoFlags(out))).code).toBe(0);
+  expect((await osp(...dpoFlags(out), '--schedule', 'constant')).code).toBe(0);
   const r = await osp('dpo', '--resume', out, '--lr', '5', '--steps', '9');
   expect(r.code).toBe(0);
   expect(r.stderr).toContain(`--resume continues ${out} with its saved settings (config.json); ignoring --lr\n`);

@@ -6,6 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import {
   bestResponse,
+  DEFAULT_FLIP_NOISE,
   demoAlphabet,
   makePreferencePairs,
   makePrompts,
@@ -18,6 +19,8 @@ import {
 } from '../src/demo';
 import { fillJudgeTemplate, findAnswerTokens, resolveJudgeTemplate } from '../src/judge';
 import { Tokenizer } from '../src/model/tokenizer';
+import { judgeInstructionExamples } from '../src/data/augment';
+import { orientPair } from '../src/osp/objective';
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
@@ -196,12 +199,24 @@ describe('makePreferencePairs', () => {
     const agree = pairs.filter((p) => score(p.prompt, p.chosen) > score(p.prompt, p.rejected)).length / pairs.length;
     expect(agree).toBeGreaterThan(0.7);
     expect(agree).toBeLessThan(0.97);
-    // The strength is the scorer's soft p(chosen > rejected): above 1/2 exactly when the label agrees.
-    for (const p of pairs) expect(p.strength > 0.5).toBe(score(p.prompt, p.chosen) > score(p.prompt, p.rejected));
+    // The strength is the rater's confidence in the label it gave: above 1/2 for flipped pairs too.
+    for (const p of pairs) expect(p.strength).toBeCloseTo(1 / (1 + Math.exp(-Math.abs(score(p.prompt, p.chosen) - score(p.prompt, p.rejected)) / DEFAULT_FLIP_NOISE)), 12);
     // Flips are more likely for close calls than for clear ones.
     const gap = (p: (typeof pairs)[0]) => Math.abs(score(p.prompt, p.chosen) - score(p.prompt, p.rejected));
     const flipRate = (sel: typeof pairs) => sel.filter((p) => score(p.prompt, p.chosen) < score(p.prompt, p.rejected)).length / sel.length;
     expect(flipRate(pairs.filter((p) => gap(p) < 0.1))).toBeGreaterThan(flipRate(pairs.filter((p) => gap(p) > 0.3)) + 0.2);
+  });
+
+  it('carries the flipped labels into what orients pairs by strength (the judge\'s augmentation data)', () => {
+    const pairs = makePreferencePairs(2000, 9);
+    const flipped = pairs.filter((p) => score(p.prompt, p.chosen) < score(p.prompt, p.rejected)).length;
+    // judgeInstructionExamples answers " A" for the side the pair prefers: the worse one when flipped.
+    const examples = judgeInstructionExamples(pairs);
+    const t = resolveJudgeTemplate('hh');
+    expect(examples.length).toBe(2 * pairs.length);
+    pairs.forEach((p, i) => expect(examples[2 * i].prompt).toBe(fillJudgeTemplate(t, p.prompt, p.chosen, p.rejected)));
+    expect(flipped).toBeGreaterThan(100);
+    expect(pairs.every((p) => orientPair({ chosen: p.chosen, rejected: p.rejected, target: p.strength }).chosen === p.chosen)).toBe(true);
   });
 
   it('never flips with flipNoise 0', () => {

@@ -4,6 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { blankLogOdds, rsoAccept, seededUniform } from '../src/judge/pairing';
+import { RewardModel } from '../src/model/rewardModel';
 import { TinyRun, FAST_ONLINE, osp, readJsonl, readMetrics, tinyRun } from './helpers/tinyRun';
 import { seeded } from './helpers/random';
 
@@ -97,6 +98,32 @@ describe('osp train with the pairing and sampling ablations', () => {
       expect(m.pairs).toBe(2 * 2);
     }
     for (const s of samples) expect(s.responses).toHaveLength(4);
+  });
+
+  test('rso with --rso-reward-model accepts by the reward model\'s scores, and records each kept sample\'s reward', async () => {
+    const rmRun = tiny.out('rso-rm');
+    expect((await osp('reward-model', '--model', tiny.model, '--pairs', tiny.pairs, '--out', rmRun, '--steps', '2', '--batch-size', '4', '--micro-batch', '4', '--lr', '1e-2', '--seed', '1', '--device', 'cpu')).code).toBe(0);
+    const rmDir = path.join(rmRun, 'final');
+    const { out, metrics, samples } = await run('rso-by-rm', '--sampling', 'rso', '--rso-candidates', '8', '--rso-reward-model', rmDir);
+    for (const m of metrics) expect(m.rsoAccepted).toBe(4);
+    const rm = await RewardModel.load(rmDir, { device: 'cpu' });
+    try {
+      for (const s of samples) {
+        const kept = s.responses as unknown as { text: string; rsoReward: number }[];
+        expect(kept).toHaveLength(4);
+        const again = await rm.rewards(kept.map(() => s.prompt), kept.map((r) => r.text));
+        kept.forEach((r, k) => expect(r.rsoReward).toBeCloseTo(again[k], 5));
+      }
+    } finally {
+      rm.dispose();
+    }
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).settings.rsoRewardModel).toBe(rmDir);
+  });
+
+  test('--rso-reward-model without --sampling rso is a usage error naming the flag', async () => {
+    const r = await osp('train', '--model', tiny.model, '--prompts', tiny.prompts, '--out', tiny.out('rso-rm-bad'), ...FAST_ONLINE, '--rso-reward-model', tiny.model);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--rso-reward-model .*is used only with --sampling rso/);
   });
 
   test('split uses each pair once: the first half with the preferred answer as A, the second half as B (the paper\'s two 1% slices)', async () => {

@@ -20,7 +20,7 @@ export interface SftExample {
   response: string;
 }
 
-/** A preference pair; strength is p(chosen > rejected) under the scorer (see makePreferencePairs). */
+/** A preference pair; strength is the rater's confidence that chosen is better (see makePreferencePairs). */
 export interface PreferencePair {
   prompt: string;
   chosen: string;
@@ -197,8 +197,10 @@ export const DEFAULT_FLIP_NOISE = 0.1;
  * n preference pairs, reproducible from the seed. For each prompt two different responses with
  * different scores are drawn (corruptions of the perfect answer; with probability emptyRate one of
  * them is ""); chosen is the higher-scored one, except that the label is flipped with probability
- * 1 - sigmoid(gap / flipNoise). strength = sigmoid((score(chosen) - score(rejected)) / T) with T =
- * strengthTemperature: the scorer's soft p(chosen > rejected), below 0.5 for a flipped label.
+ * 1 - sigmoid(gap / flipNoise). strength is the rater's confidence in the label it gave,
+ * sigmoid(|gap| / T) with T = strengthTemperature: above 0.5 for every pair, flipped or not, so a
+ * consumer that orients pairs by strength (osp augment, osp dpo) trains on the noisy labels as
+ * given, as the paper's methods do with human labels.
  */
 export function makePreferencePairs(n: number, seed: number, opts: PreferenceOptions = {}): PreferencePair[] {
   checkCount(n, 'makePreferencePairs');
@@ -245,8 +247,8 @@ export function makePreferencePairs(n: number, seed: number, opts: PreferenceOpt
     }
     const [hi, lo, shi, slo] = sa > sb ? [a, b, sa, sb] : [b, a, sb, sa];
     const flip = flipNoise > 0 && rng.bernoulli(sigmoid(-(shi - slo) / flipNoise));
-    const [chosen, rejected, sc, sr] = flip ? [lo, hi, slo, shi] : [hi, lo, shi, slo];
-    out.push({ prompt, chosen, rejected, strength: sigmoid((sc - sr) / strengthT) });
+    const [chosen, rejected] = flip ? [lo, hi] : [hi, lo];
+    out.push({ prompt, chosen, rejected, strength: sigmoid((shi - slo) / strengthT) });
   }
   return out;
 }

@@ -19,10 +19,14 @@ export interface ScheduleOptions {
 /**
  * The learning rate of the 1-based optimizer step `step` (an integer >= 1):
  * - step <= warmupSteps: peak * step / warmupSteps (peak at step warmupSteps);
- * - then, with progress = (step - warmupSteps) / (totalSteps - warmupSteps) clamped to [0, 1]:
+ * - then, with progress = (step - 1 - warmupSteps) / (totalSteps - warmupSteps) clamped to [0, 1]:
  *   constant: peak; linear: peak * (minRatio + (1 - minRatio) * (1 - progress));
  *   cosine: peak * (minRatio + (1 - minRatio) * 0.5 * (1 + cos(pi * progress))).
- * Steps past totalSteps keep the final value (minRatio * peak for linear and cosine).
+ * The decay reads the 0-based step, as transformers' schedulers do (they are stepped after the
+ * optimizer): the first step after the warm-up runs at peak and the last step (totalSteps) one step
+ * short of minRatio * peak, so no step of a run is spent at the final rate (a 1-step cosine run
+ * trains at peak). The warm-up reads the 1-based step, so its first step is not spent at rate 0
+ * (transformers' is). Steps past totalSteps decay to, then keep, minRatio * peak.
  */
 export function learningRate(step: number, opts: ScheduleOptions): number {
   const op = 'learningRate';
@@ -39,7 +43,7 @@ export function learningRate(step: number, opts: ScheduleOptions): number {
   if (!Number.isInteger(step) || step < 1) throw new RangeError(`${op}: step is ${String(step)}; expected an integer >= 1 (steps are 1-based)`);
   if (step <= warmupSteps) return (peak * step) / warmupSteps;
   if (kind === 'constant') return peak;
-  const progress = totalSteps > warmupSteps ? Math.min(1, (step - warmupSteps) / (totalSteps - warmupSteps)) : 1;
+  const progress = totalSteps > warmupSteps ? Math.min(1, (step - 1 - warmupSteps) / (totalSteps - warmupSteps)) : 1;
   const decay = kind === 'linear' ? 1 - progress : 0.5 * (1 + Math.cos(Math.PI * progress));
   return peak * (minRatio + (1 - minRatio) * decay);
 }

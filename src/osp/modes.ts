@@ -59,6 +59,11 @@ export interface OnlineOptions {
   /** rso: candidates sampled per prompt (K of them are accepted) and the temperature beta of pi* ~ pi_sft exp(r / beta). */
   rsoCandidates?: number;
   rsoBeta?: number;
+  /**
+   * rso: the rewards of responses to prompts (one per pair of arguments), e.g. a reward model's
+   * (RewardModel.rewards). Absent: the judge's blank-baseline log-odds are the rewards.
+   */
+  rsoRewards?: (prompts: string[], responses: string[]) => Promise<ArrayLike<number>>;
   /** spin: each prompt's response from the data, tokenized (EOS included), by prompt index. */
   references?: Int32Array[];
   /** A quality scorer for the task (the demo's); when given, samples and judge accuracy are scored. */
@@ -99,10 +104,22 @@ export function onlineStep(
     // The samples each prompt trains on: all of them, or RSO's accepted K of the candidates.
     let scores: number[][] | null = null;
     let kept = gen.map((g) => g.samples.map((_, k) => k));
+    // RSO's reward of each kept sample (recorded in samples.jsonl).
+    let rsoRewards: number[][] | null = null;
     if (o.sampling === 'rso') {
-      scores = await blankScores(models.judge, gen.map((g, i) => ({ prompt: batchPrompts[i], responses: g.samples.map((x) => x.text) })));
-      kept = scores.map((sc, i) => rsoAccept(sc.map(blankLogOdds), o.k, o.rsoBeta ?? 0.5, seededUniform(pairSeed(seed, i))));
-      scores = scores.map((sc, i) => kept[i].map((k) => sc[k]));
+      let rewards: number[][];
+      if (o.rsoRewards) {
+        // One call over every candidate of the batch, then split per prompt.
+        const flat = await o.rsoRewards(gen.flatMap((g, i) => g.samples.map(() => batchPrompts[i])), gen.flatMap((g) => g.samples.map((x) => x.text)));
+        let at = 0;
+        rewards = gen.map((g) => Array.from({ length: g.samples.length }, () => flat[at++]));
+      } else {
+        scores = await blankScores(models.judge, gen.map((g, i) => ({ prompt: batchPrompts[i], responses: g.samples.map((x) => x.text) })));
+        rewards = scores.map((sc) => sc.map(blankLogOdds));
+      }
+      kept = rewards.map((r, i) => rsoAccept(r, o.k, o.rsoBeta ?? 0.5, seededUniform(pairSeed(seed, i))));
+      rsoRewards = rewards.map((r, i) => kept[i].map((k) => r[k]));
+      if (scores) scores = scores.map((sc, i) => kept[i].map((k) => sc[k]));
     }
     const samplesOf = (i: number) => kept[i].map((k) => gen[i].samples[k]);
     const groups = gen.map((_, i) => ({ prompt: batchPrompts[i], responses: samplesOf(i).map((x) => x.text) }));
@@ -152,7 +169,10 @@ export function onlineStep(
     const sampleRecords = (extra: (i: number) => object) =>
       gen.map((_, i) => ({
         prompt: batchPrompts[i],
-        responses: samplesOf(i).map((x, k) => ({ text: x.text, tokens: x.tokens.length, finish: x.finishReason, blankScore: judged[i].scores?.[k] ?? null, score: sampleScores?.[i][k] ?? null })),
+        responses: samplesOf(i).map((x, k) => ({
+          text: x.text, tokens: x.tokens.length, finish: x.finishReason, blankScore: judged[i].scores?.[k] ?? null, score: sampleScores?.[i][k] ?? null,
+          ...(rsoRewards ? { rsoReward: rsoRewards[i][k] } : {}),
+        })),
         ...extra(i),
       }));
     if (best) {

@@ -111,6 +111,11 @@ function parsed<T>(parse: (v: unknown) => T | string) {
   });
 }
 
+/** The warm-up of a run of totalSteps optimizer steps: --warmup-steps, else warmupRatio of the steps. */
+export function warmupStepsOf(s: { warmupSteps?: number; warmupRatio: number }, totalSteps: number): number {
+  return s.warmupSteps ?? Math.round(s.warmupRatio * totalSteps);
+}
+
 /** Settings every training command shares (the loop, the optimizer, the run folder, the device). */
 function loopShape(d: { batchSize: number; microBatch: number; lr: number }) {
   return {
@@ -118,8 +123,11 @@ function loopShape(d: { batchSize: number; microBatch: number; lr: number }) {
     batchSize: positiveInt().default(d.batchSize),
     microBatch: positiveInt().default(d.microBatch),
     lr: num().pipe(z.number().gt(0, 'expected a learning rate > 0')).default(d.lr),
-    warmupSteps: int().pipe(z.number().min(0, 'expected an integer >= 0')).default(0),
-    schedule: z.enum(['constant', 'linear', 'cosine']).default('constant'),
+    // The paper inherits DeepSpeed-Chat's schedule: cosine decay after a linear warm-up. Without
+    // --warmup-steps the warm-up is warmupRatio of the run's steps (rounded).
+    warmupSteps: int().pipe(z.number().min(0, 'expected an integer >= 0')).optional(),
+    warmupRatio: num().pipe(z.number().min(0).max(1, 'expected a number in [0, 1]')).default(0.1),
+    schedule: z.enum(['constant', 'linear', 'cosine']).default('cosine'),
     minLrRatio: num().pipe(z.number().min(0).max(1, 'expected a number in [0, 1]')).default(0),
     weightDecay: num().pipe(z.number().min(0, 'expected a number >= 0')).default(0),
     maxGradNorm: num().pipe(z.number().gt(0, 'expected a number > 0')).default(1),
@@ -160,6 +168,7 @@ function onlineShape(selfReward: boolean) {
     sampling: selfReward ? z.enum(['policy']).default('policy') : z.enum(['policy', 'sft', 'rso']).default('policy'),
     rsoCandidates: positiveInt().optional(),
     rsoBeta: num().pipe(z.number().gt(0, 'expected a number > 0')).default(0.5),
+    rsoRewardModel: z.string().min(1).optional(),
     k: int().pipe(z.number().min(2, 'K must be at least 2 (pairs need two responses)')).default(7),
     beta: beta().default(selfReward ? 0.1 : 0.001),
     temperature: num().pipe(z.number().min(0, 'expected a number >= 0')).default(0.7),

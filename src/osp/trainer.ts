@@ -33,7 +33,7 @@ export { checkModelDir };
 import { PolicyTrainee, Trainee, completeCheckpoints, loadCheckpointOptimizer, readCheckpointState, readRunConfig, removeLeftovers, startRun, truncateSamples } from './run';
 export type { AugmentSettings, DpoSettings, PpoSettings, RewardModelSettings, SelfRewardSettings, SftSettings, TrainSettings } from './settings';
 import {
-  AugmentSettings, DpoSettings, LoopSettings, PpoSettings, RewardModelSettings, ResolvedSettings, SelfRewardSettings, SettingsError, SftSettings, TrainSettings, TrainerCommand, resolveSettings,
+  AugmentSettings, DpoSettings, LoopSettings, PpoSettings, RewardModelSettings, ResolvedSettings, SelfRewardSettings, SettingsError, SftSettings, TrainSettings, TrainerCommand, resolveSettings, warmupStepsOf,
 } from './settings';
 
 export interface TrainerHooks extends StageEvents {
@@ -250,7 +250,7 @@ async function runTraining<C extends TrainerCommand, M extends Trainee>(
     const result = await runLoop(
       {
         runDir: p.runDir, policy: model, optimizer, dataSize: extra.dataSize, batchSize: s.batchSize, totalSteps: extra.steps, seed: s.seed, lr: s.lr,
-        schedule: s.schedule, warmupSteps: s.warmupSteps, minLrRatio: s.minLrRatio, saveEvery: s.saveEvery, keepCheckpoints: s.keep,
+        schedule: s.schedule, warmupSteps: warmupStepsOf(s, extra.steps), minLrRatio: s.minLrRatio, saveEvery: s.saveEvery, keepCheckpoints: s.keep,
         tokenizerDir: extra.tokenizerDir, startStep, startPosition, startElapsed, title: `osp ${p.command}`, config: { command: p.command, ...s },
       },
       makeStep(model, optimizer),
@@ -297,12 +297,17 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
     checkContext('prompts', config.maxPositionEmbeddings, lengths.map((n, i) => n + references![i].length), records.where);
   }
   if (s.sampling === 'rso' && s.rsoCandidates !== undefined && s.rsoCandidates < s.k) fail('rsoCandidates', `is below K (${s.k}); RSO accepts K of them`, String(s.rsoCandidates));
+  if (s.rsoRewardModel !== undefined) {
+    if (s.sampling !== 'rso') fail('rsoRewardModel', `is used only with --sampling rso (sampling is ${s.sampling})`, s.rsoRewardModel);
+    if (!fs.existsSync(s.rsoRewardModel) || !fs.statSync(s.rsoRewardModel).isDirectory()) fail('rsoRewardModel', 'no such folder', s.rsoRewardModel);
+  }
   checkRunFits(p.command, s, { promptLength: Math.max(...lengths), responseLength: s.maxNewTokens, source: 'the data' });
   const { policy, base } = await loadPolicy(s, { device, dtype });
   // The frozen reference: the SFT model unless another folder is named (the augmented judge may be
   // both reference and judge: one copy serves both when the folders are the same). The judge
   // defaults to the reference. With LoRA, every role shares the base's weights.
   const frozen = new FrozenModels(s.model, base, { device, dtype });
+  let rsoModel: RewardModel | null = null;
   try {
     const reference = await frozen.role('reference', s.reference);
     const sameAsReference = s.judge === undefined || path.resolve(s.judge) === path.resolve(s.reference ?? s.model);
@@ -312,16 +317,27 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
       fail('reference', `its vocabulary has ${reference.config.vocabSize} tokens; the policy's has ${policy.config.vocabSize} (expected the same tokenizer)`, s.reference);
     }
     const judge = await Judge.create(judgeModel, judgeTok, { template, maxLength: s.judgeMaxLength, batchSize: s.judgeBatch });
+    if (s.rsoRewardModel !== undefined) {
+      try {
+        rsoModel = await RewardModel.load(s.rsoRewardModel, { device, dtype });
+      } catch (e) {
+        failData('rsoRewardModel', (e as Error).message, s.rsoRewardModel);
+      }
+      if (!rsoModel.tokenizer) failData('rsoRewardModel', 'has no tokenizer.json (in the folder or its base)', s.rsoRewardModel);
+    }
+    const rewardModel = rsoModel;
+    const rsoRewards = rewardModel ? (ps: string[], rs: string[]) => rewardModel.rewards(ps, rs, { microBatch: s.microBatch }) : undefined;
     return await runTraining(p, new PolicyTrainee(policy), { dataSize: prompts.length, steps, tokenizerDir: s.model, config: { dataRecords: prompts.length, totalSteps: steps } },
       ({ model: pol }) =>
         onlineStep({ policy: pol, reference, judge, tokenizer }, prompts, {
-          loss: s.loss, pairing: s.pairing, sampling: s.sampling, rsoCandidates: s.rsoCandidates, rsoBeta: s.rsoBeta, references,
+          loss: s.loss, pairing: s.pairing, sampling: s.sampling, rsoCandidates: s.rsoCandidates, rsoBeta: s.rsoBeta, rsoRewards, references,
           k: s.k, beta: s.beta, microBatch: s.microBatch, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, recompute: s.recompute,
           scorer: s.scorer === 'demo' ? demoScore : undefined,
         }, hooks),
       (m) => `loss ${fmt(m.loss)} | pHat ${fmt(m.pHatMean)} target ${fmt(m.targetMean)} | len ${fmt(m.responseLengthMean, 1)} | generate ${fmt(m.tokensPerSecond, 0)} tok/s, judge ${fmt(m.pairsPerSecond, 1)} pairs/s, train ${fmt(m.secondsTrain, 2)} s`,
       hooks);
   } finally {
+    rsoModel?.dispose();
     frozen.release();
     base?.dispose();
   }
@@ -545,7 +561,7 @@ async function ppoRun(p: Prepared<'ppo'>, hooks: TrainerHooks): Promise<RunResul
     }
     const reward = rm;
     const trainee = new PpoTrainee(policy, ValueHead.init(policy, s.seed), { klCoef: s.klCoef });
-    const lrAt = (step: number) => learningRate(step, { kind: s.schedule, peak: s.lr, warmupSteps: s.warmupSteps, totalSteps: steps, minRatio: s.minLrRatio });
+    const lrAt = (step: number) => learningRate(step, { kind: s.schedule, peak: s.lr, warmupSteps: warmupStepsOf(s, steps), totalSteps: steps, minRatio: s.minLrRatio });
     const opts = {
       k: s.k, temperature: s.temperature, topP: s.topP, maxNewTokens: s.maxNewTokens, microBatch: s.microBatch, miniBatch: s.miniBatch, ppoEpochs: s.ppoEpochs,
       gamma: s.gamma, lam: s.lam, clipRange: s.clipRange, clipRangeValue: s.clipRangeValue, vfCoef: s.vfCoef, whitenRewards: Boolean(s.whitenRewards),
