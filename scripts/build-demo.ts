@@ -12,6 +12,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { main } from '../src/cli';
+import { backends } from '../src/device';
 import { makePreferencePairs, makeSftExamples, writeDemoTokenizer } from '../src/demo';
 import { LlamaModel } from '../src/model/llama';
 import { Tokenizer } from '../src/model/tokenizer';
@@ -64,7 +65,8 @@ async function build(outDir: string): Promise<void> {
   const readme = [
     '# The embedded demo models',
     '',
-    'Made by `npm run demo:build` (scripts/build-demo.ts) on the cpu, bit for bit the same on every run:',
+    'Made by `npm run demo:build` (scripts/build-demo.ts) on the cpu, bit for bit the same on every run with the same CPU kernels',
+    `(the instruction set that \`OSP_CPU_ISA\` names or the CPU picks: avx512, avx2 or baseline sum in different orders). These files: ${backends().cpu.isa}.`,
     '',
     '- `sft/`: a tiny Llama (' + `hidden ${r.model.hiddenSize}, ${r.model.numHiddenLayers} layers, ${r.model.numAttentionHeads} heads, ${r.model.numKeyValueHeads} KV heads, FFN ${r.model.intermediateSize}, context ${r.model.maxPositionEmbeddings}, vocabulary ${tok.vocabSize}` + ') initialised with seed',
     `  ${r.modelSeed} and trained from scratch by \`osp sft\` for ${r.sft.steps} steps of ${r.sft.batchSize} imperfect demonstrations of the sorting task`,

@@ -5,7 +5,8 @@ import { native, NativeBackends } from './native';
 export type Device = 'cpu' | 'cuda';
 
 export interface Backends {
-  cpu: { threads: number };
+  /** isa: the CPU kernels' instruction set (OSP_CPU_ISA or the best this CPU runs); it decides their summation order. */
+  cpu: { threads: number; isa: 'avx512' | 'avx2' | 'baseline' };
   cuda: {
     compiled: boolean;
     available: boolean;

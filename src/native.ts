@@ -27,7 +27,8 @@ export interface NativeDeviceInfo {
 }
 
 export interface NativeBackends {
-  cpu: { threads: number };
+  /** isa: the CPU kernels' instruction set (OSP_CPU_ISA or the best this CPU runs); it decides their summation order. */
+  cpu: { threads: number; isa: 'avx512' | 'avx2' | 'baseline' };
   cuda: { compiled: boolean; available: boolean; devices: NativeDeviceInfo[]; reason?: string; blas: string };
 }
 

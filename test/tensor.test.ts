@@ -1,6 +1,8 @@
 // Tensors on the CPU: host round trips per dtype (bf16 rounding to nearest even), getters, views
 // (transpose, contiguous), conversion, dispose and scope, and backend discovery (backends(),
 // defaultDevice() with and without OSP_DEVICE).
+import { execFileSync } from 'child_process';
+import * as path from 'path';
 import * as osp from '../src';
 import { integers, normals, seeded } from './helpers/random';
 import { caught } from './helpers/errors';
@@ -288,9 +290,10 @@ describe('backends and the default device', () => {
     else process.env.OSP_DEVICE = saved;
   });
 
-  it('backends() has the documented shape: { cpu: { threads }, cuda: { compiled, available, devices } }', () => {
+  it('backends() has the documented shape: { cpu: { threads, isa }, cuda: { compiled, available, devices } }', () => {
     const b = osp.backends();
     expect(Number.isInteger(b.cpu.threads) && b.cpu.threads >= 1).toBe(true);
+    expect(['avx512', 'avx2', 'baseline']).toContain(b.cpu.isa);
     expect(typeof b.cuda.compiled).toBe('boolean');
     expect(typeof b.cuda.available).toBe('boolean');
     expect(Array.isArray(b.cuda.devices)).toBe(true);
@@ -329,4 +332,11 @@ describe('backends and the default device', () => {
     expect(err?.errorClass).toBe('RangeError');
     expect(err?.message).toMatch(/OSP_DEVICE.*bogus/);
   });
+});
+
+test('backends().cpu.isa follows OSP_CPU_ISA, the one ISA choice of the CPU kernels', () => {
+  // A fresh process: the choice is read once, when the addon loads.
+  const run = (isa: string) => JSON.parse(execFileSync(process.execPath, ['-e', "process.stdout.write(JSON.stringify(require('./build/Release/osp.node').backends().cpu.isa))"], { env: { ...process.env, OSP_CPU_ISA: isa }, cwd: path.join(__dirname, '..') }).toString());
+  expect(run('baseline')).toBe('baseline');
+  expect(['avx2', 'baseline']).toContain(run('avx2'));
 });

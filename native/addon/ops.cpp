@@ -9,6 +9,7 @@
 #include "../core/bandwidth.h"
 #include "../core/cuda_backend.h"
 #include "../core/parallel.h"
+#include "../core/simd.h"
 #include "../core/sync.h"
 #include "../core/tensor.h"
 #include "../kernels/adamw/adamw.h"
@@ -107,11 +108,12 @@ Napi::Value randomFill(const Napi::CallbackInfo& info) {
   return handle(info, osp::randomFill(shape, dt, dev, static_cast<uint64_t>(seed), fill));
 }
 
-// backends(): {cpu: {threads}, cuda: {compiled, available, devices, reason?, blas}}
+// backends(): {cpu: {threads, isa}, cuda: {compiled, available, devices, reason?, blas}}
 Napi::Value backends(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object cpu = Napi::Object::New(env);
   cpu.Set("threads", cpuThreads());
+  cpu.Set("isa", simd::isaName(simd::cpuIsa()));
   Napi::Object c = Napi::Object::New(env);
   c.Set("compiled", cuda::compiled());
   auto devs = cuda::devices();
