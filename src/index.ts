@@ -7,6 +7,7 @@ export type { DType, TensorData, TensorOptions, RandomOptions } from './tensor';
 export {
   DEFAULT_IGNORE_INDEX,
   tokenLogprobs,
+  tokenLogprobsWithLogsumexp,
   tokenLogprobsBackward,
   logSoftmax,
   logSoftmaxBackward,
@@ -45,6 +46,7 @@ export {
 export type {
   IgnoreOptions,
   BackwardOptions,
+  TokenLogprobsResult,
   PreferenceKind,
   PreferenceInputs,
   PreferenceOptions,
