@@ -36,7 +36,7 @@ void raise(const ArgCheck& c, const KernelStatus& st, const Tensor& targets, int
     c.status(st, "logits row " + std::to_string(st.index) +
                      " contains NaN or +Inf (or no finite value); expected finite logits (-Inf is allowed for masked entries)");
   if (st.code == StatusNonFiniteValue && lse)
-    c.status(st, "logsumexp[" + std::to_string(st.index) + "] = " + std::to_string(readFloat(*lse, st.index)) +
+    c.status(st, "logsumexp[" + std::to_string(st.index) + "] = " + formatNumber(readFloat(*lse, st.index)) +
                      " is not finite; expected the forward's logsumexp of logits row " + std::to_string(st.index) +
                      " (tokenLogprobs with logsumexp)");
   c.status(st, "kernel reported status " + std::to_string(st.code));
