@@ -125,8 +125,8 @@ export { preferenceStep, sftStep, preferenceValues, responseLogprobSums, orientP
 export type { LossKind, ScoredPair, PreferenceStepOptions, PreferenceStepResult, PreferenceValues, SftExample } from './osp/objective';
 export { packResponses } from './model/batch';
 export type { PromptResponse, ResponseBatch } from './model/batch';
-export { linearLogprobs, linearLogprobsBackward } from './model/lmHead';
-export type { LmHeadOptions } from './model/lmHead';
+export { linearLogprobs, linearLogprobsWithLogsumexp, linearLogprobsBackward } from './model/lmHead';
+export type { LmHeadOptions, LinearLogprobsBackwardOptions, LinearLogprobsResult } from './model/lmHead';
 export { DeviceRecord } from './osp/deviceRecord';
 export { train, selfReward, dpo, sft, augment, rewardModel, ppo, resume } from './osp/trainer';
 export { RewardModel, loadBackbone } from './model/rewardModel';
