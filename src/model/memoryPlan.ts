@@ -34,6 +34,7 @@
 import { LlamaConfig, llamaParameterShapes } from './config';
 
 import { LORA_TARGETS, LoraTarget } from './lora';
+import { DEFAULT_HEAD_CHUNK } from './lmHead';
 
 export { LORA_TARGETS };
 export type { LoraTarget };
@@ -185,7 +186,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const b = bytesOf(input.dtype);
   const lseBytes = input.dtype === 'f64' ? 8 : 4;
   const stateBytes = input.dtype === 'f64' ? 8 : 4; // moments, masters and accumulated gradients
-  const chunk = input.headChunk ?? 256;
+  const chunk = input.headChunk ?? DEFAULT_HEAD_CHUNK;
   const online = input.command === 'train' || input.command === 'self-reward';
   // ppo samples like the online commands and trains on batch x K sequences; no judge, a reward model instead.
   const ppo = input.command === 'ppo';
