@@ -33,8 +33,8 @@
 // what the data can reach; test/memoryPlan.test.ts holds it within 15% of memoryStats() on the cpu.
 import { LlamaConfig, llamaParameterShapes } from './config';
 
-import { LORA_TARGETS, LoraTarget } from './lora';
 import { DEFAULT_HEAD_CHUNK } from './lmHead';
+import { LORA_TARGETS, LoraTarget } from './lora';
 
 export { LORA_TARGETS };
 export type { LoraTarget };
