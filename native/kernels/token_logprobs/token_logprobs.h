@@ -9,12 +9,14 @@
 // floats). The backward given that logsumexp reads each row once and writes it once (2*N*V*sizeof(T)
 // bytes, in place allowed); without it, it recomputes the logsumexp first: a second read of every
 // row (3*N*V*sizeof(T) bytes; at a real vocabulary the rows in flight do not fit in cache, so both
-// reads come from memory). Arithmetic: about 3 flops + 1 exp per element.
+// reads come from memory). Arithmetic: about 3 flops + 1 exp per element (the recomputing backward:
+// 2 exps).
 //
 // Values: NaN or +Inf anywhere in a row, or a row with no finite logit, is a RangeError naming the
 // row; -Inf logits are allowed (masked vocabulary). A target outside [0, V) that is not ignoreIndex
 // is a RangeError. A given logsumexp that is not finite on a row that is not ignored is a RangeError
-// naming the row (the ignored rows' entries are not read; the forward writes 0 there). Pinned by
+// naming the row (the ignored rows' entries are not read; the forward writes 0 there); a row with no
+// finite logit has none, so with a logsumexp given it is reported that way. Pinned by
 // test/tokenLogprobs.test.ts (finite differences in f64) and test/gpu.test.ts (CUDA against the f64
 // CPU reference).
 #pragma once
