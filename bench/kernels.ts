@@ -196,20 +196,48 @@ function benchTokenLogprobs(device: Device, N: number, V: number, dtype: DType, 
   compare('tokenLogprobs fwd', shape, dtype, device, copyBw,
     () => void osp.tokenLogprobs(logits, targets), NV,
     () => void osp.gather(osp.logSoftmax(logits), targets), 2 * NV);
+  // The fused backward as the LM head runs it: given the forward's logsumexp, one read and one
+  // write of the logits (2 NV bytes).
+  const lse = osp.tokenLogprobsWithLogsumexp(logits, targets).logsumexp;
   compare('tokenLogprobs bwd', shape, dtype, device, copyBw,
-    () => void osp.tokenLogprobsBackward(logits, targets, g), 2 * NV,
+    () => void osp.tokenLogprobsBackward(logits, targets, g, { logsumexp: lse }), 2 * NV,
     () => void osp.logSoftmaxBackward(osp.gatherBackward(g, targets, V, { dtype }), saved), 4 * NV);
   compare('tokenLogprobs fwd+bwd', shape, dtype, device, copyBw,
     () => {
-      osp.tokenLogprobs(logits, targets);
-      osp.tokenLogprobsBackward(logits, targets, g);
+      const r = osp.tokenLogprobsWithLogsumexp(logits, targets);
+      osp.tokenLogprobsBackward(logits, targets, g, { logsumexp: r.logsumexp });
     }, 3 * NV,
     () => {
       const y = osp.logSoftmax(logits);
       osp.gather(y, targets);
       osp.logSoftmaxBackward(osp.gatherBackward(g, targets, V, { dtype }), y);
     }, 6 * NV);
-  for (const t of [logits, targets, g, saved]) t.dispose();
+  benchBackwardGivenLse(device, shape, dtype, logits, targets, g, lse, NV, copyBw);
+  for (const t of [logits, targets, g, saved, lse]) t.dispose();
+}
+
+/**
+ * The fused backward in place (as the LM head runs it, no [N, V] allocation), given the forward's
+ * logsumexp (one read and one write: 2 NV bytes) against recomputing it (two reads and a write:
+ * 3 NV bytes), interleaved in the same rounds as the copy probe. Both overwrite one scratch copy of
+ * the logits; its values drift from call to call but stay finite (each call writes g (onehot - p)).
+ */
+function benchBackwardGivenLse(device: Device, shape: string, dtype: DType, logits: osp.Tensor, targets: osp.Tensor, g: osp.Tensor, lse: osp.Tensor, NV: number, copyBw: Bandwidth): void {
+  const scratch = osp.affine(logits, 1);
+  const givenLse = () => void osp.tokenLogprobsBackward(scratch, targets, g, { inPlace: true, logsumexp: lse });
+  const recompute = () => void osp.tokenLogprobsBackward(scratch, targets, g, { inPlace: true });
+  const probes = device === 'cpu' && probe ? hostProbes(probe.x, probe.y) : [];
+  const [gms, rms, copyMs, readMs] = timeInterleaved([givenLse, recompute, ...probes], repeats) as [number, number, number?, number?];
+  if (copyMs !== undefined && readMs !== undefined) copyBw = probeBandwidth(copyMs, readMs);
+  const op = 'tokenLogprobs bwd in place';
+  const gr = record(op, shape, dtype, device, 'given-lse', gms, 2 * NV, copyBw, 0);
+  const rr = record(op, shape, dtype, device, 'recompute', rms, 3 * NV, copyBw, 0);
+  const pct = (r: Row) => `${r.gbPerS.toFixed(1)} GB/s = ${((r.fractionOfCopy ?? 0) * 100).toFixed(0)}% of copy`;
+  ratios.push(
+    `${op.padEnd(24)} ${shape.padEnd(16)} ${dtype.padEnd(4)} ${device.padEnd(4)}  given lse ${pct(gr)} (1 read + 1 write); recompute ${pct(rr)} (2 reads + 1 write); given lse is ${(rr.medianMs / gr.medianMs).toFixed(2)}x faster (copy ${copyBw.copy.toFixed(1)} GB/s)`,
+  );
+  console.log(`${op} ${dtype} ${device} ${shape}: given-lse ${gms.toFixed(2)} ms, recompute ${rms.toFixed(2)} ms`);
+  scratch.dispose();
 }
 
 function benchPreference(device: Device, B: number, copyBw: Bandwidth): void {

@@ -172,8 +172,9 @@ export async function torchRows(python: string, reps: number, quick: boolean, lo
       const files = { logits: writeRaw(path.join(dir, 'logits.f32'), logits), targets: writeRaw(path.join(dir, 'targets.i32'), targets), grad: writeRaw(path.join(dir, 'g.f32'), g) };
       await pair('token log-probs forward', `${N}x${V}`, 'lp', { kind: 'logprobs', N, V, ...files }, () => void osp.tokenLogprobs(logits, targets));
       await pair('token log-probs forward+backward', `${N}x${V}`, 'lpb', { kind: 'logprobs', N, V, backward: true, ...files }, () => {
-        osp.tokenLogprobs(logits, targets);
-        osp.tokenLogprobsBackward(logits, targets, g);
+        // As training runs it: the forward's logsumexp spares the backward a read of the logits.
+        const r = osp.tokenLogprobsWithLogsumexp(logits, targets);
+        osp.tokenLogprobsBackward(logits, targets, g, { logsumexp: r.logsumexp });
       });
       for (const t of [logits, targets, g]) t.dispose();
       for (const f of Object.values(files)) fs.rmSync(f);

@@ -7,6 +7,7 @@ export type { DType, TensorData, TensorOptions, RandomOptions } from './tensor';
 export {
   DEFAULT_IGNORE_INDEX,
   tokenLogprobs,
+  tokenLogprobsWithLogsumexp,
   tokenLogprobsBackward,
   logSoftmax,
   logSoftmaxBackward,
@@ -45,6 +46,7 @@ export {
 export type {
   IgnoreOptions,
   BackwardOptions,
+  TokenLogprobsResult,
   PreferenceKind,
   PreferenceInputs,
   PreferenceOptions,
@@ -123,8 +125,8 @@ export { preferenceStep, sftStep, preferenceValues, responseLogprobSums, orientP
 export type { LossKind, ScoredPair, PreferenceStepOptions, PreferenceStepResult, PreferenceValues, SftExample } from './osp/objective';
 export { packResponses } from './model/batch';
 export type { PromptResponse, ResponseBatch } from './model/batch';
-export { linearLogprobs, linearLogprobsBackward } from './model/lmHead';
-export type { LmHeadOptions } from './model/lmHead';
+export { linearLogprobs, linearLogprobsWithLogsumexp, linearLogprobsBackward } from './model/lmHead';
+export type { LmHeadOptions, LinearLogprobsBackwardOptions, LinearLogprobsResult } from './model/lmHead';
 export { DeviceRecord } from './osp/deviceRecord';
 export { train, selfReward, dpo, sft, augment, rewardModel, ppo, resume } from './osp/trainer';
 export { RewardModel, loadBackbone } from './model/rewardModel';

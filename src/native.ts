@@ -55,11 +55,12 @@ export interface NativeAddon {
   backends(): NativeBackends;
   synchronize(): void;
   tokenLogprobs(logits: NativeTensor, targets: NativeTensor, options: { ignoreIndex: number }): NativeTensor;
+  tokenLogprobsWithLogsumexp(logits: NativeTensor, targets: NativeTensor, options: { ignoreIndex: number }): { logprobs: NativeTensor; logsumexp: NativeTensor };
   tokenLogprobsBackward(
     logits: NativeTensor,
     targets: NativeTensor,
     grad: NativeTensor,
-    options: { ignoreIndex: number; inPlace: boolean },
+    options: { ignoreIndex: number; inPlace: boolean; logsumexp?: NativeTensor },
   ): NativeTensor;
   logSoftmax(logits: NativeTensor): NativeTensor;
   logSoftmaxBackward(gradOut: NativeTensor, logSoftmaxOut: NativeTensor): NativeTensor;

@@ -64,9 +64,34 @@ export function tokenLogprobs(logits: Tensor, targets: Tensor, opts: IgnoreOptio
   );
 }
 
+export interface TokenLogprobsResult {
+  /** logits[n, t_n] - logsumexp(logits[n, :]), [N] (f64 for f64 logits, else f32); 0 on ignored rows. */
+  logprobs: Tensor;
+  /** logsumexp(logits[n, :]), [N], same dtype; 0 on ignored rows (not computed). Give it to tokenLogprobsBackward. */
+  logsumexp: Tensor;
+}
+
+/**
+ * tokenLogprobs that also returns each row's logsumexp, which the forward computes anyway (N more
+ * floats written): with it tokenLogprobsBackward reads each row once instead of twice.
+ */
+export function tokenLogprobsWithLogsumexp(logits: Tensor, targets: Tensor, opts: IgnoreOptions = {}): TokenLogprobsResult {
+  opts = optionsArg('tokenLogprobs', opts);
+  const r = native.tokenLogprobsWithLogsumexp(h(logits, 'tokenLogprobs: logits'), h(targets, 'tokenLogprobs: targets'), {
+    ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX,
+  });
+  return { logprobs: wrap(r.logprobs), logsumexp: wrap(r.logsumexp) };
+}
+
 export interface BackwardOptions extends IgnoreOptions {
   /** Overwrite the logits buffer with the gradient (saves an [N, V] allocation). Default false. */
   inPlace?: boolean;
+  /**
+   * The forward's row logsumexp ([N], f64 for f64 logits, else f32; tokenLogprobsWithLogsumexp) of
+   * these same logits: each row is then read once and written once, instead of read twice. Without
+   * it the backward recomputes it. A non-finite entry on a row that is not ignored is a RangeError.
+   */
+  logsumexp?: Tensor;
 }
 
 /** dlogits[n, v] = g[n] * (onehot(t_n) - softmax(logits[n]))[v]; zero on ignored rows. */
@@ -77,7 +102,11 @@ export function tokenLogprobsBackward(logits: Tensor, targets: Tensor, gradLogpr
     h(logits, `${op}: logits`),
     h(targets, `${op}: targets`),
     h(gradLogprobs, `${op}: gradLogprobs`),
-    { ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX, inPlace: opts.inPlace ?? false },
+    {
+      ignoreIndex: opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX,
+      inPlace: opts.inPlace ?? false,
+      logsumexp: opts.logsumexp === undefined ? undefined : h(opts.logsumexp, `${op}: logsumexp`),
+    },
   );
   if (!opts.inPlace) return wrap(out);
   out.dispose(); // the native result shares the logits' buffer: drop its reference now, not at GC

@@ -70,6 +70,59 @@ describeGpu(`cuda kernels against the f64 CPU reference (${cuda.devices[0]?.name
       });
     }
 
+    // Given the forward's logsumexp the backward reads each row once (backwardGivenLseKernel).
+    // Bounds: f32 as above (1e-5: f32 sums and __expf against f64); bf16 adds the one rounding of
+    // each stored gradient to bf16 (unit roundoff 2^-8, relative to max(|d|, floor)); the logits
+    // themselves are exact in bf16 (rows() rounds them first), so the reference sees the same input.
+    it(`tokenLogprobsWithLogsumexp + backward given it, ${dtype}: logsumexp and dlogits (out of place and in place) match f64`, () => {
+      osp.scope(() => {
+        for (const [N, V] of [[1, 1], [7, 97], [3, 32001], [2, 128256], [300, 2048]] as [number, number][]) {
+          const { x, t, g } = rows(N, V, dtype);
+          const f64 = (a: Float64Array, s: number[]) => osp.tensor(a, s, { dtype: 'f64', device: 'cpu' });
+          const gHeld = Float64Array.from(g, Math.fround); // the f32 gradient the device gets
+          const ti = osp.tensor(t, [N], { device: 'cpu' });
+          const ref = osp.tokenLogprobsWithLogsumexp(f64(x, [N, V]), ti);
+          const refGrad = osp.tokenLogprobsBackward(f64(x, [N, V]), ti, f64(gHeld, [N])).toArray();
+          const logits = osp.tensor(x, [N, V], { dtype, device: 'cuda' });
+          const targets = osp.tensor(t, [N], { device: 'cuda' });
+          const grad = osp.tensor(g, [N], { device: 'cuda' });
+          const got = osp.tokenLogprobsWithLogsumexp(logits, targets);
+          expect(got.logsumexp.dtype).toBe('f32');
+          expect(bits32(got.logprobs)).toBe(bits32(osp.tokenLogprobs(logits, targets))); // same kernel, same sums
+          expectClose(got.logsumexp.toArray(), ref.logsumexp.toArray(), 1e-5, 1);
+          const tol = dtype === 'bf16' ? 2 ** -8 + 1e-5 : 1e-5;
+          expectClose(osp.tokenLogprobsBackward(logits, targets, grad, { logsumexp: got.logsumexp }).toArray(), refGrad, tol, 1);
+          const same = osp.tokenLogprobsBackward(logits, targets, grad, { inPlace: true, logsumexp: got.logsumexp });
+          expect(same).toBe(logits);
+          expectClose(logits.toArray(), refGrad, tol, 1);
+        }
+      });
+    });
+
+    it(`tokenLogprobsBackward given a logsumexp on cuda (${dtype}) reports a non-finite entry and a NaN logits row as RangeErrors naming them`, () => {
+      osp.scope(() => {
+        const N = 4;
+        const V = 64;
+        const { x, t, g } = rows(N, V, dtype);
+        t[1] = 0; // no ignored row
+        const targets = osp.tensor(t, [N], { device: 'cuda' });
+        const grad = osp.tensor(g, [N], { device: 'cuda' });
+        const lse = osp.tokenLogprobsWithLogsumexp(osp.tensor(x, [N, V], { dtype, device: 'cuda' }), targets).logsumexp.toArray();
+        const badLse = Float32Array.from(lse);
+        badLse[2] = NaN;
+        expect(() => {
+          osp.tokenLogprobsBackward(osp.tensor(x, [N, V], { dtype, device: 'cuda' }), targets, grad, { logsumexp: osp.tensor(badLse, [N], { device: 'cuda' }) });
+          osp.synchronize();
+        }).toThrow(/logsumexp\[2\] = nan is not finite/);
+        const nanRow = Float64Array.from(x);
+        nanRow[3 * V + 5] = NaN;
+        expect(() => {
+          osp.tokenLogprobsBackward(osp.tensor(nanRow, [N, V], { dtype, device: 'cuda' }), targets, grad, { logsumexp: osp.tensor(Float32Array.from(lse), [N], { device: 'cuda' }) });
+          osp.synchronize();
+        }).toThrow(/logits row 3/);
+      });
+    });
+
     it(`unfused log_softmax + gather on cuda (${dtype}) equals the fused op`, () => {
       osp.scope(() => {
         const N = 33;

@@ -434,3 +434,214 @@ describe('tokenLogprobs f32: the AVX-512 and the 8-lane paths agree', () => {
     }
   });
 });
+
+describe('tokenLogprobsWithLogsumexp and tokenLogprobsBackward({ logsumexp }): the forward hands the backward its row logsumexp', () => {
+  const { next } = seeded('tokenLogprobs given logsumexp');
+
+  /** The forward's { logprobs, logsumexp } read to the host. */
+  const forwardWithLse = (p: LogitsProblem, dtype: FloatType, opts: osp.IgnoreOptions = {}) =>
+    osp.scope(() => {
+      const r = osp.tokenLogprobsWithLogsumexp(floats(p.x, [p.N, p.V], dtype), ints(p.targets), opts);
+      expect(r.logprobs.shape).toEqual([p.N]);
+      expect(r.logsumexp.shape).toEqual([p.N]);
+      expect(r.logprobs.dtype).toBe(dtype);
+      expect(r.logsumexp.dtype).toBe(dtype);
+      return { logprobs: read(r.logprobs), logsumexp: read(r.logsumexp) };
+    });
+
+  /** The backward given lse (held in dtype), in place or not. */
+  const backwardWithLse = (p: LogitsProblem, dtype: FloatType, lse: ArrayLike<number>, opts: osp.BackwardOptions = {}) =>
+    osp.scope(() =>
+      read(osp.tokenLogprobsBackward(floats(p.x, [p.N, p.V], dtype), ints(p.targets), floats(p.g, [p.N], dtype), { ...opts, logsumexp: floats(lse, [p.N], dtype) })),
+    );
+
+  /** Fails naming the first element whose bits differ (NaN, -0 included). */
+  function expectBitwise(got: ArrayLike<number>, want: ArrayLike<number>, what: string): void {
+    expect(got.length).toBe(want.length);
+    const i = Array.from(got).findIndex((v, k) => !Object.is(v, want[k]));
+    if (i >= 0) throw new Error(`${what} [${i}] = ${got[i]}; expected ${want[i]} bit for bit`);
+  }
+
+  /** logsumexp of row n in plain f64 (max-subtracted). */
+  function refLse(p: LogitsProblem, n: number): number {
+    const x = row(p, n);
+    const m = Math.max(...x);
+    return m + Math.log(x.reduce((s, v) => s + Math.exp(v - m), 0));
+  }
+
+  // Shapes: one row; V = 1, 7 and 97 (no full 16- or 8-wide vector, tails), 4099 (two 2048-column
+  // chunks and a tail); ignored rows among them.
+  const SHAPES: [number, number][] = [
+    [1, 1],
+    [1, 97],
+    [5, 7],
+    [33, 97],
+    [9, 4099],
+  ];
+  const bitwiseCases = DTYPES.flatMap((dtype) => SHAPES.map(([N, V]) => [dtype, N, V] as const));
+
+  it.each(bitwiseCases)('%s [%i, %i]: logprobs are the plain forward bit for bit; logsumexp is the f64 row logsumexp (0 on ignored rows)', (dtype, N, V) => {
+    const p = randomLogits(next, N, V, dtype, { ignored: [2, 5] });
+    const got = forwardWithLse(p, dtype);
+    expectBitwise(got.logprobs, forwardOf(p, dtype), 'logprobs');
+    const want = Array.from({ length: N }, (_, n) => (p.targets[n] === -100 ? 0 : refLse(p, n)));
+    expectWithin(got.logsumexp, want, logprobTol(REL[dtype], want), 'logsumexp');
+    for (let n = 0; n < N; n++) if (p.targets[n] === -100) expect(Object.is(got.logsumexp[n], 0)).toBe(true);
+  });
+
+  it.each(bitwiseCases)('%s [%i, %i]: the backward given the forward logsumexp is the recomputing backward bit for bit, out of place and in place', (dtype, N, V) => {
+    const p = randomLogits(next, N, V, dtype, { ignored: [2, 5] });
+    const { logsumexp } = forwardWithLse(p, dtype);
+    const want = backwardOf(p, dtype);
+    expectBitwise(backwardWithLse(p, dtype, logsumexp), want, 'out of place');
+    const inPlace = osp.scope(() => {
+      const logits = floats(p.x, [N, V], dtype);
+      const r = osp.tokenLogprobsBackward(logits, ints(p.targets), floats(p.g, [N], dtype), { inPlace: true, logsumexp: floats(logsumexp, [N], dtype) });
+      expect(r).toBe(logits);
+      return read(logits);
+    });
+    expectBitwise(inPlace, want, 'in place');
+  });
+
+  // Rows shifted to around +1e4 and -1e4 (exp of the logits over- and underflows), rows mixing the
+  // two, -Infinity columns (masked), and one row of +-1e30: the lse is huge in magnitude and
+  // x - lse must still be formed before the exp.
+  it.each(DTYPES)('%s: huge and very negative logits, and masked columns: bit for bit the recomputing backward, and within the f64 reference', (dtype) => {
+    const N = 6;
+    const V = 1001;
+    const p = randomLogits(next, N, V, dtype);
+    const shift = [1e4, -1e4, 0, 0, 0, 0];
+    for (let n = 0; n < N; n++) {
+      const x = row(p, n);
+      for (let v = 0; v < V; v++) {
+        if (n === 2) x[v] = (next() < 0.5 ? -1e4 : 1e4) + x[v] / 2;
+        else if (n === 3 && v % 5 === 1 && v !== p.targets[n]) x[v] = -Infinity;
+        else if (n === 4) x[v] = x[v] * 1e28;
+        else x[v] += shift[n];
+      }
+      x.set(held(x, dtype));
+    }
+    const { logsumexp } = forwardWithLse(p, dtype);
+    expect(Array.from(logsumexp).every(Number.isFinite)).toBe(true);
+    const got = backwardWithLse(p, dtype, logsumexp);
+    expectBitwise(got, backwardOf(p, dtype), 'gradient');
+    expect(got.every(Number.isFinite)).toBe(true);
+    const maxAbs = Math.max(...Array.from(p.x).filter(Number.isFinite).map(Math.abs));
+    const ref = refBackward(p);
+    // The one rounding of lse to the dtype: up to ulp(max|x|)/2, relative on the exponent.
+    const extra = 8 * EPS[dtype] * maxAbs;
+    expectWithin(got, ref.want, (i) => (REL[dtype] + Math.min(extra, 1)) * Math.max(Math.abs(ref.want[i]), ref.softmaxTerm[i]), 'gradient');
+    for (let v = 1; v < V; v += 5) if (v !== p.targets[3]) expect(got[3 * V + v] === 0).toBe(true);
+  });
+
+  it.each([
+    [1, 1],
+    [3, 97],
+    [4, 1000],
+  ])('f64 [%i, %i]: sampled entries of dlogits given the forward logsumexp match central differences of sum(g * tokenLogprobs) to 1e-6', (N, V) => {
+    const p = randomLogits(next, N, V, 'f64', { ignored: [1] });
+    osp.scope(() => {
+      const targets = ints(p.targets);
+      const { logsumexp } = forwardWithLse(p, 'f64');
+      const analytic = backwardWithLse(p, 'f64', logsumexp);
+      const logprobs = (x: Float64Array) => osp.scope(() => read(osp.tokenLogprobs(floats(x, [N, V], 'f64'), targets)));
+      gradcheck('dlogits given logsumexp', analytic, logprobs, p.x, {
+        weights: p.g,
+        entries: sampleEntries(next, N * V, 20, [p.targets[0]]),
+        step: 2 ** -12,
+        richardson: false,
+        floor: (i) => 1e-4 * Math.abs(p.g[Math.floor(i / V)]),
+        label: (i) => `[${Math.floor(i / V)}, ${i % V}]`,
+      });
+    });
+  });
+
+  it.each(DTYPES)('%s: the given logsumexp is what the backward uses: lse + log 2 halves every softmax term', (dtype) => {
+    const N = 4;
+    const V = 300;
+    const p = randomLogits(next, N, V, dtype);
+    const { logsumexp } = forwardWithLse(p, dtype);
+    const right = backwardWithLse(p, dtype, logsumexp);
+    const shifted = backwardWithLse(p, dtype, held(Array.from(logsumexp, (l) => l + Math.LN2), dtype));
+    const want = right.map((r, i) => {
+      const n = Math.floor(i / V);
+      const onehot = i % V === p.targets[n] ? p.g[n] : 0;
+      return onehot + (r - onehot) / 2;
+    });
+    expectWithin(shifted, want, (i) => 1e-5 * Math.max(Math.abs(want[i]), Math.abs(p.g[Math.floor(i / V)]) * 1e-3), 'with lse + log 2');
+  });
+
+  describe('value and argument checks', () => {
+    const N = 8;
+    const V = 1001;
+
+    function runWith(p: LogitsProblem, dtype: FloatType, lse: () => osp.Tensor, opts: osp.IgnoreOptions = {}) {
+      return caught(() =>
+        osp.scope(() => osp.tokenLogprobsBackward(floats(p.x, [p.N, p.V], dtype), ints(p.targets), floats(p.g, [p.N], dtype), { ...opts, logsumexp: lse() })),
+      );
+    }
+
+    it.each(DTYPES.flatMap((dtype) => [NaN, Infinity, -Infinity].map((bad) => [dtype, bad] as const)))(
+      '%s: logsumexp[2] = %s on a row that is not ignored is a RangeError naming "logsumexp[2]"',
+      (dtype, bad) => {
+        const p = randomLogits(next, N, V, dtype);
+        const lse = forwardWithLse(p, dtype).logsumexp;
+        lse[2] = bad;
+        const err = runWith(p, dtype, () => floats(lse, [N], dtype));
+        expect(err?.errorClass).toBe('RangeError');
+        expect(err?.message).toMatch(/^tokenLogprobsBackward: logsumexp\[2\] = (nan|inf|-inf) is not finite/);
+      },
+    );
+
+    it.each(DTYPES)('%s: a NaN logsumexp on an ignored row is not read (no error, zero gradient row)', (dtype) => {
+      const p = randomLogits(next, N, V, dtype, { ignored: [6] });
+      const lse = forwardWithLse(p, dtype).logsumexp;
+      lse[6] = NaN;
+      const got = backwardWithLse(p, dtype, lse);
+      expectAllZero(got.slice(6 * V, 7 * V), 'gradient row 6');
+      expectBitwise(got, backwardOf(p, dtype), 'gradient');
+    });
+
+    it.each(DTYPES.flatMap((dtype) => [NaN, Infinity].map((bad) => [dtype, bad] as const)))(
+      '%s: %s in row 3 of the logits (the lse given from clean logits) is still a RangeError naming "logits row 3"',
+      (dtype, bad) => {
+        const p = randomLogits(next, N, V, dtype);
+        const lse = forwardWithLse(p, dtype).logsumexp;
+        p.x[3 * V + Math.floor(next() * V)] = bad;
+        const err = runWith(p, dtype, () => floats(lse, [N], dtype));
+        expect(err?.errorClass).toBe('RangeError');
+        expect(err?.message).toMatch(/logits row 3\b/);
+      },
+    );
+
+    it.each(DTYPES)('%s: a target out of range is still named with a logsumexp given', (dtype) => {
+      const p = randomLogits(next, N, V, dtype);
+      const lse = forwardWithLse(p, dtype).logsumexp;
+      p.targets[4] = V;
+      const err = runWith(p, dtype, () => floats(lse, [N], dtype));
+      expect(err?.errorClass).toBe('RangeError');
+      expect(err?.message).toContain(`targets[4] = ${V} `);
+    });
+
+    const p32 = () => randomLogits(next, N, V, 'f32');
+    it.each([
+      ['shape [N + 1]', () => floats(new Float64Array(N + 1), [N + 1], 'f32'), /logsumexp has shape \[9\]; expected size 8 in dimension 0/],
+      ['shape [N, 1]', () => floats(new Float64Array(N), [N, 1], 'f32'), /logsumexp has shape \[8, 1\]; expected 1 dimension/],
+      ['dtype f64 for f32 logits', () => floats(new Float64Array(N), [N], 'f64'), /logsumexp has dtype f64; expected f32/],
+      ['dtype i32', () => ints(new Int32Array(N)), /logsumexp has dtype i32; expected f32/],
+      ['not a tensor', () => [1, 2, 3] as unknown as osp.Tensor, /logsumexp is not a Tensor/],
+    ] as const)('f32 logits: a logsumexp of %s is a TypeError naming logsumexp', (_what, lse, message) => {
+      const err = runWith(p32(), 'f32', lse);
+      expect(err?.errorClass).toBe('TypeError');
+      expect(err?.message).toMatch(/^tokenLogprobsBackward: /);
+      expect(err?.message).toMatch(message);
+    });
+
+    it('f64 logits: an f32 logsumexp is a TypeError naming logsumexp and f64', () => {
+      const p = randomLogits(next, N, V, 'f64');
+      const err = runWith(p, 'f64', () => floats(new Float64Array(N), [N], 'f32'));
+      expect(err?.errorClass).toBe('TypeError');
+      expect(err?.message).toMatch(/^tokenLogprobsBackward: logsumexp has dtype f32; expected f64 for logits of dtype f64/);
+    });
+  });
+});

@@ -32,6 +32,7 @@ constexpr Entry kBindings[] = {
     {"hostParallelReadSum", hostParallelReadSum},
     // log-probs and losses
     {"tokenLogprobs", tokenLogprobs},
+    {"tokenLogprobsWithLogsumexp", tokenLogprobsWithLogsumexp},
     {"tokenLogprobsBackward", tokenLogprobsBackward},
     {"logSoftmax", logSoftmax},
     {"logSoftmaxBackward", logSoftmaxBackward},

@@ -206,7 +206,17 @@ Napi::Value tokenLogprobs(const Napi::CallbackInfo& info) {
   return handle(info, osp::tokenLogprobs(logits, targets, o.int32("ignoreIndex")));
 }
 
-// tokenLogprobsBackward(logits, targets, gradLogprobs, {ignoreIndex, inPlace})
+// tokenLogprobsWithLogsumexp(logits, targets, {ignoreIndex}) -> {logprobs, logsumexp}
+Napi::Value tokenLogprobsWithLogsumexp(const Napi::CallbackInfo& info) {
+  const char* op = "tokenLogprobs";
+  const Tensor& logits = tensorArg(info, 0, op, "logits");
+  const Tensor& targets = tensorArg(info, 1, op, "targets");
+  const Options o(info, 2, op);
+  osp::TokenLogprobsResult r = osp::tokenLogprobsWithLogsumexp(logits, targets, o.int32("ignoreIndex"));
+  return TensorObject(info.Env()).set("logprobs", std::move(r.logprobs)).set("logsumexp", std::move(r.logsumexp));
+}
+
+// tokenLogprobsBackward(logits, targets, gradLogprobs, {ignoreIndex, inPlace, logsumexp?})
 Napi::Value tokenLogprobsBackward(const Napi::CallbackInfo& info) {
   const char* op = "tokenLogprobsBackward";
   const Tensor& logits = tensorArg(info, 0, op, "logits");
@@ -214,7 +224,8 @@ Napi::Value tokenLogprobsBackward(const Napi::CallbackInfo& info) {
   const Tensor& grad = tensorArg(info, 2, op, "gradLogprobs");
   const Options o(info, 3, op);
   const int32_t ignoreIndex = o.int32("ignoreIndex");
-  return handle(info, osp::tokenLogprobsBackward(logits, targets, grad, ignoreIndex, o.boolean("inPlace")));
+  return handle(info, osp::tokenLogprobsBackward(logits, targets, grad, ignoreIndex, o.boolean("inPlace"),
+                                                 o.optionalTensor("logsumexp")));
 }
 
 // logSoftmax(logits)

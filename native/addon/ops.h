@@ -23,6 +23,7 @@ OSP_BINDING(hostParallelCopy)
 OSP_BINDING(hostParallelReadSum)
 // log-probs and losses
 OSP_BINDING(tokenLogprobs)
+OSP_BINDING(tokenLogprobsWithLogsumexp)
 OSP_BINDING(tokenLogprobsBackward)
 OSP_BINDING(logSoftmax)
 OSP_BINDING(logSoftmaxBackward)

@@ -16,7 +16,7 @@ import { Device, Tensor, keep, randn, scope, tensor } from '../tensor';
 import { DEFAULT_IGNORE_INDEX, PackedBatch, packResponses, packSequences } from './batch';
 import { LlamaConfig, llamaParameterShapes } from './config';
 import { LoadLlamaOptions, SaveLlamaOptions, readLlamaFolder, saveLlama } from './hub';
-import { LmHeadOptions, linearLogprobs, linearLogprobsBackward } from './lmHead';
+import { DEFAULT_HEAD_CHUNK, LmHeadOptions, linearLogprobsBackward, linearLogprobsWithLogsumexp } from './lmHead';
 import { LORA_MODULES, LoraAdapter, LoraSaved, LoraTarget, loraBranch, loraBranchBackward, branchSeed, loraKey } from './lora';
 import { configRopeInvFreq } from './rope';
 
@@ -139,6 +139,21 @@ export interface LossAndGrads extends Gradients {
 /** The chunked LM head's options (see lmHead.ts). */
 export type HeadOptions = LmHeadOptions;
 
+/**
+ * What headLogprobs keeps for a later headBackward on the same hidden tensor: the head forward's
+ * row logsumexp ([T], f32; f64 for an f64 model) and what it was computed from, so that the
+ * backward uses it only for the same targets, weight, chunk size and ignoreIndex.
+ */
+interface HeadForwardRecord {
+  logsumexp: Tensor;
+  targets: Tensor | Int32Array;
+  /** Host targets' contents at the forward (an Int32Array can be changed in place between the calls). */
+  targetValues: Int32Array | null;
+  weight: Tensor;
+  chunkSize: number | undefined;
+  ignoreIndex: number | undefined;
+}
+
 /** Frees every tensor of a forward cache. */
 export function disposeCache(cache: ForwardCache): void {
   for (const t of [cache.tokens, cache.sequenceIds, cache.spans, cache.positions, cache.xFinal]) t.dispose();
@@ -178,6 +193,8 @@ export class LlamaModel {
   /** False for a view made by withAdapter: the weights belong to the model it came from. */
   private ownsParams = true;
   private ownsAdapter = false;
+  /** headLogprobs' records per hidden tensor, for headBackward (weak: they go with the hidden tensor). */
+  private readonly headForwards = new WeakMap<Tensor, HeadForwardRecord>();
 
   /** A model over the given parameters (Hugging Face names; all of one dtype and device), checked against the config. */
   constructor(config: LlamaConfig, params: Map<string, Tensor>) {
@@ -605,18 +622,56 @@ export class LlamaModel {
   /**
    * Per-token log-probs [T] of targets through the LM head, chunk by chunk (never the full [T, V]
    * logits): a tensor on the model's device (f64 for an f64 model, else f32); nothing is read back.
+   * Also keeps the head's row logsumexp ([T]) for headBackward on this same hidden tensor, which
+   * then reads each recomputed chunk of logits once instead of twice. That tensor lives in the
+   * caller's scope (freed with it, or by headBackward, which consumes it).
    */
   headLogprobs(hidden: Tensor, targets: Tensor | Int32Array, opts: HeadOptions = {}): Tensor {
-    return scope(() => linearLogprobs(hidden, this.lmHead, this.targetTensor(targets), opts));
+    const r = scope(() => linearLogprobsWithLogsumexp(hidden, this.lmHead, this.targetTensor(targets), opts));
+    this.headForwards.get(hidden)?.logsumexp.dispose();
+    this.headForwards.set(hidden, {
+      logsumexp: r.logsumexp,
+      targets,
+      targetValues: targets instanceof Int32Array ? targets.slice() : null,
+      weight: this.lmHead,
+      chunkSize: opts.chunkSize,
+      ignoreIndex: opts.ignoreIndex,
+    });
+    return r.logprobs;
   }
 
   /**
    * Backward of headLogprobs for L = sum_t gradLogprobs[t] logprob[t]: recomputes each chunk's
    * logits; returns d L / d hidden [T, D] and d L / d W [V, D]. gradLogprobs may be a device tensor
-   * (f64 for an f64 model, else f32) or host numbers.
+   * (f64 for an f64 model, else f32) or host numbers. After headLogprobs on the same hidden tensor,
+   * targets (the same tensor or array, unchanged), chunk size and ignoreIndex, it uses that
+   * forward's logsumexp (the recomputed logits are the same GEMM, so it is exact) and frees it;
+   * otherwise it recomputes the logsumexp. Like any forward/backward pair, it assumes the head
+   * weight was not updated in place in between.
    */
   headBackward(hidden: Tensor, targets: Tensor | Int32Array, gradLogprobs: Tensor | ArrayLike<number>, opts: HeadOptions = {}): { gradHidden: Tensor; gradWeight: Tensor | null } {
-    return scope(() => linearLogprobsBackward(hidden, this.lmHead, this.targetTensor(targets), this.gradTensor(gradLogprobs, hidden.shape[0]), opts));
+    const fwd = this.takeHeadForward(hidden, targets, opts);
+    try {
+      return scope(() =>
+        linearLogprobsBackward(hidden, this.lmHead, this.targetTensor(targets), this.gradTensor(gradLogprobs, hidden.shape[0]), { ...opts, logsumexp: fwd?.logsumexp }),
+      );
+    } finally {
+      fwd?.logsumexp.dispose();
+    }
+  }
+
+  /** The forward record of hidden if it matches this backward (removed either way), else null. */
+  private takeHeadForward(hidden: Tensor, targets: Tensor | Int32Array, opts: HeadOptions): HeadForwardRecord | null {
+    const r = this.headForwards.get(hidden);
+    if (!r) return null;
+    this.headForwards.delete(hidden);
+    const sameTargets =
+      r.targets === targets && (r.targetValues === null || (targets instanceof Int32Array && r.targetValues.every((t, i) => t === targets[i])));
+    const sameChunks = (r.chunkSize ?? DEFAULT_HEAD_CHUNK) === (opts.chunkSize ?? DEFAULT_HEAD_CHUNK);
+    const sameIgnore = (r.ignoreIndex ?? DEFAULT_IGNORE_INDEX) === (opts.ignoreIndex ?? DEFAULT_IGNORE_INDEX);
+    if (!r.logsumexp.disposed && sameTargets && r.weight === this.lmHead && sameChunks && sameIgnore) return r;
+    r.logsumexp.dispose();
+    return null;
   }
 
   private targetTensor(targets: Tensor | Int32Array): Tensor {
@@ -646,8 +701,9 @@ export class LlamaModel {
   lossAndGrads(batch: PackedBatch, targets: Int32Array, gradTokenLogprobs: Tensor | ArrayLike<number>, opts: HeadOptions & ForwardOptions = {}): LossAndGrads {
     return scope(() => {
       const fwd = this.forward(batch, opts);
-      const grads = this.gradientsFromHead(fwd, targets, gradTokenLogprobs, opts);
+      // The head's forward first: its logsumexp spares the head's backward a read of every logit.
       const logprobs = Float64Array.from(this.headLogprobs(fwd.hidden, targets, opts).toArray());
+      const grads = this.gradientsFromHead(fwd, targets, gradTokenLogprobs, opts);
       return { tokenLogprobs: logprobs, ...grads };
     });
   }

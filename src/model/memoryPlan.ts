@@ -33,6 +33,7 @@
 // what the data can reach; test/memoryPlan.test.ts holds it within 15% of memoryStats() on the cpu.
 import { LlamaConfig, llamaParameterShapes } from './config';
 
+import { DEFAULT_HEAD_CHUNK } from './lmHead';
 import { LORA_TARGETS, LoraTarget } from './lora';
 
 export { LORA_TARGETS };
@@ -145,9 +146,12 @@ function fullForwardBytes(c: LlamaConfig, T: number, b: number, lseBytes: number
   return c.numHiddenLayers * T * (values * b + lse * lseBytes) + 2 * T * c.hiddenSize * b + 3 * T * 4;
 }
 
-/** The LM head's forward: one chunk's logits [C, V] in the model's dtype and the [T] log-probs. */
+/**
+ * The LM head's forward: one chunk's logits [C, V] in the model's dtype, and the [T] log-probs and
+ * [T] row logsumexp (kept for the head's backward; f32, f64 on an f64 model: counted at 8 B each).
+ */
 function headBytes(c: LlamaConfig, T: number, b: number, chunk: number): number {
-  return Math.min(chunk, T) * c.vocabSize * b + T * 8;
+  return Math.min(chunk, T) * c.vocabSize * b + 2 * T * 8;
 }
 
 export function formatBytes(n: number): string {
@@ -182,7 +186,7 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const b = bytesOf(input.dtype);
   const lseBytes = input.dtype === 'f64' ? 8 : 4;
   const stateBytes = input.dtype === 'f64' ? 8 : 4; // moments, masters and accumulated gradients
-  const chunk = input.headChunk ?? 256;
+  const chunk = input.headChunk ?? DEFAULT_HEAD_CHUNK;
   const online = input.command === 'train' || input.command === 'self-reward';
   // ppo samples like the online commands and trains on batch x K sequences; no judge, a reward model instead.
   const ppo = input.command === 'ppo';
@@ -303,7 +307,8 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const before = headGrad + (nLayers - 1) * layerGrad; // the gradients of every layer but the first
   // The moments of the backward with the most held: [name, activations, gradients, transients].
   const moments: [string, number, number, number][] = [
-    ['LM head backward', acts.end, 0, (lora ? 0 : 3 * V * D * b) + C * V * b + C * D * b + TD],
+    // The head's transients, and the forward's [T] logsumexp it reads (8 B per token at most).
+    ['LM head backward', acts.end, 0, (lora ? 0 : 3 * V * D * b) + C * V * b + C * D * b + TD + 8 * T],
     ['first layer MLP backward (d act, d gate, d up)', acts.during, before, T * (3 * F + 2 * D) * b],
     ['first layer MLP backward (d hn)', acts.during, before + mlpGrad, T * (2 * F + 5 * D) * b],
     ['first layer attention backward', acts.during, headGrad + nLayers * layerGrad, T * (5 * D + qWidth + 2 * kvWidth) * b],

@@ -16,6 +16,11 @@ using osp::cuda::kBlock, osp::cuda::toFloat;
 
 constexpr int kWarps = kBlock / 32;
 static_assert(kBlock == 256, "the top-k radix select clears one 256-bin histogram entry per thread");
+// Register budget: 4 resident blocks per SM caps the kernel at 64 registers. Given only the block
+// size, ptxas (CUDA 13) aimed at 40 and spilled the 64-bit indices (4/8 B on sm_86/89, 8/20 B on
+// sm_90); at 64 it needs 54-58 and spills nothing. Launch bounds change only register allocation,
+// not the arithmetic.
+constexpr int kMinBlocksPerSm = 4;
 
 // Order-preserving map of a float to uint32 (-0 is folded into +0 first, so equal values have
 // equal keys). -Inf maps to 0x007fffff; every finite value maps above it.
@@ -66,7 +71,7 @@ __device__ __forceinline__ float blockExclusiveScan(float v) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kBlock) sampleKernel(const T* __restrict__ logits, const int32_t* __restrict__ streams,
+__global__ void __launch_bounds__(kBlock, kMinBlocksPerSm) sampleKernel(const T* __restrict__ logits, const int32_t* __restrict__ streams,
                                                        const int32_t* __restrict__ steps, int64_t V, uint64_t seed,
                                                        float temperature, bool nucleus, float topP, int64_t topK,
                                                        int32_t* __restrict__ tokens, float* __restrict__ logprobs,

@@ -1,7 +1,12 @@
 // CUDA token log-probs (maths in token_logprobs.h). One block per row; each thread walks the row
 // with 16-byte loads (4 f32 or 8 bf16 values) keeping an online (max, sum-of-exp) pair, merged
-// across the block at the end. Forward: one read of the row, no [N, V] intermediate. Backward: a
-// second read (mostly from L2) and one write; in place it overwrites the logits row.
+// across the block at the end. Forward: one read of the row, no [N, V] intermediate, and on request
+// the row's logsumexp (one float). Backward given that logsumexp: one read and one write per
+// element, no barrier (each thread rewrites the 16 bytes it read, so in place is safe). Backward
+// without it: the logsumexp pass first, then a second read of the row to write it. That second read
+// is not an L2 hit at a real vocabulary: a full SM of blocks holds 8 rows in flight, 8 x 128k x 2 B
+// = 2 MiB of bf16 logits per SM, about 260 MiB over 132 SMs against a 50 MiB L2, so it comes
+// from memory (3 row transfers instead of 2).
 // Rows are independent, so the result does not depend on how many rows are launched together.
 #include "../../core/cuda_common.cuh"
 #include "token_logprobs.h"
@@ -97,19 +102,24 @@ __device__ bool rowLogSumExp(const T* x, int64_t V, float& lse) {
   return !bad && isfinite(m) && s > 0.f;
 }
 
+// lseOut: null, or [N] for the row logsumexp (0 on ignored rows, NaN on a bad target).
 template <typename T, bool VEC>
 __global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ logits, const int32_t* __restrict__ targets,
-                                                        float* __restrict__ out, int64_t V, int32_t ignoreIndex,
-                                                        KernelStatus* st) {
+                                                        float* __restrict__ out, float* __restrict__ lseOut, int64_t V,
+                                                        int32_t ignoreIndex, KernelStatus* st) {
   const int64_t n = blockIdx.x;
   const int32_t t = targets[n];
   if (t == ignoreIndex) {
-    if (threadIdx.x == 0) out[n] = 0.f;
+    if (threadIdx.x == 0) {
+      out[n] = 0.f;
+      if (lseOut) lseOut[n] = 0.f;
+    }
     return;
   }
   if (t < 0 || t >= V) {
     if (threadIdx.x == 0) {
       out[n] = NAN;
+      if (lseOut) lseOut[n] = NAN;
       osp::cuda::reportStatus(st, StatusTargetOutOfRange, n);
     }
     return;
@@ -120,7 +130,77 @@ __global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ lo
   if (threadIdx.x == 0) {
     if (!ok) osp::cuda::reportStatus(st, StatusNonFiniteRow, n);
     out[n] = toFloat(x[t]) - lse;
+    if (lseOut) lseOut[n] = lse;
   }
+}
+
+// d = -gn exp(f - lse) for the values f at columns v0, v0 + 1, ...; + gn at the target column
+// (added after the product, as the CPU's d[t] += g). Clears ok on NaN or +Inf.
+template <int E>
+__device__ __forceinline__ void backwardValues(float* f, int64_t v0, int32_t t, float lse, float gn, bool& ok) {
+  const int64_t tj = t - v0;
+#pragma unroll
+  for (int j = 0; j < E; j++) {
+    ok &= f[j] < INFINITY;
+    float r = -gn * __expf(f[j] - lse);
+    if (j == tj) r += gn;
+    f[j] = r;
+  }
+}
+
+// The backward given the forward's logsumexp: one read and one write of each element. Each thread
+// reads its 16 bytes before writing them, and no thread reads another's, so logits may alias
+// dlogits (in place) without a barrier.
+template <typename T, bool VEC>
+__global__ void __launch_bounds__(kBlock) backwardGivenLseKernel(const T* logits, const int32_t* __restrict__ targets,
+                                                                 const float* __restrict__ g,
+                                                                 const float* __restrict__ lseIn, T* dlogits, int64_t V,
+                                                                 int32_t ignoreIndex, KernelStatus* st) {
+  const int64_t n = blockIdx.x;
+  const int32_t t = targets[n];
+  const T* x = logits + n * V;
+  T* d = dlogits + n * V;
+  const bool ignored = t == ignoreIndex;
+  const bool outOfRange = !ignored && (t < 0 || t >= V);
+  if (ignored || outOfRange) {
+    const T fill = osp::cuda::fromFloat<T>(ignored ? 0.f : NAN);
+    for (int64_t v = threadIdx.x; v < V; v += kBlock) d[v] = fill;
+    if (outOfRange && threadIdx.x == 0) osp::cuda::reportStatus(st, StatusTargetOutOfRange, n);
+    return;
+  }
+  const float lse = lseIn[n], gn = g[n];
+  if (!isfinite(lse) && threadIdx.x == 0) osp::cuda::reportStatus(st, StatusNonFiniteValue, n);
+  bool ok = true;
+  if constexpr (VEC) {
+    constexpr int E = Pack<T>::E;
+    const uint4* xv = reinterpret_cast<const uint4*>(x);
+    uint4* dv = reinterpret_cast<uint4*>(d);
+    const int64_t nv = V / E;
+    int64_t i = threadIdx.x;
+    for (; i + kBlock < nv; i += 2 * kBlock) {  // two loads in flight per thread, both before either store
+      const uint4 r0 = xv[i], r1 = xv[i + kBlock];
+      float f[E];
+      Pack<T>::unpack(r0, f);
+      backwardValues<E>(f, i * E, t, lse, gn, ok);
+      dv[i] = Pack<T>::pack(f);
+      Pack<T>::unpack(r1, f);
+      backwardValues<E>(f, (i + kBlock) * E, t, lse, gn, ok);
+      dv[i + kBlock] = Pack<T>::pack(f);
+    }
+    if (i < nv) {
+      float f[E];
+      Pack<T>::unpack(xv[i], f);
+      backwardValues<E>(f, i * E, t, lse, gn, ok);
+      dv[i] = Pack<T>::pack(f);
+    }
+  } else {
+    for (int64_t v = threadIdx.x; v < V; v += kBlock) {
+      float f = toFloat(x[v]);
+      backwardValues<1>(&f, v, t, lse, gn, ok);
+      d[v] = osp::cuda::fromFloat<T>(f);
+    }
+  }
+  if (!ok) osp::cuda::reportStatus(st, StatusNonFiniteRow, n);
 }
 
 template <typename T, bool VEC>
@@ -172,36 +252,43 @@ bool vectorisable(const void* p, int64_t V) {
 }
 
 template <typename T>
-void launchForward(const T* logits, const int32_t* targets, float* out, int64_t N, int64_t V, int32_t ii, KernelStatus* st) {
+void launchForward(const T* logits, const int32_t* targets, float* out, float* lse, int64_t N, int64_t V, int32_t ii,
+                   KernelStatus* st) {
   auto s = osp::cuda::stream();
-  if (vectorisable<T>(logits, V)) forwardKernel<T, true><<<N, kBlock, 0, s>>>(logits, targets, out, V, ii, st);
-  else forwardKernel<T, false><<<N, kBlock, 0, s>>>(logits, targets, out, V, ii, st);
+  if (vectorisable<T>(logits, V)) forwardKernel<T, true><<<N, kBlock, 0, s>>>(logits, targets, out, lse, V, ii, st);
+  else forwardKernel<T, false><<<N, kBlock, 0, s>>>(logits, targets, out, lse, V, ii, st);
 }
 
 template <typename T>
-void launchBackward(const T* logits, const int32_t* targets, const float* g, T* d, int64_t N, int64_t V, int32_t ii,
-                    KernelStatus* st) {
+void launchBackward(const T* logits, const int32_t* targets, const float* g, const float* lse, T* d, int64_t N,
+                    int64_t V, int32_t ii, KernelStatus* st) {
   auto s = osp::cuda::stream();
-  if (vectorisable<T>(logits, V) && vectorisable<T>(d, V))
+  const bool vec = vectorisable<T>(logits, V) && vectorisable<T>(d, V);
+  if (lse) {
+    if (vec) backwardGivenLseKernel<T, true><<<N, kBlock, 0, s>>>(logits, targets, g, lse, d, V, ii, st);
+    else backwardGivenLseKernel<T, false><<<N, kBlock, 0, s>>>(logits, targets, g, lse, d, V, ii, st);
+  } else if (vec) {
     backwardKernel<T, true><<<N, kBlock, 0, s>>>(logits, targets, g, d, V, ii, st);
-  else backwardKernel<T, false><<<N, kBlock, 0, s>>>(logits, targets, g, d, V, ii, st);
+  } else {
+    backwardKernel<T, false><<<N, kBlock, 0, s>>>(logits, targets, g, d, V, ii, st);
+  }
 }
 
 }  // namespace
 
-void forwardCuda(const void* logits, bool isBf16, const int32_t* targets, float* out, int64_t N, int64_t V,
+void forwardCuda(const void* logits, bool isBf16, const int32_t* targets, float* out, float* lse, int64_t N, int64_t V,
                  int32_t ignoreIndex, KernelStatus* status) {
   osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    launchForward(static_cast<const T*>(logits), targets, out, N, V, ignoreIndex, status);
+    launchForward(static_cast<const T*>(logits), targets, out, lse, N, V, ignoreIndex, status);
   });
 }
 
-void backwardCuda(const void* logits, bool isBf16, const int32_t* targets, const float* g, void* dlogits, int64_t N,
-                  int64_t V, int32_t ignoreIndex, KernelStatus* status) {
+void backwardCuda(const void* logits, bool isBf16, const int32_t* targets, const float* g, const float* lse,
+                  void* dlogits, int64_t N, int64_t V, int32_t ignoreIndex, KernelStatus* status) {
   osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    launchBackward(static_cast<const T*>(logits), targets, g, static_cast<T*>(dlogits), N, V, ignoreIndex, status);
+    launchBackward(static_cast<const T*>(logits), targets, g, lse, static_cast<T*>(dlogits), N, V, ignoreIndex, status);
   });
 }
 

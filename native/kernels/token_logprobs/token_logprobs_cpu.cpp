@@ -3,7 +3,9 @@
 // The f32 path has two builds of its row functions, picked at run time: AVX-512 (16 lanes, the exp
 // of simd.h's AVX-512 block) where the CPU has it, else the 8-lane vector code (AVX2 + FMA, or the
 // baseline). The forward reads each row once from memory; the goal is the two-thread read
-// bandwidth that `npm run bench` measures next to it ("%read" of the fused forward row).
+// bandwidth that `npm run bench` measures next to it ("%read" of the fused forward row). The
+// backward given the forward's logsumexp reads each row once and writes it once (its goal: the
+// copy bandwidth, "%copy" of its bench row); without it, it first reads the row for the logsumexp.
 #include <cmath>
 #include <algorithm>
 #include <cstdlib>
@@ -38,28 +40,31 @@ bool rowLogSumExpRef(const T* x, int64_t V, T& lse) {
 }  // namespace
 
 template <typename T>
-void forwardReference(const T* logits, const int32_t* targets, T* out, int64_t N, int64_t V, int32_t ignoreIndex,
-                      KernelStatus* status) {
+void forwardReference(const T* logits, const int32_t* targets, T* out, T* lseOut, int64_t N, int64_t V,
+                      int32_t ignoreIndex, KernelStatus* status) {
   for (int64_t n = 0; n < N; n++) {
     const int32_t t = targets[n];
     if (t == ignoreIndex) {
       out[n] = 0;
+      if (lseOut) lseOut[n] = 0;
       continue;
     }
     if (t < 0 || t >= V) {
       reportStatus(status, StatusTargetOutOfRange, n);
       out[n] = std::numeric_limits<T>::quiet_NaN();
+      if (lseOut) lseOut[n] = std::numeric_limits<T>::quiet_NaN();
       continue;
     }
     T lse;
     if (!rowLogSumExpRef(logits + n * V, V, lse)) reportStatus(status, StatusNonFiniteRow, n);
     out[n] = logits[n * V + t] - lse;
+    if (lseOut) lseOut[n] = lse;
   }
 }
 
 template <typename T>
-void backwardReference(const T* logits, const int32_t* targets, const T* g, T* dlogits, int64_t N, int64_t V,
-                       int32_t ignoreIndex, KernelStatus* status) {
+void backwardReference(const T* logits, const int32_t* targets, const T* g, const T* lseIn, T* dlogits, int64_t N,
+                       int64_t V, int32_t ignoreIndex, KernelStatus* status) {
   for (int64_t n = 0; n < N; n++) {
     const T* x = logits + n * V;
     T* d = dlogits + n * V;  // may alias x (in place): each element is read before it is written
@@ -74,19 +79,32 @@ void backwardReference(const T* logits, const int32_t* targets, const T* g, T* d
       continue;
     }
     T lse;
-    if (!rowLogSumExpRef(x, V, lse)) reportStatus(status, StatusNonFiniteRow, n);
+    if (lseIn) {  // one pass: the forward's logsumexp, and the row's NaN/+Inf check folded into the write
+      lse = lseIn[n];
+      if (!std::isfinite(lse)) reportStatus(status, StatusNonFiniteValue, n);
+    } else if (!rowLogSumExpRef(x, V, lse)) {
+      reportStatus(status, StatusNonFiniteRow, n);
+    }
     const T gn = g[n];
-    for (int64_t v = 0; v < V; v++) d[v] = -gn * std::exp(x[v] - lse);
+    bool finiteRow = true;
+    for (int64_t v = 0; v < V; v++) {
+      const T xv = x[v];
+      finiteRow = finiteRow && xv < std::numeric_limits<T>::infinity();
+      d[v] = -gn * std::exp(xv - lse);
+    }
+    if (!finiteRow) reportStatus(status, StatusNonFiniteRow, n);
     d[t] += gn;
   }
 }
 
-template void forwardReference<float>(const float*, const int32_t*, float*, int64_t, int64_t, int32_t, KernelStatus*);
-template void forwardReference<double>(const double*, const int32_t*, double*, int64_t, int64_t, int32_t, KernelStatus*);
-template void backwardReference<float>(const float*, const int32_t*, const float*, float*, int64_t, int64_t, int32_t,
+template void forwardReference<float>(const float*, const int32_t*, float*, float*, int64_t, int64_t, int32_t,
+                                      KernelStatus*);
+template void forwardReference<double>(const double*, const int32_t*, double*, double*, int64_t, int64_t, int32_t,
                                        KernelStatus*);
-template void backwardReference<double>(const double*, const int32_t*, const double*, double*, int64_t, int64_t,
-                                        int32_t, KernelStatus*);
+template void backwardReference<float>(const float*, const int32_t*, const float*, const float*, float*, int64_t,
+                                       int64_t, int32_t, KernelStatus*);
+template void backwardReference<double>(const double*, const int32_t*, const double*, const double*, double*, int64_t,
+                                        int64_t, int32_t, KernelStatus*);
 
 // ---- vectorised f32 ----------------------------------------------------------------------------
 
@@ -142,13 +160,26 @@ bool rowLogSumExpF32(const float* x, int64_t V, float& lse) {
   return std::isfinite(m) && std::isfinite(s) && s > 0;
 }
 
+// d = -gn exp(x - lse) over the row, one read and one write (d may alias x); returns false if the
+// row holds NaN or +Inf (the check rides on the loads: no extra pass).
 OSP_SIMD_CLONES
-void rowBackwardF32(const float* x, float* d, int64_t V, float lse, float gn) {
+bool rowBackwardF32(const float* x, float* d, int64_t V, float lse, float gn) {
   using namespace simd;
   const f8 lv = splat(lse), ng = splat(-gn);
+  i8 ok = i8{} - 1;
   int64_t v = 0;
-  for (; v + W <= V; v += W) store(d + v, ng * fastExp(load(x + v) - lv));
-  for (; v < V; v++) d[v] = -gn * fastExp1(x[v] - lse);
+  for (; v + W <= V; v += W) {
+    const f8 xv = load(x + v);
+    ok &= (xv < splat(INFINITY));
+    store(d + v, ng * fastExp(xv - lv));
+  }
+  bool good = true;
+  for (int i = 0; i < W; i++) good = good && ok[i] != 0;
+  for (; v < V; v++) {
+    good = good && x[v] < INFINITY;
+    d[v] = -gn * fastExp1(x[v] - lse);
+  }
+  return good;
 }
 
 #ifdef OSP_HAVE_AVX512_PATH
@@ -204,21 +235,30 @@ bool rowLogSumExpF32Avx512(const float* x, int64_t V, float& lse) {
 }
 
 OSP_TARGET_AVX512
-void rowBackwardF32Avx512(const float* x, float* d, int64_t V, float lse, float gn) {
-  const __m512 lv = _mm512_set1_ps(lse), ng = _mm512_set1_ps(-gn), ninf = _mm512_set1_ps(-INFINITY);
+bool rowBackwardF32Avx512(const float* x, float* d, int64_t V, float lse, float gn) {
+  const __m512 lv = _mm512_set1_ps(lse), ng = _mm512_set1_ps(-gn), ninf = _mm512_set1_ps(-INFINITY),
+               pinf = _mm512_set1_ps(INFINITY);
+  __mmask16 ok = 0xFFFF;
   int64_t v = 0;
-  for (; v + 16 <= V; v += 16) _mm512_storeu_ps(d + v, _mm512_mul_ps(ng, simd::fastExp16(_mm512_sub_ps(_mm512_loadu_ps(x + v), lv))));
+  for (; v + 16 <= V; v += 16) {
+    const __m512 a = _mm512_loadu_ps(x + v);
+    ok &= _mm512_cmp_ps_mask(a, pinf, _CMP_LT_OQ);
+    _mm512_storeu_ps(d + v, _mm512_mul_ps(ng, simd::fastExp16(_mm512_sub_ps(a, lv))));
+  }
   if (v < V) {
     const __mmask16 mk = tailMask(V - v);
-    _mm512_mask_storeu_ps(d + v, mk, _mm512_mul_ps(ng, simd::fastExp16(_mm512_sub_ps(_mm512_mask_loadu_ps(ninf, mk, x + v), lv))));
+    const __m512 a = _mm512_mask_loadu_ps(ninf, mk, x + v);
+    ok &= _mm512_cmp_ps_mask(a, pinf, _CMP_LT_OQ);
+    _mm512_mask_storeu_ps(d + v, mk, _mm512_mul_ps(ng, simd::fastExp16(_mm512_sub_ps(a, lv))));
   }
+  return ok == 0xFFFF;
 }
 #endif
 
 // The row functions this CPU runs (AVX-512 where it has it).
 struct RowFns {
   bool (*logSumExp)(const float*, int64_t, float&);
-  void (*backward)(const float*, float*, int64_t, float, float);
+  bool (*backward)(const float*, float*, int64_t, float, float);
 };
 RowFns rowFns() {
 #ifdef OSP_HAVE_AVX512_PATH
@@ -229,8 +269,8 @@ RowFns rowFns() {
 
 }  // namespace
 
-void forwardCpuF32(const float* logits, const int32_t* targets, float* out, int64_t N, int64_t V, int32_t ignoreIndex,
-                   KernelStatus* status) {
+void forwardCpuF32(const float* logits, const int32_t* targets, float* out, float* lseOut, int64_t N, int64_t V,
+                   int32_t ignoreIndex, KernelStatus* status) {
   const int64_t grain = V >= 4096 ? 1 : (4096 + V - 1) / V;
   const RowFns fns = rowFns();
   parallelFor(N, grain, [&](int64_t n0, int64_t n1) {
@@ -238,22 +278,25 @@ void forwardCpuF32(const float* logits, const int32_t* targets, float* out, int6
       const int32_t t = targets[n];
       if (t == ignoreIndex) {
         out[n] = 0.f;
+        if (lseOut) lseOut[n] = 0.f;
         continue;
       }
       if (t < 0 || t >= V) {
         reportStatus(status, StatusTargetOutOfRange, n);
         out[n] = NAN;
+        if (lseOut) lseOut[n] = NAN;
         continue;
       }
       float lse;
       if (!fns.logSumExp(logits + n * V, V, lse)) reportStatus(status, StatusNonFiniteRow, n);
       out[n] = logits[n * V + t] - lse;
+      if (lseOut) lseOut[n] = lse;
     }
   });
 }
 
-void backwardCpuF32(const float* logits, const int32_t* targets, const float* g, float* dlogits, int64_t N, int64_t V,
-                    int32_t ignoreIndex, KernelStatus* status) {
+void backwardCpuF32(const float* logits, const int32_t* targets, const float* g, const float* lseIn, float* dlogits,
+                    int64_t N, int64_t V, int32_t ignoreIndex, KernelStatus* status) {
   const int64_t grain = V >= 4096 ? 1 : (4096 + V - 1) / V;
   const RowFns fns = rowFns();
   parallelFor(N, grain, [&](int64_t n0, int64_t n1) {
@@ -271,9 +314,14 @@ void backwardCpuF32(const float* logits, const int32_t* targets, const float* g,
         continue;
       }
       float lse;
-      if (!fns.logSumExp(x, V, lse)) reportStatus(status, StatusNonFiniteRow, n);
-      fns.backward(x, d, V, lse, g[n]);
-      d[t] += g[n];
+      if (lseIn) {  // one pass: the forward's logsumexp (bitwise what logSumExp would give again)
+        lse = lseIn[n];
+        if (!std::isfinite(lse)) reportStatus(status, StatusNonFiniteValue, n);
+      } else if (!fns.logSumExp(x, V, lse)) {
+        reportStatus(status, StatusNonFiniteRow, n);
+      }
+      if (!fns.backward(x, d, V, lse, g[n])) reportStatus(status, StatusNonFiniteRow, n);
+      d[t] += g[n];  // one element of the row just written: still in L1
     }
   });
 }
