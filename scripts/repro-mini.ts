@@ -35,6 +35,9 @@ const seeds = (process.env.REPRO_SEEDS ?? '1,2,3').split(',').map(Number);
 const STEPS = Number(process.env.REPRO_STEPS ?? DEMO_DEFAULTS.steps);
 const LONG_STEPS = 4 * STEPS;
 const EVAL_PROMPTS = Number(process.env.REPRO_EVAL ?? 200);
+/** REPRO_AUX_SCALE scales the reward models' and the 10% judges' steps (the test runs at 0.02). */
+const AUX_SCALE = Number(process.env.REPRO_AUX_SCALE ?? 1);
+const auxSteps = (n: number) => Math.max(1, Math.round(n * AUX_SCALE));
 const LOW_LR = 1e-5;
 const PPO_LR = 3e-5;
 const assets = demoAssetsDir();
@@ -119,7 +122,7 @@ async function rewardModel(seed: number): Promise<string> {
   if (!fs.existsSync(path.join(out, 'final', 'config.json'))) {
     fs.rmSync(out, { recursive: true, force: true });
     const pairs = jsonl(data(`reward-pairs-${seed}.jsonl`), makePreferencePairs(4000, 400 + seed, { habit: DEMO_DEFAULTS.habit }));
-    await osp('reward-model', trainer.rewardModel, { model: sft, pairs, out, steps: 250, batchSize: 32, microBatch: 32, lr: 1e-3, ...common(seed) });
+    await osp('reward-model', trainer.rewardModel, { model: sft, pairs, out, steps: auxSteps(250), batchSize: 32, microBatch: 32, lr: 1e-3, ...common(seed) });
   }
   if (!(seed in rewardModelAccuracy)) minutesOf['reward model'] = (minutesOf['reward model'] ?? 0) + trainingMinutes(out);
   const evals = MetricsLog.read(path.join(out, 'metrics.jsonl')).filter((m) => typeof m.evalAccuracy === 'number');
@@ -205,7 +208,7 @@ async function reproduce(): Promise<void> {
     if (!fs.existsSync(path.join(out, 'final', 'config.json'))) {
       fs.rmSync(out, { recursive: true, force: true });
       const pairs = jsonl(data(`augment-10pct-${seed}.jsonl`), makePreferencePairs(1200, 300 + seed, { habit: DEMO_DEFAULTS.habit }));
-      await osp('augment', trainer.augment, { model: sft, pairs, out, steps: 200, batchSize: 32, microBatch: 32, lr: 1e-3, minLrRatio: 0.1, warmupSteps: 20, ...common(seed) });
+      await osp('augment', trainer.augment, { model: sft, pairs, out, steps: auxSteps(200), batchSize: 32, microBatch: 32, lr: 1e-3, minLrRatio: 0.1, warmupSteps: auxSteps(20), ...common(seed) });
     }
     tenPct.push(await judgeAccuracy(path.join(out, 'final')));
   }
@@ -243,7 +246,9 @@ function writeDocs(r: Record<string, Result>, judge: Record<string, number[]>): 
     // The mean-over-seeds curve, smoothed over 10 steps; its peak and the step where it is.
     const avg = cs[0].map((_, i) => mean(cs.map((c) => c[i])));
     const smooth = avg.map((_, i) => mean(avg.slice(Math.max(0, i - 9), i + 1)));
-    const at = smooth.reduce((b, v, i) => (v > smooth[b] ? i : b), 9);
+    // The peak after the first 10 steps (the running mean is over fewer steps before).
+    const first = Math.min(9, smooth.length - 1);
+    const at = smooth.reduce((b, v, i) => (i > first && v > smooth[b] ? i : b), first);
     return `${smooth[at].toFixed(4)} at step ${at + 1}`;
   };
   const claims: [string, string, string, string][] = [
