@@ -102,12 +102,25 @@ void backwardCpu(const T* q, const T* k, const T* v, const int32_t* starts, cons
 // scratch; starts, ends on the device. Every block checks its span column with spanValid; a bad one
 // gets NaN outputs and, where status is not null, StatusSequenceSpan with the column as index.
 // Queued on the osp stream.
+// tensorCores: the FlashAttention-2 kernels of attention_tc.cu (bf16 only, Dh with
+// tensorCoreHeadDim, every pointer 16-byte aligned, an sm_80+ device); else the SIMT kernels.
 void forwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, void* out,
-                 float* lse, bool isBf16, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale,
+                 float* lse, bool isBf16, bool tensorCores, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale,
                  KernelStatus* status);
 void backwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, const void* out,
-                  const float* lse, const void* gradOut, void* dq, void* dk, void* dv, float* delta, bool isBf16, int64_t T_,
-                  int64_t H, int64_t Hkv, int64_t Dh, float scale, KernelStatus* status);
+                  const float* lse, const void* gradOut, void* dq, void* dk, void* dv, float* delta, bool isBf16,
+                  bool tensorCores, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale, KernelStatus* status);
+// The head dims the tensor-core kernels are built for: 64, 80, 96, 128.
+bool tensorCoreHeadDim(int64_t Dh);
+// Whether the current CUDA device has bf16 mma.sync (compute capability 8.0 or newer).
+bool tensorCoresAvailable();
+// attention_tc.cu's kernels (bf16; the conditions of tensorCores above). gradsTensorCores takes the
+// delta = rowsum(dO o) that backwardCuda computed.
+void forwardTensorCores(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, void* out,
+                        float* lse, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale, KernelStatus* status);
+void gradsTensorCores(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends,
+                      const float* lse, const float* delta, const void* gradOut, void* dq, void* dk, void* dv, int64_t T_,
+                      int64_t H, int64_t Hkv, int64_t Dh, float scale, KernelStatus* status);
 
 }  // namespace attention
 }  // namespace osp
