@@ -1,7 +1,8 @@
 // kvCacheWrite and cachedAttention on cuda against the float64 CPU op, on the same inputs (bf16
 // inputs are rounded first, so the reference sees exactly what the device sees): the written
 // cache read back bit for bit, prefill over packed sequences, decode with a few hundred queries
-// at positions up to 2047, determinism, and the errors. Where no GPU answers, the suite is skipped
+// at positions up to 2047, few queries against caches of 4096 (flash-decoding's key splits),
+// determinism, and the errors. Where no GPU answers, the suite is skipped
 // with a one-line reason (never passed vacuously); OSP_GPU_TESTS=require turns that into a failure.
 import * as osp from '../src';
 import type { Tensor } from '../src';
@@ -74,6 +75,19 @@ describeGpu(`kv cache ops on cuda against the f64 CPU op (${cuda.devices[0]?.nam
         L: 2048,
         written: full(4, 2048),
         queries: [integers(next, N, 0, 4), Int32Array.from(integers(next, N, 0, 2048), (p, i) => (i < 4 ? 2047 : p))],
+      },
+      {
+        // 3 queries x 8 heads against caches of 4096: flash-decoding's key splits (decodeSplits:
+        // 16 splits of 256 keys) merged by the combine kernel, with positions ending mid-split, in
+        // the first split, and at the cache's end.
+        name: 'decode: 3 queries over 3 slots of 4096 positions (split over the keys), GQA 8/2, Dh 128',
+        H: 8,
+        Hkv: 2,
+        Dh: 128,
+        S: 3,
+        L: 4096,
+        written: full(3, 4096),
+        queries: [Int32Array.from([0, 1, 2]), Int32Array.from([4095, 3000, 100])],
       },
     ];
   };
