@@ -31,6 +31,9 @@ using namespace osp::attention_mma;
 constexpr int kTile = 64;        // queries of a forward / dq block, keys of a key tile and of a dk/dv block
 constexpr int kBwdQueries = 32;  // queries per step of the dk/dv kernel (keeps its registers under 255)
 constexpr int kThreads = 128;    // 4 warps of 16 rows
+// Two blocks per SM: up to 255 registers per thread, which the accumulators need (ptxas's own
+// occupancy target otherwise caps some instantiations near 168 registers and spills).
+constexpr int kMinBlocks = 2;
 
 template <int Dh>
 __host__ __device__ constexpr int ldOf() {
@@ -95,7 +98,7 @@ __device__ __forceinline__ bool warpSeesKeys(const int32_t* starts, int64_t w0, 
 }
 
 template <int Dh>
-__global__ void __launch_bounds__(kThreads) forwardTcKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
+__global__ void __launch_bounds__(kThreads, kMinBlocks) forwardTcKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
                                                             const bf16* __restrict__ v, const int32_t* __restrict__ starts,
                                                             const int32_t* __restrict__ ends, bf16* __restrict__ out,
                                                             float* __restrict__ lse, int64_t T, int64_t H, int64_t Hkv,
@@ -199,7 +202,7 @@ __global__ void __launch_bounds__(kThreads) forwardTcKernel(const bf16* __restri
 
 // dk, dv. Shared: K, V tiles [64][ld], Q, dO tiles [32][ld], lse and delta [32] (f32).
 template <int Dh>
-__global__ void __launch_bounds__(kThreads) gradKvTcKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
+__global__ void __launch_bounds__(kThreads, kMinBlocks) gradKvTcKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
                                                            const bf16* __restrict__ v, const int32_t* __restrict__ starts,
                                                            const int32_t* __restrict__ ends, const float* __restrict__ lse,
                                                            const float* __restrict__ delta, const bf16* __restrict__ gradOut,
@@ -310,7 +313,7 @@ __global__ void __launch_bounds__(kThreads) gradKvTcKernel(const bf16* __restric
 
 // dq. Shared: Q, dO, K, V tiles [64][ld].
 template <int Dh>
-__global__ void __launch_bounds__(kThreads) gradQTcKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
+__global__ void __launch_bounds__(kThreads, kMinBlocks) gradQTcKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
                                                           const bf16* __restrict__ v, const int32_t* __restrict__ starts,
                                                           const int32_t* __restrict__ ends, const float* __restrict__ lse,
                                                           const float* __restrict__ delta, const bf16* __restrict__ gradOut,
