@@ -16,9 +16,12 @@
 // results are deterministic on cpu and cuda and do not depend on OSP_NUM_THREADS.
 //
 // Cost, with N = sum over sequences of len (len + 1) / 2 query-key pairs: forward 4 N H Dh flops
-// (2 for the scores, 2 for P v), backward 10 N H Dh (S and dP recomputed once per tile, then dv,
-// dk, dq). The CUDA kernels re-read k and v once per query (forward, dq) and q and dO once per key
-// (dk/dv): bandwidth-bound except for long sequences, far from a tiled FlashAttention.
+// (2 for the scores, 2 for P v), backward 10 N H Dh (S and dP once, then dv, dk, dq; the CUDA
+// tensor-core backward recomputes S and dP a second time for dq, 14 N H Dh executed). The SIMT CUDA
+// kernels re-read k and v once per query (forward, dq) and q and dO once per key (dk/dv):
+// bandwidth-bound. The tensor-core kernels read each k, v tile once per 64 queries (forward, dq) and
+// each q, dO tile once per 64 keys (dk/dv), and their flops run on the tensor cores. Masked work:
+// the diagonal tiles compute their full 64 x 64 products (about 64 T H Dh extra flops per pass).
 //
 // CPU f64 (the ground truth): parallelFor over (token, head) pairs for o, lse and dq, and over
 // (token, kv head) for dk, dv; every sum in double; the backward recomputes the scores for dq and
@@ -31,10 +34,27 @@
 // o within (4 eps + 4e-7 + (2n + 8) u) max|v|; the derivation and the backward's bounds are in
 // test/attention.test.ts, where they are checked (observed: 1e-7..1e-6 of each output's scale).
 //
-// CUDA (f32 or bf16 storage, f32 arithmetic): one 128-thread block per (query, head) in the forward
-// and for dq, one per (key, kv head) for dk/dv; each of the 4 warps takes every 4th key (or (head,
-// query) item), keeps its own online-softmax state / accumulators in shared memory, and the warps
-// are merged in order (the CUDA backward recomputes the scores for dq and again for dk/dv).
+// CUDA, what runs where (attention.cpp picks per call):
+// - tensor cores (attention_tc.cu, FlashAttention-2): bf16 storage, head dims 64, 80, 96, 128, an
+//   sm_80+ device and 16-byte aligned tensors. Forward: a block of 4 warps per (64 queries, head),
+//   64-key tiles of k, v in shared memory, S = Q K^T with mma.sync m16n8k16 (f32 accumulate), online
+//   softmax in registers, P rounded to bf16 for O += P V. Backward: delta = rowsum(dO o), then one
+//   block per (64 keys, kv head) for dk, dv (heads of the group, then 32-query tiles, in order) and
+//   one per (64 queries, head) for dq; no atomics, deterministic. Error against the f64 op on the
+//   same bf16 inputs, with u = 2^-8 and P, B the f64 probabilities and magnitude sums: out within
+//   (u + 1e-3) sum_j P_ij max|v_j| + u |o|, dv, dk, dq likewise with P |dO|, B |q|, B |k| (P and dS
+//   are rounded to bf16 before their products); lse within the f32 score and sum errors. Derived in
+//   test/helpers/gpu.ts (attentionTcBounds), checked against a simulation of the roundings in
+//   test/gpuBounds.test.ts and on a GPU in test/gpuAttentionTc.test.ts.
+// - SIMT (attention.cu; f32, bf16 at other head dims or on older GPUs, or OSP_ATTENTION=simt, which
+//   the tests and the bench use to compare): f32 arithmetic on f32 or bf16 storage, one 128-thread
+//   block per (query, head) in the forward and for dq, one per (key, kv head) for dk/dv; each of the
+//   4 warps takes every 4th key (or (head, query) item), keeps its own online-softmax state /
+//   accumulators in shared memory, and the warps are merged in order. Its forward routine
+//   (attention_device.cuh's attendKeys) is also kv_cache.cu's flash-decoding. Error: the f32 sums
+//   and the output's own rounding (u |o| in bf16).
+// Nothing of the CUDA paths has been run on a GPU in the session that wrote the tensor-core kernels:
+// they compile for sm_80, 86, 89, 90 without spills, and test/gpuAttentionTc.test.ts is their check.
 //
 // Sequence spans. Without `spans` the dispatch copies sequenceIds to the host to check contiguity
 // and build the per-token start and end arrays (on cuda a host round trip of 4 T bytes and a
