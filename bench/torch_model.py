@@ -74,14 +74,9 @@ def main():
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() if cuda else 0
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times.append((time.perf_counter() - t0) * 1e3)
+        ms = median_ms(fn, repeats, sync, warm_up=False)
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else 0.0
-        return statistics.median(times), peak
+        return ms, peak
 
     out = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0) if cuda else "cpu", "rows": []}
     tokens = args.batch * args.length
@@ -117,9 +112,11 @@ def main():
     print(json.dumps(out))
 
 
-def median_ms(fn, repeats, sync):
-    fn()
-    sync()
+def median_ms(fn, repeats, sync, warm_up=True):
+    """Median wall time of fn in ms over `repeats` calls (each synchronised), after one warm-up call."""
+    if warm_up:
+        fn()
+        sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

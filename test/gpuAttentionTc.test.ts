@@ -11,8 +11,7 @@ import * as osp from '../src';
 import type { Tensor } from '../src';
 import { normals, seeded } from './helpers/random';
 import * as ops from '../src/ops';
-import { attentionTcBounds, gpuSuite, worstBoundRatio } from './helpers/gpu';
-import type { AttentionShape } from './helpers/gpu';
+import { attentionTcBounds, gpuSuite, packedAttentionShape, worstBoundRatio } from './helpers/gpu';
 
 const { cuda, describeGpu } = gpuSuite('GPU tensor-core attention suite');
 
@@ -64,21 +63,13 @@ describeGpu(`bf16 tensor-core attention on cuda against the f64 CPU op (${cuda.d
     const T = lengths.reduce((a, b) => a + b, 0);
     it(`lengths [${lengths}], H ${H}, Hkv ${Hkv}, Dh ${Dh}: forward and backward within the derived bounds, deterministic, and the SIMT path agrees`, () => {
       osp.scope(() => {
-        const starts = new Int32Array(T);
-        const ends = new Int32Array(T);
-        let at = 0;
-        for (const len of lengths) {
-          for (let i = at; i < at + len; i++) [starts[i], ends[i]] = [at, at + len];
-          at += len;
-        }
-        const shape: AttentionShape = { T, H, Hkv, Dh, scale: 1 / Math.sqrt(Dh), starts, ends };
+        const { shape, ids } = packedAttentionShape(lengths, H, Hkv, Dh);
         const [q, k, v, dO] = [T * H * Dh, T * Hkv * Dh, T * Hkv * Dh, T * H * Dh].map((n) => roundBf16(normals(next, n))) as [
           Float64Array,
           Float64Array,
           Float64Array,
           Float64Array,
         ];
-        const ids = Int32Array.from(lengths.flatMap((len, s) => Array.from({ length: len }, () => s)));
         const [sq, skv] = [[T, H, Dh], [T, Hkv, Dh]];
         const cpu = (a: Float64Array | Int32Array, s: number[]) => osp.tensor(a, s, { device: 'cpu' });
         const dev = (a: Float64Array, s: number[]) => osp.tensor(a, s, { dtype: 'bf16', device: 'cuda' });

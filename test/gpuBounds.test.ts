@@ -6,7 +6,7 @@
 import * as osp from '../src';
 import { integers, normals, seeded } from './helpers/random';
 import { maxRelError } from './helpers/reference';
-import { attentionTcBounds, unfusedBf16BackwardTolerance, worstBoundRatio } from './helpers/gpu';
+import { attentionTcBounds, packedAttentionShape, unfusedBf16BackwardTolerance, worstBoundRatio } from './helpers/gpu';
 import type { AttentionShape } from './helpers/gpu';
 import * as ops from '../src/ops';
 
@@ -147,20 +147,10 @@ describe('GPU suite tolerances against a simulation of the device rounding', () 
   }
 
   it('bf16 tensor-core attention stays within attentionTcBounds, and an off-by-one mask does not', () => {
-    const lengths = [1, 70, 1, 100, 28];
-    const [H, Hkv, Dh] = [4, 1, 64];
-    const T = lengths.reduce((a, b) => a + b, 0);
-    const starts = new Int32Array(T);
-    const ends = new Int32Array(T);
-    let at = 0;
-    for (const len of lengths) {
-      for (let i = at; i < at + len; i++) [starts[i], ends[i]] = [at, at + len];
-      at += len;
-    }
-    const shape: AttentionShape = { T, H, Hkv, Dh, scale: 1 / Math.sqrt(Dh), starts, ends };
+    const { shape, ids } = packedAttentionShape([1, 70, 1, 100, 28], 4, 1, 64);
+    const { T, H, Hkv, Dh } = shape;
     const held = (n: number) => Float64Array.from(normals(next, n), (x) => bf16(fr(x)));
     const [q, k, v, dO] = [held(T * H * Dh), held(T * Hkv * Dh), held(T * Hkv * Dh), held(T * H * Dh)];
-    const ids = Int32Array.from(lengths.flatMap((len, s) => Array.from({ length: len }, () => s)));
     const ratios = (sim: ReturnType<typeof simulateTc>) =>
       osp.scope(() => {
         const c = (a: Float64Array | Int32Array, sh: number[]) => osp.tensor(a, sh, { device: 'cpu' });

@@ -53,6 +53,20 @@ export interface AttentionShape {
   ends: Int32Array;
 }
 
+/** The shape of sequences of the given lengths packed back to back, scale 1 / sqrt(Dh), and their sequence ids. */
+export function packedAttentionShape(lengths: number[], H: number, Hkv: number, Dh: number): { shape: AttentionShape; ids: Int32Array } {
+  const T = lengths.reduce((a, b) => a + b, 0);
+  const starts = new Int32Array(T);
+  const ends = new Int32Array(T);
+  const ids = new Int32Array(T);
+  let at = 0;
+  lengths.forEach((len, s) => {
+    for (let i = at; i < at + len; i++) [starts[i], ends[i], ids[i]] = [at, at + len, s];
+    at += len;
+  });
+  return { shape: { T, H, Hkv, Dh, scale: 1 / Math.sqrt(Dh), starts, ends }, ids };
+}
+
 /** Per-element absolute error bounds of the bf16 tensor-core attention (attention_tc.cu), laid out as its outputs. */
 export interface AttentionTcBounds {
   out: Float64Array; // [T, H, Dh]

@@ -88,4 +88,57 @@ __device__ __forceinline__ void accToA(uint32_t a[4], const float lo[4], const f
 __device__ __forceinline__ int accRow(int r) { return laneGroup() + (r >= 2 ? 8 : 0); }
 __device__ __forceinline__ int accCol(int r) { return 2 * laneQuad() + (r & 1); }
 
+// ---- warp-level tile products, built from the maps above ----------------------------------------
+
+template <int N>
+__device__ __forceinline__ void zero(float (&acc)[N][4]) {
+#pragma unroll
+  for (int nt = 0; nt < N; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+}
+
+// acc (16 x 8N) += A B^T over K columns: A = rows row0..row0+15 of tile a, B^T's columns = rows
+// 0..8N-1 of tile b (both row-major, stride ld). S = Q K^T, dP = dO V^T and their transposes.
+template <int K, int N>
+__device__ __forceinline__ void mmaRowsRows(float (&acc)[N][4], const __nv_bfloat16* a, int row0,
+                                            const __nv_bfloat16* b, int ld) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; kk++) {
+    uint32_t af[4];
+    loadA(af, a, ld, row0, kk * 16);
+#pragma unroll
+    for (int nt = 0; nt < N; nt++) {
+      uint32_t bf[2];
+      loadBFromRows(bf, b, ld, nt * 8, kk * 16);
+      mma(acc[nt], af, bf);
+    }
+  }
+}
+
+// acc (16 x 8N) += L B, with L (16 x 16KT) an accumulator of an earlier product (P or dS, rounded to
+// bf16 by accToA) and B = rows 0..16KT-1 of tile b (row-major, stride ld). O += P V, dV += P^T dO,
+// dK += dS^T Q, dQ += dS K.
+template <int KT, int N>
+__device__ __forceinline__ void mmaAccCols(float (&acc)[N][4], const float (&left)[2 * KT][4], const __nv_bfloat16* b,
+                                           int ld) {
+#pragma unroll
+  for (int kk = 0; kk < KT; kk++) {
+    uint32_t af[4];
+    accToA(af, left[2 * kk], left[2 * kk + 1]);
+#pragma unroll
+    for (int nt = 0; nt < N; nt++) {
+      uint32_t bf[2];
+      loadBFromCols(bf, b, ld, kk * 16, nt * 8);
+      mma(acc[nt], af, bf);
+    }
+  }
+}
+
+// Row x (0: group, 1: group + 8) of accumulator acc (16 x 8N) times f, as bf16 into row[0..8N).
+template <int N>
+__device__ __forceinline__ void storeRow(__nv_bfloat16* row, const float (&acc)[N][4], int x, float f) {
+#pragma unroll
+  for (int nt = 0; nt < N; nt++)
+    *reinterpret_cast<uint32_t*>(row + nt * 8 + 2 * laneQuad()) = packBf16(f * acc[nt][2 * x], f * acc[nt][2 * x + 1]);
+}
+
 }  // namespace osp::attention_mma

@@ -125,8 +125,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forwardTcKernel(const bf
       qa[kk][reg] = row.last[x] >= 0 ? pairAt(q + (row.last[x] * H + h) * Dh + col) : 0u;
     }
   float o[Dh / 8][4];
-#pragma unroll
-  for (int nt = 0; nt < Dh / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
+  zero(o);
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   const int64_t kFirst = starts[q0], kLast = q0 + rows - 1, w0 = q0 + warp * 16;
   for (int64_t j0 = kFirst; j0 <= kLast; j0 += kTile) {
@@ -137,10 +136,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forwardTcKernel(const bf
     __syncthreads();
     if (!warpSeesKeys(starts, w0, T, j0)) continue;
     float s[kTile / 8][4];
+    zero(s);
 #pragma unroll
-    for (int nt = 0; nt < kTile / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < Dh / 16; kk++)
+    for (int kk = 0; kk < Dh / 16; kk++)  // S = Q K^T, Q's fragments from registers
 #pragma unroll
       for (int nt = 0; nt < kTile / 8; nt++) {
         uint32_t b[2];
@@ -175,27 +173,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forwardTcKernel(const bf
         s[nt][r] = __expf(s[nt][r] - shift[r >> 1]);  // masked: exp(-Inf) = 0
         l[r >> 1] += s[nt][r];                        // this lane's columns; the quad is summed at the end
       }
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; kk++) {
-      uint32_t a[4];
-      accToA(a, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-      for (int nt = 0; nt < Dh / 8; nt++) {
-        uint32_t b[2];
-        loadBFromCols(b, vs, ld, kk * 16, nt * 8);
-        mma(o[nt], a, b);
-      }
-    }
+    mmaAccCols<kTile / 16>(o, s, vs, ld);  // O += P V
   }
   const float L[2] = {osp::cuda::quadSum(l[0]), osp::cuda::quadSum(l[1])};  // every lane: full-warp shuffles
 #pragma unroll
   for (int x = 0; x < 2; x++) {
     if (row.last[x] < 0) continue;
-    const float inv = 1.f / L[x];  // L >= 1: key i itself has p = exp(s_ii - max) and the max's p is 1
-    bf16* orow = out + (row.last[x] * H + h) * Dh;
-#pragma unroll
-    for (int nt = 0; nt < Dh / 8; nt++)
-      *reinterpret_cast<uint32_t*>(orow + nt * 8 + 2 * quad) = packBf16(o[nt][2 * x] * inv, o[nt][2 * x + 1] * inv);
+    // L >= 1: the running max's own term is exp(0) = 1.
+    storeRow(out + (row.last[x] * H + h) * Dh, o, x, 1.f / L[x]);
     if (quad == 0) lse[row.last[x] * H + h] = m[x] + logf(L[x]);
   }
 }
@@ -217,7 +202,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gradKvTcKernel(const bf1
   float* lseS = reinterpret_cast<float*>(gs + kBwdQueries * ld);
   float* deltaS = lseS + kBwdQueries;
   const int64_t k0 = int64_t(blockIdx.x) * kTile, g = blockIdx.y, group = H / Hkv;
-  const int keys = int(min(int64_t(kTile), T - k0)), warp = threadIdx.x >> 5, quad = laneQuad();
+  const int keys = int(min(int64_t(kTile), T - k0)), warp = threadIdx.x >> 5;
   if (!tileSpansOk(starts, ends, k0, keys, T, st)) {
     fillNaN<Dh>(dk, Hkv, g, k0, keys);
     fillNaN<Dh>(dv, Hkv, g, k0, keys);
@@ -235,10 +220,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gradKvTcKernel(const bf1
   loadTile<Dh>(ks, k, Hkv, g, k0, keys, kTile);
   loadTile<Dh>(vs, v, Hkv, g, k0, keys, kTile);
   float dkAcc[Dh / 8][4], dvAcc[Dh / 8][4];
-#pragma unroll
-  for (int nt = 0; nt < Dh / 8; nt++)
-#pragma unroll
-    for (int r = 0; r < 4; r++) dkAcc[nt][r] = dvAcc[nt][r] = 0.f;
+  zero(dkAcc);
+  zero(dvAcc);
   for (int64_t h = g * group; h < (g + 1) * group; h++) {
     for (int64_t i0 = k0; i0 < qEnd; i0 += kBwdQueries) {
       const int count = int(min(int64_t(kBwdQueries), qEnd - i0));
@@ -253,24 +236,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gradKvTcKernel(const bf1
       __syncthreads();
       if (w0 >= T || i0 + kBwdQueries - 1 < w0 || i0 >= wEnd) continue;  // no (key, query) pair of the warp
       float sT[kBwdQueries / 8][4], dpT[kBwdQueries / 8][4];
-#pragma unroll
-      for (int nt = 0; nt < kBwdQueries / 8; nt++)
-#pragma unroll
-        for (int r = 0; r < 4; r++) sT[nt][r] = dpT[nt][r] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < Dh / 16; kk++) {
-        uint32_t ka[4], va[4];
-        loadA(ka, ks, ld, warp * 16, kk * 16);
-        loadA(va, vs, ld, warp * 16, kk * 16);
-#pragma unroll
-        for (int nt = 0; nt < kBwdQueries / 8; nt++) {
-          uint32_t b[2];
-          loadBFromRows(b, qs, ld, nt * 8, kk * 16);
-          mma(sT[nt], ka, b);  // S^T = K Q^T
-          loadBFromRows(b, gs, ld, nt * 8, kk * 16);
-          mma(dpT[nt], va, b);  // dP^T = V dO^T
-        }
-      }
+      zero(sT);
+      zero(dpT);
+      mmaRowsRows<Dh>(sT, ks, warp * 16, qs, ld);   // S^T = K Q^T
+      mmaRowsRows<Dh>(dpT, vs, warp * 16, gs, ld);  // dP^T = V dO^T
 #pragma unroll
       for (int nt = 0; nt < kBwdQueries / 8; nt++)
 #pragma unroll
@@ -281,33 +250,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gradKvTcKernel(const bf1
           sT[nt][r] = p;
           dpT[nt][r] = p * (dpT[nt][r] - deltaS[col]);  // dS^T
         }
-#pragma unroll
-      for (int kk = 0; kk < kBwdQueries / 16; kk++) {
-        uint32_t pa[4], dsa[4];
-        accToA(pa, sT[2 * kk], sT[2 * kk + 1]);
-        accToA(dsa, dpT[2 * kk], dpT[2 * kk + 1]);
-#pragma unroll
-        for (int nt = 0; nt < Dh / 8; nt++) {
-          uint32_t b[2];
-          loadBFromCols(b, gs, ld, kk * 16, nt * 8);
-          mma(dvAcc[nt], pa, b);  // dV += P^T dO
-          loadBFromCols(b, qs, ld, kk * 16, nt * 8);
-          mma(dkAcc[nt], dsa, b);  // dK += dS^T Q
-        }
-      }
+      mmaAccCols<kBwdQueries / 16>(dvAcc, sT, gs, ld);   // dV += P^T dO
+      mmaAccCols<kBwdQueries / 16>(dkAcc, dpT, qs, ld);  // dK += dS^T Q
     }
   }
 #pragma unroll
   for (int x = 0; x < 2; x++) {
     if (keyJ[x] >= T) continue;
-    bf16* krow = dk + (keyJ[x] * Hkv + g) * Dh;
-    bf16* vrow = dv + (keyJ[x] * Hkv + g) * Dh;
-#pragma unroll
-    for (int nt = 0; nt < Dh / 8; nt++) {
-      const int col = nt * 8 + 2 * quad;
-      *reinterpret_cast<uint32_t*>(krow + col) = packBf16(scale * dkAcc[nt][2 * x], scale * dkAcc[nt][2 * x + 1]);
-      *reinterpret_cast<uint32_t*>(vrow + col) = packBf16(dvAcc[nt][2 * x], dvAcc[nt][2 * x + 1]);
-    }
+    storeRow(dk + (keyJ[x] * Hkv + g) * Dh, dkAcc, x, scale);
+    storeRow(dv + (keyJ[x] * Hkv + g) * Dh, dvAcc, x, 1.f);
   }
 }
 
@@ -326,7 +277,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gradQTcKernel(const bf16
   bf16* ks = gs + kTile * ld;
   bf16* vs = ks + kTile * ld;
   const int64_t q0 = int64_t(blockIdx.x) * kTile, h = blockIdx.y, g = h / (H / Hkv);
-  const int rows = int(min(int64_t(kTile), T - q0)), warp = threadIdx.x >> 5, quad = laneQuad();
+  const int rows = int(min(int64_t(kTile), T - q0)), warp = threadIdx.x >> 5;
   if (!tileSpansOk(starts, ends, q0, rows, T, st)) {
     fillNaN<Dh>(dq, H, h, q0, rows);
     return;
@@ -340,8 +291,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gradQTcKernel(const bf16
   loadTile<Dh>(qs, q, H, h, q0, rows, kTile);
   loadTile<Dh>(gs, gradOut, H, h, q0, rows, kTile);
   float dqAcc[Dh / 8][4];
-#pragma unroll
-  for (int nt = 0; nt < Dh / 8; nt++) dqAcc[nt][0] = dqAcc[nt][1] = dqAcc[nt][2] = dqAcc[nt][3] = 0.f;
+  zero(dqAcc);
   const int64_t kFirst = starts[q0], kLast = q0 + rows - 1, w0 = q0 + warp * 16;
   for (int64_t j0 = kFirst; j0 <= kLast; j0 += kTile) {
     const int count = int(min(int64_t(kTile), kLast - j0 + 1));
@@ -351,24 +301,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gradQTcKernel(const bf16
     __syncthreads();
     if (!warpSeesKeys(starts, w0, T, j0)) continue;
     float s[kTile / 8][4], dp[kTile / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < kTile / 8; nt++)
-#pragma unroll
-      for (int r = 0; r < 4; r++) s[nt][r] = dp[nt][r] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < Dh / 16; kk++) {
-      uint32_t qa[4], ga[4];
-      loadA(qa, qs, ld, warp * 16, kk * 16);
-      loadA(ga, gs, ld, warp * 16, kk * 16);
-#pragma unroll
-      for (int nt = 0; nt < kTile / 8; nt++) {
-        uint32_t b[2];
-        loadBFromRows(b, ks, ld, nt * 8, kk * 16);
-        mma(s[nt], qa, b);  // S = Q K^T
-        loadBFromRows(b, vs, ld, nt * 8, kk * 16);
-        mma(dp[nt], ga, b);  // dP = dO V^T
-      }
-    }
+    zero(s);
+    zero(dp);
+    mmaRowsRows<Dh>(s, qs, warp * 16, ks, ld);   // S = Q K^T
+    mmaRowsRows<Dh>(dp, gs, warp * 16, vs, ld);  // dP = dO V^T
 #pragma unroll
     for (int nt = 0; nt < kTile / 8; nt++)
 #pragma unroll
@@ -378,26 +314,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gradQTcKernel(const bf16
         const float p = j >= row.first[x] && j <= row.last[x] ? __expf(s[nt][r] * scale - rowLse[x]) : 0.f;
         s[nt][r] = p * (dp[nt][r] - rowDelta[x]);  // dS
       }
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; kk++) {
-      uint32_t a[4];
-      accToA(a, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-      for (int nt = 0; nt < Dh / 8; nt++) {
-        uint32_t b[2];
-        loadBFromCols(b, ks, ld, kk * 16, nt * 8);
-        mma(dqAcc[nt], a, b);  // dQ += dS K
-      }
-    }
+    mmaAccCols<kTile / 16>(dqAcc, s, ks, ld);  // dQ += dS K
   }
 #pragma unroll
   for (int x = 0; x < 2; x++) {
-    if (row.last[x] < 0) continue;
-    bf16* qrow = dq + (row.last[x] * H + h) * Dh;
-#pragma unroll
-    for (int nt = 0; nt < Dh / 8; nt++)
-      *reinterpret_cast<uint32_t*>(qrow + nt * 8 + 2 * quad) =
-          packBf16(scale * dqAcc[nt][2 * x], scale * dqAcc[nt][2 * x + 1]);
+    if (row.last[x] >= 0) storeRow(dq + (row.last[x] * H + h) * Dh, dqAcc, x, scale);
   }
 }
 
