@@ -53,8 +53,8 @@
 //   accumulators in shared memory, and the warps are merged in order. Its forward routine
 //   (attention_device.cuh's attendKeys) is also kv_cache.cu's flash-decoding. Error: the f32 sums
 //   and the output's own rounding (u |o| in bf16).
-// Nothing of the CUDA paths has been run on a GPU in the session that wrote the tensor-core kernels:
-// they compile for sm_80, 86, 89, 90 without spills, and test/gpuAttentionTc.test.ts is their check.
+// The tensor-core kernels were written without a GPU and have not yet run on one: they compile for
+// sm_80, 86, 89, 90 without spills, and test/gpuAttentionTc.test.ts is their check.
 //
 // Sequence spans. Without `spans` the dispatch copies sequenceIds to the host to check contiguity
 // and build the per-token start and end arrays (on cuda a host round trip of 4 T bytes and a
@@ -69,7 +69,8 @@
 // StatusSequenceSpan, which the dispatch turns into a RangeError (the status read is one 16-byte
 // copy and a synchronisation, as for every kernel that checks values on the GPU).
 // Pinned by test/attention.test.ts (plain-TS f64 reference, packing isolation, finite
-// differences, f32 vs f64, thread-count determinism, argument checks) and test/gpu.test.ts.
+// differences, f32 vs f64, thread-count determinism, argument checks), test/gpu.test.ts and
+// test/gpuAttentionTc.test.ts (the tensor-core path, its bounds, and the SIMT path beside it).
 #pragma once
 #include <cstdint>
 #include <optional>
