@@ -11,20 +11,12 @@ import * as osp from '../src';
 import type { Tensor } from '../src';
 import { normals, seeded } from './helpers/random';
 import * as ops from '../src/ops';
-import { attentionTcBounds, gpuSuite, packedAttentionShape, worstBoundRatio } from './helpers/gpu';
+import { attentionTcBounds, gpuSuite, packedAttentionShape, roundBf16, worstBoundRatio } from './helpers/gpu';
 
 const { cuda, describeGpu } = gpuSuite('GPU tensor-core attention suite');
 
 const f64 = (t: Tensor) => Float64Array.from(t.toArray());
 const bits = (t: Tensor) => Buffer.from(t.toArray().buffer).toString('base64');
-
-/** bf16 rounding of a float64 array, as the device stores it (round to nearest even). */
-function roundBf16(x: Float64Array): Float64Array {
-  const t = osp.tensor(x, [x.length], { dtype: 'bf16', device: 'cpu' });
-  const r = Float64Array.from(t.toArray());
-  t.dispose();
-  return r;
-}
 
 /** Runs f with OSP_ATTENTION set to mode (or unset), restoring it afterwards. */
 function withAttentionPath<R>(mode: string | undefined, f: () => R): R {

@@ -9,20 +9,13 @@ import type { Tensor } from '../src';
 import { integers, normals, seeded } from './helpers/random';
 import { maxRelError } from './helpers/reference';
 import * as ops from '../src/ops';
-import { gpuSuite } from './helpers/gpu';
+import { gpuSuite, roundBf16 } from './helpers/gpu';
 
 const { cuda, describeGpu } = gpuSuite('GPU kv cache suite');
 
 type GpuType = 'f32' | 'bf16';
 const tolerance: Record<GpuType, number> = { f32: 1e-5, bf16: 1e-2 };
 
-/** bf16 rounding of a float64 array, as the device stores it (round to nearest even). */
-function roundBf16(x: Float64Array): Float64Array {
-  const t = osp.tensor(x, [x.length], { dtype: 'bf16', device: 'cpu' });
-  const r = Float64Array.from(t.toArray());
-  t.dispose();
-  return r;
-}
 const held = (x: Float64Array, dtype: GpuType) => (dtype === 'bf16' ? roundBf16(x) : Float64Array.from(x, Math.fround));
 const maxAbsOf = (x: ArrayLike<number>) => Array.from(x).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 const bytes = (t: Tensor) => Buffer.from(t.toArray().buffer);

@@ -16,6 +16,14 @@ export function gpuSuite(name: string): { cuda: ReturnType<typeof osp.backends>[
   return { cuda, required, describeGpu: cuda.available ? describe : describe.skip };
 }
 
+/** bf16 rounding of a float64 array, as the device stores it (round to nearest even). */
+export function roundBf16(x: Float64Array): Float64Array {
+  const t = osp.tensor(x, [x.length], { dtype: 'bf16', device: 'cpu' });
+  const r = Float64Array.from(t.toArray());
+  t.dispose();
+  return r;
+}
+
 /** Unit roundoff: round to nearest even keeps |rnd(x) - x| <= u |x| (bf16: 8 significant bits). */
 export const U_BF16 = 2 ** -8;
 export const U_F32 = 2 ** -24;

@@ -97,12 +97,24 @@ __device__ __forceinline__ bool warpSeesKeys(const int32_t* starts, int64_t w0, 
   return j0 <= wLast && j0 + kTile - 1 >= starts[w0];
 }
 
+// Keys j0..min(j0 + 63, kLast) of kv head g into the shared tiles ks, vs (rows past kLast zero),
+// between two barriers: every warp is done with the previous tile before it is overwritten, and
+// the new one is complete before any warp reads it. Every thread must call it.
 template <int Dh>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) forwardTcKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
-                                                            const bf16* __restrict__ v, const int32_t* __restrict__ starts,
-                                                            const int32_t* __restrict__ ends, bf16* __restrict__ out,
-                                                            float* __restrict__ lse, int64_t T, int64_t H, int64_t Hkv,
-                                                            float scale, KernelStatus* st) {
+__device__ __forceinline__ void stageKeyTile(bf16* ks, bf16* vs, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                                             int64_t Hkv, int64_t g, int64_t j0, int64_t kLast) {
+  const int count = int(min(int64_t(kTile), kLast - j0 + 1));
+  __syncthreads();
+  loadTile<Dh>(ks, k, Hkv, g, j0, count, kTile);
+  loadTile<Dh>(vs, v, Hkv, g, j0, count, kTile);
+  __syncthreads();
+}
+
+template <int Dh>
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
+    forwardTcKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                    const int32_t* __restrict__ starts, const int32_t* __restrict__ ends, bf16* __restrict__ out,
+                    float* __restrict__ lse, int64_t T, int64_t H, int64_t Hkv, float scale, KernelStatus* st) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int ld = ldOf<Dh>();
   bf16* ks = reinterpret_cast<bf16*>(smem);
@@ -129,11 +141,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forwardTcKernel(const bf
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   const int64_t kFirst = starts[q0], kLast = q0 + rows - 1, w0 = q0 + warp * 16;
   for (int64_t j0 = kFirst; j0 <= kLast; j0 += kTile) {
-    const int count = int(min(int64_t(kTile), kLast - j0 + 1));
-    __syncthreads();  // every warp is done with the previous tile
-    loadTile<Dh>(ks, k, Hkv, g, j0, count, kTile);
-    loadTile<Dh>(vs, v, Hkv, g, j0, count, kTile);
-    __syncthreads();
+    stageKeyTile<Dh>(ks, vs, k, v, Hkv, g, j0, kLast);
     if (!warpSeesKeys(starts, w0, T, j0)) continue;
     float s[kTile / 8][4];
     zero(s);
@@ -187,12 +195,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) forwardTcKernel(const bf
 
 // dk, dv. Shared: K, V tiles [64][ld], Q, dO tiles [32][ld], lse and delta [32] (f32).
 template <int Dh>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) gradKvTcKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
-                                                           const bf16* __restrict__ v, const int32_t* __restrict__ starts,
-                                                           const int32_t* __restrict__ ends, const float* __restrict__ lse,
-                                                           const float* __restrict__ delta, const bf16* __restrict__ gradOut,
-                                                           bf16* __restrict__ dk, bf16* __restrict__ dv, int64_t T,
-                                                           int64_t H, int64_t Hkv, float scale, KernelStatus* st) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
+    gradKvTcKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                   const int32_t* __restrict__ starts, const int32_t* __restrict__ ends, const float* __restrict__ lse,
+                   const float* __restrict__ delta, const bf16* __restrict__ gradOut, bf16* __restrict__ dk,
+                   bf16* __restrict__ dv, int64_t T, int64_t H, int64_t Hkv, float scale, KernelStatus* st) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int ld = ldOf<Dh>();
   bf16* ks = reinterpret_cast<bf16*>(smem);
@@ -264,12 +271,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gradKvTcKernel(const bf1
 
 // dq. Shared: Q, dO, K, V tiles [64][ld].
 template <int Dh>
-__global__ void __launch_bounds__(kThreads, kMinBlocks) gradQTcKernel(const bf16* __restrict__ q, const bf16* __restrict__ k,
-                                                          const bf16* __restrict__ v, const int32_t* __restrict__ starts,
-                                                          const int32_t* __restrict__ ends, const float* __restrict__ lse,
-                                                          const float* __restrict__ delta, const bf16* __restrict__ gradOut,
-                                                          bf16* __restrict__ dq, int64_t T, int64_t H, int64_t Hkv,
-                                                          float scale, KernelStatus* st) {
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
+    gradQTcKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+                  const int32_t* __restrict__ starts, const int32_t* __restrict__ ends, const float* __restrict__ lse,
+                  const float* __restrict__ delta, const bf16* __restrict__ gradOut, bf16* __restrict__ dq, int64_t T,
+                  int64_t H, int64_t Hkv, float scale, KernelStatus* st) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int ld = ldOf<Dh>();
   bf16* qs = reinterpret_cast<bf16*>(smem);
@@ -294,11 +300,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) gradQTcKernel(const bf16
   zero(dqAcc);
   const int64_t kFirst = starts[q0], kLast = q0 + rows - 1, w0 = q0 + warp * 16;
   for (int64_t j0 = kFirst; j0 <= kLast; j0 += kTile) {
-    const int count = int(min(int64_t(kTile), kLast - j0 + 1));
-    __syncthreads();  // every warp is done with the previous tile
-    loadTile<Dh>(ks, k, Hkv, g, j0, count, kTile);
-    loadTile<Dh>(vs, v, Hkv, g, j0, count, kTile);
-    __syncthreads();
+    stageKeyTile<Dh>(ks, vs, k, v, Hkv, g, j0, kLast);
     if (!warpSeesKeys(starts, w0, T, j0)) continue;
     float s[kTile / 8][4], dp[kTile / 8][4];
     zero(s);
