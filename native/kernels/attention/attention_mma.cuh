@@ -36,9 +36,17 @@ __device__ __forceinline__ uint32_t packBf16(__nv_bfloat16 lo, __nv_bfloat16 hi)
 // The pair at p[0], p[1] (p 4-byte aligned).
 __device__ __forceinline__ uint32_t pairAt(const __nv_bfloat16* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
+#ifdef OSP_MMA_HOST_EMULATION
+// test/native/attentionMmaEmulation.cpp compiles these helpers for the host, one lane at a time,
+// and replays the recorded mma calls by the PTX maps (test/attentionMmaEmulation.test.ts).
+void emulatedMma(float d[4], const uint32_t a[4], const uint32_t b[2]);
+#endif
+
 // d += a b for one 16 x 8 x 16 tile (f32 accumulate).
 __device__ __forceinline__ void mma(float d[4], const uint32_t a[4], const uint32_t b[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(OSP_MMA_HOST_EMULATION)
+  emulatedMma(d, a, b);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%0, %1, %2, %3};\n"

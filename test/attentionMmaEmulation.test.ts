@@ -1,0 +1,50 @@
+// The tensor-core attention's fragment helpers (native/kernels/attention/attention_mma.cuh) checked
+// without a GPU: test/native/attentionMmaEmulation.cpp compiles them for the host, runs each for
+// all 32 lanes of a warp in turn, and replays the recorded mma calls by the PTX ISA's m16n8k16
+// fragment maps (written there a second time from the ISA's tables); the products must equal plain
+// loops over the same tiles for head dims 64, 80, 96, 128. Needs a C++ compiler and the CUDA
+// headers (cuda_bf16.h); without them the suite is skipped with a one-line reason.
+import { spawnSync } from 'child_process';
+import fs from 'fs';
+import os from 'os';
+import path from 'path';
+
+function cudaInclude(): string | undefined {
+  const nvcc = spawnSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' }).stdout.trim();
+  const dirs = [process.env.CUDA_HOME, process.env.CUDA_PATH, nvcc ? path.join(path.dirname(nvcc), '..') : undefined, '/usr/local/cuda'];
+  for (const d of dirs) if (d && fs.existsSync(path.join(d, 'include', 'cuda_bf16.h'))) return path.join(d, 'include');
+  return undefined;
+}
+
+const include = cudaInclude();
+const compiler = ['c++', 'g++', 'clang++'].find((c) => spawnSync(c, ['--version']).status === 0);
+const why = !include ? 'no CUDA headers (cuda_bf16.h) found' : !compiler ? 'no C++ compiler' : undefined;
+if (why) process.stdout.write(`attention mma emulation skipped: ${why}\n`);
+const describeIf = why ? describe.skip : describe;
+
+describeIf('attention_mma.cuh fragment helpers, emulated on the host against the PTX maps', () => {
+  it('mmaRowsRows, mmaAccCols and storeRow give the plain products at head dims 64, 80, 96, 128', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osp-mma-'));
+    try {
+      const exe = path.join(dir, 'emulation');
+      const src = path.join(__dirname, 'native', 'attentionMmaEmulation.cpp');
+      const build = spawnSync(compiler as string, ['-std=c++17', '-O1', '-I', include as string, src, '-o', exe], { encoding: 'utf8' });
+      expect({ compiled: build.status === 0, stderr: build.stderr }).toMatchObject({ compiled: true });
+      const run = spawnSync(exe, [], { encoding: 'utf8' });
+      expect(run.status).toBe(0);
+      const errors = JSON.parse(run.stdout) as Record<string, number>;
+      process.stdout.write(`mma emulation, worst |error| per check: ${run.stdout}`);
+      expect(Object.keys(errors)).toHaveLength(20);
+      // The emulation adds each 16-term product (exact in double) into an f32 accumulator: at most
+      // Dh / 16 = 8 roundings of partial sums bounded by sum |a b| <= 128 * 4.5^2 (the largest of
+      // ~10^4 N(0, 1) draws is below 4.5), so |error| <= 8 * 2^-24 * 2592 < 1.3e-3. A wrong index
+      // map moves whole products: errors of order 10.
+      for (const [check, err] of Object.entries(errors)) {
+        if (check.startsWith('storeRow')) expect({ check, err }).toEqual({ check, err: 0 });
+        else expect({ check, within: err <= 1.3e-3 }).toEqual({ check, within: true });
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
