@@ -8,16 +8,10 @@ import { spawnSync } from 'child_process';
 import fs from 'fs';
 import os from 'os';
 import path from 'path';
-
-function cudaInclude(): string | undefined {
-  const nvcc = spawnSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' }).stdout.trim();
-  const dirs = [process.env.CUDA_HOME, process.env.CUDA_PATH, nvcc ? path.join(path.dirname(nvcc), '..') : undefined, '/usr/local/cuda'];
-  for (const d of dirs) if (d && fs.existsSync(path.join(d, 'include', 'cuda_bf16.h'))) return path.join(d, 'include');
-  return undefined;
-}
+import { cudaInclude, cxxCompiler } from './helpers/native';
 
 const include = cudaInclude();
-const compiler = ['c++', 'g++', 'clang++'].find((c) => spawnSync(c, ['--version']).status === 0);
+const compiler = cxxCompiler();
 const why = !include ? 'no CUDA headers (cuda_bf16.h) found' : !compiler ? 'no C++ compiler' : undefined;
 if (why) process.stdout.write(`attention mma emulation skipped: ${why}\n`);
 const describeIf = why ? describe.skip : describe;

@@ -54,7 +54,9 @@
 //   (attention_device.cuh's attendKeys) is also kv_cache.cu's flash-decoding. Error: the f32 sums
 //   and the output's own rounding (u |o| in bf16).
 // The tensor-core kernels were written without a GPU and have not yet run on one: they compile for
-// sm_80, 86, 89, 90 without spills, and test/gpuAttentionTc.test.ts is their check.
+// sm_80, 86, 89, 90 without spills; test/attentionTcEmulation.test.ts runs their code on the host
+// (a thread per CUDA thread, the mma replayed by the PTX fragment maps) within the same bounds, and
+// test/gpuAttentionTc.test.ts is their check on a GPU.
 //
 // Sequence spans. Without `spans` the dispatch copies sequenceIds to the host to check contiguity
 // and build the per-token start and end arrays (on cuda a host round trip of 4 T bytes and a

@@ -324,6 +324,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   }
 }
 
+// The launches (not compiled by test/native/attentionTcEmulation.cpp, which runs the kernels on the host).
+#ifndef OSP_ATTENTION_TC_EMULATION
 template <int Dh>
 constexpr size_t forwardSmem() {
   return sizeof(bf16) * 2 * kTile * ldOf<Dh>();
@@ -378,8 +380,11 @@ void dispatchHeadDim(int64_t Dh, F&& f) {
   }
 }
 
+#endif  // OSP_ATTENTION_TC_EMULATION
+
 }  // namespace
 
+#ifndef OSP_ATTENTION_TC_EMULATION
 bool tensorCoresAvailable() {
   int device = 0, major = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return false;
@@ -406,5 +411,7 @@ void gradsTensorCores(const void* q, const void* k, const void* v, const int32_t
                                        static_cast<bf16*>(dv), T_, H, Hkv, scale, status);
   });
 }
+
+#endif  // OSP_ATTENTION_TC_EMULATION
 
 }  // namespace osp::attention
