@@ -14,11 +14,9 @@ import * as osp from '../src';
 import * as ops from '../src/ops';
 import { normals, seeded } from './helpers/random';
 import { attentionTcBounds, packedAttentionShape, roundBf16, worstBoundRatio } from './helpers/gpu';
-import { cudaInclude, cxxCompiler } from './helpers/native';
+import { buildHostEmulation, hostEmulationMissing } from './helpers/native';
 
-const include = cudaInclude();
-const compiler = cxxCompiler();
-const why = !include ? 'no CUDA headers (cuda_bf16.h) found' : !compiler ? 'no C++ compiler' : undefined;
+const why = hostEmulationMissing();
 if (why) process.stdout.write(`attention tensor-core emulation skipped: ${why}\n`);
 const describeIf = why ? describe.skip : describe;
 
@@ -28,10 +26,7 @@ describeIf('attention_tc.cu kernels, emulated on the host, against the f64 CPU o
   let exe = '';
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osp-attn-tc-'));
-    exe = path.join(dir, 'emulation');
-    const src = path.join(__dirname, 'native', 'attentionTcEmulation.cpp');
-    const build = spawnSync(compiler as string, ['-std=c++20', '-O2', '-pthread', '-I', include as string, src, '-o', exe], { encoding: 'utf8' });
-    if (build.status !== 0) throw new Error(`compiling ${src} failed:\n${build.stderr}`);
+    exe = buildHostEmulation('attentionTcEmulation', dir);
   }, 120_000);
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 

@@ -95,6 +95,8 @@ __global__ void __launch_bounds__(kBlock) combineKernel(const float2* __restrict
   }
 }
 
+// The launches (not compiled by test/native/kvCacheEmulation.cpp, which runs the kernels on the host).
+#ifndef OSP_KV_CACHE_EMULATION
 template <typename T>
 void launchWrite(T* cache, const T* values, const int32_t* slots, const int32_t* positions, int64_t N, int64_t S, int64_t L,
                  int64_t row, KernelStatus* st) {
@@ -118,8 +120,11 @@ void launchAttention(const T* q, const T* k, const T* v, const int32_t* slots, c
                                                                                       out, H, Dh, S, L, splits);
 }
 
+#endif  // OSP_KV_CACHE_EMULATION
+
 }  // namespace
 
+#ifndef OSP_KV_CACHE_EMULATION
 void writeCuda(void* cache, const void* values, const int32_t* slots, const int32_t* positions, bool isBf16, int64_t N,
                int64_t S, int64_t L, int64_t row, KernelStatus* status) {
   osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
@@ -137,5 +142,7 @@ void attentionCuda(const void* q, const void* k, const void* v, const int32_t* s
                     static_cast<T*>(out), scratch, N, H, Hkv, Dh, S, L, scale, status);
   });
 }
+
+#endif  // OSP_KV_CACHE_EMULATION
 
 }  // namespace osp::kv_cache

@@ -30,7 +30,8 @@
 // the 4 warps takes every 4th key of the split with its own online-softmax state and Dh-wide
 // accumulator in shared memory, and the warps are merged in order. A long cache with few queries is
 // split over its keys (decodeSplits) and a combine kernel merges the splits' (max, sum, acc) in
-// split order: deterministic, and the same split for the same shapes on every device.
+// split order: deterministic, and the same split for the same shapes on every device. Its code is
+// also run on the host, without a GPU, by test/kvCacheEmulation.test.ts.
 // kvCacheWrite on cuda: one block per row i. Both queued on the osp stream; the status read-back
 // (one 16-byte copy and a synchronisation) follows each call.
 // Pinned by test/kvCache.test.ts (plain-TS f64 reference, write/read-back, equality with
