@@ -1,18 +1,16 @@
 // The tensor-core attention's fragment helpers (native/kernels/attention/attention_mma.cuh) checked
 // without a GPU: test/native/attentionMmaEmulation.cpp compiles them for the host, runs each for
 // all 32 lanes of a warp in turn, and replays the recorded mma calls by the PTX ISA's m16n8k16
-// fragment maps (written there a second time from the ISA's tables); the products must equal plain
+// fragment maps (test/native/mmaPtxMaps.h, from the ISA's tables); the products must equal plain
 // loops over the same tiles for head dims 64, 80, 96, 128. Needs a C++ compiler and the CUDA
 // headers (cuda_bf16.h); without them the suite is skipped with a one-line reason.
 import { spawnSync } from 'child_process';
 import fs from 'fs';
 import os from 'os';
 import path from 'path';
-import { cudaInclude, cxxCompiler } from './helpers/native';
+import { buildHostEmulation, hostEmulationMissing } from './helpers/native';
 
-const include = cudaInclude();
-const compiler = cxxCompiler();
-const why = !include ? 'no CUDA headers (cuda_bf16.h) found' : !compiler ? 'no C++ compiler' : undefined;
+const why = hostEmulationMissing();
 if (why) process.stdout.write(`attention mma emulation skipped: ${why}\n`);
 const describeIf = why ? describe.skip : describe;
 
@@ -20,10 +18,7 @@ describeIf('attention_mma.cuh fragment helpers, emulated on the host against the
   it('mmaRowsRows, mmaAccCols and storeRow give the plain products at head dims 64, 80, 96, 128', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osp-mma-'));
     try {
-      const exe = path.join(dir, 'emulation');
-      const src = path.join(__dirname, 'native', 'attentionMmaEmulation.cpp');
-      const build = spawnSync(compiler as string, ['-std=c++17', '-O1', '-I', include as string, src, '-o', exe], { encoding: 'utf8' });
-      expect({ compiled: build.status === 0, stderr: build.stderr }).toMatchObject({ compiled: true });
+      const exe = buildHostEmulation('attentionMmaEmulation', dir);
       const run = spawnSync(exe, [], { encoding: 'utf8' });
       expect(run.status).toBe(0);
       const errors = JSON.parse(run.stdout) as Record<string, number>;

@@ -1,8 +1,8 @@
 // Host emulation of the tensor-core attention's fragment helpers (native/kernels/attention/
 // attention_mma.cuh), run by test/attentionMmaEmulation.test.ts where no GPU is needed: every lane
 // of a warp runs a helper in turn (threadIdx.x = lane), each mma call is recorded instead of
-// executed, and then replayed by the PTX ISA's fragment maps for m16n8k16 bf16, written here a
-// second time from the ISA's tables (not from the header's helpers). The products must equal the
+// executed, and then replayed by the PTX ISA's fragment maps for m16n8k16 bf16 (mmaPtxMaps.h,
+// written from the ISA's tables, not from the header's helpers). The products must equal the
 // plain loops over the shared tiles: S = A B^T (mmaRowsRows), O = bf16(L) B (mmaAccCols, L an
 // accumulator of an earlier product), and storeRow's placement. Prints one JSON line:
 // {"<check> Dh <Dh>": worst |error|, ...}; exits 1 if a helper cannot be checked.
@@ -26,6 +26,7 @@ static Lane threadIdx;  // the emulated lane; the helpers read threadIdx.x
 #define __forceinline__ inline
 #define OSP_MMA_HOST_EMULATION
 #include "../../native/kernels/attention/attention_mma.cuh"
+#include "mmaPtxMaps.h"
 
 using namespace osp::attention_mma;
 
@@ -37,33 +38,15 @@ struct Call {
 };
 std::vector<Call> calls[32];
 
-float halfOf(uint32_t w, int hi) {
-  const uint32_t u = (hi ? (w >> 16) : (w & 0xffffu)) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-// Replays call c of all 32 lanes: the PTX ISA's maps, with group g = lane / 4 and quad q = lane % 4:
-// A (16 x 16): a0,a1 = (g, 2q + i), a2,a3 = (g + 8, 2q + i), a4,a5 = (g, 2q + 8 + i), a6,a7 = (g + 8, 2q + 8 + i);
-// B (16 x 8): b0,b1 = (k 2q + i, n g), b2,b3 = (k 2q + 8 + i, n g); C/D (16 x 8): c0,c1 = (g, 2q + i), c2,c3 = (g + 8, 2q + i).
+// Replays call c of all 32 lanes by the PTX maps (mmaPtxMaps.h).
 void replay() {
   for (size_t c = 0; c < calls[0].size(); c++) {
-    float A[16][16], B[16][8];
+    MmaFragments warp[32];
     for (int lane = 0; lane < 32; lane++) {
-      const Call& r = calls[lane][c];
-      const int g = lane >> 2, q = lane & 3;
-      for (int e = 0; e < 8; e++) A[g + ((e >> 1) & 1) * 8][2 * q + (e & 1) + (e >= 4 ? 8 : 0)] = halfOf(r.a[e >> 1], e & 1);
-      for (int e = 0; e < 4; e++) B[2 * q + (e & 1) + (e >= 2 ? 8 : 0)][g] = halfOf(r.b[e >> 1], e & 1);
+      std::memcpy(warp[lane].a, calls[lane][c].a, sizeof warp[lane].a);
+      std::memcpy(warp[lane].b, calls[lane][c].b, sizeof warp[lane].b);
     }
-    for (int lane = 0; lane < 32; lane++) {
-      const int g = lane >> 2, q = lane & 3;
-      for (int e = 0; e < 4; e++) {
-        double s = 0;
-        for (int k = 0; k < 16; k++) s += double(A[g + (e >= 2 ? 8 : 0)][k]) * B[k][2 * q + (e & 1)];
-        calls[lane][c].d[e] += float(s);
-      }
-    }
+    for (int lane = 0; lane < 32; lane++) ptxMmaLane(warp, lane, calls[lane][c].d);
   }
   for (auto& l : calls) l.clear();
 }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "cudaHostEmulation.h"
+#include "mmaPtxMaps.h"
 
 #define OSP_MMA_HOST_EMULATION
 #define OSP_ATTENTION_TC_EMULATION
@@ -42,39 +43,18 @@ alignas(16) unsigned char smem[160 * 1024];
 
 // ---- the warp-collective mma ---------------------------------------------------------------------
 namespace {
-struct Fragments {
-  uint32_t a[4], b[2];
-};
-Fragments fragments[kThreadsPerBlock];
-float halfOf(uint32_t w, int hi) {
-  const uint32_t u = (hi ? (w >> 16) : (w & 0xffffu)) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+MmaFragments fragments[kThreadsPerBlock];
 }  // namespace
 
 namespace osp::attention_mma {
-// PTX maps, g = lane / 4, q = lane % 4: A a0,a1 (g, 2q+i), a2,a3 (g+8, 2q+i), a4,a5 (g, 2q+8+i),
-// a6,a7 (g+8, 2q+8+i); B b0,b1 (k 2q+i, n g), b2,b3 (k 2q+8+i, n g); C c0,c1 (g, 2q+i), c2,c3 (g+8, 2q+i).
+// Each lane posts its fragments, the warp meets, each lane takes its part of the product (PTX
+// maps, mmaPtxMaps.h), and the warp meets again before the fragments can be overwritten.
 void emulatedMma(float d[4], const uint32_t a[4], const uint32_t b[2]) {
   const unsigned t = emuThread.x, w = t >> 5;
   std::memcpy(fragments[t].a, a, sizeof fragments[t].a);
   std::memcpy(fragments[t].b, b, sizeof fragments[t].b);
   warpBarrier[w]->arrive_and_wait();
-  float A[16][16], B[16][8];
-  for (int lane = 0; lane < 32; lane++) {
-    const Fragments& f = fragments[(w << 5) | unsigned(lane)];
-    const int g = lane >> 2, q = lane & 3;
-    for (int e = 0; e < 8; e++) A[g + ((e >> 1) & 1) * 8][2 * q + (e & 1) + (e >= 4 ? 8 : 0)] = halfOf(f.a[e >> 1], e & 1);
-    for (int e = 0; e < 4; e++) B[2 * q + (e & 1) + (e >= 2 ? 8 : 0)][g] = halfOf(f.b[e >> 1], e & 1);
-  }
-  const int g = int(t & 31) >> 2, q = int(t & 3);
-  for (int e = 0; e < 4; e++) {
-    double s = 0;
-    for (int k = 0; k < 16; k++) s += double(A[g + (e >= 2 ? 8 : 0)][k]) * B[k][2 * q + (e & 1)];
-    d[e] = float(d[e] + s);
-  }
+  ptxMmaLane(fragments + (w << 5), int(t & 31), d);
   warpBarrier[w]->arrive_and_wait();
 }
 }  // namespace osp::attention_mma
