@@ -3,7 +3,9 @@
 //
 // Times each fused kernel next to its unfused composition in ONE run, on the same inputs:
 // token log-probs forward, backward, forward+backward, and the preference losses; and matmul in
-// GFLOP/s (the blocked CPU GEMM against the f64 reference loop, the CUDA tiled kernel). One warm-up
+// GFLOP/s (the blocked CPU GEMM against the f64 reference loop, the CUDA tiled kernel); on cuda,
+// causal attention forward and backward in TFLOP/s, tensor-core and SIMT paths next to PyTorch's
+// flash SDPA (benchAttention). One warm-up
 // call of each variant, then the variants' calls alternate (fused, unfused, fused, unfused ...: a
 // machine whose speed drifts, as a shared one does, then drifts under both alike) and each row is
 // the median of its calls (each ends with a device synchronisation). Bytes moved are the
@@ -32,6 +34,7 @@ import * as osp from '../src';
 import { LoraRow, benchLoraStep } from './lora';
 import type { Device, DType } from '../src';
 import { native } from '../src/native';
+import * as ops from '../src/ops';
 import { torchMissing, torchPython, torchRows, TorchRow } from './torch';
 
 interface Row {
@@ -296,6 +299,87 @@ function benchMatmul(device: Device, copyBw: Bandwidth): void {
       ratios.push(`${'matmul'.padEnd(24)} ${r.shape.padEnd(16)} ${dtype.padEnd(4)} cuda  ${variant === 'cublas' ? 'cuBLAS' : 'tiled kernel (without cuBLAS)'} ${((r.gflopPerS ?? 0) / 1e3).toFixed(2)} TFLOP/s (${blas})`);
     }
   }
+}
+
+/**
+ * Causal attention on cuda (bf16, one sequence of T tokens, 32 query heads, 8 KV heads, head dim
+ * 128, T in 512, 2048, 8192): the forward and the backward (given the forward's out and lse) in
+ * TFLOP/s by attention.h's count (forward 4 N H Dh, backward 10 N H Dh, N = T (T + 1) / 2), on the
+ * tensor-core path (attention_tc.cu) and the SIMT path (OSP_ATTENTION=simt), then
+ * torch.nn.functional.scaled_dot_product_attention (flash backend, is_causal) on the same shapes in
+ * the same run (bench/torch_model.py --attention), with the same count.
+ */
+function benchAttention(device: Device): void {
+  const [H, Hkv, Dh] = [32, 8, 128];
+  const lengths = quick ? [512, 2048] : [512, 2048, 8192];
+  const ours = new Map<string, number>(); // `${T} ${pass} ${variant}` -> TFLOP/s
+  const withPath = <R>(mode: string | undefined, fn: () => R): R => {
+    const before = process.env.OSP_ATTENTION;
+    if (mode === undefined) delete process.env.OSP_ATTENTION;
+    else process.env.OSP_ATTENTION = mode;
+    try {
+      return fn();
+    } finally {
+      if (before === undefined) delete process.env.OSP_ATTENTION;
+      else process.env.OSP_ATTENTION = before;
+    }
+  };
+  for (const T of lengths) {
+    osp.scope(() => {
+      const N = (T * (T + 1)) / 2;
+      const flops = { forward: 4 * N * H * Dh, backward: 10 * N * H * Dh };
+      const q = osp.randn([T, H, Dh], { device, dtype: 'bf16', seed: 41 });
+      const k = osp.randn([T, Hkv, Dh], { device, dtype: 'bf16', seed: 42 });
+      const v = osp.randn([T, Hkv, Dh], { device, dtype: 'bf16', seed: 43 });
+      const g = osp.randn([T, H, Dh], { device, dtype: 'bf16', seed: 44 });
+      const idsHost = new Int32Array(T);
+      const ids = osp.tensor(idsHost, [T], { device });
+      const spans = ops.sequenceSpans(idsHost, device);
+      const shape = `T${T} H${H}/${Hkv} Dh${Dh}`;
+      for (const [variant, mode] of [['tensor cores', undefined], ['simt', 'simt']] as const) {
+        withPath(mode, () => {
+          const fwd = () => ops.causalAttention(q, k, v, ids, { spans });
+          const r = fwd();
+          const bwd = () => void ops.causalAttentionBackward(q, k, v, ids, r.out, r.logsumexp, g, { spans });
+          const reps = variant === 'simt' && T > 2048 ? Math.min(repeats, 3) : repeats;
+          const ms = { forward: time(() => osp.scope(() => void fwd()), reps), backward: time(() => osp.scope(bwd), reps) };
+          for (const pass of ['forward', 'backward'] as const) {
+            const row = record(`attention ${pass}`, shape, 'bf16', device, variant, ms[pass], 0, 0, 0);
+            row.fractionOfCopy = null;
+            row.gflopPerS = flops[pass] / (ms[pass] / 1e3) / 1e9;
+            ours.set(`${T} ${pass} ${variant}`, row.gflopPerS / 1e3);
+            console.log(`attention ${pass.padEnd(8)} ${variant.padEnd(12)} bf16 ${device} ${shape}  ${ms[pass].toFixed(3)} ms  ${(row.gflopPerS / 1e3).toFixed(1)} TFLOP/s`);
+          }
+        });
+      }
+    });
+  }
+  const args = [path.join(__dirname, 'torch_model.py'), '--attention', lengths.join(','), '--heads', String(H), '--kv-heads', String(Hkv), '--head-dim', String(Dh), '--device', device, '--repeats', String(repeats)];
+  const r = spawnSync(process.env.OSP_PYTHON ?? 'python3', args, { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const torchRows: { T: number; pass: 'forward' | 'backward'; medianMs: number; backend: string }[] = [];
+  if (r.status !== 0) {
+    const why = (r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n').slice(-1)[0];
+    skipped.push(`torch attention baseline: ${why}`);
+    console.log(`skipped torch attention baseline: ${why}`);
+  } else {
+    const doc = JSON.parse(r.stdout) as { torch: string; rows: typeof torchRows };
+    for (const t of doc.rows) {
+      const N = (t.T * (t.T + 1)) / 2;
+      const flops = (t.pass === 'forward' ? 4 : 10) * N * H * Dh;
+      const row = record(`attention ${t.pass} (torch ${doc.torch})`, `T${t.T} H${H}/${Hkv} Dh${Dh}`, 'bf16', device, `sdpa ${t.backend}`, t.medianMs, 0, 0, 0);
+      row.fractionOfCopy = null;
+      row.gflopPerS = flops / (t.medianMs / 1e3) / 1e9;
+      torchRows.push(t);
+      ours.set(`${t.T} ${t.pass} torch`, row.gflopPerS / 1e3);
+    }
+  }
+  for (const T of lengths)
+    for (const pass of ['forward', 'backward'] as const) {
+      const tc = ours.get(`${T} ${pass} tensor cores`) ?? 0;
+      const simt = ours.get(`${T} ${pass} simt`) ?? 0;
+      const tt = ours.get(`${T} ${pass} torch`);
+      ratios.push(`${`attention ${pass}`.padEnd(24)} ${`T${T} H${H}/${Hkv} Dh${Dh}`.padEnd(16)} bf16 cuda  tensor cores ${tc.toFixed(1)} TFLOP/s, SIMT ${simt.toFixed(1)} (${(tc / simt).toFixed(1)}x)${tt === undefined ? '' : `, torch SDPA ${tt.toFixed(1)} (osp at ${((100 * tc) / tt).toFixed(0)}% of torch)`}`);
+    }
 }
 
 /**
@@ -604,6 +688,8 @@ async function main(): Promise<void> {
       guard('preferenceLoss B=4M', () => benchPreference('cuda', 1 << 22, copyBw));
       writeResults();
       guard('matmul 4096^3', () => benchMatmul('cuda', copyBw));
+      writeResults();
+      guard('attention', () => benchAttention('cuda'));
       writeResults();
       guard('llama model', () => benchModel('cuda', copyBw));
       writeResults();

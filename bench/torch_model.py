@@ -11,6 +11,13 @@ same token count as osp's packed batch). Times, median after a warm-up:
               top-p 0.9, temperature 1.0, eos disabled so every sample runs N tokens
 and peak memory (torch.cuda.max_memory_allocated) per variant. Prints one JSON object on stdout.
 Exit 3 with a message on stderr when torch or transformers is missing.
+
+--attention T1,T2,... (no --config, no transformers): torch.nn.functional.scaled_dot_product_attention
+with is_causal on one sequence of each length, [1, heads, T, head-dim] bf16 q and dO and
+[1, kv-heads, T, head-dim] k and v, restricted to the flash backend (sdpa_kernel(FLASH_ATTENTION)):
+the forward, and the backward alone (torch.autograd.grad of a kept forward), median ms after a
+warm-up. GQA through enable_gqa where the flash kernel takes it, else k and v repeated to the query
+heads before timing ("backend" says which). Rows: {"T", "pass", "medianMs", "backend"}.
 """
 import argparse
 import json
@@ -21,7 +28,11 @@ import time
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--config", required=True, help="JSON: hidden, ffn, layers, heads, kvHeads, vocab, tie")
+    ap.add_argument("--config", help="JSON: hidden, ffn, layers, heads, kvHeads, vocab, tie (model mode)")
+    ap.add_argument("--attention", default="", help="T1,T2,...: time flash SDPA instead of the model")
+    ap.add_argument("--heads", type=int, default=32)
+    ap.add_argument("--kv-heads", type=int, default=8)
+    ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--length", type=int, default=128)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -29,6 +40,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--generate", default="", help="P,K,N: prompts, samples per prompt, new tokens")
     args = ap.parse_args()
+    if args.attention:
+        return attention(args)
+    if not args.config:
+        ap.error("--config is required without --attention")
     try:
         import torch
         from transformers import LlamaConfig, LlamaForCausalLM
@@ -59,14 +74,9 @@ def main():
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() if cuda else 0
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times.append((time.perf_counter() - t0) * 1e3)
+        ms = median_ms(fn, repeats, sync, warm_up=False)
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else 0.0
-        return statistics.median(times), peak
+        return ms, peak
 
     out = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0) if cuda else "cpu", "rows": []}
     tokens = args.batch * args.length
@@ -99,6 +109,68 @@ def main():
 
         ms, peak = timed(gen, max(1, args.repeats // 3))
         out["rows"].append({"variant": f"generate {P}x{K}x{N}", "medianMs": ms, "tokensPerS": P * K * N / (ms / 1e3), "peakExtraMiB": peak})
+    print(json.dumps(out))
+
+
+def median_ms(fn, repeats, sync, warm_up=True):
+    """Median wall time of fn in ms over `repeats` calls (each synchronised), after one warm-up call."""
+    if warm_up:
+        fn()
+        sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def attention(args):
+    try:
+        import torch
+        import torch.nn.functional as F
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except Exception as e:  # noqa: BLE001
+        print(f"torch (with torch.nn.attention) unavailable: {e}", file=sys.stderr)
+        sys.exit(3)
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    H, Hkv, Dh = args.heads, args.kv_heads, args.head_dim
+    out = {"torch": torch.__version__, "device": torch.cuda.get_device_name(0) if cuda else "cpu", "rows": []}
+    torch.manual_seed(41)
+    for T in (int(x) for x in args.attention.split(",")):
+        q = torch.randn(1, H, T, Dh, device=dev, dtype=torch.bfloat16, requires_grad=True)
+        k = torch.randn(1, Hkv, T, Dh, device=dev, dtype=torch.bfloat16, requires_grad=True)
+        v = torch.randn(1, Hkv, T, Dh, device=dev, dtype=torch.bfloat16, requires_grad=True)
+        g = torch.randn(1, H, T, Dh, device=dev, dtype=torch.bfloat16)
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            try:
+                F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+                backend, kk, vv = "flash (enable_gqa)", k, v
+                gqa = True
+            except Exception:  # noqa: BLE001  (flash without GQA support: repeat k and v to the query heads)
+                kk = k.detach().repeat_interleave(H // Hkv, dim=1).requires_grad_()
+                vv = v.detach().repeat_interleave(H // Hkv, dim=1).requires_grad_()
+                backend, gqa = "flash (k, v repeated)", False
+
+            def fwd():
+                with torch.no_grad():
+                    F.scaled_dot_product_attention(q, kk, vv, is_causal=True, enable_gqa=gqa)
+
+            o = F.scaled_dot_product_attention(q, kk, vv, is_causal=True, enable_gqa=gqa)
+
+            def bwd():
+                torch.autograd.grad(o, (q, kk, vv), g, retain_graph=True)
+
+            for name, fn in (("forward", fwd), ("backward", bwd)):
+                out["rows"].append({"T": T, "pass": name, "medianMs": median_ms(fn, args.repeats, sync), "backend": backend})
+        del q, k, v, g, kk, vv, o
     print(json.dumps(out))
 
 

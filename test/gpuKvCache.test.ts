@@ -1,27 +1,21 @@
 // kvCacheWrite and cachedAttention on cuda against the float64 CPU op, on the same inputs (bf16
 // inputs are rounded first, so the reference sees exactly what the device sees): the written
 // cache read back bit for bit, prefill over packed sequences, decode with a few hundred queries
-// at positions up to 2047, determinism, and the errors. Where no GPU answers, the suite is skipped
+// at positions up to 2047, few queries against caches of 4096 (flash-decoding's key splits),
+// determinism, and the errors. Where no GPU answers, the suite is skipped
 // with a one-line reason (never passed vacuously); OSP_GPU_TESTS=require turns that into a failure.
 import * as osp from '../src';
 import type { Tensor } from '../src';
 import { integers, normals, seeded } from './helpers/random';
 import { maxRelError } from './helpers/reference';
 import * as ops from '../src/ops';
-import { gpuSuite } from './helpers/gpu';
+import { gpuSuite, roundBf16 } from './helpers/gpu';
 
 const { cuda, describeGpu } = gpuSuite('GPU kv cache suite');
 
 type GpuType = 'f32' | 'bf16';
 const tolerance: Record<GpuType, number> = { f32: 1e-5, bf16: 1e-2 };
 
-/** bf16 rounding of a float64 array, as the device stores it (round to nearest even). */
-function roundBf16(x: Float64Array): Float64Array {
-  const t = osp.tensor(x, [x.length], { dtype: 'bf16', device: 'cpu' });
-  const r = Float64Array.from(t.toArray());
-  t.dispose();
-  return r;
-}
 const held = (x: Float64Array, dtype: GpuType) => (dtype === 'bf16' ? roundBf16(x) : Float64Array.from(x, Math.fround));
 const maxAbsOf = (x: ArrayLike<number>) => Array.from(x).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 const bytes = (t: Tensor) => Buffer.from(t.toArray().buffer);
@@ -74,6 +68,19 @@ describeGpu(`kv cache ops on cuda against the f64 CPU op (${cuda.devices[0]?.nam
         L: 2048,
         written: full(4, 2048),
         queries: [integers(next, N, 0, 4), Int32Array.from(integers(next, N, 0, 2048), (p, i) => (i < 4 ? 2047 : p))],
+      },
+      {
+        // 3 queries x 8 heads against caches of 4096: flash-decoding's key splits (decodeSplits:
+        // 16 splits of 256 keys) merged by the combine kernel, with positions ending mid-split, in
+        // the first split, and at the cache's end.
+        name: 'decode: 3 queries over 3 slots of 4096 positions (split over the keys), GQA 8/2, Dh 128',
+        H: 8,
+        Hkv: 2,
+        Dh: 128,
+        S: 3,
+        L: 4096,
+        written: full(3, 4096),
+        queries: [Int32Array.from([0, 1, 2]), Int32Array.from([4095, 3000, 100])],
       },
     ];
   };

@@ -62,13 +62,20 @@ struct MaxOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
-template <typename T, typename Op>
-__device__ __forceinline__ T warpReduce(T v, Op op) {
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+// Over aligned groups of Width lanes (a power of two <= 32): every lane gets its group's result.
+template <int Width, typename T, typename Op>
+__device__ __forceinline__ T groupReduce(T v, Op op) {
+  static_assert(Width >= 1 && Width <= 32 && (Width & (Width - 1)) == 0, "Width: a power of two <= 32");
+  for (int o = Width / 2; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
+template <typename T, typename Op>
+__device__ __forceinline__ T warpReduce(T v, Op op) { return groupReduce<32>(v, op); }
 template <typename T> __device__ __forceinline__ T warpSum(T v) { return warpReduce(v, SumOp{}); }
 __device__ __forceinline__ float warpMax(float v) { return warpReduce(v, MaxOp{}); }
+// The 4 lanes of a quad (lanes 4r..4r+3): the lanes that share a row of an mma accumulator.
+template <typename T> __device__ __forceinline__ T quadSum(T v) { return groupReduce<4>(v, SumOp{}); }
+__device__ __forceinline__ float quadMax(float v) { return groupReduce<4>(v, MaxOp{}); }
 
 // `identity` fills the lanes past the last warp (0 for a sum, -Inf for a max).
 template <typename T, typename Op>
@@ -96,6 +103,19 @@ __device__ __forceinline__ void mergeMaxSum(float& m, float& s, float m2, float 
   if (mn == -INFINITY) return;  // both empty
   s = s * __expf(m - mn) + s2 * __expf(m2 - mn);
   m = mn;
+}
+
+// One step of the online softmax (the one copy, used by every attention kernel): raise the running
+// max m to cover a new block of scores whose max is mBlock (-Inf for an empty or fully masked
+// block). Returns the factor exp(m_old - m_new) that rescales the running sum and accumulators, and
+// sets shift to what the new block's scores subtract before exp: m_new, or 0 while every score so
+// far is -Inf, so that exp gives 0 (never exp(-Inf + Inf) = NaN) and the factor is 0.
+__device__ __forceinline__ float raiseMax(float& m, float mBlock, float& shift) {
+  const float mn = fmaxf(m, mBlock);
+  shift = mn == -INFINITY ? 0.f : mn;
+  const float factor = __expf(m - shift);
+  m = mn;
+  return factor;
 }
 
 // Block-wide reduction of online-softmax (max, sum) pairs; every thread gets the result.

@@ -3,6 +3,10 @@
 #include "attention.h"
 
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <initializer_list>
+#include <string>
 #include <unordered_set>
 #include <vector>
 
@@ -158,6 +162,23 @@ void launchChecked(const ArgCheck& c, const Tensor* spans, int64_t T, const std:
     c.status(r, "kernel reported status " + std::to_string(r.code));
   });
 }
+
+// Whether a cuda call takes the tensor-core path (attention_tc.cu): bf16, a head dim with
+// tensorCoreHeadDim, every tensor 16-byte aligned (a view may start anywhere), an sm_80+ device,
+// and OSP_ATTENTION unset, "" or "auto"; OSP_ATTENTION=simt forces the SIMT kernels. Read on every
+// call, so one process (the tests, the bench) can compare the two paths.
+bool useTensorCores(const ArgCheck& c, const Dims& d, const Tensor& q, std::initializer_list<const Tensor*> ts) {
+  const char* env = std::getenv("OSP_ATTENTION");
+  const std::string mode = env ? env : "";
+  if (mode == "simt") return false;
+  if (!mode.empty() && mode != "auto")
+    rangeError(std::string(c.op) + ": OSP_ATTENTION is '" + mode + "'; expected 'auto' (or unset) or 'simt'");
+  if (q.dtype != DType::BF16 || !attention::tensorCoreHeadDim(d.Dh)) return false;
+  for (const Tensor* t : ts)
+    if (reinterpret_cast<uintptr_t>(t->raw()) % 16 != 0) return false;
+  static const bool available = attention::tensorCoresAvailable();
+  return available;
+}
 #endif
 
 }  // namespace
@@ -179,9 +200,10 @@ AttentionResult causalAttention(const Tensor& q, const Tensor& k, const Tensor& 
                             r.logsumexp.data<float>(), d.T, d.H, d.Hkv, d.Dh, d.scale);
   } else {
 #ifdef OSP_WITH_CUDA
+    const bool tc = useTensorCores(c, d, q, {&q, &k, &v, &r.out});
     launchChecked(c, spans, d.T, [&](KernelStatus* st) {
       attention::forwardCuda(q.raw(), k.raw(), v.raw(), b.s, b.e, r.out.raw(), r.logsumexp.data<float>(),
-                             q.dtype == DType::BF16, d.T, d.H, d.Hkv, d.Dh, static_cast<float>(d.scale), st);
+                             q.dtype == DType::BF16, tc, d.T, d.H, d.Hkv, d.Dh, static_cast<float>(d.scale), st);
     });
 #endif
   }
@@ -222,10 +244,11 @@ AttentionGrads causalAttentionBackward(const Tensor& q, const Tensor& k, const T
   } else {
 #ifdef OSP_WITH_CUDA
     Tensor delta = Tensor::empty({d.T, d.H}, DType::F32, q.device);
+    const bool tc = useTensorCores(c, d, q, {&q, &k, &v, &out, &gradOut, &r.gradQ, &r.gradK, &r.gradV});
     launchChecked(c, spans, d.T, [&](KernelStatus* st) {
       attention::backwardCuda(q.raw(), k.raw(), v.raw(), b.s, b.e, out.raw(), lse.data<float>(), gradOut.raw(),
                               r.gradQ.raw(), r.gradK.raw(), r.gradV.raw(), delta.data<float>(), q.dtype == DType::BF16,
-                              d.T, d.H, d.Hkv, d.Dh, static_cast<float>(d.scale), st);
+                              tc, d.T, d.H, d.Hkv, d.Dh, static_cast<float>(d.scale), st);
     });
 #endif
   }

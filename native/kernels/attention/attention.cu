@@ -1,10 +1,12 @@
-// CUDA causal attention (maths in attention.h): one 128-thread block (4 warps) per (query, head)
-// for the forward and dq, one per (key, kv head) for dk/dv. Each warp takes every 4th key (or
-// (head, query) item), reduces its dot products with shuffles, and keeps its own online-softmax
-// state and Dh-wide accumulators in shared memory; the warps are merged in order at the end, so
-// results are deterministic. f32 arithmetic on f32 or bf16 storage; lse and the D scratch in f32.
-// Every block first checks the span column of its query or key (spanValid, the same for all its
-// threads): a bad one gets NaN outputs and a status report, and nothing else is read.
+// CUDA causal attention (maths in attention.h), the SIMT path: f32, and bf16 where the tensor-core
+// path (attention_tc.cu) does not apply. One 128-thread block (4 warps) per (query, head) for the
+// forward and dq, one per (key, kv head) for dk/dv. Each warp takes every 4th key (or (head,
+// query) item), reduces its dot products with shuffles, and keeps its own online-softmax state and
+// Dh-wide accumulators in shared memory; the warps are merged in order at the end, so results are
+// deterministic. f32 arithmetic on f32 or bf16 storage; lse and the D scratch in f32. The delta
+// kernel (D = rowsum(dO o)) serves both paths. Every block first checks the span column of its
+// query or key (spanValid, the same for all its threads): a bad one gets NaN outputs and a status
+// report, and nothing else is read.
 #include "../../core/cuda_common.cuh"
 #include "attention.h"
 #include "attention_device.cuh"
@@ -36,7 +38,7 @@ __device__ __forceinline__ float warpDotG(const T* a, const T* b, int64_t Dh, in
   return warpSum(s);
 }
 
-// Shared memory: attendQuery's (attention_device.cuh).
+// Shared memory: attendKeys' (attention_device.cuh).
 template <typename T>
 __global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ q, const T* __restrict__ k,
                                                         const T* __restrict__ v, const int32_t* __restrict__ starts,
@@ -51,8 +53,8 @@ __global__ void __launch_bounds__(kBlock) forwardKernel(const T* __restrict__ q,
     return;
   }
   // Causal over the packed span: keys starts[i]..i.
-  const osp::attention_device::SoftmaxTotals t =
-      osp::attention_device::attendQuery(q + n * Dh, k, v, Hkv, g, starts[i], i, Dh, scale, sh, out + n * Dh);
+  const osp::attention_device::SoftmaxTotals t = osp::attention_device::attendKeys(
+      q + n * Dh, k, v, Hkv, g, starts[i], i, Dh, scale, sh, out + n * Dh, static_cast<float*>(nullptr));
   if (threadIdx.x == 0) lse[n] = t.max + logf(t.sum);
 }
 
@@ -166,12 +168,17 @@ void launchForward(const T* q, const T* k, const T* v, const int32_t* starts, co
 }
 
 template <typename T>
-void launchBackward(const T* q, const T* k, const T* v, const int32_t* starts, const int32_t* ends, const T* out,
-                    const float* lse, const T* gradOut, T* dq, T* dk, T* dv, float* delta, int64_t T_, int64_t H,
-                    int64_t Hkv, int64_t Dh, float scale, KernelStatus* st) {
+void launchDelta(const T* out, const T* gradOut, float* delta, int64_t rows, int64_t Dh) {
+  deltaKernel<T><<<static_cast<unsigned>((rows + kWarps - 1) / kWarps), kBlock, 0, osp::cuda::stream()>>>(gradOut, out,
+                                                                                                         delta, rows, Dh);
+}
+
+template <typename T>
+void launchGrads(const T* q, const T* k, const T* v, const int32_t* starts, const int32_t* ends, const float* lse,
+                 const float* delta, const T* gradOut, T* dq, T* dk, T* dv, int64_t T_, int64_t H, int64_t Hkv,
+                 int64_t Dh, float scale, KernelStatus* st) {
   auto s = osp::cuda::stream();
   const int64_t rows = T_ * H;
-  deltaKernel<T><<<static_cast<unsigned>((rows + kWarps - 1) / kWarps), kBlock, 0, s>>>(gradOut, out, delta, rows, Dh);
   dqKernel<T><<<static_cast<unsigned>(rows), kBlock, sizeof(float) * size_t(Dh * (2 + kWarps)), s>>>(
       q, k, v, starts, ends, lse, delta, gradOut, dq, T_, H, Hkv, Dh, scale, st);
   dkvKernel<T><<<static_cast<unsigned>(T_ * Hkv), kBlock, sizeof(float) * size_t(Dh * (2 + 2 * kWarps)), s>>>(
@@ -180,9 +187,12 @@ void launchBackward(const T* q, const T* k, const T* v, const int32_t* starts, c
 
 }  // namespace
 
+bool tensorCoreHeadDim(int64_t Dh) { return Dh == 64 || Dh == 80 || Dh == 96 || Dh == 128; }
+
 void forwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, void* out,
-                 float* lse, bool isBf16, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale,
+                 float* lse, bool isBf16, bool tensorCores, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale,
                  KernelStatus* status) {
+  if (tensorCores) return forwardTensorCores(q, k, v, starts, ends, out, lse, T_, H, Hkv, Dh, scale, status);
   osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
     using T = typename decltype(tag)::type;
     launchForward(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), starts, ends,
@@ -191,14 +201,17 @@ void forwardCuda(const void* q, const void* k, const void* v, const int32_t* sta
 }
 
 void backwardCuda(const void* q, const void* k, const void* v, const int32_t* starts, const int32_t* ends, const void* out,
-                  const float* lse, const void* gradOut, void* dq, void* dk, void* dv, float* delta, bool isBf16, int64_t T_,
-                  int64_t H, int64_t Hkv, int64_t Dh, float scale, KernelStatus* status) {
+                  const float* lse, const void* gradOut, void* dq, void* dk, void* dv, float* delta, bool isBf16,
+                  bool tensorCores, int64_t T_, int64_t H, int64_t Hkv, int64_t Dh, float scale, KernelStatus* status) {
   osp::cuda::dispatchFloat(isBf16, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    launchBackward(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), starts, ends,
-                   static_cast<const T*>(out), lse, static_cast<const T*>(gradOut), static_cast<T*>(dq), static_cast<T*>(dk),
-                   static_cast<T*>(dv), delta, T_, H, Hkv, Dh, scale, status);
+    launchDelta(static_cast<const T*>(out), static_cast<const T*>(gradOut), delta, T_ * H, Dh);
+    if (!tensorCores)
+      launchGrads(static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), starts, ends, lse, delta,
+                  static_cast<const T*>(gradOut), static_cast<T*>(dq), static_cast<T*>(dk), static_cast<T*>(dv), T_, H,
+                  Hkv, Dh, scale, status);
   });
+  if (tensorCores) gradsTensorCores(q, k, v, starts, ends, lse, delta, gradOut, dq, dk, dv, T_, H, Hkv, Dh, scale, status);
 }
 
 }  // namespace osp::attention

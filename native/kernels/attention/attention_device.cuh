@@ -1,7 +1,10 @@
-// Device code shared by the two attention forwards: attention.cu (training, causal over a packed
-// span) and kv_cache.cu (decoding, over a cache slot). Both run one 128-thread block (4 warps) per
-// (query, head) with the same online softmax; only the key range and where the keys live differ,
-// so those are the parameters and the arithmetic has one copy. Included only by .cu files.
+// Device code shared by the SIMT attention paths: attention.cu's forward (training, causal over a
+// packed span, f32 and the head dims the tensor-core path does not take) and kv_cache.cu's
+// flash-decoding (over a cache slot, split over the keys for long caches). Both run one 128-thread
+// block (4 warps) per (query, head, key range) with the same online softmax (raiseMax, in
+// cuda_common.cuh, which the tensor-core kernels of attention_tc.cu use too); only the key range
+// and where the keys live differ, so those are the parameters and the arithmetic has one copy.
+// Included only by .cu files.
 #pragma once
 #include "../../core/cuda_common.cuh"
 
@@ -18,24 +21,28 @@ __device__ __forceinline__ float warpDot(const float* a, const T* b, int64_t Dh,
   return osp::cuda::warpSum(s);
 }
 
-// Dynamic shared memory of attendQuery: q[Dh] (pre-scaled), acc[kWarps][Dh], m[kWarps], l[kWarps].
+// Dynamic shared memory of attendKeys: q[Dh] (pre-scaled), acc[kWarps][Dh], m[kWarps], l[kWarps].
 inline size_t attendSharedBytes(int64_t Dh) { return sizeof(float) * size_t(Dh * (1 + kWarps) + 2 * kWarps); }
 
-// The merged softmax state of a query: max score and sum of exp(score - max) (lse = max + log sum).
+// The merged softmax state of a query over a key range: max score and sum of exp(score - max)
+// (lse = max + log sum); max = -Inf and sum = 0 for an empty range.
 struct SoftmaxTotals {
   float max, sum;
 };
 
-// One query row against keys first..last (inclusive, first <= last), whose rows are
-// k + (j * Hkv + g) * Dh and v + (j * Hkv + g) * Dh: out = softmax(scale * q . k_j) . v_j. Warp w
-// takes keys first + w, first + w + kWarps, ... with its own online max/sum and accumulator, and
-// the warps are merged in order, so the result is deterministic. Every thread of the block must
-// call it (it synchronises); sh is the dynamic shared memory (attendSharedBytes(Dh)).
+// One query row against keys first..last (inclusive; first > last is an empty range), whose rows
+// are k + (j * Hkv + g) * Dh and v + (j * Hkv + g) * Dh. Warp w takes keys first + w,
+// first + w + kWarps, ... with its own online max/sum and accumulator, and the warps are merged in
+// order, so the result is deterministic. Writes, for d < Dh, either (out != nullptr) the
+// normalised out[d] = sum_j exp(s_j - max) v_j[d] / sum, which needs a non-empty range, or
+// (partial != nullptr) the unnormalised sum_j exp(s_j - max) v_j[d] in f32, for a later merge of
+// key ranges (flash-decoding). Every thread of the block must call it (it synchronises); sh is the
+// dynamic shared memory (attendSharedBytes(Dh)).
 template <typename T>
-__device__ __forceinline__ SoftmaxTotals attendQuery(const T* __restrict__ q, const T* __restrict__ k,
-                                                     const T* __restrict__ v, int64_t Hkv, int64_t g, int64_t first,
-                                                     int64_t last, int64_t Dh, float scale, float* sh,
-                                                     T* __restrict__ out) {
+__device__ __forceinline__ SoftmaxTotals attendKeys(const T* __restrict__ q, const T* __restrict__ k,
+                                                    const T* __restrict__ v, int64_t Hkv, int64_t g, int64_t first,
+                                                    int64_t last, int64_t Dh, float scale, float* sh,
+                                                    T* __restrict__ out, float* __restrict__ partial) {
   using osp::cuda::fromFloat;
   using osp::cuda::toFloat;
   float* qs = sh;
@@ -47,33 +54,30 @@ __device__ __forceinline__ SoftmaxTotals attendQuery(const T* __restrict__ q, co
   float* a = acc + warp * Dh;
   for (int64_t d = lane; d < Dh; d += 32) a[d] = 0.f;
   __syncthreads();
-  float m = -INFINITY, l = 0.f;
+  float m = -INFINITY, l = 0.f, shift;
   for (int64_t j = first + warp; j <= last; j += kWarps) {
     const float s = warpDot(qs, k + (j * Hkv + g) * Dh, Dh, lane);
-    const float mn = fmaxf(m, s), c = expf(m - mn), p = expf(s - mn);
+    const float c = osp::cuda::raiseMax(m, s, shift), p = __expf(s - shift);
     l = l * c + p;
     const T* vj = v + (j * Hkv + g) * Dh;
     for (int64_t d = lane; d < Dh; d += 32) a[d] = a[d] * c + p * toFloat(vj[d]);
-    m = mn;
   }
   if (lane == 0) {
     wm[warp] = m;
     wl[warp] = l;
   }
   __syncthreads();
-  float M = wm[0];  // warp 0 always sees key first <= last: M is finite
-  for (int w = 1; w < kWarps; w++) M = fmaxf(M, wm[w]);
-  float L = 0.f, f[kWarps];
-  for (int w = 0; w < kWarps; w++) {
-    f[w] = wm[w] == -INFINITY ? 0.f : expf(wm[w] - M);
-    L += wl[w] * f[w];
-  }
+  SoftmaxTotals t{-INFINITY, 0.f};
+  for (int w = 0; w < kWarps; w++) osp::cuda::mergeMaxSum(t.max, t.sum, wm[w], wl[w]);
+  float f[kWarps];
+  for (int w = 0; w < kWarps; w++) f[w] = wm[w] == -INFINITY ? 0.f : __expf(wm[w] - t.max);
   for (int64_t d = threadIdx.x; d < Dh; d += kBlock) {
     float o = 0.f;
     for (int w = 0; w < kWarps; w++) o += acc[w * Dh + d] * f[w];
-    out[d] = fromFloat<T>(o / L);
+    if (out) out[d] = fromFloat<T>(o / t.sum);
+    else partial[d] = o;
   }
-  return {M, L};
+  return t;
 }
 
 }  // namespace osp::attention_device

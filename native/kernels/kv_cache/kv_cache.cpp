@@ -131,11 +131,13 @@ Tensor cachedAttention(const Tensor& q, const Tensor& kCache, const Tensor& vCac
 #ifdef OSP_WITH_CUDA
     if (N * H > 2147483647)
       rangeError("cachedAttention: " + std::to_string(N) + " queries x " + std::to_string(H) + " heads exceed the CUDA grid's 2^31 - 1 blocks");
+    const int64_t scratchFloats = kv_cache::decodeScratchFloats(N, H, Dh, k.L);
+    Tensor scratch = scratchFloats > 0 ? Tensor::empty({scratchFloats}, DType::F32, q.device) : Tensor();
     cuda::runCudaOp(
         c.op,
         [&](KernelStatus* status) {
           kv_cache::attentionCuda(q.raw(), kCache.raw(), vCache.raw(), slots.data<int32_t>(), positions.data<int32_t>(),
-                                  out.raw(), q.dtype == DType::BF16, N, H, k.Hkv, Dh, k.S, k.L, static_cast<float>(s),
+                                  out.raw(), scratchFloats > 0 ? scratch.data<float>() : nullptr, q.dtype == DType::BF16, N, H, k.Hkv, Dh, k.S, k.L, static_cast<float>(s),
                                   status);
         },
         [c, slots, positions, S = k.S, L = k.L](const KernelStatus& st) { raise(c, st, slots, positions, S, L, "kCache"); });

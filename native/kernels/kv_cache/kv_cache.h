@@ -25,9 +25,13 @@
 //
 // CPU (f32, f64): parallelFor over (query, head); softmax and every sum in double, in a fixed
 // order, so results do not depend on OSP_NUM_THREADS and equal causalAttention's on the same keys.
-// CUDA (f32 or bf16 storage, f32 arithmetic): one 128-thread block per (query, head); each of the
-// 4 warps takes every 4th key with its own online-softmax state and Dh-wide accumulator in shared
-// memory, and the warps are merged in order (deterministic), as in attention.cu's forward.
+// CUDA (f32 or bf16 storage, f32 arithmetic), flash-decoding through attention.cu's SIMT routine
+// (attention_device.cuh's attendKeys): one 128-thread block per (query, head, key split); each of
+// the 4 warps takes every 4th key of the split with its own online-softmax state and Dh-wide
+// accumulator in shared memory, and the warps are merged in order. A long cache with few queries is
+// split over its keys (decodeSplits) and a combine kernel merges the splits' (max, sum, acc) in
+// split order: deterministic, and the same split for the same shapes on every device. Its code is
+// also run on the host, without a GPU, by test/kvCacheEmulation.test.ts.
 // kvCacheWrite on cuda: one block per row i. Both queued on the osp stream; the status read-back
 // (one 16-byte copy and a synchronisation) follows each call.
 // Pinned by test/kvCache.test.ts (plain-TS f64 reference, write/read-back, equality with
@@ -57,11 +61,30 @@ template <typename T>
 void attentionCpu(const T* q, const T* k, const T* v, const int32_t* slots, const int32_t* positions, T* out, int64_t N,
                   int64_t H, int64_t Hkv, int64_t Dh, int64_t S, int64_t L, double scale, KernelStatus* status);
 
-// CUDA: tensors in f32 or bf16 (isBf16), everything on the device, queued on the osp stream.
+// Key splits of the CUDA cachedAttention (flash-decoding): about 1024 (query, head, split) blocks,
+// enough to fill a large GPU when few queries decode against long caches, with at least 256 keys
+// per split and at most 64 splits. A function of the shapes only, so results do not depend on the
+// device. Split s of a row takes keys [s c, (s + 1) c) with c = ceil(L / splits).
+inline int64_t decodeSplits(int64_t N, int64_t H, int64_t L) {
+  const int64_t rows = N * H;
+  if (rows <= 0) return 1;
+  int64_t s = (1024 + rows - 1) / rows;
+  if (s > L / 256) s = L / 256;
+  if (s > 64) s = 64;
+  return s < 1 ? 1 : s;
+}
+// f32 scratch of attentionCuda: (2 + Dh) floats per (query, head, split) when split, else none.
+inline int64_t decodeScratchFloats(int64_t N, int64_t H, int64_t Dh, int64_t L) {
+  const int64_t s = decodeSplits(N, H, L);
+  return s > 1 ? N * H * s * (2 + Dh) : 0;
+}
+
+// CUDA: tensors in f32 or bf16 (isBf16), everything on the device, queued on the osp stream;
+// scratch: decodeScratchFloats(N, H, Dh, L) f32 on the device (null when that is 0).
 void writeCuda(void* cache, const void* values, const int32_t* slots, const int32_t* positions, bool isBf16, int64_t N,
                int64_t S, int64_t L, int64_t row, KernelStatus* status);
 void attentionCuda(const void* q, const void* k, const void* v, const int32_t* slots, const int32_t* positions, void* out,
-                   bool isBf16, int64_t N, int64_t H, int64_t Hkv, int64_t Dh, int64_t S, int64_t L, float scale,
+                   float* scratch, bool isBf16, int64_t N, int64_t H, int64_t Hkv, int64_t Dh, int64_t S, int64_t L, float scale,
                    KernelStatus* status);
 
 }  // namespace kv_cache
