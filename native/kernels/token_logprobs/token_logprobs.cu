@@ -148,6 +148,19 @@ __device__ __forceinline__ void backwardValues(float* f, int64_t v0, int32_t t, 
   }
 }
 
+// A backward row with no gradient to form: an ignored target gives zeros, a target outside [0, V)
+// NaN and a status report. True when the row was one of those (its block then returns).
+template <typename T>
+__device__ __forceinline__ bool skippedRow(int32_t t, int32_t ignoreIndex, int64_t V, int64_t n, T* d, KernelStatus* st) {
+  const bool ignored = t == ignoreIndex;
+  const bool outOfRange = !ignored && (t < 0 || t >= V);
+  if (!ignored && !outOfRange) return false;
+  const T fill = osp::cuda::fromFloat<T>(ignored ? 0.f : NAN);
+  for (int64_t v = threadIdx.x; v < V; v += kBlock) d[v] = fill;
+  if (outOfRange && threadIdx.x == 0) osp::cuda::reportStatus(st, StatusTargetOutOfRange, n);
+  return true;
+}
+
 // The backward given the forward's logsumexp: one read and one write of each element. Each thread
 // reads its 16 bytes before writing them, and no thread reads another's, so logits may alias
 // dlogits (in place) without a barrier.
@@ -160,14 +173,7 @@ __global__ void __launch_bounds__(kBlock) backwardGivenLseKernel(const T* logits
   const int32_t t = targets[n];
   const T* x = logits + n * V;
   T* d = dlogits + n * V;
-  const bool ignored = t == ignoreIndex;
-  const bool outOfRange = !ignored && (t < 0 || t >= V);
-  if (ignored || outOfRange) {
-    const T fill = osp::cuda::fromFloat<T>(ignored ? 0.f : NAN);
-    for (int64_t v = threadIdx.x; v < V; v += kBlock) d[v] = fill;
-    if (outOfRange && threadIdx.x == 0) osp::cuda::reportStatus(st, StatusTargetOutOfRange, n);
-    return;
-  }
+  if (skippedRow(t, ignoreIndex, V, n, d, st)) return;
   const float lse = lseIn[n], gn = g[n];
   if (!isfinite(lse) && threadIdx.x == 0) osp::cuda::reportStatus(st, StatusNonFiniteValue, n);
   bool ok = true;
@@ -212,14 +218,7 @@ __global__ void __launch_bounds__(kBlock) backwardKernel(const T* logits, const 
   const int32_t t = targets[n];
   const T* x = logits + n * V;
   T* d = dlogits + n * V;
-  const bool ignored = t == ignoreIndex;
-  const bool outOfRange = !ignored && (t < 0 || t >= V);
-  if (ignored || outOfRange) {
-    const T fill = osp::cuda::fromFloat<T>(ignored ? 0.f : NAN);
-    for (int64_t v = threadIdx.x; v < V; v += kBlock) d[v] = fill;
-    if (outOfRange && threadIdx.x == 0) osp::cuda::reportStatus(st, StatusTargetOutOfRange, n);
-    return;
-  }
+  if (skippedRow(t, ignoreIndex, V, n, d, st)) return;
   const float xt = toFloat(x[t]);  // read before any thread of this block overwrites the row
   float lse;
   const bool ok = rowLogSumExp<T, VEC>(x, V, lse);  // ends with barriers: xt is read by then
