@@ -5,8 +5,9 @@
 //      -> demo/sft;
 //   3. preference augmentation of that model by `osp augment` on scorer-labelled pairs with label noise
 //      -> demo/judge.
+// `npm run demo:build -- --check` rebuilds into a temporary folder and compares the checksums (CI).
 // Everything runs on the cpu, whose kernels give the same bits for any thread count, so the files
-// are the same bytes on every run; demo/README.md records the recipe and the files' SHA-256.
+// are the same bytes on every run with the same CPU instruction set; demo/README.md records the recipe and the files' SHA-256.
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -90,8 +91,36 @@ async function build(outDir: string): Promise<void> {
   process.stderr.write(`\nwrote ${outDir}\n`);
 }
 
-const out = process.argv[2] ?? path.join(__dirname, '..', 'demo');
-build(path.resolve(out)).catch((e) => {
+/**
+ * --check: rebuilds into a temporary folder and compares every file's SHA-256 with the shipped
+ * demo/ (its README's table), so stale demo models fail CI. The bits depend on the CPU kernels'
+ * instruction set, so on a machine whose ISA is not the one the README names it says so and
+ * passes without building.
+ */
+async function check(): Promise<void> {
+  const shipped = path.join(__dirname, '..', 'demo');
+  const readme = fs.readFileSync(path.join(shipped, 'README.md'), 'utf8');
+  const isa = /These files: (\w+)\./.exec(readme)?.[1];
+  if (isa !== backends().cpu.isa) {
+    process.stdout.write(`demo:build --check: skipped: demo/ was built with the ${isa ?? 'unnamed'} CPU kernels and this machine runs ${backends().cpu.isa}, which sum in another order\n`);
+    return;
+  }
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'osp-demo-check-'));
+  try {
+    await build(out);
+    const table = (text: string) => new Map([...text.matchAll(/^\| (\S+) \| ([0-9a-f]{64}) \|$/gm)].map((m) => [m[1], m[2]]));
+    const want = table(readme);
+    const got = table(fs.readFileSync(path.join(out, 'README.md'), 'utf8'));
+    const bad = [...new Set([...want.keys(), ...got.keys()])].filter((f) => want.get(f) !== got.get(f));
+    if (bad.length > 0) throw new Error(`demo:build --check: the rebuilt demo differs from demo/ in ${bad.join(', ')}; run npm run demo:build and commit demo/`);
+    process.stdout.write(`demo:build --check: the rebuild matches demo/ (${want.size} files, ${isa})\n`);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+}
+
+const arg = process.argv[2];
+(arg === '--check' ? check() : build(path.resolve(arg ?? path.join(__dirname, '..', 'demo')))).catch((e) => {
   process.stderr.write(`${e instanceof Error ? e.stack : String(e)}\n`);
   process.exit(1);
 });
