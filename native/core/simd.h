@@ -42,24 +42,31 @@ static inline float hsum(f8 v) {  // fixed pairwise order: deterministic
   return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
 
-static inline f8 fastExp(f8 x) {
-  const f8 lo = splat(-87.0f);
-  f8 xc = x < lo ? lo : x;
-  const f8 magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  f8 kf = (xc * splat(1.44269504088896341f) + magic) - magic;
-  f8 r = xc - kf * splat(0.693359375f) - kf * splat(-2.12194440e-4f);
-  f8 p = splat(1.0f / 720);
-  p = p * r + splat(1.0f / 120);
-  p = p * r + splat(1.0f / 24);
-  p = p * r + splat(1.0f / 6);
-  p = p * r + splat(0.5f);
-  p = p * r + splat(1.0f);
-  p = p * r + splat(1.0f);
-  i8 k = __builtin_convertvector(kf, i8);
-  u8 bits = (u8)(k + 127) << 23;
-  f8 y = p * (f8)bits;
-  return x < lo ? splat(0.0f) : y;
-}
+// The body of fastExp for a vector type V (with integer vectors VI, VU of its width and a splat()
+// in scope), written once: a per-ISA copy must be *defined* where its target pragma is in force
+// (GCC gives a function, a template's instance too, the target of the place it is defined), so
+// attention_cpu_tiles.h defines its 16-wide AVX-512 copy with this macro rather than a template.
+#define OSP_FAST_EXP_BODY(V, VI, VU, x)                                                  \
+  {                                                                                      \
+    const V lo = splat(-87.0f);                                                          \
+    V xc = x < lo ? lo : x;                                                              \
+    const V magic = splat(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */ \
+    V kf = (xc * splat(1.44269504088896341f) + magic) - magic;                           \
+    V r = xc - kf * splat(0.693359375f) - kf * splat(-2.12194440e-4f);                   \
+    V p = splat(1.0f / 720);                                                             \
+    p = p * r + splat(1.0f / 120);                                                       \
+    p = p * r + splat(1.0f / 24);                                                        \
+    p = p * r + splat(1.0f / 6);                                                         \
+    p = p * r + splat(0.5f);                                                             \
+    p = p * r + splat(1.0f);                                                             \
+    p = p * r + splat(1.0f);                                                             \
+    VI k = __builtin_convertvector(kf, VI);                                              \
+    VU bits = (VU)(k + 127) << 23;                                                       \
+    V y = p * (V)bits;                                                                   \
+    return x < lo ? splat(0.0f) : y;                                                     \
+  }
+
+static inline f8 fastExp(f8 x) OSP_FAST_EXP_BODY(f8, i8, u8, x)
 
 static inline float fastExp1(float x) {  // the same function for one value (row tails)
   f8 v = fastExp(splat(x));

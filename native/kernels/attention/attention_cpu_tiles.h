@@ -65,29 +65,10 @@ inline float hmax(V v) {
   return m;
 }
 
-// exp(x) for x <= ~0, as simd::fastExp (simd.h) at this vector width: relative error < 2e-7,
-// flushed to 0 below -87 (so -inf gives 0), NaN stays NaN. A copy of simd.h's polynomial on purpose:
-// this header is compiled once per ISA under a target pragma, and GCC gives a function (a template's
-// instance too) the target of the place it is defined, so simd.h's 8-wide version cannot serve the
-// 16-wide AVX-512 copy.
-inline V vexp(V x) {
-  const V lo = splat(-87.0f);
-  V xc = x < lo ? lo : x;
-  const V magic = splat(12582912.0f);
-  V kf = (xc * splat(1.44269504088896341f) + magic) - magic;
-  V r = xc - kf * splat(0.693359375f) - kf * splat(-2.12194440e-4f);
-  V p = splat(1.0f / 720);
-  p = p * r + splat(1.0f / 120);
-  p = p * r + splat(1.0f / 24);
-  p = p * r + splat(1.0f / 6);
-  p = p * r + splat(0.5f);
-  p = p * r + splat(1.0f);
-  p = p * r + splat(1.0f);
-  VI k = __builtin_convertvector(kf, VI);
-  VU bits = (VU)(k + 127) << 23;
-  V y = p * (V)bits;
-  return x < lo ? splat(0.0f) : y;
-}
+// exp(x) for x <= ~0, simd::fastExp (simd.h) at this vector width: relative error < 2e-7, flushed
+// to 0 below -87 (so -inf gives 0), NaN stays NaN. Defined here, under this copy's target pragma,
+// from simd.h's one body (OSP_FAST_EXP_BODY).
+inline V vexp(V x) OSP_FAST_EXP_BODY(V, VI, VU, x)
 
 // C[R x N*VW] (+)= A[R x K] B[K x N*VW], A[r][k] at A[r * ars + k * aks].
 template <int R, int N>
