@@ -88,6 +88,17 @@ function checkRoleDir(setting: string, dir: string): void {
   checkModelDir(setting, dir, setting === 'judge');
 }
 
+/** Where a command's notices go: the hook, else stderr. */
+function noticeOf(hooks: TrainerHooks): (line: string) => void {
+  return hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+}
+
+/** The device and dtype a command's settings resolve to. */
+function placementOf(s: { device?: 'cpu' | 'cuda'; dtype?: 'f32' | 'bf16' }): { device: 'cpu' | 'cuda'; dtype: 'f32' | 'bf16' } {
+  const device = resolveDevice(s.device);
+  return { device, dtype: resolveDtype(s.dtype, device) };
+}
+
 /** The judge template named by a setting: hh, tldr or a template file. */
 export function judgeTemplateOf(setting: string, t: string): 'hh' | 'tldr' | JudgeTemplate {
   if (t === 'hh' || t === 'tldr') return t;
@@ -195,7 +206,7 @@ async function runTraining<C extends TrainerCommand, M extends Trainee>(
   hooks: TrainerHooks,
 ): Promise<RunResult> {
   const s = p.settings as LoopSettings;
-  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const notice = noticeOf(hooks);
   let startStep = 0;
   let startPosition = 0;
   let startElapsed = 0;
@@ -272,7 +283,7 @@ async function runTraining<C extends TrainerCommand, M extends Trainee>(
 
 async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: TrainerHooks): Promise<RunResult> {
   const s = p.settings as ResolvedSettings<'train'> | ResolvedSettings<'self-reward'>;
-  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const notice = noticeOf(hooks);
   checkModelDir('model', s.model);
   if (s.judge) checkRoleDir('judge', s.judge);
   if (s.reference) checkRoleDir('reference', s.reference);
@@ -280,8 +291,7 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
   const records = await readDataSetting('prompts', s.prompts, s.format, s, notice);
   const prompts = records.map((r) => r.prompt);
   const steps = totalSteps(s, prompts.length, `prompts ${s.prompts}`);
-  const device = resolveDevice(s.device);
-  const dtype = resolveDtype(s.dtype, device);
+  const { device, dtype } = placementOf(s);
   const tokenizer = await Tokenizer.load(s.model);
   // Every prompt and its longest answer fit the context: checked now, naming file:line, not at a step.
   const lengths = (await tokenizer.encodeBatch(prompts)).map((t) => t.length);
@@ -345,14 +355,13 @@ async function online<C extends 'train' | 'self-reward'>(p: Prepared<C>, hooks: 
 
 async function offline(p: Prepared<'dpo'>, hooks: TrainerHooks): Promise<RunResult> {
   const s = p.settings;
-  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const notice = noticeOf(hooks);
   checkModelDir('model', s.model);
   if (s.judge) checkRoleDir('judge', s.judge);
   const template = s.loss === 'spce' && s.labels === 'judge' ? judgeTemplateOf('template', s.template) : null;
   const records = await readDataSetting('pairs', s.pairs, s.format, s, notice);
   const steps = totalSteps(s, records.length, `pairs ${s.pairs}`);
-  const device = resolveDevice(s.device);
-  const dtype = resolveDtype(s.dtype, device);
+  const { device, dtype } = placementOf(s);
   const tokenizer = await Tokenizer.load(s.model);
   checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
   const { policy, base } = await loadPolicy(s, { device, dtype });
@@ -385,13 +394,12 @@ async function offline(p: Prepared<'dpo'>, hooks: TrainerHooks): Promise<RunResu
 
 async function supervised(p: Prepared<'sft'>, hooks: TrainerHooks): Promise<RunResult> {
   const s = p.settings;
-  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const notice = noticeOf(hooks);
   checkModelDir('model', s.model);
   const read = s.format === 'sft' ? await readDataSetting('data', s.data, 'sft', s, notice) : await readDataSetting('data', s.data, s.format, s, notice);
   const records = read.map((r) => ({ prompt: r.prompt, response: 'response' in r ? r.response : r.chosen }));
   const steps = totalSteps(s, records.length, `data ${s.data}`);
-  const device = resolveDevice(s.device);
-  const dtype = resolveDtype(s.dtype, device);
+  const { device, dtype } = placementOf(s);
   const tokenizer = await Tokenizer.load(s.model);
   checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
   const { policy: model, base } = await loadPolicy(s, { device, dtype });
@@ -407,12 +415,11 @@ async function supervised(p: Prepared<'sft'>, hooks: TrainerHooks): Promise<RunR
 
 async function augmentation(p: Prepared<'augment'>, hooks: TrainerHooks): Promise<RunResult> {
   const s = p.settings;
-  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const notice = noticeOf(hooks);
   checkModelDir('model', s.model);
   const template = judgeTemplateOf('template', s.template);
   const records = await readDataSetting('pairs', s.pairs, s.format, s, notice);
-  const device = resolveDevice(s.device);
-  const dtype = resolveDtype(s.dtype, device);
+  const { device, dtype } = placementOf(s);
   const tokenizer = await Tokenizer.load(s.model);
   checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
   const { policy: model, base } = await loadPolicy(s, { device, dtype });
@@ -492,7 +499,7 @@ export function heldOutSplit(n: number, fraction: number, seed: number): { train
 
 async function rewardModelRun(p: Prepared<'reward-model'>, hooks: TrainerHooks): Promise<RunResult> {
   const s = p.settings;
-  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const notice = noticeOf(hooks);
   checkModelDir('model', s.model);
   const all = await readDataSetting('pairs', s.pairs, s.format, s, notice);
   // A pair of strength 0.5 prefers neither side: Bradley-Terry has nothing to learn from it.
@@ -503,8 +510,7 @@ async function rewardModelRun(p: Prepared<'reward-model'>, hooks: TrainerHooks):
   if (records.length < 2) failData('pairs', `${records.length} usable pair(s); a reward model needs at least 2 (one is held out)`, s.pairs);
   const split = heldOutSplit(records.length, s.evalFraction, s.seed);
   const steps = totalSteps(s, split.train.length, `pairs ${s.pairs} (${split.train.length} after holding out ${split.heldOut.length})`);
-  const device = resolveDevice(s.device);
-  const dtype = resolveDtype(s.dtype, device);
+  const { device, dtype } = placementOf(s);
   const tokenizer = await Tokenizer.load(s.model);
   checkRunFits(p.command, s, await recordLengths(p.command, s, tokenizer, records));
   const { policy: backbone, base } = await loadPolicy(s, { device, dtype }, loadBackbone);
@@ -531,14 +537,13 @@ async function rewardModelRun(p: Prepared<'reward-model'>, hooks: TrainerHooks):
 /** PPO against a reward model (METHOD.md section 9; the step in ppo.ts). */
 async function ppoRun(p: Prepared<'ppo'>, hooks: TrainerHooks): Promise<RunResult> {
   const s = p.settings;
-  const notice = hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const notice = noticeOf(hooks);
   checkModelDir('model', s.model);
   if (!fs.existsSync(s.rewardModel) || !fs.statSync(s.rewardModel).isDirectory()) fail('rewardModel', 'no such folder', s.rewardModel);
   const records = await readDataSetting('prompts', s.prompts, s.format, s, notice);
   const prompts = records.map((r) => r.prompt);
   const steps = totalSteps(s, prompts.length, `prompts ${s.prompts}`);
-  const device = resolveDevice(s.device);
-  const dtype = resolveDtype(s.dtype, device);
+  const { device, dtype } = placementOf(s);
   const tokenizer = await Tokenizer.load(s.model);
   const lengths = (await tokenizer.encodeBatch(prompts)).map((t) => t.length);
   checkContext('prompts', loadLlamaConfig(s.model).maxPositionEmbeddings, lengths, records.where, s.maxNewTokens);
@@ -673,7 +678,7 @@ export function resume(runDir: string, hooks: TrainerHooks = {}, extend: { steps
       path.join(runDir, 'config.json'),
       `${JSON.stringify({ ...config, settings, totalSteps: settings.steps, extended: [...((config.extended as unknown[]) ?? []), { from: before, to: settings.steps, at: new Date().toISOString() }] }, null, 2)}\n`,
     );
-    (hooks.notice ?? ((l: string) => process.stderr.write(`${l}\n`)))(
+    noticeOf(hooks)(
       `extending ${runDir} from ${String(before)} to ${settings.steps} steps; the learning-rate schedule now spans ${settings.steps} steps`,
     );
   }
